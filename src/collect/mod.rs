@@ -1,0 +1,411 @@
+//! Reads `/proc` and `/sys` into a [`Snapshot`]. No printing, no policy.
+//!
+//! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
+//! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
+
+pub mod maps;
+pub mod measure;
+pub mod mounts;
+pub mod objects;
+pub mod smaps;
+pub mod stat;
+pub mod status;
+pub mod sysv;
+pub mod users;
+
+use crate::error::Error;
+use crate::model::{Meminfo, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
+use procfs_core::FromRead;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What to collect.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where procfs is mounted; tests point it elsewhere.
+    pub proc_root: PathBuf,
+    /// Read smaps for PSS and per-mapping presence (a page-table walk).
+    pub smaps: bool,
+    /// Only these processes get smaps read (None: all). Other figures are collected for all,
+    /// because objects and charges need every holder.
+    pub smaps_pids: Option<Vec<Pid>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            proc_root: PathBuf::from("/proc"),
+            smaps: false,
+            smaps_pids: None,
+        }
+    }
+}
+
+/// How reading a per-process file went.
+pub(crate) enum Read<T> {
+    Ok(T),
+    /// The process exited (or its pid was reused) during the scan.
+    Vanished,
+    /// Permission denied (another user's process, hidepid).
+    Denied,
+}
+
+pub(crate) fn classify<T>(r: io::Result<T>) -> Read<T> {
+    match r {
+        Ok(v) => Read::Ok(v),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Read::Denied,
+        // ENOENT and ESRCH both mean the process went away; anything else on a per-process
+        // file (EIO on a zombie's maps, say) is treated the same: skip it.
+        Err(_) => Read::Vanished,
+    }
+}
+
+/// Per-process data the object builder needs beyond [`Process`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RawProcess {
+    pub maps: Vec<maps::MapsEntry>,
+    /// Bytes mapped from devices with major 0 that turned out not to be shmem or tmpfs: kept so
+    /// unprivileged lower bounds stay below the truth.
+    pub other_anon_dev_mapped: u64,
+    pub fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
+    pub smaps_by_start: HashMap<u64, (u64, u64)>,
+}
+
+pub(crate) struct Context {
+    pub proc_root: PathBuf,
+    pub page_size: u64,
+    /// Device of the kernel's internal shmem mount (anonymous shared, SysV, memfd).
+    pub shmem_dev: u64,
+    pub own_ipc_ns: Option<u64>,
+    pub own_mnt_ns: Option<u64>,
+    /// tmpfs mounts by device, with the mount namespace they were seen in.
+    pub tmpfs: HashMap<u64, (mounts::Mount, Option<u64>)>,
+    /// tmpfs mount points per mount namespace, for telling fd paths worth a stat.
+    pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
+}
+
+/// Collects a snapshot of the whole host.
+pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
+    let root = &opts.proc_root;
+    let meminfo_text = read_required(&root.join("meminfo"))?;
+    let mi = procfs_core::Meminfo::from_read(&meminfo_text[..]).map_err(|e| Error::Parse {
+        path: root.join("meminfo"),
+        what: e.to_string(),
+    })?;
+    let meminfo = Meminfo {
+        mem_total_bytes: mi.mem_total,
+        shmem_bytes: mi.shmem.unwrap_or(0),
+        swap_total_bytes: mi.swap_total,
+        swap_free_bytes: mi.swap_free,
+    };
+    let page_size = rustix::param::page_size() as u64;
+    let boot_time = std::fs::read(root.join("stat"))
+        .ok()
+        .and_then(|t| parse_btime(&t))
+        .unwrap_or(0);
+
+    let own_mountinfo = read_required(&root.join("self/mountinfo"))?;
+    let mut ctx = Context {
+        proc_root: root.clone(),
+        page_size,
+        shmem_dev: shmem_device()?,
+        own_ipc_ns: ns_inode(&root.join("self/ns/ipc")),
+        own_mnt_ns: ns_inode(&root.join("self/ns/mnt")),
+        tmpfs: HashMap::new(),
+        mount_points: HashMap::new(),
+    };
+    ctx.add_mounts(None, &own_mountinfo);
+    let mut notes = ScanNotes {
+        hidepid: mounts::proc_hidepid(&own_mountinfo),
+        ..ScanNotes::default()
+    };
+    let segments = std::fs::read(root.join("sysvipc/shm"))
+        .map(|t| sysv::parse(&t))
+        .unwrap_or_default();
+
+    let pids = list_pids(root)?;
+    let mut users = users::Users::load();
+    let mut processes = Vec::with_capacity(pids.len());
+    let mut raws = Vec::with_capacity(pids.len());
+    for pid in pids {
+        let want_smaps = opts.smaps && opts.smaps_pids.as_ref().is_none_or(|p| p.contains(&pid));
+        match scan_process(&mut ctx, &mut notes, pid, want_smaps) {
+            Read::Ok(Some((mut p, raw))) => {
+                p.user = users.name(p.uid);
+                processes.push(p);
+                raws.push(raw);
+            }
+            Read::Ok(None) => {} // kernel thread
+            Read::Vanished => notes.vanished += 1,
+            Read::Denied => notes.unreadable += 1,
+        }
+    }
+    notes.foreign_ipc_ns = processes
+        .iter()
+        .filter(|p| p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns)
+        .count() as u32;
+
+    let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
+    Ok(Snapshot {
+        page_size,
+        clock_ticks: rustix::param::clock_ticks_per_second(),
+        boot_time,
+        meminfo,
+        processes,
+        objects: built.objects,
+        mounts: built.mounts,
+        notes,
+        with_smaps: opts.smaps,
+    })
+}
+
+impl Context {
+    fn add_mounts(&mut self, ns: Option<u64>, mountinfo: &[u8]) {
+        let ns = if ns == self.own_mnt_ns { None } else { ns };
+        let found = mounts::parse_tmpfs(mountinfo);
+        let points = self.mount_points.entry(ns).or_default();
+        for m in found {
+            points.push(m.mount_point.clone());
+            // The first namespace that shows a device names it; ours is read first.
+            self.tmpfs.entry(m.dev).or_insert((m, ns));
+        }
+    }
+
+    /// The namespace key under which a process's mounts are filed.
+    pub(crate) fn mnt_key(&self, ns: Option<u64>) -> Option<u64> {
+        if ns == self.own_mnt_ns {
+            None
+        } else {
+            ns
+        }
+    }
+
+    pub(crate) fn is_shmem_dev(&self, dev: u64) -> bool {
+        dev == self.shmem_dev || self.tmpfs.contains_key(&dev)
+    }
+
+    fn pid_path(&self, pid: Pid, rest: &str) -> PathBuf {
+        self.proc_root.join(format!("{pid}/{rest}"))
+    }
+}
+
+fn scan_process(
+    ctx: &mut Context,
+    notes: &mut ScanNotes,
+    pid: Pid,
+    want_smaps: bool,
+) -> Read<Option<(Process, RawProcess)>> {
+    let stat = match classify(std::fs::read(ctx.pid_path(pid, "stat"))) {
+        Read::Ok(t) => t,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    let Some(stat) = stat::parse(&stat) else {
+        return Read::Vanished;
+    };
+    let status = match classify(std::fs::read(ctx.pid_path(pid, "status"))) {
+        Read::Ok(t) => t,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    let Some(status) = status::parse(&status) else {
+        return Read::Vanished;
+    };
+    if status.is_kernel_thread() {
+        return Read::Ok(None);
+    }
+    let mut p = Process {
+        pid,
+        ppid: status.ppid,
+        comm: stat.comm,
+        uid: status.uid,
+        user: String::new(),
+        start_ticks: stat.start_ticks,
+        rss_bytes: status.vm_rss.unwrap_or(0),
+        rss_anon_bytes: status.rss_anon,
+        rss_file_bytes: status.rss_file,
+        rss_shmem_bytes: status.rss_shmem,
+        swap_bytes: status.vm_swap,
+        ipc_ns: ns_inode(&ctx.pid_path(pid, "ns/ipc")),
+        mnt_ns: ns_inode(&ctx.pid_path(pid, "ns/mnt")),
+        smaps: None,
+    };
+    let mnt_key = ctx.mnt_key(p.mnt_ns);
+    if !ctx.mount_points.contains_key(&mnt_key) {
+        if let Ok(text) = std::fs::read(ctx.pid_path(pid, "mountinfo")) {
+            ctx.add_mounts(p.mnt_ns, &text);
+        }
+    }
+    let mut raw = RawProcess::default();
+    let mut denied = false;
+    match classify(std::fs::read(ctx.pid_path(pid, "maps"))) {
+        Read::Ok(text) => {
+            for e in maps::parse(&text) {
+                if e.inode == 0 {
+                    continue;
+                }
+                if ctx.is_shmem_dev(e.dev()) {
+                    raw.maps.push(e);
+                } else if e.dev_major == 0 {
+                    raw.other_anon_dev_mapped += e.end - e.start;
+                }
+            }
+        }
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    match scan_fds(ctx, pid, mnt_key) {
+        Read::Ok(fds) => raw.fds = fds,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    if want_smaps && !denied {
+        match classify(std::fs::read(ctx.pid_path(pid, "smaps"))) {
+            Read::Ok(text) => {
+                let mut totals = SmapsTotals::default();
+                for vma in smaps::parse(&text) {
+                    totals.pss_bytes += vma.pss;
+                    if ctx.is_shmem_dev(vma.entry.dev()) && vma.entry.inode != 0 {
+                        raw.smaps_by_start
+                            .insert(vma.entry.start, (vma.pss, vma.rss));
+                    } else {
+                        totals.uss_bytes += vma.private;
+                    }
+                }
+                p.smaps = Some(totals);
+            }
+            Read::Vanished => return Read::Vanished,
+            Read::Denied => denied = true,
+        }
+    }
+    if denied {
+        notes.unreadable += 1;
+    }
+    Read::Ok(Some((p, raw)))
+}
+
+/// Open fds that name a memfd or a file under a tmpfs mount, with their inode.
+fn scan_fds(
+    ctx: &Context,
+    pid: Pid,
+    mnt_key: Option<u64>,
+) -> Read<Vec<(i32, Vec<u8>, measure::InodeStat)>> {
+    let dir = ctx.pid_path(pid, "fd");
+    let entries = match classify(std::fs::read_dir(&dir)) {
+        Read::Ok(e) => e,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    let points = ctx.mount_points.get(&mnt_key);
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let path = entry.path();
+        let Ok(target) = std::fs::read_link(&path) else {
+            continue; // closed meanwhile
+        };
+        let target = target.into_os_string().into_encoded_bytes();
+        let candidate = target.starts_with(b"/memfd:")
+            || points.is_some_and(|pts| {
+                pts.iter()
+                    .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
+            });
+        if !candidate {
+            continue;
+        }
+        if let Ok(st) = measure::stat(&path) {
+            if st.regular && ctx.is_shmem_dev(st.dev) {
+                out.push((fd, target, st));
+            }
+        }
+    }
+    Read::Ok(out)
+}
+
+/// Whether `path` lies under mount point `mp` (component-wise).
+fn under(path: &[u8], mp: &[u8]) -> bool {
+    if mp == b"/" {
+        return path.starts_with(b"/");
+    }
+    path.starts_with(mp) && (path.len() == mp.len() || path[mp.len()] == b'/')
+}
+
+fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
+    let dir = std::fs::read_dir(root).map_err(|source| Error::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut pids: Vec<Pid> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
+}
+
+fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `ipc:[4026531839]` → 4026531839.
+fn ns_inode(link: &Path) -> Option<u64> {
+    let t = std::fs::read_link(link).ok()?;
+    let t = t.to_str()?;
+    t.split_once('[')?.1.strip_suffix(']')?.parse().ok()
+}
+
+fn parse_btime(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The internal shmem mount's device, learnt without privileges from a memfd of our own
+/// (FACTS #1).
+fn shmem_device() -> Result<u64, Error> {
+    let fd =
+        rustix::fs::memfd_create("shmwho-probe", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {
+            Error::Io {
+                path: PathBuf::from("memfd_create"),
+                source: e.into(),
+            }
+        })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::Io {
+        path: PathBuf::from("memfd_create"),
+        source: e.into(),
+    })?;
+    Ok(st.st_dev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_is_component_wise() {
+        assert!(under(b"/dev/shm/x", b"/dev/shm"));
+        assert!(!under(b"/dev/shmx", b"/dev/shm"));
+        assert!(under(b"/anything", b"/"));
+        assert!(under(b"/run", b"/run"));
+    }
+
+    #[test]
+    fn btime() {
+        assert_eq!(
+            parse_btime(b"cpu 1 2\nbtime 1795748280\n"),
+            Some(1795748280)
+        );
+        assert_eq!(parse_btime(b"cpu 1 2\n"), None);
+    }
+}

@@ -1,0 +1,471 @@
+//! Turns per-process mappings and fds into objects, adds the objects nobody holds (SysV
+//! segments, `/dev/shm` files), and measures each one once.
+
+use super::measure::{self, InodeStat};
+use super::{maps, Context, RawProcess};
+use crate::model::{
+    EstimateReason, Holder, Meminfo, Object, ObjectId, ObjectKind, Process, ScanNotes, SysvSegment,
+    TmpfsMount, Via,
+};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+pub(crate) struct Built {
+    pub objects: Vec<Object>,
+    pub mounts: Vec<TmpfsMount>,
+}
+
+/// A way to reach an object's inode.
+#[derive(Clone, Debug)]
+enum Handle {
+    /// `/proc/PID/fd/N`: works for the owner without capabilities (FACTS #7).
+    Fd(PathBuf),
+    /// A path in shmwho's own mount namespace.
+    Path(PathBuf),
+    /// `/proc/PID/map_files/START-END`: needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN.
+    MapFiles(PathBuf),
+}
+
+impl Handle {
+    fn path(&self) -> &Path {
+        match self {
+            Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(p) => p,
+        }
+    }
+    fn rank(&self) -> u8 {
+        match self {
+            Handle::Fd(_) => 0,
+            Handle::Path(_) => 1,
+            Handle::MapFiles(_) => 2,
+        }
+    }
+}
+
+struct Draft {
+    obj: Object,
+    handles: Vec<Handle>,
+    /// Pages of this object a holder may have in its page tables, at most (mapped length).
+    mapped_len: HashMap<usize, u64>,
+    /// Largest smaps `Rss` of one of its mappings: a lower bound of its resident size.
+    max_mapping_rss: u64,
+    /// Size as far as mappings show it (end of the furthest mapping), when unmeasured.
+    mapped_extent: u64,
+}
+
+pub(crate) fn build(
+    ctx: &Context,
+    meminfo: &Meminfo,
+    processes: &[Process],
+    raws: &[RawProcess],
+    segments: Vec<SysvSegment>,
+    notes: &mut ScanNotes,
+) -> Built {
+    let mut drafts: Vec<Draft> = Vec::new();
+    let mut index: HashMap<ObjectId, usize> = HashMap::new();
+
+    for (pi, (p, raw)) in processes.iter().zip(raws).enumerate() {
+        for e in &raw.maps {
+            let (id, mut obj) = describe(ctx, p, e.dev(), e.inode, &e.path);
+            let i = *index.entry(id).or_insert_with(|| {
+                obj.id = id;
+                drafts.push(Draft::new(obj.clone()));
+                drafts.len() - 1
+            });
+            let d = &mut drafts[i];
+            let smaps = raw.smaps_by_start.get(&e.start).copied();
+            d.obj.holders.push(Holder {
+                pid: p.pid,
+                via: Via::Map {
+                    start: e.start,
+                    end: e.end,
+                    offset: e.offset,
+                    pss_bytes: smaps.map(|s| s.0),
+                    rss_bytes: smaps.map(|s| s.1),
+                },
+            });
+            let len = e.end - e.start;
+            *d.mapped_len.entry(pi).or_default() += len;
+            d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
+            d.mapped_extent = d.mapped_extent.max(e.offset + len);
+            d.handles.push(Handle::MapFiles(
+                ctx.proc_root
+                    .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
+            ));
+        }
+        for (fd, target, st) in &raw.fds {
+            let (id, mut obj) = describe(ctx, p, st.dev, st.ino, target);
+            let i = *index.entry(id).or_insert_with(|| {
+                obj.id = id;
+                drafts.push(Draft::new(obj.clone()));
+                drafts.len() - 1
+            });
+            let d = &mut drafts[i];
+            d.obj.holders.push(Holder {
+                pid: p.pid,
+                via: Via::Fd { fd: *fd },
+            });
+            d.handles
+                .push(Handle::Fd(ctx.proc_root.join(format!("{}/fd/{fd}", p.pid))));
+        }
+    }
+
+    // SysV segments of our own IPC namespace, attached or not: the table is exact for anyone.
+    let own_ipc = ctx.own_ipc_ns.unwrap_or(0);
+    for seg in segments {
+        let id = ObjectId::Sysv {
+            ipc_ns: own_ipc,
+            shmid: seg.shmid,
+        };
+        let i = *index.entry(id).or_insert_with(|| {
+            drafts.push(Draft::new(Object {
+                id,
+                kind: ObjectKind::Sysv,
+                dev: Some(ctx.shmem_dev),
+                inode: seg.shmid as u64,
+                ..blank(id)
+            }));
+            drafts.len() - 1
+        });
+        drafts[i].obj.sysv = Some(seg);
+    }
+
+    // POSIX shared memory: every file under /dev/shm, held or not.
+    for (path, st) in walk_dev_shm(ctx) {
+        let id = ObjectId::Inode {
+            dev: st.dev,
+            ino: st.ino,
+        };
+        match index.get(&id) {
+            Some(&i) => {
+                let d = &mut drafts[i];
+                d.obj.path = Some(path.clone());
+                d.obj.deleted = false;
+                d.obj.foreign_ns = None;
+                d.handles.push(Handle::Path(path));
+            }
+            None => {
+                let mut d = Draft::new(Object {
+                    id,
+                    kind: ObjectKind::PosixShm,
+                    dev: Some(st.dev),
+                    inode: st.ino,
+                    path: Some(path.clone()),
+                    mount_point: Some(PathBuf::from("/dev/shm")),
+                    ..blank(id)
+                });
+                d.handles.push(Handle::Path(path));
+                index.insert(id, drafts.len());
+                drafts.push(d);
+            }
+        }
+    }
+
+    let swap_in_use = meminfo.swap_used_bytes() > 0;
+    let mut unmeasured = Vec::new();
+    let mut vanished = Vec::new();
+    for (i, d) in drafts.iter_mut().enumerate() {
+        if let Some(seg) = d.obj.sysv.clone() {
+            if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
+                d.obj.size_bytes = seg.size_bytes;
+                d.obj.resident_bytes = rss;
+                d.obj.swap_bytes = swap;
+                d.obj.exact = true;
+                continue;
+            }
+        }
+        match d.measure(ctx, swap_in_use) {
+            Ok(()) => {}
+            Err(Errno::PERM) | Err(Errno::ACCESS) => unmeasured.push(i),
+            Err(_) => vanished.push(i),
+        }
+    }
+
+    // Lower bounds for what could not be stat'ed, from the holders' RssShmem (FACTS #9):
+    // RssShmem(p) counts every shmem page p maps, so the pages of A that p maps are at least
+    // RssShmem(p) minus what p can map of everything else. Never above the truth.
+    let upper: Vec<Option<u64>> = drafts
+        .iter()
+        .map(|d| d.obj.exact.then_some(d.obj.resident_bytes))
+        .collect();
+    for &a in &unmeasured {
+        let mut lb = drafts[a].max_mapping_rss;
+        for (&pi, &len_a) in &drafts[a].mapped_len {
+            let others: u64 = drafts
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != a)
+                .filter_map(|(j, d)| {
+                    d.mapped_len
+                        .get(&pi)
+                        .map(|&len| upper[j].map_or(len, |u| u.min(len)))
+                })
+                .sum();
+            let p_bound = processes[pi]
+                .rss_shmem_bytes
+                .saturating_sub(others)
+                .saturating_sub(raws[pi].other_anon_dev_mapped)
+                .min(len_a);
+            lb = lb.max(p_bound);
+        }
+        let d = &mut drafts[a];
+        d.obj.size_bytes = d.obj.size_bytes.max(d.mapped_extent);
+        d.obj.resident_bytes = lb;
+        d.obj.swap_bytes = 0;
+        d.obj.exact = false;
+        d.obj.estimate.get_or_insert(EstimateReason::MapFilesDenied);
+    }
+    let mut objects: Vec<Object> = drafts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !vanished.contains(i))
+        .map(|(_, d)| d.obj)
+        .collect();
+    objects.sort_by_key(|o| o.id);
+
+    let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
+    for o in &objects {
+        if let Some(r) = o.estimate {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    notes.estimates = counts.into_iter().collect();
+    notes.estimates.sort();
+
+    Built {
+        objects,
+        mounts: tmpfs_usage(ctx),
+    }
+}
+
+impl Draft {
+    fn new(obj: Object) -> Draft {
+        Draft {
+            obj,
+            handles: Vec::new(),
+            mapped_len: HashMap::new(),
+            max_mapping_rss: 0,
+            mapped_extent: 0,
+        }
+    }
+
+    /// `stat`s the first handle that still names the object. Errors: EPERM/EACCES when every
+    /// handle was refused, ENOENT when every holder vanished.
+    fn measure(&mut self, ctx: &Context, swap_in_use: bool) -> Result<(), Errno> {
+        self.handles.sort_by_key(Handle::rank);
+        let expect = match self.obj.id {
+            ObjectId::Inode { dev, ino } => (dev, ino),
+            ObjectId::Sysv { shmid, .. } => (ctx.shmem_dev, shmid as u64),
+        };
+        let mut denied = false;
+        let handles = std::mem::take(&mut self.handles);
+        for h in &handles {
+            let st: InodeStat = match measure::stat(h.path()) {
+                Ok(st) if (st.dev, st.ino) == expect => st,
+                Ok(_) => continue, // pid or fd number reused: another file now
+                Err(Errno::PERM) | Err(Errno::ACCESS) => {
+                    denied = true;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            self.obj.size_bytes = st.size;
+            self.obj.resident_bytes = st.allocated;
+            self.obj.swap_bytes = 0;
+            self.obj.exact = true;
+            if matches!(self.obj.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs) {
+                self.fix_deleted(st.nlink);
+            }
+            if swap_in_use {
+                match measure::resident_by_mincore(h.path(), expect, ctx.page_size) {
+                    Ok(resident) => {
+                        self.obj.resident_bytes = resident.min(st.allocated);
+                        self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
+                    }
+                    Err(_) => {
+                        self.obj.exact = false;
+                        self.obj.estimate = Some(EstimateReason::SwapSplitUnavailable);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        Err(if denied { Errno::PERM } else { Errno::NOENT })
+    }
+
+    /// maps and fd links append ` (deleted)` to unlinked files, but a file may be *named* so;
+    /// `st_nlink` settles it.
+    fn fix_deleted(&mut self, nlink: u64) {
+        let now_deleted = nlink == 0;
+        if self.obj.deleted && !now_deleted {
+            if let Some(p) = self.obj.path.take() {
+                let mut b = p.into_os_string().into_encoded_bytes();
+                b.extend_from_slice(b" (deleted)");
+                self.obj.path = Some(PathBuf::from(OsString::from_vec(b)));
+            }
+        }
+        self.obj.deleted = now_deleted;
+    }
+}
+
+fn blank(id: ObjectId) -> Object {
+    Object {
+        id,
+        kind: ObjectKind::AnonShared,
+        dev: None,
+        inode: 0,
+        name: None,
+        path: None,
+        deleted: false,
+        sysv: None,
+        size_bytes: 0,
+        resident_bytes: 0,
+        swap_bytes: 0,
+        exact: false,
+        estimate: None,
+        holders: Vec::new(),
+        foreign_ns: None,
+        mount_point: None,
+    }
+}
+
+/// Kind, identity and names of the object behind a mapping or fd of process `p`.
+fn describe(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (ObjectId, Object) {
+    let inode_id = ObjectId::Inode { dev, ino };
+    if dev == ctx.shmem_dev {
+        if let Some(rest) = path.strip_prefix(b"/SYSV") {
+            let ipc_ns = p.ipc_ns.or(ctx.own_ipc_ns).unwrap_or(0);
+            let id = ObjectId::Sysv {
+                ipc_ns,
+                shmid: ino as i32,
+            };
+            let key = rest.get(..8).and_then(maps::hex).map(|k| k as u32 as i32);
+            let mut obj = Object {
+                kind: ObjectKind::Sysv,
+                dev: Some(dev),
+                inode: ino,
+                foreign_ns: (p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns).then_some(ipc_ns),
+                ..blank(id)
+            };
+            // Segments of other namespaces are not in our /proc/sysvipc/shm; keep the key.
+            if let Some(key) = key {
+                obj.name = Some(format!("0x{:08x}", key as u32));
+            }
+            return (id, obj);
+        }
+        if let Some(rest) = path.strip_prefix(b"/memfd:") {
+            let (name, _) = maps::strip_deleted(rest);
+            let obj = Object {
+                kind: ObjectKind::Memfd,
+                dev: Some(dev),
+                inode: ino,
+                name: Some(String::from_utf8_lossy(name).into_owned()),
+                ..blank(inode_id)
+            };
+            return (inode_id, obj);
+        }
+        let obj = Object {
+            kind: ObjectKind::AnonShared,
+            dev: Some(dev),
+            inode: ino,
+            ..blank(inode_id)
+        };
+        return (inode_id, obj);
+    }
+    let (mount_point, ns) = ctx
+        .tmpfs
+        .get(&dev)
+        .map(|(m, ns)| (Some(m.mount_point.clone()), *ns))
+        .unwrap_or((None, None));
+    let kind = if mount_point.as_deref() == Some(Path::new("/dev/shm")) {
+        ObjectKind::PosixShm
+    } else {
+        ObjectKind::Tmpfs
+    };
+    let (p, deleted) = maps::strip_deleted(path);
+    let obj = Object {
+        kind,
+        dev: Some(dev),
+        inode: ino,
+        path: Some(PathBuf::from(OsString::from_vec(p.to_vec()))),
+        deleted,
+        foreign_ns: ns,
+        mount_point,
+        ..blank(inode_id)
+    };
+    (inode_id, obj)
+}
+
+/// Regular files under our `/dev/shm` (shm_open objects, POSIX semaphores), at most 8 levels
+/// deep. Files on a `/dev/shm` hidden under another mount cannot be reached by path.
+fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
+    let root = PathBuf::from("/dev/shm");
+    let Ok(top) = measure::stat(&root) else {
+        return Vec::new();
+    };
+    if !ctx.tmpfs.contains_key(&top.dev) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(root, 0u32)];
+    while let Some((dir, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(ft) = entry.file_type() else { continue };
+            if ft.is_dir() && depth < 8 {
+                stack.push((path, depth + 1));
+            } else if ft.is_file() {
+                // lstat via the entry: no symlink following, and no open (contents untouched).
+                if let Ok(st) = rustix::fs::lstat(&path) {
+                    if st.st_dev == top.dev {
+                        out.push((
+                            path,
+                            InodeStat {
+                                dev: st.st_dev,
+                                ino: st.st_ino,
+                                size: u64::try_from(st.st_size).unwrap_or(0),
+                                allocated: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
+                                nlink: st.st_nlink,
+                                regular: true,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What each of our own tmpfs mounts uses in all (statfs), for the reconciliation.
+fn tmpfs_usage(ctx: &Context) -> Vec<TmpfsMount> {
+    let mut mounts: Vec<TmpfsMount> = ctx
+        .tmpfs
+        .iter()
+        .map(|(&dev, (m, ns))| {
+            let visible =
+                ns.is_none() && measure::stat(&m.mount_point).is_ok_and(|st| st.dev == dev);
+            let used_bytes = if visible {
+                rustix::fs::statfs(&m.mount_point).ok().and_then(|sf| {
+                    let blocks = sf.f_blocks;
+                    (blocks > 0).then(|| (blocks - sf.f_bfree) * sf.f_bsize as u64)
+                })
+            } else {
+                None
+            };
+            TmpfsMount {
+                mount_point: m.mount_point.clone(),
+                dev,
+                foreign_ns: *ns,
+                used_bytes,
+            }
+        })
+        .collect();
+    mounts.sort_by(|a, b| a.mount_point.cmp(&b.mount_point).then(a.dev.cmp(&b.dev)));
+    mounts
+}

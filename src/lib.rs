@@ -1,0 +1,13 @@
+//! shmwho: every shared-memory object on a Linux host, measured and charged to processes.
+//!
+//! Data flows one way: [`collect`] reads `/proc` into a [`model::Snapshot`], [`account`] derives
+//! owners, charges and the reconciliation with `Shmem`, [`render`] prints them.
+
+pub mod account;
+pub mod cli;
+pub mod collect;
+pub mod error;
+pub mod lab;
+pub mod model;
+pub mod render;
+pub mod size;

@@ -1,0 +1,346 @@
+//! JSON output, schema 1 (docs/json.md). Always bytes. Field names are a contract: add, never
+//! rename.
+
+use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
+use crate::account::Accounted;
+use crate::model::{EstimateReason, Object, ObjectKind, Pid, Via};
+use serde::Serialize;
+
+pub const SCHEMA: u32 = 1;
+
+#[derive(Serialize)]
+struct ObjectsDoc<'a> {
+    schema: u32,
+    exact: bool,
+    meminfo_shmem_bytes: u64,
+    explained_bytes: u64,
+    unexplained_bytes: i64,
+    objects_resident_bytes: u64,
+    unheld_bytes: u64,
+    mounts: Vec<MountDoc>,
+    notes: NotesDoc,
+    objects: Vec<ObjectDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct MountDoc {
+    mount_point: String,
+    used_bytes: Option<u64>,
+    listed_bytes: u64,
+    unheld_files_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct NotesDoc {
+    vanished_processes: u32,
+    unreadable_processes: u32,
+    foreign_ipc_ns_processes: u32,
+    hidepid: bool,
+    estimates: Vec<EstimateDoc>,
+}
+
+#[derive(Serialize)]
+struct EstimateDoc {
+    reason: EstimateReason,
+    objects: u32,
+    explanation: &'static str,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ObjectDoc<'a> {
+    kind: ObjectKind,
+    id: String,
+    inode: u64,
+    dev: Option<String>,
+    size_bytes: u64,
+    resident_bytes: u64,
+    swap_bytes: u64,
+    exact: bool,
+    estimate_reason: Option<EstimateReason>,
+    holders: Vec<HolderDoc<'a>>,
+    owner: Option<PidComm<'a>>,
+    charges: Vec<ChargeDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shmid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nattch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    removed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deleted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount_point: Option<String>,
+    /// IPC (SysV) or mount namespace inode, when not shmwho's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct PidComm<'a> {
+    pid: Pid,
+    comm: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChargeDoc {
+    pid: Pid,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct HolderDoc<'a> {
+    pid: Pid,
+    comm: &'a str,
+    via: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rss_bytes: Option<u64>,
+}
+
+pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
+    let snap = acc.snapshot;
+    let o: &'a Object = &snap.objects[i];
+    let comm = |pid: Pid| snap.process(pid).map_or("", |p| p.comm.as_str());
+    let holders = o
+        .holders
+        .iter()
+        .map(|h| {
+            let mut d = HolderDoc {
+                pid: h.pid,
+                comm: comm(h.pid),
+                via: h.via.as_str(),
+                start: None,
+                end: None,
+                offset: None,
+                fd: None,
+                pss_bytes: None,
+                rss_bytes: None,
+            };
+            match h.via {
+                Via::Map {
+                    start,
+                    end,
+                    offset,
+                    pss_bytes,
+                    rss_bytes,
+                } => {
+                    d.start = Some(format!("{start:x}"));
+                    d.end = Some(format!("{end:x}"));
+                    d.offset = Some(offset);
+                    d.pss_bytes = pss_bytes;
+                    d.rss_bytes = rss_bytes;
+                }
+                Via::Fd { fd } => d.fd = Some(fd),
+            }
+            d
+        })
+        .collect();
+    let is_file = matches!(o.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs);
+    ObjectDoc {
+        kind: o.kind,
+        id: object_id(o),
+        inode: o.inode,
+        dev: o
+            .dev
+            .map(|d| format!("{}:{}", rustix::fs::major(d), rustix::fs::minor(d))),
+        size_bytes: o.size_bytes,
+        resident_bytes: o.resident_bytes,
+        swap_bytes: o.swap_bytes,
+        exact: o.exact,
+        estimate_reason: o.estimate,
+        holders,
+        owner: acc.owners[i].map(|pid| PidComm {
+            pid,
+            comm: comm(pid),
+        }),
+        charges: acc.charges[i]
+            .iter()
+            .map(|&(pid, bytes)| ChargeDoc { pid, bytes })
+            .collect(),
+        shmid: o.sysv.as_ref().map(|s| s.shmid).or(match o.id {
+            crate::model::ObjectId::Sysv { shmid, .. } => Some(shmid),
+            _ => None,
+        }),
+        key: o.sysv.as_ref().map(|s| s.key).or_else(|| {
+            (o.kind == ObjectKind::Sysv)
+                .then(|| {
+                    o.name
+                        .as_deref()
+                        .and_then(|k| k.strip_prefix("0x"))
+                        .and_then(|k| u32::from_str_radix(k, 16).ok())
+                        .map(|k| k as i32)
+                })
+                .flatten()
+        }),
+        nattch: o.sysv.as_ref().map(|s| s.nattch),
+        removed: o.sysv.as_ref().map(|s| s.removed()),
+        name: (o.kind == ObjectKind::Memfd)
+            .then_some(o.name.as_deref())
+            .flatten(),
+        path: is_file
+            .then(|| o.path.as_ref().map(|p| p.to_string_lossy().into_owned()))
+            .flatten(),
+        deleted: is_file.then_some(o.deleted),
+        mount_point: o
+            .mount_point
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned()),
+        namespace: o.foreign_ns,
+    }
+}
+
+pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
+    let snap = acc.snapshot;
+    let r = &acc.reconciliation;
+    let doc = ObjectsDoc {
+        schema: SCHEMA,
+        exact: snap.exact(),
+        meminfo_shmem_bytes: r.shmem_bytes,
+        explained_bytes: r.explained_bytes,
+        unexplained_bytes: r.unexplained_bytes,
+        objects_resident_bytes: r.objects_bytes,
+        unheld_bytes: acc.unheld_bytes,
+        mounts: r
+            .mounts
+            .iter()
+            .map(|m| MountDoc {
+                mount_point: m.mount_point.to_string_lossy().into_owned(),
+                used_bytes: m.used_bytes,
+                listed_bytes: m.listed_bytes,
+                unheld_files_bytes: m.unheld_files_bytes,
+            })
+            .collect(),
+        notes: NotesDoc {
+            vanished_processes: snap.notes.vanished,
+            unreadable_processes: snap.notes.unreadable,
+            foreign_ipc_ns_processes: snap.notes.foreign_ipc_ns,
+            hidepid: snap.notes.hidepid,
+            estimates: snap
+                .notes
+                .estimates
+                .iter()
+                .map(|&(reason, objects)| EstimateDoc {
+                    reason,
+                    objects,
+                    explanation: reason.explain(),
+                })
+                .collect(),
+        },
+        objects: select_objects(acc, f)
+            .into_iter()
+            .map(|i| object_doc(acc, i))
+            .collect(),
+    };
+    to_string(&doc)
+}
+
+#[derive(Serialize)]
+struct ProcsDoc {
+    schema: u32,
+    charge: &'static str,
+    pss: bool,
+    processes: Vec<ProcDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<ProcDoc>>,
+    /// Resident bytes of objects no process holds.
+    unheld_bytes: u64,
+    /// Sum of all charges: with unheld_bytes, equals objects_resident_bytes.
+    charged_bytes: u64,
+    objects_resident_bytes: u64,
+    vanished_processes: u32,
+}
+
+#[derive(Serialize)]
+struct ProcDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<Pid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ppid: Option<Pid>,
+    comm: String,
+    user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processes: Option<u32>,
+    rss_bytes: u64,
+    rss_anon_bytes: u64,
+    rss_file_bytes: u64,
+    rss_shmem_bytes: u64,
+    swap_bytes: u64,
+    shared_charged_bytes: u64,
+    total_bytes: u64,
+    owned_objects: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pss_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uss_bytes: Option<u64>,
+}
+
+fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
+    ProcDoc {
+        pid: (!group).then_some(r.pid),
+        ppid: (!group).then_some(r.ppid),
+        comm: r.comm.clone(),
+        user: r.user.clone(),
+        processes: group.then_some(r.count),
+        rss_bytes: r.rss,
+        rss_anon_bytes: r.anon,
+        rss_file_bytes: r.file,
+        rss_shmem_bytes: r.shmem,
+        swap_bytes: r.swap,
+        shared_charged_bytes: r.shared,
+        total_bytes: r.total(),
+        owned_objects: r.owned_objects,
+        pss_bytes: r.pss,
+        uss_bytes: r.uss,
+    }
+}
+
+pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
+    let ungrouped = ProcFilter {
+        by: None,
+        top: if f.by.is_some() { None } else { f.top },
+        ..f.clone()
+    };
+    let processes = proc_rows(acc, &ungrouped)
+        .iter()
+        .map(|r| proc_doc(r, false))
+        .collect();
+    let groups = f.by.map(|_| {
+        proc_rows(acc, f)
+            .iter()
+            .map(|r| proc_doc(r, true))
+            .collect()
+    });
+    let doc = ProcsDoc {
+        schema: SCHEMA,
+        charge: acc.policy.as_str(),
+        pss: f.pss,
+        processes,
+        groups,
+        unheld_bytes: acc.unheld_bytes,
+        charged_bytes: acc.per_process.values().sum(),
+        objects_resident_bytes: acc.reconciliation.objects_bytes,
+        vanished_processes: acc.snapshot.notes.vanished,
+    };
+    to_string(&doc)
+}
+
+fn to_string<T: Serialize>(doc: &T) -> String {
+    let mut s = serde_json::to_string_pretty(doc).expect("JSON of plain data cannot fail");
+    s.push('\n');
+    s
+}

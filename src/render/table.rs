@@ -1,0 +1,244 @@
+//! Plain aligned tables for a terminal, with a footer that reconciles with the kernel.
+
+use super::units::{bytes, escape, signed_bytes};
+use super::{
+    object_id, object_name, proc_rows, select_objects, ObjectFilter, ProcFilter, RenderOptions,
+};
+use crate::account::Accounted;
+use crate::model::EstimateReason;
+use comfy_table::{presets::NOTHING, CellAlignment, Table};
+use std::fmt::Write as _;
+
+fn table(header: &[&str], right_from: usize) -> Table {
+    let mut t = Table::new();
+    t.load_style(NOTHING);
+    t.set_header(header.to_vec());
+    for i in 0..header.len() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_padding((0, 2));
+            if i >= right_from {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+    }
+    t
+}
+
+/// Trailing padding comfy-table leaves on each line is noise in a pipe.
+fn finish(t: &Table) -> String {
+    let mut s: String = t
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().to_string() + "\n")
+        .collect();
+    if s.is_empty() {
+        s.push('\n');
+    }
+    s
+}
+
+pub fn objects(acc: &Accounted, f: &ObjectFilter, ro: &RenderOptions) -> String {
+    let snap = acc.snapshot;
+    let mut t = table(
+        &[
+            "KIND", "ID", "NAME", "SIZE", "RESIDENT", "SWAP", "HOLDERS", "OWNER",
+        ],
+        3,
+    );
+    for c in [7] {
+        if let Some(col) = t.column_mut(c) {
+            col.set_cell_alignment(CellAlignment::Left);
+        }
+    }
+    let shown = select_objects(acc, f);
+    for &i in &shown {
+        let o = &snap.objects[i];
+        let mark = if o.exact { "" } else { "~" };
+        let owner = acc.owners[i]
+            .map(|pid| {
+                let comm = snap.process(pid).map_or("", |p| p.comm.as_str());
+                format!("{pid} {}", escape(comm))
+            })
+            .unwrap_or_else(|| "-".to_string());
+        t.add_row(vec![
+            o.kind.as_str().to_string(),
+            object_id(o),
+            escape(&object_name(o)),
+            format!("{mark}{}", bytes(o.size_bytes, ro.bytes)),
+            format!("{mark}{}", bytes(o.resident_bytes, ro.bytes)),
+            format!("{mark}{}", bytes(o.swap_bytes, ro.bytes)),
+            o.holder_pids().len().to_string(),
+            owner,
+        ]);
+    }
+    let mut out = if shown.is_empty() {
+        "no shared-memory objects match\n".to_string()
+    } else {
+        finish(&t)
+    };
+    out.push('\n');
+    out.push_str(&footer(acc, ro));
+    out
+}
+
+/// The reconciliation with `Shmem` and what the scan could not see.
+fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
+    let r = &acc.reconciliation;
+    let snap = acc.snapshot;
+    let b = |v| bytes(v, ro.bytes);
+    let mut t = table(&["", "", ""], 1);
+    if let Some(c) = t.column_mut(2) {
+        c.set_cell_alignment(CellAlignment::Left);
+    }
+    t.add_row(vec![
+        "Shmem (/proc/meminfo)".to_string(),
+        b(r.shmem_bytes),
+        String::new(),
+    ]);
+    t.add_row(vec![
+        format!("  objects ({})", snap.objects.len()),
+        b(r.objects_bytes),
+        format!("{} of it held by no process", b(acc.unheld_bytes)),
+    ]);
+    for m in &r.mounts {
+        if let Some(u) = m.unheld_files_bytes {
+            if u > 0 {
+                t.add_row(vec![
+                    format!(
+                        "  unheld files on {}",
+                        escape(&m.mount_point.to_string_lossy())
+                    ),
+                    b(u),
+                    "statfs of the mount less the files listed above".to_string(),
+                ]);
+            }
+        }
+    }
+    t.add_row(vec![
+        "  unexplained".to_string(),
+        signed_bytes(r.unexplained_bytes, ro.bytes),
+        "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
+            .to_string(),
+    ]);
+    // The empty header row comfy-table prints first is dropped.
+    let text = finish(&t);
+    let mut out: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    out.push_str(&notes(acc, ro));
+    out
+}
+
+pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
+    let n = &acc.snapshot.notes;
+    let mut out = String::new();
+    for &(reason, count) in &n.estimates {
+        let _ = writeln!(out, "~ {count} object(s) estimated: {}.", reason.explain());
+    }
+    if n.estimates
+        .iter()
+        .any(|e| e.0 == EstimateReason::MapFilesDenied)
+    {
+        let _ = writeln!(
+            out,
+            "  For exact figures run as root, or: sudo setcap cap_checkpoint_restore,cap_sys_ptrace,cap_dac_read_search+ep $(command -v shmwho)"
+        );
+    }
+    if n.unreadable > 0 {
+        let why = if ro.euid == 0 {
+            "permission denied"
+        } else {
+            "other users' processes need root or CAP_SYS_PTRACE"
+        };
+        let _ = writeln!(
+            out,
+            "note: {} process(es) could not be read ({why}); objects only they hold are not listed.",
+            n.unreadable
+        );
+    }
+    if n.hidepid {
+        let _ = writeln!(
+            out,
+            "note: /proc is mounted with hidepid: other users' processes are invisible."
+        );
+    }
+    if n.vanished > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) exited during the scan and were skipped.",
+            n.vanished
+        );
+    }
+    if n.foreign_ipc_ns > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) live in other IPC namespaces: their SysV segments are listed only while attached.",
+            n.foreign_ipc_ns
+        );
+    }
+    out
+}
+
+pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
+    let rows = proc_rows(acc, f);
+    let grouped = f.by.is_some();
+    let mut header: Vec<&str> = if grouped {
+        vec!["PROCS", "USER", "COMMAND"]
+    } else {
+        vec!["PID", "PPID", "USER", "COMMAND"]
+    };
+    header.extend(["RSS", "ANON", "FILE", "SHMEM", "SWAP", "SHARED", "TOTAL"]);
+    if f.pss {
+        header.extend(["PSS", "USS"]);
+    }
+    let mut t = table(&header, 0);
+    let text_cols = if grouped { 1..3 } else { 2..4 };
+    for c in text_cols {
+        if let Some(col) = t.column_mut(c) {
+            col.set_cell_alignment(CellAlignment::Left);
+        }
+    }
+    let b = |v| bytes(v, ro.bytes);
+    for r in &rows {
+        let mut cells: Vec<String> = if grouped {
+            vec![r.count.to_string(), escape(&r.user), escape(&r.comm)]
+        } else {
+            vec![
+                r.pid.to_string(),
+                r.ppid.to_string(),
+                escape(&r.user),
+                escape(&r.comm),
+            ]
+        };
+        cells.extend([
+            b(r.rss),
+            b(r.anon),
+            b(r.file),
+            b(r.shmem),
+            b(r.swap),
+            b(r.shared),
+            b(r.total()),
+        ]);
+        if f.pss {
+            cells.push(r.pss.map_or("-".into(), b));
+            cells.push(r.uss.map_or("-".into(), b));
+        }
+        t.add_row(cells);
+    }
+    let mut out = if rows.is_empty() {
+        "no processes match\n".to_string()
+    } else {
+        finish(&t)
+    };
+    let charged: u64 = acc.per_process.values().sum();
+    let _ = writeln!(
+        out,
+        "\nSHARED is charged under '{}': {} to processes + {} held by no process = {}, the resident size of all {} objects (shmwho objects).",
+        acc.policy.as_str(),
+        b(charged),
+        b(acc.unheld_bytes),
+        b(charged + acc.unheld_bytes),
+        acc.snapshot.objects.len()
+    );
+    let _ = writeln!(out, "TOTAL = ANON (private anonymous) + SHARED.");
+    out.push_str(&notes(acc, ro));
+    out
+}

@@ -239,8 +239,8 @@ pub struct ScanNotes {
     pub unreadable: u32,
     /// Objects that could not be measured exactly, by reason.
     pub estimates: Vec<(EstimateReason, u32)>,
-    /// Processes living in IPC namespaces other than shmwho's: SysV segments there that no
-    /// process attaches are not listed.
+    /// IPC namespaces other than shmwho's that could not be entered: SysV segments there that
+    /// no process attaches are not listed.
     pub foreign_ipc_ns: u32,
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,

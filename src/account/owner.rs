@@ -5,6 +5,7 @@ use crate::model::{Object, Pid, Snapshot};
 
 pub fn owner(snap: &Snapshot, obj: &Object) -> Option<Pid> {
     if let Some(seg) = &obj.sysv {
+        // cpid is a pid of the segment's namespace; only ours can be looked up.
         if obj.foreign_ns.is_none() {
             if let Some(p) = snap.process(seg.cpid) {
                 // A pid reused after the creator died started after the segment was made.

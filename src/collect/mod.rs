@@ -14,7 +14,7 @@ pub mod sysv;
 pub mod users;
 
 use crate::error::Error;
-use crate::model::{Meminfo, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
+use crate::model::{self, Meminfo, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
 use procfs_core::FromRead;
 use std::collections::HashMap;
 use std::io;
@@ -141,10 +141,27 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
             Read::Denied => notes.unreadable += 1,
         }
     }
-    notes.foreign_ipc_ns = processes
+    let own_ipc = ctx.own_ipc_ns.unwrap_or(0);
+    let mut segments: Vec<(u64, model::SysvSegment)> =
+        segments.into_iter().map(|s| (own_ipc, s)).collect();
+    // SysV segments of other IPC namespaces (containers): read their table from inside the
+    // namespace, in a thread of our own so the rest of the scan stays in ours.
+    let mut foreign: Vec<(u64, Pid)> = processes
         .iter()
-        .filter(|p| p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns)
-        .count() as u32;
+        .filter_map(|p| {
+            p.ipc_ns
+                .filter(|&ns| Some(ns) != ctx.own_ipc_ns)
+                .map(|ns| (ns, p.pid))
+        })
+        .collect();
+    foreign.sort_unstable();
+    foreign.dedup_by_key(|f| f.0);
+    for (ns, pid) in foreign {
+        match sysv_in_namespace(&ctx.pid_path(pid, "ns/ipc")) {
+            Some(segs) => segments.extend(segs.into_iter().map(|s| (ns, s))),
+            None => notes.foreign_ipc_ns += 1,
+        }
+    }
 
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
     Ok(Snapshot {
@@ -362,6 +379,29 @@ fn ns_inode(link: &Path) -> Option<u64> {
     let t = std::fs::read_link(link).ok()?;
     let t = t.to_str()?;
     t.split_once('[')?.1.strip_suffix(']')?.parse().ok()
+}
+
+/// `/proc/sysvipc/shm` as seen from the IPC namespace behind `ns_link`; None without
+/// CAP_SYS_ADMIN or when the namespace is gone.
+fn sysv_in_namespace(ns_link: &Path) -> Option<Vec<model::SysvSegment>> {
+    let ns = std::fs::File::open(ns_link).ok()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            use std::os::fd::AsFd;
+            rustix::thread::move_into_link_name_space(
+                ns.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::InterProcessCommunication),
+            )
+            .ok()?;
+            // procfs resolves the namespace when the file is opened, by the opening thread.
+            std::fs::read("/proc/sysvipc/shm")
+                .ok()
+                .map(|t| sysv::parse(&t))
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
 }
 
 fn parse_btime(text: &[u8]) -> Option<i64> {

@@ -60,7 +60,7 @@ pub(crate) fn build(
     meminfo: &Meminfo,
     processes: &[Process],
     raws: &[RawProcess],
-    segments: Vec<SysvSegment>,
+    segments: Vec<(u64, SysvSegment)>,
     notes: &mut ScanNotes,
 ) -> Built {
     let mut drafts: Vec<Draft> = Vec::new();
@@ -112,11 +112,11 @@ pub(crate) fn build(
         }
     }
 
-    // SysV segments of our own IPC namespace, attached or not: the table is exact for anyone.
+    // SysV segments, attached or not: the table is exact for anyone.
     let own_ipc = ctx.own_ipc_ns.unwrap_or(0);
-    for seg in segments {
+    for (ipc_ns, seg) in segments {
         let id = ObjectId::Sysv {
-            ipc_ns: own_ipc,
+            ipc_ns,
             shmid: seg.shmid,
         };
         let i = *index.entry(id).or_insert_with(|| {
@@ -125,6 +125,7 @@ pub(crate) fn build(
                 kind: ObjectKind::Sysv,
                 dev: Some(ctx.shmem_dev),
                 inode: seg.shmid as u64,
+                foreign_ns: (ipc_ns != own_ipc).then_some(ipc_ns),
                 ..blank(id)
             }));
             drafts.len() - 1

@@ -34,7 +34,7 @@ struct MountDoc {
 struct NotesDoc {
     vanished_processes: u32,
     unreadable_processes: u32,
-    foreign_ipc_ns_processes: u32,
+    foreign_ipc_ns_unreadable: u32,
     hidepid: bool,
     estimates: Vec<EstimateDoc>,
 }
@@ -228,7 +228,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
         notes: NotesDoc {
             vanished_processes: snap.notes.vanished,
             unreadable_processes: snap.notes.unreadable,
-            foreign_ipc_ns_processes: snap.notes.foreign_ipc_ns,
+            foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
             hidepid: snap.notes.hidepid,
             estimates: snap
                 .notes

@@ -170,7 +170,7 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
     if n.foreign_ipc_ns > 0 {
         let _ = writeln!(
             out,
-            "note: {} process(es) live in other IPC namespaces: their SysV segments are listed only while attached.",
+            "note: {} other IPC namespace(s) could not be entered (needs CAP_SYS_ADMIN): their SysV segments are listed only while attached.",
             n.foreign_ipc_ns
         );
     }

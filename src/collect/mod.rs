@@ -42,6 +42,51 @@ impl Default for Options {
     }
 }
 
+/// Reads procfs files into one reused buffer, without the `statx` `std::fs::read` spends on a
+/// size hint procfs does not give.
+///
+/// Chunk size matters for smaps: a seq_file read that asks for more than the records already
+/// formatted makes the kernel format (and page-walk) the next mapping, and throws that work
+/// away when it overflows its 4 KiB buffer, to redo it on the next read. Reads no larger than
+/// [`SMAPS_CHUNK`] stop before that happens. On 300 workers x 64 MiB, `procs --pss` took
+/// 0.48 s with 256 KiB reads, 0.30 s with std's growing reads and 0.2x s with 2 KiB reads
+/// (`cat smaps_rollup` of all: 0.23 s).
+pub(crate) const SMAPS_CHUNK: usize = 2048;
+
+pub(crate) struct Reader {
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    pub fn new() -> Reader {
+        Reader {
+            buf: vec![0; 256 * 1024],
+        }
+    }
+
+    pub fn read(&mut self, path: &Path) -> io::Result<&[u8]> {
+        self.read_chunked(path, usize::MAX)
+    }
+
+    pub fn read_chunked(&mut self, path: &Path, chunk: usize) -> io::Result<&[u8]> {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(path)?;
+        let mut filled = 0;
+        loop {
+            if filled == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let end = self.buf.len().min(filled.saturating_add(chunk));
+            match f.read(&mut self.buf[filled..end]) {
+                Ok(0) => return Ok(&self.buf[..filled]),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// How reading a per-process file went.
 pub(crate) enum Read<T> {
     Ok(T),
@@ -126,11 +171,12 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
 
     let pids = list_pids(root)?;
     let mut users = users::Users::load();
+    let mut reader = Reader::new();
     let mut processes = Vec::with_capacity(pids.len());
     let mut raws = Vec::with_capacity(pids.len());
     for pid in pids {
         let want_smaps = opts.smaps && opts.smaps_pids.as_ref().is_none_or(|p| p.contains(&pid));
-        match scan_process(&mut ctx, &mut notes, pid, want_smaps) {
+        match scan_process(&mut ctx, &mut reader, &mut notes, pid, want_smaps) {
             Read::Ok(Some((mut p, raw))) => {
                 p.user = users.name(p.uid);
                 processes.push(p);
@@ -209,11 +255,12 @@ impl Context {
 
 fn scan_process(
     ctx: &mut Context,
+    reader: &mut Reader,
     notes: &mut ScanNotes,
     pid: Pid,
     want_smaps: bool,
 ) -> Read<Option<(Process, RawProcess)>> {
-    let stat = match classify(std::fs::read(ctx.pid_path(pid, "stat"))) {
+    let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
@@ -221,7 +268,7 @@ fn scan_process(
     let Some(stat) = stat::parse(&stat) else {
         return Read::Vanished;
     };
-    let status = match classify(std::fs::read(ctx.pid_path(pid, "status"))) {
+    let status = match classify(reader.read(&ctx.pid_path(pid, "status"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
@@ -250,22 +297,48 @@ fn scan_process(
     };
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     if !ctx.mount_points.contains_key(&mnt_key) {
-        if let Ok(text) = std::fs::read(ctx.pid_path(pid, "mountinfo")) {
+        if let Ok(text) = reader.read(&ctx.pid_path(pid, "mountinfo")) {
             ctx.add_mounts(p.mnt_ns, &text);
         }
     }
     let mut raw = RawProcess::default();
     let mut denied = false;
-    match classify(std::fs::read(ctx.pid_path(pid, "maps"))) {
+    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
+    let text = if want_smaps {
+        reader.read_chunked(&ctx.pid_path(pid, "smaps"), SMAPS_CHUNK)
+    } else {
+        reader.read(&ctx.pid_path(pid, "maps"))
+    };
+    match classify(text) {
         Read::Ok(text) => {
-            for e in maps::parse(&text) {
+            let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64)>| {
                 if e.inode == 0 {
-                    continue;
+                    return false;
                 }
                 if ctx.is_shmem_dev(e.dev()) {
+                    if let Some(s) = smaps {
+                        raw.smaps_by_start.insert(e.start, s);
+                    }
                     raw.maps.push(e);
-                } else if e.dev_major == 0 {
+                    return true;
+                }
+                if e.dev_major == 0 {
                     raw.other_anon_dev_mapped += e.end - e.start;
+                }
+                false
+            };
+            if want_smaps {
+                let mut totals = SmapsTotals::default();
+                for vma in smaps::parse(text) {
+                    totals.pss_bytes += vma.pss;
+                    if !keep(vma.entry, Some((vma.pss, vma.rss))) {
+                        totals.uss_bytes += vma.private;
+                    }
+                }
+                p.smaps = Some(totals);
+            } else {
+                for e in maps::parse(text) {
+                    keep(e, None);
                 }
             }
         }
@@ -276,25 +349,6 @@ fn scan_process(
         Read::Ok(fds) => raw.fds = fds,
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
-    }
-    if want_smaps && !denied {
-        match classify(std::fs::read(ctx.pid_path(pid, "smaps"))) {
-            Read::Ok(text) => {
-                let mut totals = SmapsTotals::default();
-                for vma in smaps::parse(&text) {
-                    totals.pss_bytes += vma.pss;
-                    if ctx.is_shmem_dev(vma.entry.dev()) && vma.entry.inode != 0 {
-                        raw.smaps_by_start
-                            .insert(vma.entry.start, (vma.pss, vma.rss));
-                    } else {
-                        totals.uss_bytes += vma.private;
-                    }
-                }
-                p.smaps = Some(totals);
-            }
-            Read::Vanished => return Read::Vanished,
-            Read::Denied => denied = true,
-        }
     }
     if denied {
         notes.unreadable += 1;

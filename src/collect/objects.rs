@@ -94,6 +94,13 @@ pub(crate) fn build(
                 ctx.proc_root
                     .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
             ));
+            // A file still linked in our own mount namespace can be stat'ed by path, which
+            // needs no privilege; measure() checks it is still the same inode.
+            if let (Some(path), false, None) = (&d.obj.path, d.obj.deleted, d.obj.foreign_ns) {
+                if !d.handles.iter().any(|h| matches!(h, Handle::Path(_))) {
+                    d.handles.push(Handle::Path(path.clone()));
+                }
+            }
         }
         for (fd, target, st) in &raw.fds {
             let (id, mut obj) = describe(ctx, p, st.dev, st.ino, target);

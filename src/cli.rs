@@ -48,6 +48,16 @@ pub enum Command {
     Objects(ObjectsArgs),
     /// List processes with RSS split and the shared memory charged to each
     Procs(ProcsArgs),
+    /// One object or one process in detail: page ranges, holders, what it would free
+    Show(crate::show::ShowArgs),
+    /// Live full-screen view of objects and processes
+    Top(crate::top::TopArgs),
+    /// Prometheus metrics over HTTP or as a node_exporter textfile
+    Export(crate::export::ExportArgs),
+    /// Write a JSON snapshot to a file (atomically), for `shmwho diff`
+    Record(crate::record::RecordArgs),
+    /// What changed between two recorded snapshots
+    Diff(crate::record::DiffArgs),
     /// Create shared memory of known size on this host, to see the problem and the answer
     Lab(LabArgs),
 }
@@ -259,6 +269,11 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         None => objects(cli.objects, out),
         Some(Command::Objects(a)) => objects(a, out),
         Some(Command::Procs(a)) => procs(a, out),
+        Some(Command::Show(a)) => crate::show::run(a, out),
+        Some(Command::Top(a)) => crate::top::run(a, out),
+        Some(Command::Export(a)) => crate::export::run(a, out),
+        Some(Command::Record(a)) => crate::record::record(a, out),
+        Some(Command::Diff(a)) => crate::record::diff(a, out),
         Some(Command::Lab(a)) => lab_cmd(a),
     }
 }

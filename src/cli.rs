@@ -89,8 +89,8 @@ pub struct ObjectsArgs {
     /// Show at most N objects (the footer still counts all)
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
-    /// Charging policy that names the owner column's charge (see `shmwho procs --help`)
-    #[arg(long, value_enum, default_value_t = Policy::Owner, hide = true)]
+    /// Charging policy for the per-object `charges` in JSON (see `shmwho procs --help`)
+    #[arg(long, value_enum, default_value_t = Policy::Owner)]
     pub charge: Policy,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -227,7 +227,7 @@ pub struct LabArgs {
     /// Add a file of this size on a tmpfs directory (--tmpfs-dir), mapped by the master
     #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "tmpfs_dir")]
     pub tmpfs: Option<u64>,
-    /// tmpfs directory for --tmpfs
+    /// tmpfs directory for --tmpfs (a tmpfs other than /dev/shm, e.g. /run)
     #[arg(long, value_name = "DIR")]
     pub tmpfs_dir: Option<PathBuf>,
     /// Add a SysV segment, a memfd and a POSIX shm object, each of --size
@@ -297,7 +297,8 @@ fn check_pids(snap: &crate::model::Snapshot, pids: &[Pid]) -> anyhow::Result<()>
 fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
         proc_root: a.output.proc_root.clone(),
-        ..Options::default()
+        smaps: a.charge.needs_smaps(),
+        smaps_pids: None,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, a.charge);

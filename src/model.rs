@@ -158,6 +158,8 @@ pub struct Object {
     pub swap_bytes: u64,
     pub exact: bool,
     pub estimate: Option<EstimateReason>,
+    /// A `SHM_HUGETLB` SysV segment: hugetlb pool memory, which `Shmem` does not count.
+    pub hugetlb: bool,
     pub holders: Vec<Holder>,
     /// The IPC namespace (SysV) or mount namespace (files) when it is not shmwho's own.
     pub foreign_ns: Option<u64>,
@@ -210,6 +212,8 @@ pub struct Meminfo {
     pub shmem_bytes: u64,
     pub swap_total_bytes: u64,
     pub swap_free_bytes: u64,
+    /// Default huge page size (`Hugepagesize`), 0 when the kernel has no hugetlb.
+    pub hugepage_bytes: u64,
 }
 
 impl Meminfo {

@@ -407,7 +407,6 @@ impl Drop for HugePages {
 /// /proc/meminfo's Shmem does not count either. (This kernel's /proc/sysvipc/shm `rss` column
 /// reports 1 GiB for it: 512 base pages counted 512 times.)
 #[test]
-#[ignore = "bug: hugetlb SysV segments take /proc/sysvipc/shm rss verbatim (1 GiB for a 2 MiB segment on 6.18) and count toward explained_bytes although Shmem excludes hugetlb"]
 fn sysv_hugetlb_segment_is_not_overcounted() {
     if !require_root("reserves a huge page (restored afterwards)") {
         return;

@@ -202,7 +202,6 @@ fn object_charges_under_split() {
 
 /// Must agree with `procs --charge touched` (see `charges_add_up_under_every_policy`).
 #[test]
-#[ignore = "bug: `shmwho --charge touched` (objects view) never reads smaps, so every object is charged whole to its owner"]
 fn object_charges_under_touched() {
     object_charges("touched");
 }

@@ -22,7 +22,7 @@ pub struct Accounted<'a> {
     pub charges: Vec<Vec<(Pid, u64)>>,
     /// Shared bytes charged to each process, summed over objects.
     pub per_process: HashMap<Pid, u64>,
-    /// Resident bytes of objects no process holds.
+    /// Resident bytes of objects nobody is charged for: no holder and no living SysV creator.
     pub unheld_bytes: u64,
     pub reconciliation: Reconciliation,
 }
@@ -106,6 +106,7 @@ pub(crate) mod tests {
             swap_bytes: 0,
             exact: true,
             estimate: None,
+            hugetlb: false,
             holders: holders
                 .iter()
                 .map(|&pid| Holder {

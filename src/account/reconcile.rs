@@ -30,7 +30,13 @@ pub struct Reconciliation {
 }
 
 pub fn reconcile(snap: &Snapshot) -> Reconciliation {
-    let objects_bytes: u64 = snap.objects.iter().map(|o| o.resident_bytes).sum();
+    // hugetlb pool pages are not Shmem: listed, but not part of the reconciliation.
+    let objects_bytes: u64 = snap
+        .objects
+        .iter()
+        .filter(|o| !o.hugetlb)
+        .map(|o| o.resident_bytes)
+        .sum();
     let mounts: Vec<MountRest> = snap
         .mounts
         .iter()

@@ -143,6 +143,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
         shmem_bytes: mi.shmem.unwrap_or(0),
         swap_total_bytes: mi.swap_total,
         swap_free_bytes: mi.swap_free,
+        hugepage_bytes: mi.hugepagesize.unwrap_or(0),
     };
     let page_size = rustix::param::page_size() as u64;
     let boot_time = std::fs::read(root.join("stat"))

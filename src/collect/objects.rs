@@ -177,9 +177,12 @@ pub(crate) fn build(
     for (i, d) in drafts.iter_mut().enumerate() {
         if let Some(seg) = d.obj.sysv.clone() {
             if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
+                let (huge_rss, hugetlb) = hugetlb_rss(&seg, rss + swap, meminfo, ctx.page_size);
                 d.obj.size_bytes = seg.size_bytes;
-                d.obj.resident_bytes = rss;
-                d.obj.swap_bytes = swap;
+                // hugetlb pages never swap.
+                (d.obj.resident_bytes, d.obj.swap_bytes) =
+                    if hugetlb { (huge_rss, 0) } else { (rss, swap) };
+                d.obj.hugetlb = hugetlb;
                 d.obj.exact = true;
                 continue;
             }
@@ -318,6 +321,19 @@ impl Draft {
     }
 }
 
+/// `/proc/sysvipc/shm` overstates a SHM_HUGETLB segment's `rss` by the huge page factor
+/// (6.18: 1 GiB for a 2 MiB segment with its one huge page faulted in: the page cache counts
+/// 512 base pages per huge folio and the column multiplies by 512 again). A normal segment
+/// never holds more than its size in pages, so more than that marks a hugetlb segment, whose
+/// true size is the column divided by the factor. Returns (resident, is_hugetlb).
+fn hugetlb_rss(seg: &SysvSegment, held: u64, meminfo: &Meminfo, page: u64) -> (u64, bool) {
+    let hp = meminfo.hugepage_bytes;
+    if hp <= page || held <= seg.size_bytes.div_ceil(page) * page {
+        return (held, false);
+    }
+    (held / (hp / page), true)
+}
+
 fn blank(id: ObjectId) -> Object {
     Object {
         id,
@@ -333,6 +349,7 @@ fn blank(id: ObjectId) -> Object {
         swap_bytes: 0,
         exact: false,
         estimate: None,
+        hugetlb: false,
         holders: Vec::new(),
         foreign_ns: None,
         mount_point: None,
@@ -476,4 +493,45 @@ fn tmpfs_usage(ctx: &Context) -> Vec<TmpfsMount> {
         .collect();
     mounts.sort_by(|a, b| a.mount_point.cmp(&b.mount_point).then(a.dev.cmp(&b.dev)));
     mounts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(size: u64) -> SysvSegment {
+        SysvSegment {
+            key: 0,
+            shmid: 1,
+            perms: 0o600,
+            size_bytes: size,
+            cpid: 1,
+            lpid: 1,
+            nattch: 0,
+            uid: 0,
+            cuid: 0,
+            ctime: 0,
+            rss_bytes: None,
+            swap_bytes: None,
+        }
+    }
+
+    #[test]
+    fn hugetlb_rss_is_divided_back() {
+        let mi = Meminfo {
+            hugepage_bytes: 2 << 20,
+            ..Meminfo::default()
+        };
+        // 6.18 reports 1 GiB for a 2 MiB hugetlb segment with one huge page.
+        assert_eq!(
+            hugetlb_rss(&seg(2 << 20), 1 << 30, &mi, 4096),
+            (2 << 20, true)
+        );
+        // A normal segment, fully resident, size not a page multiple.
+        assert_eq!(
+            hugetlb_rss(&seg(10_000), 12_288, &mi, 4096),
+            (12_288, false)
+        );
+        assert_eq!(hugetlb_rss(&seg(10_000), 0, &mi, 4096), (0, false));
+    }
 }

@@ -57,6 +57,9 @@ pub(crate) struct ObjectDoc<'a> {
     swap_bytes: u64,
     exact: bool,
     estimate_reason: Option<EstimateReason>,
+    /// A SHM_HUGETLB segment (hugetlb pool memory, outside Shmem).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    hugetlb: bool,
     holders: Vec<HolderDoc<'a>>,
     owner: Option<PidComm<'a>>,
     charges: Vec<ChargeDoc>,
@@ -163,6 +166,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         swap_bytes: o.swap_bytes,
         exact: o.exact,
         estimate_reason: o.estimate,
+        hugetlb: o.hugetlb,
         holders,
         owner: acc.owners[i].map(|pid| PidComm {
             pid,

@@ -98,7 +98,10 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     t.add_row(vec![
         format!("  objects ({})", snap.objects.len()),
         b(r.objects_bytes),
-        format!("{} of it held by no process", b(acc.unheld_bytes)),
+        format!(
+            "{} of it owned by nobody (no holder, no living SysV creator)",
+            b(acc.unheld_bytes)
+        ),
     ]);
     for m in &r.mounts {
         if let Some(u) = m.unheld_files_bytes {
@@ -231,7 +234,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
     let charged: u64 = acc.per_process.values().sum();
     let _ = writeln!(
         out,
-        "\nSHARED is charged under '{}': {} to processes + {} held by no process = {}, the resident size of all {} objects (shmwho objects).",
+        "\nSHARED is charged under '{}': {} to processes + {} owned by nobody = {}, the resident size of all {} objects (shmwho objects).",
         acc.policy.as_str(),
         b(charged),
         b(acc.unheld_bytes),

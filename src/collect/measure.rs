@@ -19,15 +19,25 @@ pub struct InodeStat {
 }
 
 pub fn stat(path: &Path) -> Result<InodeStat, Errno> {
-    let st = rustix::fs::stat(path)?;
-    Ok(InodeStat {
-        dev: st.st_dev,
-        ino: st.st_ino,
-        size: u64::try_from(st.st_size).unwrap_or(0),
-        allocated: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
-        nlink: st.st_nlink,
-        regular: FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
-    })
+    rustix::fs::stat(path).map(InodeStat::from)
+}
+
+/// Like [`stat`] without following a final symlink.
+pub fn lstat(path: &Path) -> Result<InodeStat, Errno> {
+    rustix::fs::lstat(path).map(InodeStat::from)
+}
+
+impl From<rustix::fs::Stat> for InodeStat {
+    fn from(st: rustix::fs::Stat) -> InodeStat {
+        InodeStat {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            allocated: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
+            nlink: st.st_nlink,
+            regular: FileType::from_raw_mode(st.st_mode) == FileType::RegularFile,
+        }
+    }
 }
 
 /// Resident bytes of an object by `mincore` on a read-only mapping of it that is never touched

@@ -445,20 +445,10 @@ fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
             if ft.is_dir() && depth < 8 {
                 stack.push((path, depth + 1));
             } else if ft.is_file() {
-                // lstat via the entry: no symlink following, and no open (contents untouched).
-                if let Ok(st) = rustix::fs::lstat(&path) {
-                    if st.st_dev == top.dev {
-                        out.push((
-                            path,
-                            InodeStat {
-                                dev: st.st_dev,
-                                ino: st.st_ino,
-                                size: u64::try_from(st.st_size).unwrap_or(0),
-                                allocated: u64::try_from(st.st_blocks).unwrap_or(0) * 512,
-                                nlink: st.st_nlink,
-                                regular: true,
-                            },
-                        ));
+                // lstat: no symlink following, and no open (contents untouched).
+                if let Ok(st) = measure::lstat(&path) {
+                    if st.dev == top.dev && st.regular {
+                        out.push((path, st));
                     }
                 }
             }

@@ -98,9 +98,12 @@ pub struct ObjectsArgs {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KindArg {
+    // Spelled as in the JSON `kind` field.
+    #[value(name = "anon_shared")]
     AnonShared,
     Sysv,
     Memfd,
+    #[value(name = "posix_shm")]
     PosixShm,
     Tmpfs,
 }

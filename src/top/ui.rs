@@ -1,0 +1,593 @@
+//! Drawing: `draw(frame, &app)` renders the whole screen from the app state, nothing else. Each
+//! widget is a small function: status line, objects pane, processes pane, footer, help, detail.
+//!
+//! Fits 80x24: narrow terminals drop the columns the detail view repeats (size, user, objects
+//! owned). Text is ASCII apart from names, so it reads the same over any ssh session.
+
+use super::app::{App, Overlay, Pane};
+use super::detail;
+use super::model::{Fig, Model, Trend};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::Frame;
+
+/// Bytes in at most 7 columns: `512B`, `4.0K`, `16.0M`, `1023.9M`, `2.5G` (K, M, G = KiB, MiB,
+/// GiB, one decimal as in the tables).
+pub fn short(b: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if b == 0 {
+        return "0".into();
+    }
+    if b < 1024 {
+        return format!("{b}B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1}{}", UNITS[i])
+}
+
+/// A change: `+4.0K`, `-16.0M`; empty when nothing changed.
+pub fn change(d: i64) -> String {
+    match d {
+        0 => String::new(),
+        d if d > 0 => format!("+{}", short(d as u64)),
+        d => format!("-{}", short(d.unsigned_abs())),
+    }
+}
+
+/// The text of a change column for a row.
+fn change_text(f: &Fig, new: bool) -> String {
+    if new {
+        "new".into()
+    } else {
+        f.change.map(change).unwrap_or_default()
+    }
+}
+
+/// Styles, or none of their colours when NO_COLOR is set (modifiers stay: they are not colour).
+struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    fn fg(&self, c: Color) -> Style {
+        if self.color {
+            Style::new().fg(c)
+        } else {
+            Style::new()
+        }
+    }
+    fn grew(&self) -> Style {
+        self.fg(Color::LightRed).add_modifier(Modifier::BOLD)
+    }
+    fn shrank(&self) -> Style {
+        self.fg(Color::Green)
+    }
+    fn new_row(&self) -> Style {
+        self.fg(Color::Cyan)
+    }
+    fn header(&self) -> Style {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+    fn bar(&self) -> Style {
+        if self.color {
+            Style::new().bg(Color::Blue).fg(Color::White)
+        } else {
+            Style::new().add_modifier(Modifier::REVERSED)
+        }
+    }
+    fn figure(&self, f: &Fig) -> Style {
+        if f.grew() {
+            self.grew()
+        } else if f.shrank() {
+            self.shrank()
+        } else {
+            Style::new()
+        }
+    }
+}
+
+/// The row marker: readable without colour (NO_COLOR, monochrome terminals).
+fn marker(t: Trend) -> &'static str {
+    match t {
+        Trend::New => "*",
+        Trend::Grew => "+",
+        Trend::Shrank => "-",
+        Trend::Same => " ",
+    }
+}
+
+/// Column headings: numbers are right-aligned, so their headings are too.
+fn header_row(names: &[&'static str], theme: &Theme) -> Row<'static> {
+    const TEXT: [&str; 7] = ["", "KIND", "ID", "NAME", "OWNER", "COMMAND", "USER"];
+    Row::new(names.iter().map(|&n| {
+        let line = Line::from(n);
+        Cell::from(if TEXT.contains(&n) {
+            line
+        } else {
+            line.right_aligned()
+        })
+    }))
+    .style(theme.header())
+}
+
+fn right(s: String, style: Style) -> Cell<'static> {
+    Cell::from(Line::from(Span::styled(s, style)).right_aligned())
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let theme = Theme { color: app.color };
+    let area = frame.area();
+    let [top, middle, foot1, foot2] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+
+    status_line(frame, app, &theme, top);
+    match &app.model {
+        None => {
+            let text = app
+                .status
+                .clone()
+                .unwrap_or_else(|| "scanning /proc...".into());
+            frame.render_widget(Paragraph::new(text), middle);
+        }
+        Some(m) => {
+            // Too short for both panes: the focused one only.
+            if middle.height < 8 {
+                match app.focus {
+                    Pane::Objects => objects_pane(frame, app, m, &theme, middle),
+                    Pane::Procs => procs_pane(frame, app, m, &theme, middle),
+                }
+            } else {
+                let [a, b] =
+                    Layout::vertical([Constraint::Fill(1), Constraint::Fill(1)]).areas(middle);
+                objects_pane(frame, app, m, &theme, a);
+                procs_pane(frame, app, m, &theme, b);
+            }
+            frame.render_widget(reconciliation_line(m), foot1);
+        }
+    }
+    frame.render_widget(last_line(app), foot2);
+
+    match app.overlay {
+        Overlay::None => {}
+        Overlay::Help => help(frame, &theme, middle),
+        Overlay::Detail(t) => {
+            let lines = match &app.model {
+                Some(m) => detail::lines(m, t),
+                None => vec![],
+            };
+            let title = match t {
+                super::app::Target::Object(_) => " Object ",
+                super::app::Target::Process(_) => " Process ",
+            };
+            popup(
+                frame,
+                &theme,
+                middle,
+                title,
+                " Esc closes, Up/Down scroll ",
+                lines,
+                app.detail_scroll,
+            );
+        }
+    }
+}
+
+fn status_line(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut s = format!(
+        " shmwho top  every {}s  charge {}",
+        secs(app.interval),
+        app.policy.as_str()
+    );
+    // The status (a scan under way, a failed scan) first: it matters more than the counters.
+    if let Some(st) = &app.status {
+        s.push_str(&format!(" ({st})"));
+    }
+    if let Some(m) = &app.model {
+        s.push_str(&format!("  scan #{} {} ms", m.seq, m.scan.as_millis()));
+    }
+    if !app.filter.is_empty() && !app.editing {
+        s.push_str(&format!("  filter \"{}\"", app.filter));
+    }
+    if app.show_changes {
+        s.push_str("  [changes]");
+    }
+    let [left, right] =
+        Layout::horizontal([Constraint::Fill(1), Constraint::Length(8)]).areas(area);
+    frame.render_widget(Paragraph::new(s).style(theme.bar()), left);
+    frame.render_widget(
+        Paragraph::new("? help ").right_aligned().style(theme.bar()),
+        right,
+    );
+}
+
+fn secs(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s}")
+    }
+}
+
+fn pane_block(app: &App, theme: &Theme, pane: Pane, title: String) -> Block<'static> {
+    let focused = app.focus == pane;
+    let style = if focused {
+        theme.header().add_modifier(Modifier::REVERSED)
+    } else {
+        theme.header()
+    };
+    Block::new()
+        .borders(Borders::TOP)
+        .title(Span::styled(title, style))
+}
+
+fn figure_cell(theme: &Theme, app: &App, f: &Fig, new: bool, estimate: bool) -> Cell<'static> {
+    let text = if app.show_changes {
+        // "0" rather than blank: in this mode every figure says how it moved.
+        match f.change {
+            Some(0) if !new => "0".into(),
+            _ => change_text(f, new),
+        }
+    } else {
+        format!("{}{}", if estimate { "~" } else { "" }, short(f.now))
+    };
+    right(text, theme.figure(f))
+}
+
+fn objects_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect) {
+    let vis = app.visible_objects();
+    let wide = area.width >= 100;
+    let title = format!(
+        " Objects {}/{}  sort {} ",
+        vis.len(),
+        m.objects.len(),
+        app.obj_sort.as_str()
+    );
+    // Columns as wide as their widest visible entry, so the name gets the rest.
+    let owner_text = |o: &super::model::ObjRow| {
+        o.owner
+            .as_ref()
+            .map(|(pid, c)| format!("{pid} {c}"))
+            .unwrap_or_else(|| "-".into())
+    };
+    let width_of = |f: &dyn Fn(&super::model::ObjRow) -> usize, min: usize, max: usize| {
+        let w = vis.iter().map(|&i| f(&m.objects[i])).max().unwrap_or(0);
+        w.clamp(min, max) as u16
+    };
+    let kind_w = width_of(&|o| o.kind.as_str().len(), 4, 11);
+    let id_w = width_of(&|o| o.id.chars().count(), 2, 16);
+    let owner_w = width_of(
+        &|o| owner_text(o).chars().count(),
+        5,
+        if wide { 24 } else { 16 },
+    );
+    let mut header = vec!["", "KIND", "ID", "NAME"];
+    let mut widths = vec![
+        Constraint::Length(1),
+        Constraint::Length(kind_w),
+        Constraint::Length(id_w),
+        Constraint::Fill(1),
+    ];
+    if wide {
+        header.push("SIZE");
+        widths.push(Constraint::Length(8));
+    }
+    header.extend(["RESIDENT", "CHANGE", "SWAP", "HLD", "OWNER"]);
+    widths.extend([
+        Constraint::Length(8),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(3),
+        Constraint::Length(owner_w),
+    ]);
+    let rows = vis.iter().map(|&i| {
+        let o = &m.objects[i];
+        let trend = o.trend();
+        let mut cells = vec![
+            Cell::from(Span::styled(
+                marker(trend),
+                match trend {
+                    Trend::New => theme.new_row(),
+                    Trend::Grew => theme.grew(),
+                    Trend::Shrank => theme.shrank(),
+                    Trend::Same => Style::new(),
+                },
+            )),
+            Cell::from(o.kind.as_str()),
+            Cell::from(o.id.clone()),
+            Cell::from(o.name.clone()),
+        ];
+        let est = !o.exact;
+        if wide {
+            cells.push(figure_cell(theme, app, &o.size, o.new, est));
+        }
+        cells.push(figure_cell(theme, app, &o.resident, o.new, est));
+        cells.push(right(
+            change_text(&o.resident, o.new),
+            theme.figure(&o.resident),
+        ));
+        cells.push(figure_cell(theme, app, &o.swap, o.new, est));
+        cells.push(right(o.holder_pids.to_string(), Style::new()));
+        cells.push(Cell::from(owner_text(o)));
+        let row = Row::new(cells);
+        if trend == Trend::New {
+            row.style(theme.new_row())
+        } else {
+            row
+        }
+    });
+    let table = Table::new(rows, widths)
+        .header(header_row(&header, theme))
+        .block(pane_block(app, theme, Pane::Objects, title))
+        .column_spacing(1);
+    render_table(
+        frame,
+        table,
+        area,
+        app,
+        Pane::Objects,
+        vis.len(),
+        &app.objects,
+    );
+}
+
+fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect) {
+    let vis = app.visible_procs();
+    let wide = area.width >= 100;
+    let title = format!(
+        " Processes {}/{}  sort {}  charge {} ",
+        vis.len(),
+        m.procs.len(),
+        app.proc_sort.as_str(),
+        m.policy.as_str()
+    );
+    let mut header = vec!["", "PID", "COMMAND"];
+    let mut widths = vec![
+        Constraint::Length(1),
+        Constraint::Length(7),
+        Constraint::Fill(1),
+    ];
+    if wide {
+        header.push("USER");
+        widths.push(Constraint::Length(10));
+    }
+    header.extend(["RSS", "SHMEM", "SWAP", "SHARED", "CHANGE", "TOTAL"]);
+    widths.extend([Constraint::Length(8); 6]);
+    let pss = wide && m.with_smaps;
+    if pss {
+        header.push("PSS");
+        widths.push(Constraint::Length(8));
+    }
+    if wide {
+        header.push("OWN");
+        widths.push(Constraint::Length(3));
+    }
+    let rows = vis.iter().map(|&i| {
+        let p = &m.procs[i];
+        let trend = p.trend();
+        let mut cells = vec![
+            Cell::from(Span::styled(
+                marker(trend),
+                match trend {
+                    Trend::New => theme.new_row(),
+                    Trend::Grew => theme.grew(),
+                    Trend::Shrank => theme.shrank(),
+                    Trend::Same => Style::new(),
+                },
+            )),
+            right(p.pid.to_string(), Style::new()),
+            Cell::from(p.comm.clone()),
+        ];
+        if wide {
+            cells.push(Cell::from(p.user.clone()));
+        }
+        for f in [&p.rss, &p.shmem, &p.swap] {
+            cells.push(figure_cell(theme, app, f, p.new, false));
+        }
+        // Charged from an object only estimated: a lower bound, marked ~ like the object.
+        let est = p.shared_estimate;
+        cells.push(figure_cell(theme, app, &p.shared, p.new, est));
+        cells.push(right(
+            change_text(&p.shared, p.new),
+            theme.figure(&p.shared),
+        ));
+        cells.push(figure_cell(theme, app, &p.total, p.new, est));
+        if pss {
+            cells.push(right(p.pss.map(short).unwrap_or("-".into()), Style::new()));
+        }
+        if wide {
+            cells.push(right(p.owned.to_string(), Style::new()));
+        }
+        let row = Row::new(cells);
+        if trend == Trend::New {
+            row.style(theme.new_row())
+        } else {
+            row
+        }
+    });
+    let table = Table::new(rows, widths)
+        .header(header_row(&header, theme))
+        .block(pane_block(app, theme, Pane::Procs, title))
+        .column_spacing(1);
+    render_table(frame, table, area, app, Pane::Procs, vis.len(), &app.procs);
+}
+
+fn render_table<K>(
+    frame: &mut Frame,
+    table: Table,
+    area: Rect,
+    app: &App,
+    pane: Pane,
+    rows: usize,
+    state: &super::app::PaneState<K>,
+) {
+    let focused = app.focus == pane;
+    let table = if focused {
+        table.row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+    } else {
+        table
+    };
+    let selected = if focused {
+        app.selected_index(pane)
+    } else {
+        None
+    };
+    // Rows on screen: the area less the border line and the header.
+    let page = usize::from(area.height.saturating_sub(2));
+    // Never scrolled further than needed to fill the pane (rows may have gone since).
+    let offset = state.offset.get().min(rows.saturating_sub(page));
+    let mut ts = TableState::default()
+        .with_offset(offset)
+        .with_selected(selected);
+    frame.render_stateful_widget(table, area, &mut ts);
+    state.offset.set(ts.offset());
+    state.page.set(page);
+    if rows == 0 && area.height >= 3 {
+        let msg = if app.filter.is_empty() {
+            "none"
+        } else {
+            "none match the filter"
+        };
+        let r = Rect {
+            y: area.y + 2,
+            height: 1,
+            ..area
+        };
+        frame.render_widget(Paragraph::new(format!("  ({msg})")), r);
+    }
+}
+
+/// `Shmem` and what explains it, as the footer of `shmwho objects`.
+fn reconciliation_line(m: &Model) -> Paragraph<'static> {
+    let mut s = format!(
+        "Shmem {}{} = objects {}{}",
+        short(m.shmem.now),
+        m.shmem
+            .change
+            .filter(|&c| c != 0)
+            .map(|c| format!(" ({})", change(c)))
+            .unwrap_or_default(),
+        if m.objects_estimate { "~" } else { "" },
+        short(m.objects_bytes)
+    );
+    if m.unheld_files > 0 {
+        s.push_str(&format!(" + unheld files {}", short(m.unheld_files)));
+    }
+    let u = m.unexplained;
+    s.push_str(&format!(
+        " {} unexplained {}",
+        if u < 0 { "-" } else { "+" },
+        short(u.unsigned_abs())
+    ));
+    if m.unowned > 0 {
+        s.push_str(&format!("; owned by nobody {}", short(m.unowned)));
+    }
+    Paragraph::new(s)
+}
+
+/// The filter prompt, the scan notes, or the key hints.
+fn last_line(app: &App) -> Paragraph<'static> {
+    if app.editing {
+        return Paragraph::new(format!(
+            "/{}_   (Enter keeps it, Esc clears it)",
+            app.filter
+        ));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    if let Some(m) = &app.model {
+        let n = &m.notes;
+        let est: u32 = n.estimates.iter().map(|e| e.1).sum();
+        if est > 0 {
+            notes.push(format!("~ {est} estimated (Enter: why)"));
+        }
+        if n.unreadable > 0 {
+            notes.push(format!("{} procs unreadable", n.unreadable));
+        }
+        if n.hidepid {
+            notes.push("hidepid".into());
+        }
+        if n.vanished > 0 {
+            notes.push(format!("{} exited mid-scan", n.vanished));
+        }
+        if n.foreign_ipc_ns > 0 {
+            notes.push(format!("{} IPC ns not entered", n.foreign_ipc_ns));
+        }
+        if m.objects_gone > 0 {
+            notes.push(format!("{} objects gone", m.objects_gone));
+        }
+    }
+    if notes.is_empty() {
+        Paragraph::new(
+            "q quit  Tab pane  s sort  / filter  c charge  d changes  Enter details  ? help",
+        )
+    } else {
+        Paragraph::new(format!("note: {}", notes.join(", ")))
+    }
+}
+
+const HELP: &[&str] = &[
+    "Keys",
+    "  q Esc Ctrl-C   quit",
+    "  Tab            switch between objects and processes",
+    "  Up Down j k    select; PgUp PgDn Home End",
+    "  Enter          details of the selected object or process",
+    "  s S            next / previous sort order of this pane",
+    "  /              filter both panes by text (Esc clears)",
+    "  c              charge policy: owner, split, touched",
+    "  d              figures show their change instead of value",
+    "  r              scan now",
+    "",
+    "Every figure is measured from the kernel; ~ marks a lower bound.",
+    "K M G = KiB MiB GiB. CHANGE: since the last refresh, of",
+    "RESIDENT (objects) and SHARED (processes). Row marks: + grew,",
+    "- shrank, * new since the last refresh.",
+    "SHARED: shared memory charged under the policy; TOTAL: private",
+    "anonymous RSS + SHARED; SHMEM: RssShmem of /proc/PID/status.",
+    "touched reads smaps (a page-table walk) while it is selected.",
+];
+
+fn help(frame: &mut Frame, theme: &Theme, area: Rect) {
+    let lines: Vec<Line> = HELP.iter().map(|l| Line::from(*l)).collect();
+    popup(frame, theme, area, " Help ", " any key closes ", lines, 0);
+}
+
+fn popup(
+    frame: &mut Frame,
+    theme: &Theme,
+    area: Rect,
+    title: &str,
+    bottom: &str,
+    lines: Vec<Line<'static>>,
+    scroll: u16,
+) {
+    let w = area.width.min(76);
+    let h = area.height;
+    let r = Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y,
+        width: w,
+        height: h,
+    };
+    frame.render_widget(Clear, r);
+    let p = Paragraph::new(lines)
+        .block(
+            Block::bordered()
+                .title(Span::styled(title.to_string(), theme.header()))
+                .title_bottom(bottom.to_string()),
+        )
+        .wrap(Wrap { trim: false })
+        .scroll((scroll, 0));
+    frame.render_widget(p, r);
+}

@@ -146,7 +146,9 @@ maps it, but killing that process would not free it.
 Examples:
   shmwho procs --by command --top 10
   shmwho procs --charge touched --comm php-fpm
-  shmwho procs --pid 1234 --json")]
+  shmwho procs --pid 1234 --json
+  sudo shmwho procs --by tree --exact   what each pool really uses, and would free if killed
+  shmwho procs --by cgroup       per systemd unit / container, against the kernel's memory.stat")]
 pub struct ProcsArgs {
     /// How shared objects are charged to processes
     #[arg(long, value_enum, default_value_t = Policy::Owner)]
@@ -154,7 +156,13 @@ pub struct ProcsArgs {
     /// Add PSS and USS from smaps (walks page tables: slower)
     #[arg(long)]
     pub pss: bool,
-    /// One row per command or per user
+    /// Exact memory per row (root: reads physical page numbers from pagemap): UNIQUE counts
+    /// distinct pages instead of summing PSS, FREED-IF-GONE what killing the row's processes
+    /// would return; best with --by tree or command
+    #[arg(long)]
+    pub exact: bool,
+    /// One row per command, per user or per memory cgroup (systemd unit, container); by
+    /// cgroup adds a reconciliation with each cgroup's own memory.stat shmem
     #[arg(long, value_enum)]
     pub by: Option<GroupBy>,
     /// Only these processes (repeatable)
@@ -180,6 +188,11 @@ pub struct ProcsArgs {
 pub enum GroupBy {
     Command,
     User,
+    Cgroup,
+    /// A process and its descendants that run the same command, under the topmost one's pid
+    /// (a PHP-FPM master and its workers, a postmaster and its backends); a descendant running
+    /// another command starts its own tree
+    Tree,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +206,11 @@ pub enum ProcSort {
     Uss,
     Pid,
     Command,
+    /// With --exact
+    Unique,
+    /// With --exact
+    #[value(name = "freed-if-gone")]
+    FreedIfGone,
 }
 
 #[derive(Args, Debug)]
@@ -322,6 +340,9 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 
 fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let smaps = a.pss || a.charge.needs_smaps();
+    if a.exact && !collect::pagemap::can_read_pfns() {
+        bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
+    }
     let snap = collect::collect(&Options {
         proc_root: a.output.proc_root.clone(),
         smaps,
@@ -329,6 +350,12 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, a.charge);
+    let exact = a.exact.then(|| {
+        std::sync::Arc::new(collect::pagemap::snapshot_phys_pages(
+            &a.output.proc_root,
+            &snap,
+        ))
+    });
     let filter = render::ProcFilter {
         pids: a.pid.clone(),
         user: a.user.clone(),
@@ -337,6 +364,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         sort: a.sort,
         top: a.top,
         pss: smaps,
+        exact,
     };
     let text = if a.output.json {
         render::json::procs(&acc, &filter)

@@ -196,6 +196,29 @@ pub struct Process {
     pub mnt_ns: Option<u64>,
     /// PSS and USS from smaps, read only on request.
     pub smaps: Option<SmapsTotals>,
+    /// Memory cgroup path (`/proc/PID/cgroup`: v1's `memory` line on a hybrid host, else v2's
+    /// `0::` line), relative to shmwho's cgroup namespace; None when unreadable.
+    pub cgroup: Option<String>,
+}
+
+/// Which cgroup hierarchy holds the memory controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// A memory cgroup that holds at least one listed process, with the kernel's own count of the
+/// shmem pages charged to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CgroupMem {
+    /// As in [`Process::cgroup`].
+    pub path: String,
+    pub version: CgroupVersion,
+    /// `shmem` from the cgroup's `memory.stat`: resident shmem pages charged to it (v1: this
+    /// cgroup only; v2: including child cgroups). None when the file could not be read.
+    pub shmem_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -263,6 +286,8 @@ pub struct Snapshot {
     pub notes: ScanNotes,
     /// smaps was read (PSS and per-mapping presence available).
     pub with_smaps: bool,
+    /// Memory cgroups of the listed processes, sorted by path.
+    pub cgroups: Vec<CgroupMem>,
 }
 
 impl Snapshot {

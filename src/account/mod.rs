@@ -1,7 +1,9 @@
 //! Pure functions from a [`Snapshot`] and a charging policy to owners, charges and the
 //! reconciliation with the kernel's `Shmem`. No I/O.
 
+pub mod cgroup;
 pub mod charge;
+pub mod exact;
 pub mod owner;
 pub mod reconcile;
 

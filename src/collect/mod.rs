@@ -3,10 +3,14 @@
 //! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
+pub mod cgroup;
 pub mod maps;
 pub mod measure;
+pub mod meminfo;
 pub mod mounts;
 pub mod objects;
+pub mod pagemap;
+pub mod residency;
 pub mod smaps;
 pub mod stat;
 pub mod status;
@@ -14,8 +18,7 @@ pub mod sysv;
 pub mod users;
 
 use crate::error::Error;
-use crate::model::{self, Meminfo, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
-use procfs_core::FromRead;
+use crate::model::{self, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -128,23 +131,18 @@ pub(crate) struct Context {
     pub tmpfs: HashMap<u64, (mounts::Mount, Option<u64>)>,
     /// tmpfs mount points per mount namespace, for telling fd paths worth a stat.
     pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
+    /// Where the memory cgroup controller is mounted.
+    pub cgroups: cgroup::Hierarchies,
 }
 
 /// Collects a snapshot of the whole host.
 pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     let root = &opts.proc_root;
     let meminfo_text = read_required(&root.join("meminfo"))?;
-    let mi = procfs_core::Meminfo::from_read(&meminfo_text[..]).map_err(|e| Error::Parse {
+    let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
         path: root.join("meminfo"),
-        what: e.to_string(),
+        what: "no MemTotal, or a malformed MemTotal/Shmem/SwapTotal/SwapFree/Hugepagesize".into(),
     })?;
-    let meminfo = Meminfo {
-        mem_total_bytes: mi.mem_total,
-        shmem_bytes: mi.shmem.unwrap_or(0),
-        swap_total_bytes: mi.swap_total,
-        swap_free_bytes: mi.swap_free,
-        hugepage_bytes: mi.hugepagesize.unwrap_or(0),
-    };
     let page_size = rustix::param::page_size() as u64;
     let boot_time = std::fs::read(root.join("stat"))
         .ok()
@@ -160,6 +158,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
         own_mnt_ns: ns_inode(&root.join("self/ns/mnt")),
         tmpfs: HashMap::new(),
         mount_points: HashMap::new(),
+        cgroups: cgroup::parse_mounts(&own_mountinfo),
     };
     ctx.add_mounts(None, &own_mountinfo);
     let mut notes = ScanNotes {
@@ -235,6 +234,9 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     }
 
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
+    let cgroups = ctx
+        .cgroups
+        .read_shmem(processes.iter().filter_map(|p| p.cgroup.as_deref()));
     Ok(Snapshot {
         page_size,
         clock_ticks: rustix::param::clock_ticks_per_second(),
@@ -245,6 +247,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
         mounts: built.mounts,
         notes,
         with_smaps: opts.smaps,
+        cgroups,
     })
 }
 
@@ -314,6 +317,11 @@ fn scan_head(ctx: &mut Context, reader: &mut Reader, pid: Pid) -> Read<Option<Pr
         ipc_ns: ns_inode(&ctx.pid_path(pid, "ns/ipc")),
         mnt_ns: ns_inode(&ctx.pid_path(pid, "ns/mnt")),
         smaps: None,
+        // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
+        cgroup: reader
+            .read(&ctx.pid_path(pid, "cgroup"))
+            .ok()
+            .and_then(|t| ctx.cgroups.process_cgroup(t)),
     };
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     if !ctx.mount_points.contains_key(&mnt_key) {
@@ -382,6 +390,13 @@ fn scan_body(
         Read::Ok(fds) => raw.fds = fds,
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
+    }
+    // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it happen):
+    // the maps and fds just read would then be another process's. A process is its pid and
+    // start time.
+    match reader.read(&ctx.pid_path(pid, "stat")) {
+        Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
+        _ => return Read::Vanished,
     }
     Read::Ok((p, raw, denied))
 }
@@ -469,7 +484,7 @@ fn scan_fds(
 }
 
 /// Whether `path` lies under mount point `mp` (component-wise).
-fn under(path: &[u8], mp: &[u8]) -> bool {
+pub fn under(path: &[u8], mp: &[u8]) -> bool {
     if mp == b"/" {
         return path.starts_with(b"/");
     }
@@ -526,7 +541,8 @@ fn sysv_in_namespace(ns_link: &Path) -> Option<Vec<model::SysvSegment>> {
     })
 }
 
-fn parse_btime(text: &[u8]) -> Option<i64> {
+/// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
+pub fn parse_btime(text: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(text).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("btime "))

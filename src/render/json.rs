@@ -267,6 +267,11 @@ struct ProcsDoc {
     charged_bytes: u64,
     objects_resident_bytes: u64,
     vanished_processes: u32,
+    /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroups: Option<Vec<super::cgroups::CgroupDoc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroups_note: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -291,11 +296,21 @@ struct ProcDoc {
     pss_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uss_bytes: Option<u64>,
+    /// Memory cgroup (of the process, or of the group with `--by cgroup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<String>,
+    /// With `--exact`: distinct physical pages mapped plus shared memory charged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unique_bytes: Option<u64>,
+    /// With `--exact`: pages and objects no process outside the row holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    freed_if_gone_bytes: Option<u64>,
 }
 
 fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
     ProcDoc {
-        pid: (!group).then_some(r.pid),
+        // A tree group is named by its root's pid.
+        pid: (!group || r.pid != 0).then_some(r.pid),
         ppid: (!group).then_some(r.ppid),
         comm: r.comm.clone(),
         user: r.user.clone(),
@@ -310,6 +325,9 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
         owned_objects: r.owned_objects,
         pss_bytes: r.pss,
         uss_bytes: r.uss,
+        cgroup: r.cgroup.clone(),
+        unique_bytes: r.unique,
+        freed_if_gone_bytes: r.freed_if_gone,
     }
 }
 
@@ -323,12 +341,15 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         .iter()
         .map(|r| proc_doc(r, false))
         .collect();
-    let groups = f.by.map(|_| {
-        proc_rows(acc, f)
-            .iter()
-            .map(|r| proc_doc(r, true))
-            .collect()
-    });
+    let group_rows = f.by.map(|_| proc_rows(acc, f));
+    let groups = group_rows
+        .as_ref()
+        .map(|rows| rows.iter().map(|r| proc_doc(r, true)).collect());
+    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
+    let cgroups = group_rows
+        .as_deref()
+        .filter(|_| by_cgroup)
+        .map(|rows| super::cgroups::json_docs(acc, rows));
     let doc = ProcsDoc {
         schema: SCHEMA,
         charge: acc.policy.as_str(),
@@ -339,6 +360,8 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         charged_bytes: acc.per_process.values().sum(),
         objects_resident_bytes: acc.reconciliation.objects_bytes,
         vanished_processes: acc.snapshot.notes.vanished,
+        cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
+        cgroups,
     };
     to_string(&doc)
 }

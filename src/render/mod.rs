@@ -1,6 +1,8 @@
 //! Front ends: each takes an accounted snapshot and returns text. Units live only here.
 
+pub mod cgroups;
 pub mod json;
+pub mod metrics;
 pub mod table;
 pub mod units;
 
@@ -125,6 +127,8 @@ pub struct ProcFilter {
     pub top: Option<usize>,
     /// PSS/USS columns are present.
     pub pss: bool,
+    /// `--exact`: physical pages of every process, for UNIQUE and FREED-IF-GONE.
+    pub exact: Option<std::sync::Arc<crate::collect::pagemap::PhysScan>>,
 }
 
 /// One row of the procs view: a process, or a group of them.
@@ -145,6 +149,14 @@ pub struct ProcRow {
     pub owned_objects: u32,
     pub pss: Option<u64>,
     pub uss: Option<u64>,
+    /// Memory cgroup of the process, or of the group with `--by cgroup`.
+    pub cgroup: Option<String>,
+    /// The processes in the row.
+    pub members: Vec<Pid>,
+    /// With `--exact`: distinct pages mapped plus shared memory charged.
+    pub unique: Option<u64>,
+    /// With `--exact`: pages and objects no process outside the row holds.
+    pub freed_if_gone: Option<u64>,
 }
 
 impl ProcRow {
@@ -169,6 +181,10 @@ impl ProcRow {
             owned_objects: acc.owned_by(p.pid).count() as u32,
             pss: p.smaps.map(|s| s.pss_bytes),
             uss: p.smaps.map(|s| s.uss_bytes),
+            cgroup: p.cgroup.clone(),
+            members: vec![p.pid],
+            unique: None,
+            freed_if_gone: None,
         }
     }
 
@@ -183,6 +199,7 @@ impl ProcRow {
         self.owned_objects += o.owned_objects;
         self.pss = add_opt(self.pss, o.pss);
         self.uss = add_opt(self.uss, o.uss);
+        self.members.extend_from_slice(&o.members);
     }
 }
 
@@ -211,10 +228,18 @@ pub fn proc_rows(acc: &Accounted, f: &ProcFilter) -> Vec<ProcRow> {
     if let Some(by) = f.by {
         let mut groups: Vec<ProcRow> = Vec::new();
         let mut index = std::collections::HashMap::new();
+        let roots = (by == GroupBy::Tree)
+            .then(|| crate::account::exact::tree_roots(&acc.snapshot.processes));
         for r in rows {
+            let tree_root = roots
+                .as_ref()
+                .map(|m| m.get(&r.pid).copied().unwrap_or(r.pid));
             let key = match by {
+                GroupBy::Tree => tree_root.unwrap_or(r.pid).to_string(),
                 GroupBy::Command => r.comm.clone(),
                 GroupBy::User => r.user.clone(),
+                // "-": processes whose cgroup could not be read.
+                GroupBy::Cgroup => r.cgroup.clone().unwrap_or_else(|| "-".to_string()),
             };
             match index.get(&key) {
                 Some(&i) => {
@@ -223,18 +248,28 @@ pub fn proc_rows(acc: &Accounted, f: &ProcFilter) -> Vec<ProcRow> {
                 }
                 None => {
                     index.insert(key.clone(), groups.len());
+                    let root = tree_root.and_then(|pid| acc.snapshot.process(pid));
                     groups.push(ProcRow {
-                        pid: 0,
+                        pid: tree_root.unwrap_or(0),
                         ppid: 0,
                         comm: if by == GroupBy::Command {
                             key.clone()
+                        } else if by == GroupBy::Tree {
+                            root.map_or_else(|| r.comm.clone(), |p| p.comm.clone())
                         } else {
                             String::new()
                         },
                         user: if by == GroupBy::User {
                             key
+                        } else if by == GroupBy::Tree {
+                            root.map_or_else(|| r.user.clone(), |p| p.user.clone())
                         } else {
                             String::new()
+                        },
+                        cgroup: if by == GroupBy::Cgroup {
+                            r.cgroup.clone()
+                        } else {
+                            None
                         },
                         ..r
                     });
@@ -242,6 +277,18 @@ pub fn proc_rows(acc: &Accounted, f: &ProcFilter) -> Vec<ProcRow> {
             }
         }
         rows = groups;
+    }
+    if let Some(ex) = &f.exact {
+        let members: Vec<Vec<Pid>> = rows.iter().map(|r| r.members.clone()).collect();
+        let exact = crate::account::exact::group_memory(acc, &ex.pages, &members);
+        for (r, g) in rows.iter_mut().zip(exact) {
+            // A member whose pages could not be read leaves the row without an exact figure.
+            if r.members.iter().any(|p| ex.unread.contains(p)) {
+                continue;
+            }
+            r.unique = Some(g.unique_bytes());
+            r.freed_if_gone = Some(g.freed_if_gone_bytes());
+        }
     }
     let desc = |r: &ProcRow| -> u64 {
         match f.sort {
@@ -252,6 +299,8 @@ pub fn proc_rows(acc: &Accounted, f: &ProcFilter) -> Vec<ProcRow> {
             ProcSort::Swap => r.swap,
             ProcSort::Pss => r.pss.unwrap_or(0),
             ProcSort::Uss => r.uss.unwrap_or(0),
+            ProcSort::Unique => r.unique.unwrap_or(0),
+            ProcSort::FreedIfGone => r.freed_if_gone.unwrap_or(0),
             ProcSort::Pid | ProcSort::Command => 0,
         }
     };

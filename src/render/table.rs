@@ -180,10 +180,39 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
     out
 }
 
+/// What `--exact`'s columns mean, and the processes whose pages could not be read.
+fn exact_footer(ex: &crate::collect::pagemap::PhysScan) -> String {
+    let mut out = String::from(
+        "UNIQUE = distinct physical pages the row's processes map (pages shared copy-on-write after fork count once; shared-memory objects left out) + SHARED.\n\
+         FREED-IF-GONE = those pages no process outside the row maps + objects only the row holds that die with it (not SysV segments without IPC_RMID, not files still linked); file pages among them stay cached, reclaimable.\n",
+    );
+    if ex.vanished > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) exited before their pages were read.",
+            ex.vanished
+        );
+    }
+    if ex.denied > 0 {
+        let _ = writeln!(
+            out,
+            "note: the pages of {} process(es) could not be read (permission denied).",
+            ex.denied
+        );
+    }
+    out
+}
+
 pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
     let rows = proc_rows(acc, f);
     let grouped = f.by.is_some();
-    let mut header: Vec<&str> = if grouped {
+    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
+    let by_tree = f.by == Some(crate::cli::GroupBy::Tree);
+    let mut header: Vec<&str> = if by_cgroup {
+        vec!["PROCS", "CGROUP"]
+    } else if by_tree {
+        vec!["PID", "PROCS", "USER", "COMMAND"]
+    } else if grouped {
         vec!["PROCS", "USER", "COMMAND"]
     } else {
         vec!["PID", "PPID", "USER", "COMMAND"]
@@ -192,8 +221,19 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
     if f.pss {
         header.extend(["PSS", "USS"]);
     }
+    if f.exact.is_some() {
+        header.extend(["UNIQUE", "FREED-IF-GONE"]);
+    }
     let mut t = table(&header, 0);
-    let text_cols = if grouped { 1..3 } else { 2..4 };
+    let text_cols = if by_cgroup {
+        1..2
+    } else if by_tree {
+        2..4
+    } else if grouped {
+        1..3
+    } else {
+        2..4
+    };
     for c in text_cols {
         if let Some(col) = t.column_mut(c) {
             col.set_cell_alignment(CellAlignment::Left);
@@ -201,7 +241,19 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
     }
     let b = |v| bytes(v, ro.bytes);
     for r in &rows {
-        let mut cells: Vec<String> = if grouped {
+        let mut cells: Vec<String> = if by_cgroup {
+            vec![
+                r.count.to_string(),
+                escape(r.cgroup.as_deref().unwrap_or("- (unreadable)")),
+            ]
+        } else if by_tree {
+            vec![
+                r.pid.to_string(),
+                r.count.to_string(),
+                escape(&r.user),
+                escape(&r.comm),
+            ]
+        } else if grouped {
             vec![r.count.to_string(), escape(&r.user), escape(&r.comm)]
         } else {
             vec![
@@ -224,6 +276,10 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
             cells.push(r.pss.map_or("-".into(), b));
             cells.push(r.uss.map_or("-".into(), b));
         }
+        if f.exact.is_some() {
+            cells.push(r.unique.map_or("-".into(), b));
+            cells.push(r.freed_if_gone.map_or("-".into(), b));
+        }
         t.add_row(cells);
     }
     let mut out = if rows.is_empty() {
@@ -242,6 +298,12 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
         acc.snapshot.objects.len()
     );
     let _ = writeln!(out, "TOTAL = ANON (private anonymous) + SHARED.");
+    if let Some(ex) = &f.exact {
+        out.push_str(&exact_footer(ex));
+    }
+    if by_cgroup {
+        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.bytes));
+    }
     out.push_str(&notes(acc, ro));
     out
 }

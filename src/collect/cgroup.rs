@@ -1,0 +1,277 @@
+//! Memory cgroups: which one each process is in (`/proc/PID/cgroup`) and how much shmem the
+//! kernel charges to it (`memory.stat`). cgroup v2, and v1's memory controller as on hybrid
+//! hosts, where the memory controller stays on v1 while systemd also mounts a v2 tree.
+//!
+//! Parsers take bytes; [`Hierarchies::read_shmem`] is the only I/O.
+
+use crate::model::{CgroupMem, CgroupVersion};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// A mounted cgroup hierarchy: where it is mounted and which cgroup its root shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mounted {
+    pub mount_point: PathBuf,
+    /// The cgroup at the mount point (`/` unless a subtree is bind-mounted, as in containers).
+    pub root: String,
+}
+
+/// Where the memory controller can be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hierarchies {
+    /// A v1 hierarchy with the `memory` controller.
+    pub v1_memory: Option<Mounted>,
+    /// The v2 (unified) hierarchy.
+    pub v2: Option<Mounted>,
+}
+
+impl Hierarchies {
+    /// The hierarchy that accounts memory: v1's memory controller when it is mounted (a v1
+    /// controller cannot be enabled on v2 at the same time), else v2.
+    pub fn memory_version(&self) -> Option<CgroupVersion> {
+        if self.v1_memory.is_some() {
+            Some(CgroupVersion::V1)
+        } else if self.v2.is_some() {
+            Some(CgroupVersion::V2)
+        } else {
+            None
+        }
+    }
+
+    /// The memory cgroup in a `/proc/PID/cgroup` text.
+    pub fn process_cgroup(&self, text: &[u8]) -> Option<String> {
+        parse_process(text, self.memory_version()?)
+    }
+
+    /// `memory.stat` of a cgroup path as `/proc/PID/cgroup` prints it.
+    pub fn stat_path(&self, cgroup: &str) -> Option<PathBuf> {
+        let m = match self.memory_version()? {
+            CgroupVersion::V1 => self.v1_memory.as_ref()?,
+            CgroupVersion::V2 => self.v2.as_ref()?,
+        };
+        let rel = if m.root == "/" {
+            cgroup.strip_prefix('/')?
+        } else {
+            let rest = cgroup.strip_prefix(m.root.as_str())?;
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                return None; // a sibling whose name merely starts like the root
+            }
+            rest.trim_start_matches('/')
+        };
+        // `..` appears for cgroups outside our cgroup namespace: not reachable through the mount.
+        if rel.split('/').any(|c| c == "..") {
+            return None;
+        }
+        Some(m.mount_point.join(rel).join("memory.stat"))
+    }
+
+    /// The kernel's shmem figure for each distinct cgroup, sorted by path. O(1) per cgroup: one
+    /// small file.
+    pub fn read_shmem<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> Vec<CgroupMem> {
+        let Some(version) = self.memory_version() else {
+            return Vec::new();
+        };
+        let distinct: BTreeSet<&str> = paths.into_iter().collect();
+        distinct
+            .into_iter()
+            .map(|path| CgroupMem {
+                path: path.to_string(),
+                version,
+                shmem_bytes: self
+                    .stat_path(path)
+                    .and_then(|p| std::fs::read(p).ok())
+                    .and_then(|t| parse_stat_shmem(&t)),
+            })
+            .collect()
+    }
+}
+
+/// The memory cgroup in a `/proc/PID/cgroup` text: the v1 line whose controllers include
+/// `memory` for [`CgroupVersion::V1`], the `0::` line for v2. Lines are
+/// `ID:CONTROLLERS:PATH`; the path may itself contain `:`.
+pub fn parse_process(text: &[u8], version: CgroupVersion) -> Option<String> {
+    let text = String::from_utf8_lossy(text);
+    text.lines().find_map(|line| {
+        let mut f = line.splitn(3, ':');
+        let (id, controllers, path) = (f.next()?, f.next()?, f.next()?);
+        let wanted = match version {
+            CgroupVersion::V2 => id == "0" && controllers.is_empty(),
+            CgroupVersion::V1 => id != "0" && controllers.split(',').any(|c| c == "memory"),
+        };
+        (wanted && path.starts_with('/')).then(|| path.to_string())
+    })
+}
+
+/// cgroup mounts in a mountinfo text.
+pub fn parse_mounts(mountinfo: &[u8]) -> Hierarchies {
+    let mut h = Hierarchies::default();
+    for line in String::from_utf8_lossy(mountinfo).lines() {
+        // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let left: Vec<&str> = left.split(' ').collect();
+        let right: Vec<&str> = right.split(' ').collect();
+        if left.len() < 5 || right.len() < 3 {
+            continue;
+        }
+        let mounted = || Mounted {
+            mount_point: PathBuf::from(unescape_octal(left[4])),
+            root: unescape_octal(left[3]),
+        };
+        match right[0] {
+            "cgroup" if right[2].split(',').any(|o| o == "memory") => {
+                h.v1_memory.get_or_insert_with(mounted);
+            }
+            "cgroup2" => {
+                h.v2.get_or_insert_with(mounted);
+            }
+            _ => {}
+        }
+    }
+    h
+}
+
+/// `shmem` (bytes) from a `memory.stat` text; the same key in v1 and v2.
+pub fn parse_stat_shmem(text: &[u8]) -> Option<u64> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .find_map(|l| l.strip_prefix("shmem "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = u32::from(b[i + 1] - b'0') * 64
+                + u32::from(b[i + 2] - b'0') * 8
+                + u32::from(b[i + 3] - b'0');
+            if let Ok(c) = u8::try_from(v) {
+                out.push(c);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .expect("fixture")
+    }
+
+    #[test]
+    fn hybrid_host_uses_the_v1_memory_line() {
+        let h = parse_mounts(&fixture("mountinfo_cgroup_hybrid.txt"));
+        assert_eq!(
+            h.v1_memory,
+            Some(Mounted {
+                mount_point: "/sys/fs/cgroup/memory".into(),
+                root: "/".into()
+            })
+        );
+        assert_eq!(
+            h.v2.as_ref().unwrap().mount_point,
+            Path::new("/sys/fs/cgroup/unified")
+        );
+        assert_eq!(h.memory_version(), Some(CgroupVersion::V1));
+        let cg = h.process_cgroup(&fixture("cgroup_hybrid.txt"));
+        assert_eq!(cg.as_deref(), Some("/system.slice/php8.2-fpm.service"));
+        assert_eq!(
+            h.stat_path(cg.as_deref().unwrap()),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/memory/system.slice/php8.2-fpm.service/memory.stat"
+            ))
+        );
+        assert_eq!(
+            h.stat_path("/"),
+            Some(PathBuf::from("/sys/fs/cgroup/memory/memory.stat"))
+        );
+    }
+
+    #[test]
+    fn v2_host() {
+        let h = parse_mounts(b"30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n");
+        assert_eq!(h.memory_version(), Some(CgroupVersion::V2));
+        let cg = h.process_cgroup(&fixture("cgroup_v2.txt")).unwrap();
+        assert_eq!(cg, "/system.slice/postgresql@15-main.service");
+        assert_eq!(
+            h.stat_path(&cg).unwrap(),
+            Path::new("/sys/fs/cgroup/system.slice/postgresql@15-main.service/memory.stat")
+        );
+        // A v2 host ignores v1 lines (a named v1 hierarchy such as name=systemd can coexist).
+        assert_eq!(
+            parse_process(b"1:name=systemd:/x\n0::/y\n", CgroupVersion::V2).as_deref(),
+            Some("/y")
+        );
+    }
+
+    #[test]
+    fn container_view_and_hostile_paths() {
+        // Inside a container the mount shows a subtree; paths outside it are unreachable.
+        let h = parse_mounts(
+            b"900 800 0:40 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n",
+        );
+        assert_eq!(
+            h.stat_path("/docker/abc/sub").unwrap(),
+            Path::new("/sys/fs/cgroup/memory/sub/memory.stat")
+        );
+        assert_eq!(
+            h.stat_path("/docker/abc").unwrap(),
+            Path::new("/sys/fs/cgroup/memory/memory.stat")
+        );
+        assert_eq!(h.stat_path("/docker/abcdef"), None);
+        assert_eq!(h.stat_path("/../other"), None);
+        // Colons in the path, memory co-mounted with another controller.
+        assert_eq!(
+            parse_process(b"4:cpu,memory:/a:b:c\n", CgroupVersion::V1).as_deref(),
+            Some("/a:b:c")
+        );
+        assert_eq!(parse_process(b"", CgroupVersion::V1), None);
+        assert_eq!(
+            parse_process(b"garbage\n4:memory\n", CgroupVersion::V1),
+            None
+        );
+        // A mount point with a space is escaped in mountinfo.
+        let h = parse_mounts(b"1 2 0:3 / /mnt/cg\\040v1 rw - cgroup cgroup rw,memory\n");
+        assert_eq!(h.v1_memory.unwrap().mount_point, Path::new("/mnt/cg v1"));
+        assert_eq!(
+            parse_mounts(b"short line - cgroup\n"),
+            Hierarchies::default()
+        );
+    }
+
+    #[test]
+    fn memory_stat_shmem() {
+        assert_eq!(
+            parse_stat_shmem(&fixture("memory_stat_v1.txt")),
+            Some(9084928),
+            "v1: `shmem` is this cgroup's own, `total_shmem` the subtree's"
+        );
+        assert_eq!(
+            parse_stat_shmem(&fixture("memory_stat_v2.txt")),
+            Some(25165824)
+        );
+        assert_eq!(parse_stat_shmem(b"shmem_thp 4096\n"), None);
+        assert_eq!(parse_stat_shmem(b"shmem x\n"), None);
+    }
+}

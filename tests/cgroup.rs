@@ -1,0 +1,199 @@
+//! `procs --by cgroup` against a memory cgroup the test creates: the child moved into it is
+//! grouped there, and the cgroup's own memory.stat shmem is reported next to shmwho's charges,
+//! to the byte, including where the two differ because the kernel charges the cgroup that first
+//! touched a page.
+
+mod common;
+
+use common::*;
+use shmwho::collect::cgroup::{parse_mounts, parse_process};
+use shmwho::model::CgroupVersion;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A memory cgroup directory, removed on drop (after the children in it are gone: declare it
+/// before them).
+struct CgroupDir {
+    path: PathBuf,
+}
+
+impl Drop for CgroupDir {
+    fn drop(&mut self) {
+        // A killed task leaves the cgroup asynchronously; rmdir says EBUSY until it has.
+        for _ in 0..250 {
+            if std::fs::remove_dir(&self.path).is_ok() || !self.path.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("warning: could not remove cgroup {}", self.path.display());
+    }
+}
+
+/// A fresh memory cgroup below our own: (its directory, its path as /proc/PID/cgroup prints
+/// it), or None (with the reason printed) where none can be made.
+fn make_cgroup() -> Option<(CgroupDir, String)> {
+    let h = parse_mounts(&std::fs::read("/proc/self/mountinfo").unwrap());
+    let version = h.memory_version().or_else(|| {
+        eprintln!("skipped: no memory cgroup hierarchy is mounted");
+        None
+    })?;
+    let own = parse_process(&std::fs::read("/proc/self/cgroup").unwrap(), version)?;
+    let mount = match version {
+        CgroupVersion::V1 => h.v1_memory.clone()?,
+        CgroupVersion::V2 => h.v2.clone()?,
+    };
+    if mount.root != "/" {
+        eprintln!("skipped: the cgroup hierarchy is mounted from a subtree (a container)");
+        return None;
+    }
+    let own_dir = mount.mount_point.join(own.trim_start_matches('/'));
+    if version == CgroupVersion::V2 {
+        // v2 gives a child cgroup memory accounting only when the parent delegates it.
+        let ctl =
+            std::fs::read_to_string(own_dir.join("cgroup.subtree_control")).unwrap_or_default();
+        if !ctl.split_whitespace().any(|c| c == "memory") {
+            eprintln!("skipped: cgroup v2 without the memory controller delegated below {own}");
+            return None;
+        }
+    }
+    let name = format!("shmwho-test-{}", unique());
+    let path = own_dir.join(&name);
+    if let Err(e) = std::fs::create_dir(&path) {
+        eprintln!("skipped: cannot create {}: {e}", path.display());
+        return None;
+    }
+    let cg_path = if own == "/" {
+        format!("/{name}")
+    } else {
+        format!("{own}/{name}")
+    };
+    Some((CgroupDir { path }, cg_path))
+}
+
+fn shmem_of(dir: &CgroupDir) -> Option<u64> {
+    shmwho::collect::cgroup::parse_stat_shmem(&std::fs::read(dir.path.join("memory.stat")).ok()?)
+}
+
+/// `path` as a NUL-terminated buffer a forked child can use without allocating.
+fn c_path(path: &std::path::Path) -> [u8; 512] {
+    let b = path.as_os_str().as_encoded_bytes();
+    assert!(b.len() < 512);
+    let mut buf = [0u8; 512];
+    buf[..b.len()].copy_from_slice(b);
+    buf
+}
+
+#[test]
+fn procs_by_cgroup_against_memory_stat() {
+    if !require_root("creates a memory cgroup") {
+        return;
+    }
+    let Some((cg, cg_path)) = make_cgroup() else {
+        return;
+    };
+    let pg = page();
+    let (n, m) = (384u64, 128u64);
+    // Written by the child after it joins the cgroup: charged to the cgroup.
+    let mine = Memfd::new("shmwho-cgroup-child", n * pg);
+    // Written by the test process before the child exists: charged to our own cgroup, although
+    // the child, its only holder, owns it.
+    let theirs = Memfd::new("shmwho-cgroup-parent", m * pg);
+    pwrite_pages(theirs.raw(), 0, m);
+    let procs = c_path(&cg.path.join("cgroup.procs"));
+    let (fd1, fd2) = (mine.raw(), theirs.raw());
+    let child = fork_child(&[], &[fd1, fd2], After::Pause, move || {
+        // SAFETY: raw syscalls on a NUL-terminated buffer; "0" moves the writing process.
+        unsafe {
+            let f = libc::open(procs.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(90);
+            }
+            libc::close(f);
+        }
+        child::pwrite_pages(fd1, 0, n, pg, 91);
+        0
+    });
+    drop(mine);
+    drop(theirs);
+
+    // memory.stat is flushed lazily (every 2 s, or after enough updates): wait for it, up to
+    // 10 s.
+    let mut kernel = None;
+    for _ in 0..100 {
+        kernel = shmem_of(&cg);
+        if kernel == Some(n * pg) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        kernel,
+        Some(n * pg),
+        "the kernel charged the child's writes to its cgroup"
+    );
+
+    let doc = json(&["procs", "--by", "cgroup", "--json"]);
+    let p = process(&doc, child.pid()).expect("the child");
+    assert_eq!(p["cgroup"], cg_path.as_str());
+    assert_eq!(
+        u(&p["shared_charged_bytes"]),
+        (n + m) * pg,
+        "it owns both memfds"
+    );
+    let group = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["cgroup"] == cg_path.as_str())
+        .expect("a group for the cgroup");
+    assert_eq!(group["processes"], 1);
+    assert_eq!(u(&group["shared_charged_bytes"]), (n + m) * pg);
+    let rec = doc["cgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cgroup"] == cg_path.as_str())
+        .expect("a reconciliation row for the cgroup");
+    assert_eq!(u(&rec["owner_bytes"]), (n + m) * pg);
+    assert_eq!(u(&rec["split_bytes"]), (n + m) * pg);
+    assert_eq!(u(&rec["kernel_shmem_bytes"]), n * pg);
+    assert_eq!(
+        rec["kernel_minus_owner_bytes"],
+        -((m * pg) as i64),
+        "pages the test process touched first stay charged to its cgroup"
+    );
+    assert!(doc["cgroups_note"]
+        .as_str()
+        .unwrap()
+        .contains("first touched"));
+
+    let out = run(&["procs", "--by", "cgroup", "--bytes"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(cg_path.as_str()))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        2,
+        "a group row and a reconciliation row:\n{text}"
+    );
+    let recon = rows[1].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(
+        recon,
+        [
+            cg_path.as_str(),
+            "1",
+            &((n + m) * pg).to_string(),
+            &((n + m) * pg).to_string(),
+            &(n * pg).to_string(),
+            &format!("-{}", m * pg),
+        ]
+    );
+    assert!(text.contains("first touched"));
+
+    drop(child);
+    drop(cg);
+}

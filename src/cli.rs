@@ -161,8 +161,8 @@ pub struct ProcsArgs {
     /// would return; best with --by tree or command
     #[arg(long)]
     pub exact: bool,
-    /// One row per command, per user or per memory cgroup (systemd unit, container); by
-    /// cgroup adds a reconciliation with each cgroup's own memory.stat shmem
+    /// One row per command, per user, per process tree or per memory cgroup (systemd unit,
+    /// container); by cgroup adds a reconciliation with each cgroup's own memory.stat shmem
     #[arg(long, value_enum)]
     pub by: Option<GroupBy>,
     /// Only these processes (repeatable)

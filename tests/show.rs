@@ -410,3 +410,47 @@ fn unknown_or_malformed_objects_are_one_line_errors() {
         assert!(out.stdout.is_empty());
     }
 }
+
+#[test]
+fn private_mapping_counts_only_the_objects_pages() {
+    // The owner reads its own process's fd link: no privilege needed.
+    let pg = page();
+    let name = format!("shmwho-show-private-{}", unique());
+    let m = Memfd::new(&name, 8 * pg);
+    pwrite_pages(m.raw(), 0, 4);
+    let fd = m.raw();
+    // MAP_PRIVATE: reading page 0 maps the object's pages 0-3 (fault-around maps what is in
+    // the page cache nearby); writing page 2 then replaces it with an anonymous copy-on-write
+    // page, which is not the object's.
+    let c = fork_child(&[], &[fd], After::Pause, move || {
+        // SAFETY: a fresh private mapping of the inherited fd, touched only inside it.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                (8 * pg) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                fd,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                child::fail(3);
+            }
+            let b = p as *mut u8;
+            std::ptr::read_volatile(b);
+            std::ptr::read_volatile(b.add(pg as usize));
+            std::ptr::write_volatile(b.add(2 * pg as usize), 7);
+        }
+        0
+    });
+    let doc = show(&[&format!("memfd:{name}")]);
+    assert_eq!(runs(&doc["resident_ranges"]), vec![(0, 4)]);
+    let h = doc["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["pid"] == c.pid() && h["via"] == "map")
+        .expect("the child's mapping");
+    assert_eq!(runs(&h["mapped_ranges"]), vec![(0, 2), (3, 1)]);
+    assert_eq!(runs(&doc["orphaned_ranges"]), vec![(2, 1)]);
+}

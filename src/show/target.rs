@@ -184,7 +184,10 @@ pub fn resolve(
             let pid = Pid::try_from(*n).ok().and_then(|p| snap.process(p));
             match (pid, objects.is_empty()) {
                 (Some(p), true) => Ok(Found::Process(p.pid)),
-                (None, _) => one(snap, arg, objects),
+                (None, true) => Err(format!(
+                    "no process and no shared-memory object numbered {n} (shmwho objects lists the objects)"
+                )),
+                (None, false) => one(snap, arg, objects),
                 (Some(_), false) => Err(format!(
                     "{n} is both a process and the inode of a shared-memory object: say pid:{n} or inode:{n}"
                 )),
@@ -317,6 +320,14 @@ mod tests {
             ino: 10,
         };
         let mut s = object(5, 4096, &[11]);
+        // Elsewhere in pid 11's address space than o2.
+        s.holders[0].via = Via::Map {
+            start: 0x10_0000,
+            end: 0x10_1000,
+            offset: 0,
+            pss_bytes: None,
+            rss_bytes: None,
+        };
         s.kind = ObjectKind::Sysv;
         s.id = ObjectId::Sysv {
             ipc_ns: 1,
@@ -365,11 +376,13 @@ mod tests {
         );
         // The holder's mapping covers 0x1000..0x1000+8192.
         assert_eq!(find("11:0x1fff"), Ok(Found::Object(1)));
+        assert_eq!(find("11:100fff"), Ok(Found::Object(3)));
         assert!(find("11:0x9000").unwrap_err().contains("maps no"));
         assert!(find("memfd:nope")
             .unwrap_err()
             .contains("no shared-memory object"));
         assert!(find("pid:99").is_err());
+        assert!(find("99").unwrap_err().contains("no process and no"));
         assert!(find("0x0").is_err());
     }
 }

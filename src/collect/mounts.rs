@@ -17,15 +17,18 @@ pub struct Mount {
 pub fn parse_tmpfs(text: &[u8]) -> Vec<Mount> {
     text.split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .filter_map(|line| MountInfo::from_line(&String::from_utf8_lossy(line)).ok())
-        .filter(|m| m.fs_type == "tmpfs")
-        .filter_map(|m| {
+        .filter_map(|line| {
+            let m = MountInfo::from_line(&String::from_utf8_lossy(line)).ok()?;
+            if m.fs_type != "tmpfs" {
+                return None;
+            }
             let (maj, min) = m.majmin.split_once(':')?;
+            // procfs-core takes &str, so a non-UTF-8 mount point would come back lossy and no
+            // longer prefix the fd targets under it: take the 5th field's raw bytes instead.
+            let raw_point = line.split(|&b| b == b' ').nth(4)?;
             Some(Mount {
                 dev: rustix::fs::makedev(maj.parse().ok()?, min.parse().ok()?),
-                mount_point: PathBuf::from(OsString::from_vec(unescape_octal(
-                    m.mount_point.as_os_str().as_encoded_bytes(),
-                ))),
+                mount_point: PathBuf::from(OsString::from_vec(unescape_octal(raw_point))),
                 fs_type: m.fs_type,
             })
         })
@@ -91,6 +94,15 @@ mod tests {
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].mount_point, PathBuf::from("/mnt/my tmp\nx"));
         assert_eq!(mounts[0].dev, rustix::fs::makedev(0, 77));
+    }
+
+    #[test]
+    fn non_utf8_mount_point_keeps_its_bytes() {
+        let mounts = parse_tmpfs(b"99 24 0:77 / /mnt/\xff\xfe rw - tmpfs tmpfs rw\n");
+        assert_eq!(
+            mounts[0].mount_point.as_os_str().as_encoded_bytes(),
+            b"/mnt/\xff\xfe"
+        );
     }
 
     #[test]

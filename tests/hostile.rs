@@ -374,8 +374,6 @@ fn tmpfs_files_with_hostile_names() {
 /// as fds are found by matching the fd's target against the mount points, so the mount point
 /// must keep its bytes.
 #[test]
-#[ignore = "known bug: mounts::parse_tmpfs reads mountinfo lossily (procfs-core takes &str), so \
-            the mount point no longer prefixes the fd targets and fd-held files are missed"]
 fn tmpfs_on_a_non_utf8_mount_point() {
     if !require_root("mounts a tmpfs") {
         return;

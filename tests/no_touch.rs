@@ -79,6 +79,17 @@ fn sysv_footprint(shmid: i32) -> Footprint {
     }
 }
 
+fn swap_in_use() -> bool {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb = |key: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    kb("SwapTotal:") > kb("SwapFree:")
+}
+
 /// A directory that looks like `/proc` (links to it) except for a `meminfo` that reports swap
 /// in use, so the collector takes its swap path on every object.
 struct SwapProcRoot {
@@ -304,7 +315,14 @@ fn no_view_touches_an_object() {
         assert_eq!(u(&o["resident_bytes"]), *resident, "{o}");
     }
 
+    let swap_before = swap_in_use();
     run_every_view();
+    // With swap really in use (another test's swap file, say), the views map objects for
+    // mincore too, which sets access times: then only st_blocks proves anything.
+    let check_atime = !swap_before && !swap_in_use();
+    if !check_atime {
+        eprintln!("swap is in use on this host: access times not checked");
+    }
     let after: Vec<Footprint> = probes.iter().map(|p| (p.1)()).collect();
     for ((p, b), a) in probes.iter().zip(&before).zip(&after) {
         assert_eq!(
@@ -313,7 +331,7 @@ fn no_view_touches_an_object() {
             p.0
         );
         assert_eq!(a.lpid, b.lpid, "{}: shmwho attached the segment", p.0);
-        if p.0 != "anon_shared" {
+        if check_atime && p.0 != "anon_shared" {
             // No fd to set the anonymous region's atime through; st_blocks is the proof.
             assert_eq!(
                 a.atime, b.atime,

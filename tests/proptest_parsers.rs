@@ -586,6 +586,33 @@ fn kernel_sysv_row(s: &SysvSegment) -> String {
 
 /// mountinfo escapes space, tab, newline and backslash as three octal digits (`mangle()` in
 /// fs/proc_namespace.c).
+/// The same on bytes: the kernel leaves bytes that are not UTF-8 as they are.
+fn mangle_bytes(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &b in path {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend_from_slice(format!("\\{b:03o}").as_bytes()),
+            b => out.push(b),
+        }
+    }
+    out
+}
+
+/// A tmpfs mount point: `/` then any bytes but NUL, UTF-8 or not.
+fn mount_point_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => any::<u8>().prop_filter("no NUL", |b| *b != 0),
+            1 => prop::sample::select(vec![b' ', b'\t', b'\n', b'\\', b'/']),
+        ],
+        1..40,
+    )
+    .prop_map(|mut v| {
+        v.insert(0, b'/');
+        v
+    })
+}
+
 fn mangle(path: &str) -> String {
     let mut out = String::new();
     for c in path.chars() {
@@ -597,8 +624,7 @@ fn mangle(path: &str) -> String {
     out
 }
 
-/// A mount point: `/` then any text without NUL (valid UTF-8: see
-/// `mountinfo_non_utf8_mount_point_is_lossy`).
+/// A mount point as text: `/` then anything but NUL (cgroup mounts are read as text).
 fn mount_point() -> impl Strategy<Value = String> {
     prop::collection::vec(
         prop_oneof![
@@ -751,33 +777,35 @@ proptest! {
 
     #[test]
     fn mountinfo_escaped_mount_points_round_trip(
-        points in prop::collection::vec((mount_point(), 0u32..4096, 0u32..(1 << 20)), 1..8),
+        points in prop::collection::vec((mount_point_bytes(), 0u32..4096, 0u32..(1 << 20)), 1..8),
         at in any::<Index>(),
     ) {
-        let base: Vec<String> = std::str::from_utf8(MOUNTINFO)
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect();
-        let ours: Vec<String> = points
+        use std::os::unix::ffi::OsStrExt;
+        let base: Vec<Vec<u8>> = MOUNTINFO.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+        let ours: Vec<Vec<u8>> = points
             .iter()
             .enumerate()
             .map(|(i, (mp, maj, min))| {
-                format!("{} 25 {maj}:{min} / {} rw,nosuid,nodev - tmpfs tmpfs rw,size=1024k", 900 + i, mangle(mp))
+                [
+                    format!("{} 25 {maj}:{min} / ", 900 + i).as_bytes(),
+                    &mangle_bytes(mp),
+                    b" rw,nosuid,nodev - tmpfs tmpfs rw,size=1024k",
+                ]
+                .concat()
             })
             .collect();
         let k = at.index(base.len() + 1);
         let mut lines = base[..k].to_vec();
         lines.extend(ours);
         lines.extend_from_slice(&base[k..]);
-        let got = mounts::parse_tmpfs(lines.join("\n").as_bytes());
-        let mut want = mounts::parse_tmpfs(base[..k].join("\n").as_bytes());
+        let got = mounts::parse_tmpfs(&lines.join(&b'\n'));
+        let mut want = mounts::parse_tmpfs(&base[..k].join(&b'\n'));
         want.extend(points.iter().map(|(mp, maj, min)| mounts::Mount {
             dev: rustix::fs::makedev(*maj, *min),
-            mount_point: PathBuf::from(mp),
+            mount_point: PathBuf::from(std::ffi::OsStr::from_bytes(mp)),
             fs_type: "tmpfs".to_string(),
         }));
-        want.extend(mounts::parse_tmpfs(base[k..].join("\n").as_bytes()));
+        want.extend(mounts::parse_tmpfs(&base[k..].join(&b'\n')));
         prop_assert_eq!(got, want);
     }
 
@@ -817,15 +845,17 @@ proptest! {
     }
 }
 
-/// The kernel does not escape non-UTF-8 bytes in mountinfo, and procfs-core reads the line as
-/// UTF-8, lossily: such a mount point is listed with U+FFFD in place of the bad bytes (objects
-/// on it are still found by device through maps).
+/// The kernel does not escape bytes that are not UTF-8 in mountinfo: the mount point keeps
+/// them (fd targets under it are matched byte for byte).
 #[test]
-fn mountinfo_non_utf8_mount_point_is_lossy() {
+fn mountinfo_non_utf8_mount_point_keeps_its_bytes() {
     let line = b"99 25 0:77 / /mnt/bad\xff\\040x rw - tmpfs tmpfs rw\n";
     let m = mounts::parse_tmpfs(line);
     assert_eq!(m.len(), 1);
-    assert_eq!(m[0].mount_point, PathBuf::from("/mnt/bad\u{fffd} x"));
+    assert_eq!(
+        m[0].mount_point.as_os_str().as_encoded_bytes(),
+        b"/mnt/bad\xff x"
+    );
     assert_eq!(m[0].dev, rustix::fs::makedev(0, 77));
 }
 

@@ -61,7 +61,8 @@ mod tests {
         assert_eq!(parse(b"MemTotal\xc3\xa9 5 kB\n"), None);
         assert_eq!(parse(b"MemTotal: 18446744073709551615 kB\n"), None);
         assert_eq!(parse(b"MemTotal: 5 kB\nShmem: x kB\n"), None);
-        let m = parse(b"MemTotal: 5 kB\nWeird\xff: 99999999999999999999999 GB\nShmem:\t 3 kB").unwrap();
+        let m =
+            parse(b"MemTotal: 5 kB\nWeird\xff: 99999999999999999999999 GB\nShmem:\t 3 kB").unwrap();
         assert_eq!((m.mem_total_bytes, m.shmem_bytes), (5120, 3072));
     }
 }

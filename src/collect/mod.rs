@@ -172,12 +172,21 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     let pids = list_pids(root)?;
     let mut users = users::Users::load();
     let mut reader = Reader::new();
-    // Pass 1, sequential: the O(1) files, and the mount table of each new mount namespace.
-    let mut heads = Vec::with_capacity(pids.len());
-    for pid in pids {
-        match scan_head(&mut ctx, &mut reader, pid) {
+    // Pass 1, in parallel: the O(1) files. Then, in order, user names and the mount table of
+    // each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
+    let ctx_ref = &ctx;
+    let firsts = parallel_map(pids, |reader, pid| scan_head(ctx_ref, reader, pid));
+    let mut heads = Vec::with_capacity(firsts.len());
+    for first in firsts {
+        match first {
             Read::Ok(Some(mut p)) => {
                 p.user = users.name(p.uid);
+                let mnt_key = ctx.mnt_key(p.mnt_ns);
+                if !ctx.mount_points.contains_key(&mnt_key) {
+                    if let Ok(text) = reader.read(&ctx.pid_path(p.pid, "mountinfo")) {
+                        ctx.add_mounts(p.mnt_ns, text);
+                    }
+                }
                 heads.push(p);
             }
             Read::Ok(None) => {} // kernel thread
@@ -281,8 +290,8 @@ impl Context {
     }
 }
 
-/// `stat`, `status`, namespaces: what every view needs, O(1) per process.
-fn scan_head(ctx: &mut Context, reader: &mut Reader, pid: Pid) -> Read<Option<Process>> {
+/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process.
+fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid) -> Read<Option<Process>> {
     let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
@@ -323,12 +332,6 @@ fn scan_head(ctx: &mut Context, reader: &mut Reader, pid: Pid) -> Read<Option<Pr
             .ok()
             .and_then(|t| ctx.cgroups.process_cgroup(t)),
     };
-    let mnt_key = ctx.mnt_key(p.mnt_ns);
-    if !ctx.mount_points.contains_key(&mnt_key) {
-        if let Ok(text) = reader.read(&ctx.pid_path(pid, "mountinfo")) {
-            ctx.add_mounts(p.mnt_ns, text);
-        }
-    }
     Read::Ok(Some(p))
 }
 

@@ -50,7 +50,8 @@ impl Hierarchies {
             CgroupVersion::V2 => self.v2.as_ref()?,
         };
         let rel = if m.root == "/" {
-            cgroup.strip_prefix('/')?
+            // trim all leading slashes: joining an absolute path would replace the mount point.
+            cgroup.strip_prefix('/')?.trim_start_matches('/')
         } else {
             let rest = cgroup.strip_prefix(m.root.as_str())?;
             if !(rest.is_empty() || rest.starts_with('/')) {

@@ -147,7 +147,7 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
     }
     if n.unreadable > 0 {
         let why = if ro.euid == 0 {
-            "permission denied"
+            "permission denied even to root: another user namespace, or a security module"
         } else {
             "other users' processes need root or CAP_SYS_PTRACE"
         };

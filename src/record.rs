@@ -637,27 +637,8 @@ fn opt_bytes(v: Option<u64>, exact: bool) -> String {
 }
 
 fn diff_table(d: &DiffDoc, exact: bool) -> String {
-    use comfy_table::{presets::NOTHING, CellAlignment, Table};
-    let table = |header: &[&str], left: &[usize]| {
-        let mut t = Table::new();
-        t.load_style(NOTHING);
-        t.set_header(header.to_vec());
-        for i in 0..header.len() {
-            if let Some(c) = t.column_mut(i) {
-                c.set_padding((0, 2));
-                if !left.contains(&i) {
-                    c.set_cell_alignment(CellAlignment::Right);
-                }
-            }
-        }
-        t
-    };
-    let finish = |t: &Table| -> String {
-        t.to_string()
-            .lines()
-            .map(|l| l.trim_end().to_string() + "\n")
-            .collect()
-    };
+    use crate::render::table::{finish_lines as finish, plain_table};
+    let table = |header: &[&str], left: &[usize]| plain_table(header, |i| !left.contains(&i));
     let mut out = String::new();
     let side = |s: &Side| {
         let when = s

@@ -175,7 +175,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     // Pass 1, in parallel: the O(1) files. Then, in order, user names and the mount table of
     // each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
     let ctx_ref = &ctx;
-    let firsts = parallel_map(pids, |reader, pid| scan_head(ctx_ref, reader, pid));
+    let firsts = parallel_map(pids, 64, |reader, pid| scan_head(ctx_ref, reader, pid));
     let mut heads = Vec::with_capacity(firsts.len());
     for first in firsts {
         match first {
@@ -197,7 +197,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     // Pass 2, in parallel: maps (or smaps) and fds. The kernel formats these (and walks page
     // tables for smaps) in the reading thread, so threads divide the wall time.
     let ctx_ref = &ctx;
-    let bodies = parallel_map(heads, |reader, p| {
+    let bodies = parallel_map(heads, 64, |reader, p| {
         let want_smaps = opts.smaps
             && opts
                 .smaps_pids
@@ -405,12 +405,17 @@ fn scan_body(
 }
 
 /// Applies `f` to every item on up to 4 threads (one per CPU), keeping the order. Each thread
-/// has its own [`Reader`]. Small inputs stay on the calling thread.
-fn parallel_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(&mut Reader, T) -> R + Sync) -> Vec<R> {
+/// has its own [`Reader`]. Fewer than `min_items` items stay on the calling thread.
+pub(crate) fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    min_items: usize,
+    f: impl Fn(&mut Reader, T) -> R + Sync,
+) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(4);
-    if threads == 1 || items.len() < 64 {
+        .min(4)
+        .min(items.len());
+    if threads <= 1 || items.len() < min_items {
         let mut reader = Reader::new();
         return items.into_iter().map(|t| f(&mut reader, t)).collect();
     }

@@ -377,7 +377,7 @@ pub struct PhysScan {
 /// Physical pages of each process in `wanted` (pid, starts of its object mappings to skip), on
 /// up to 4 threads.
 pub fn phys_pages(proc_root: &Path, wanted: Vec<(Pid, Vec<u64>)>, page_size: u64) -> PhysScan {
-    let results = super::parallel_map(wanted, |reader, (pid, skip)| {
+    let results = super::parallel_map(wanted, 64, |reader, (pid, skip)| {
         (
             pid,
             process_phys_pages(reader, proc_root, pid, &skip, page_size),
@@ -442,39 +442,8 @@ pub fn mapped_ranges_many(
             Read::Denied => Err(Unread::Denied),
         }
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4)
-        .min(queries.len());
-    if threads <= 1 {
-        let mut reader = Reader::new();
-        return queries.into_iter().map(|q| one(&mut reader, q)).collect();
-    }
-    let mut chunks: Vec<Vec<(usize, MappingQuery)>> = vec![Vec::new(); threads];
-    for (i, q) in queries.into_iter().enumerate() {
-        chunks[i % threads].push((i, q));
-    }
-    let one = &one;
-    let mut out: Vec<(usize, Result<PageRanges, Unread>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                s.spawn(move || {
-                    let mut reader = Reader::new();
-                    chunk
-                        .into_iter()
-                        .map(|(i, q)| (i, one(&mut reader, q)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("pagemap thread panicked"))
-            .collect()
-    });
-    out.sort_unstable_by_key(|r| r.0);
-    out.into_iter().map(|r| r.1).collect()
+    // Even two queries are worth two threads: each is a long page walk.
+    super::parallel_map(queries, 2, one)
 }
 
 /// Physical pages of every process in the snapshot but shmwho itself (whose pages are

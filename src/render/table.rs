@@ -9,14 +9,15 @@ use crate::model::EstimateReason;
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use std::fmt::Write as _;
 
-fn table(header: &[&str], right_from: usize) -> Table {
+/// A plain, borderless table as every view prints them; `right(i)` right-aligns column i.
+pub(crate) fn plain_table(header: &[&str], right: impl Fn(usize) -> bool) -> Table {
     let mut t = Table::new();
     t.load_style(NOTHING);
     t.set_header(header.to_vec());
     for i in 0..header.len() {
         if let Some(c) = t.column_mut(i) {
             c.set_padding((0, 2));
-            if i >= right_from {
+            if right(i) {
                 c.set_cell_alignment(CellAlignment::Right);
             }
         }
@@ -24,13 +25,20 @@ fn table(header: &[&str], right_from: usize) -> Table {
     t
 }
 
-/// Trailing padding comfy-table leaves on each line is noise in a pipe.
-fn finish(t: &Table) -> String {
-    let mut s: String = t
-        .to_string()
+fn table(header: &[&str], right_from: usize) -> Table {
+    plain_table(header, |i| i >= right_from)
+}
+
+/// The table's lines without the trailing padding comfy-table leaves (noise in a pipe).
+pub(crate) fn finish_lines(t: &Table) -> String {
+    t.to_string()
         .lines()
         .map(|l| l.trim_end().to_string() + "\n")
-        .collect();
+        .collect()
+}
+
+fn finish(t: &Table) -> String {
+    let mut s = finish_lines(t);
     if s.is_empty() {
         s.push('\n');
     }

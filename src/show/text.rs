@@ -6,32 +6,18 @@ use super::process::{self, ProcessView};
 use crate::account::{self, Policy};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::model::{Object, Snapshot, Via};
+use crate::render::table::{finish_lines, plain_table};
 use crate::render::units::{bytes, escape};
 use crate::render::{object_id, object_name, RenderOptions};
-use comfy_table::{presets::NOTHING, CellAlignment, Table};
+use comfy_table::Table;
 use std::fmt::Write as _;
 
-/// A plain table as the other views print them; columns from `right_from` on right-aligned.
 fn table(header: &[&str], right: &[usize]) -> Table {
-    let mut t = Table::new();
-    t.load_style(NOTHING);
-    t.set_header(header.to_vec());
-    for i in 0..header.len() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_padding((0, 2));
-            if right.contains(&i) {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-    }
-    t
+    plain_table(header, |i| right.contains(&i))
 }
 
 fn finish(t: &Table) -> String {
-    t.to_string()
-        .lines()
-        .map(|l| l.trim_end().to_string() + "\n")
-        .collect()
+    finish_lines(t)
 }
 
 fn comm(snap: &Snapshot, pid: i32) -> String {

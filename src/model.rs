@@ -61,6 +61,9 @@ pub enum Via {
         start: u64,
         end: u64,
         offset: u64,
+        /// MAP_SHARED (`s` in maps); a MAP_PRIVATE mapping of a tmpfs file can hold private
+        /// copies that are not the object's pages.
+        shared: bool,
         /// Proportional set size of this mapping, read from smaps only when asked for.
         pss_bytes: Option<u64>,
         /// Bytes of this mapping present in the process's page tables (smaps `Rss`), when read.

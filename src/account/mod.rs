@@ -117,6 +117,7 @@ pub(crate) mod tests {
                         start: 0x1000,
                         end: 0x1000 + resident * 2,
                         offset: 0,
+                        shared: true,
                         pss_bytes: None,
                         rss_bytes: None,
                     },

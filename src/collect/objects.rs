@@ -82,6 +82,7 @@ pub(crate) fn build(
                     start: e.start,
                     end: e.end,
                     offset: e.offset,
+                    shared: e.shared,
                     pss_bytes: smaps.map(|s| s.0),
                     rss_bytes: smaps.map(|s| s.1),
                 },

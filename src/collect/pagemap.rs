@@ -411,17 +411,8 @@ pub enum Unread {
     Denied,
 }
 
-/// Whether the mapping of `pid` starting at `start` is MAP_SHARED (false when not found: the
-/// careful, slower reading then applies).
-fn mapping_is_shared(reader: &mut Reader, proc_root: &Path, pid: Pid, start: u64) -> bool {
-    reader
-        .read(&proc_root.join(format!("{pid}/maps")))
-        .map(|text| maps::parse(text).any(|e| e.start == start && e.shared))
-        .unwrap_or(false)
-}
-
-/// One mapping of an object to read: (pid, start, end, file offset).
-pub type MappingQuery = (Pid, u64, u64, u64);
+/// One mapping of an object to read: (pid, start, end, file offset, MAP_SHARED).
+pub type MappingQuery = (Pid, u64, u64, u64, bool);
 
 /// [`Pagemap::mapped_ranges`] for each (pid, start, end, offset), in order. The kernel's page
 /// walk is the whole cost and runs in the reading thread, so the queries are spread over up to
@@ -432,8 +423,7 @@ pub fn mapped_ranges_many(
     queries: Vec<MappingQuery>,
     page_size: u64,
 ) -> Vec<Result<PageRanges, Unread>> {
-    let one = |reader: &mut Reader, (pid, start, end, offset): MappingQuery| {
-        let shared = mapping_is_shared(reader, proc_root, pid, start);
+    let one = |_: &mut Reader, (pid, start, end, offset, shared): MappingQuery| {
         let got = Pagemap::open(proc_root, pid, page_size)
             .and_then(|mut pm| pm.mapped_ranges(start, end, offset, shared));
         match classify(got) {

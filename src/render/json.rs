@@ -141,6 +141,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     offset,
                     pss_bytes,
                     rss_bytes,
+                    ..
                 } => {
                     d.start = Some(format!("{start:x}"));
                     d.end = Some(format!("{end:x}"));

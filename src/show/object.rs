@@ -136,13 +136,17 @@ pub fn analyse(snap: &Snapshot, proc_root: &Path, index: usize) -> ObjectView {
     let swap_in_use = snap.meminfo.swap_used_bytes() > 0;
     let residency = read_residency(proc_root, o, page_size, swap_in_use);
     let size = residency.as_ref().map_or(o.size_bytes, |r| r.size_bytes);
-    let queries: Vec<(i32, u64, u64, u64)> = o
+    let queries: Vec<pagemap::MappingQuery> = o
         .holders
         .iter()
         .filter_map(|h| match h.via {
             Via::Map {
-                start, end, offset, ..
-            } => Some((h.pid, start, end, offset)),
+                start,
+                end,
+                offset,
+                shared,
+                ..
+            } => Some((h.pid, start, end, offset, shared)),
             Via::Fd { .. } => None,
         })
         .collect();

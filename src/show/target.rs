@@ -325,6 +325,7 @@ mod tests {
             start: 0x10_0000,
             end: 0x10_1000,
             offset: 0,
+            shared: true,
             pss_bytes: None,
             rss_bytes: None,
         };

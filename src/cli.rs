@@ -320,6 +320,7 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         proc_root: a.output.proc_root.clone(),
         smaps: a.charge.needs_smaps(),
         smaps_pids: None,
+        cgroups: false,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, a.charge);
@@ -347,6 +348,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         proc_root: a.output.proc_root.clone(),
         smaps,
         smaps_pids: None,
+        cgroups: true,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, a.charge);

@@ -76,6 +76,7 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         proc_root: args.proc_root.clone(),
         smaps: args.charge.needs_smaps(),
         smaps_pids: None,
+        cgroups: true,
     })?;
     let acc = account::account(&snap, args.charge);
     let objects: serde_json::Value =

@@ -33,6 +33,9 @@ pub struct Options {
     /// Only these processes get smaps read (None: all). Other figures are collected for all,
     /// because objects and charges need every holder.
     pub smaps_pids: Option<Vec<Pid>>,
+    /// Read each process's memory cgroup and each cgroup's memory.stat (procs, export,
+    /// record); the objects view, show and top do without.
+    pub cgroups: bool,
 }
 
 impl Default for Options {
@@ -41,6 +44,7 @@ impl Default for Options {
             proc_root: PathBuf::from("/proc"),
             smaps: false,
             smaps_pids: None,
+            cgroups: true,
         }
     }
 }
@@ -175,7 +179,9 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     // Pass 1, in parallel: the O(1) files. Then, in order, user names and the mount table of
     // each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
     let ctx_ref = &ctx;
-    let firsts = parallel_map(pids, 64, |reader, pid| scan_head(ctx_ref, reader, pid));
+    let firsts = parallel_map(pids, 64, |reader, pid| {
+        scan_head(ctx_ref, reader, pid, opts.cgroups)
+    });
     let mut heads = Vec::with_capacity(firsts.len());
     for first in firsts {
         match first {
@@ -291,7 +297,7 @@ impl Context {
 }
 
 /// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process.
-fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid) -> Read<Option<Process>> {
+fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Process>> {
     let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
@@ -327,10 +333,14 @@ fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid) -> Read<Option<Proces
         mnt_ns: ns_inode(&ctx.pid_path(pid, "ns/mnt")),
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
-        cgroup: reader
-            .read(&ctx.pid_path(pid, "cgroup"))
-            .ok()
-            .and_then(|t| ctx.cgroups.process_cgroup(t)),
+        cgroup: if cgroups {
+            reader
+                .read(&ctx.pid_path(pid, "cgroup"))
+                .ok()
+                .and_then(|t| ctx.cgroups.process_cgroup(t))
+        } else {
+            None
+        },
     };
     Read::Ok(Some(p))
 }

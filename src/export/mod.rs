@@ -140,6 +140,7 @@ impl Scanner {
             proc_root: self.proc_root.clone(),
             smaps: self.policy.needs_smaps(),
             smaps_pids: None,
+            cgroups: true,
         })?;
         let acc = account::account(&snap, self.policy);
         let scan = ScanInfo {

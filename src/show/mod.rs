@@ -67,6 +67,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         proc_root: proc_root.clone(),
         smaps: false,
         smaps_pids: None,
+        cgroups: false,
     })?;
     if let target::Spec::Path(p) = &spec {
         add_unheld_file(&mut snap, p);

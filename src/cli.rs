@@ -319,7 +319,6 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
         proc_root: a.output.proc_root.clone(),
         smaps: a.charge.needs_smaps(),
-        smaps_pids: None,
         cgroups: false,
     })?;
     check_pids(&snap, &a.pid)?;
@@ -347,7 +346,6 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
         proc_root: a.output.proc_root.clone(),
         smaps,
-        smaps_pids: None,
         cgroups: true,
     })?;
     check_pids(&snap, &a.pid)?;

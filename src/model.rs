@@ -123,8 +123,6 @@ pub enum EstimateReason {
     MapFilesDenied,
     /// Swap is in use and the object could not be opened to tell resident from swapped pages.
     SwapSplitUnavailable,
-    /// Every handle to the object disappeared between listing and measuring it.
-    Vanished,
 }
 
 impl EstimateReason {
@@ -136,7 +134,6 @@ impl EstimateReason {
             EstimateReason::SwapSplitUnavailable => {
                 "resident plus swapped is exact, the split between them is not: the object could not be opened for mincore"
             }
-            EstimateReason::Vanished => "its holders exited while it was measured",
         }
     }
 }

@@ -75,7 +75,6 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
     let snap = collect::collect(&Options {
         proc_root: args.proc_root.clone(),
         smaps: args.charge.needs_smaps(),
-        smaps_pids: None,
         cgroups: true,
     })?;
     let acc = account::account(&snap, args.charge);

@@ -39,11 +39,3 @@ impl From<rustix::fs::Stat> for InodeStat {
         }
     }
 }
-
-/// Resident bytes of an object by `mincore` on a read-only mapping of it that is never touched
-/// (a read fault would allocate a page: FACTS #12), less the pages that are only in the swap
-/// cache (see [`super::residency`]). Only needed when swap is in use: otherwise `st_blocks` is
-/// all resident. `expect` guards against the handle now naming another inode.
-pub fn resident_by_mincore(path: &Path, expect: (u64, u64), page_size: u64) -> Result<u64, Errno> {
-    super::residency::resident_bytes(path, expect, page_size)
-}

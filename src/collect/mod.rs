@@ -30,9 +30,6 @@ pub struct Options {
     pub proc_root: PathBuf,
     /// Read smaps for PSS and per-mapping presence (a page-table walk).
     pub smaps: bool,
-    /// Only these processes get smaps read (None: all). Other figures are collected for all,
-    /// because objects and charges need every holder.
-    pub smaps_pids: Option<Vec<Pid>>,
     /// Read each process's memory cgroup and each cgroup's memory.stat (procs, export,
     /// record); the objects view, show and top do without.
     pub cgroups: bool,
@@ -43,7 +40,6 @@ impl Default for Options {
         Options {
             proc_root: PathBuf::from("/proc"),
             smaps: false,
-            smaps_pids: None,
             cgroups: true,
         }
     }
@@ -204,12 +200,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     // tables for smaps) in the reading thread, so threads divide the wall time.
     let ctx_ref = &ctx;
     let bodies = parallel_map(heads, 64, |reader, p| {
-        let want_smaps = opts.smaps
-            && opts
-                .smaps_pids
-                .as_ref()
-                .is_none_or(|pids| pids.contains(&p.pid));
-        scan_body(ctx_ref, reader, p, want_smaps)
+        scan_body(ctx_ref, reader, p, opts.smaps)
     });
     let mut processes = Vec::with_capacity(bodies.len());
     let mut raws = Vec::with_capacity(bodies.len());

@@ -296,7 +296,7 @@ impl Draft {
                 self.fix_deleted(st.nlink);
             }
             if swap_in_use {
-                match measure::resident_by_mincore(h.path(), expect, ctx.page_size) {
+                match super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
                     Ok(resident) => {
                         self.obj.resident_bytes = resident.min(st.allocated);
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;

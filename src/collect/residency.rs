@@ -101,8 +101,9 @@ pub fn object_residency(
     })
 }
 
-/// Resident bytes of the object behind `path` (what [`super::measure::resident_by_mincore`]
-/// reports): pages in RAM, swap-cache pages not counted when cachestat can tell them.
+/// Resident bytes of the object behind `path`, for the objects view's swap split: pages in RAM
+/// by mincore on a never-touched read-only mapping, swap-cache pages not counted when
+/// cachestat can tell them.
 pub fn resident_bytes(path: &Path, expect: (u64, u64), page_size: u64) -> Result<u64, Errno> {
     let r = object_residency(path, expect, page_size, true)?;
     if r.method == Method::SeekData {

@@ -139,7 +139,6 @@ impl Scanner {
         let snap = collect::collect(&Options {
             proc_root: self.proc_root.clone(),
             smaps: self.policy.needs_smaps(),
-            smaps_pids: None,
             cgroups: true,
         })?;
         let acc = account::account(&snap, self.policy);

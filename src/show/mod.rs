@@ -66,7 +66,6 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let mut snap = collect::collect(&Options {
         proc_root: proc_root.clone(),
         smaps: false,
-        smaps_pids: None,
         cgroups: false,
     })?;
     if let target::Spec::Path(p) = &spec {

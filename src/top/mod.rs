@@ -81,7 +81,6 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Options {
             proc_root: args.proc_root,
             smaps: args.charge.needs_smaps(),
-            smaps_pids: None,
             cgroups: false,
         },
         args.interval,

@@ -103,6 +103,17 @@ fn marker(t: Trend) -> &'static str {
     }
 }
 
+/// The first cell of a row: its trend mark, coloured unless NO_COLOR.
+fn marker_cell(t: Trend, theme: &Theme) -> Cell<'static> {
+    let style = match t {
+        Trend::New => theme.new_row(),
+        Trend::Grew => theme.grew(),
+        Trend::Shrank => theme.shrank(),
+        Trend::Same => Style::new(),
+    };
+    Cell::from(Span::styled(marker(t), style))
+}
+
 /// Column headings: numbers are right-aligned, so their headings are too.
 fn header_row(names: &[&'static str], theme: &Theme) -> Row<'static> {
     const TEXT: [&str; 7] = ["", "KIND", "ID", "NAME", "OWNER", "COMMAND", "USER"];
@@ -296,15 +307,7 @@ fn objects_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Re
         let o = &m.objects[i];
         let trend = o.trend();
         let mut cells = vec![
-            Cell::from(Span::styled(
-                marker(trend),
-                match trend {
-                    Trend::New => theme.new_row(),
-                    Trend::Grew => theme.grew(),
-                    Trend::Shrank => theme.shrank(),
-                    Trend::Same => Style::new(),
-                },
-            )),
+            marker_cell(trend, theme),
             Cell::from(o.kind.as_str()),
             Cell::from(o.id.clone()),
             Cell::from(o.name.clone()),
@@ -378,15 +381,7 @@ fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect
         let p = &m.procs[i];
         let trend = p.trend();
         let mut cells = vec![
-            Cell::from(Span::styled(
-                marker(trend),
-                match trend {
-                    Trend::New => theme.new_row(),
-                    Trend::Grew => theme.grew(),
-                    Trend::Shrank => theme.shrank(),
-                    Trend::Same => Style::new(),
-                },
-            )),
+            marker_cell(trend, theme),
             right(p.pid.to_string(), Style::new()),
             Cell::from(p.comm.clone()),
         ];

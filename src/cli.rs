@@ -60,6 +60,13 @@ pub enum Command {
     Diff(crate::record::DiffArgs),
     /// Create shared memory of known size on this host, to see the problem and the answer
     Lab(LabArgs),
+    /// Print the man page (roff): `shmwho man | gzip > /usr/share/man/man1/shmwho.1.gz`
+    Man,
+    /// Print a shell completion script (see the README for where each shell looks)
+    Completions {
+        #[arg(value_enum)]
+        shell: crate::generate::Shell,
+    },
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -296,6 +303,8 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Some(Command::Record(a)) => crate::record::record(a, out),
         Some(Command::Diff(a)) => crate::record::diff(a, out),
         Some(Command::Lab(a)) => lab_cmd(a),
+        Some(Command::Man) => crate::generate::man(out),
+        Some(Command::Completions { shell }) => crate::generate::completions(shell, out),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod collect;
 pub mod error;
 pub mod export;
+pub mod generate;
 pub mod lab;
 pub mod model;
 pub mod record;

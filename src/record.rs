@@ -38,8 +38,9 @@ pub struct RecordArgs {
     /// Charging policy of the per-process figures (see `shmwho procs --help`)
     #[arg(long, value_enum, default_value_t = Policy::Owner)]
     pub charge: Policy,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
+    /// node_exporter's --path.procfs); see docs/permissions.md
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
 }
 

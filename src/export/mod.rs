@@ -86,8 +86,9 @@ pub struct ExportArgs {
     /// blocks nobody else)
     #[arg(long, hide = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub request_timeout: Duration,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
+    /// node_exporter's --path.procfs); see docs/permissions.md
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
 }
 

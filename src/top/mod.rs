@@ -54,8 +54,9 @@ pub struct TopArgs {
     /// Start with this filter (as typed after `/`)
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
+    /// node_exporter's --path.procfs); see docs/permissions.md
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
 }
 

@@ -544,7 +544,7 @@ fn sysv_segment() -> impl Strategy<Value = SysvSegment> {
         .prop_map(
             |((key, shmid, perms, size), (cpid, lpid, nattch, uid, cuid), (ctime, rss, swap))| {
                 SysvSegment {
-                    key,
+                    key: shmwho::model::SysvKey(key),
                     shmid,
                     perms,
                     size_bytes: size,

@@ -4,18 +4,15 @@
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
 pub mod cgroup;
-pub mod maps;
 pub mod measure;
-pub mod meminfo;
-pub mod mounts;
 pub mod objects;
 pub mod pagemap;
+pub mod parse;
 pub mod residency;
-pub mod smaps;
-pub mod stat;
-pub mod status;
-pub mod sysv;
 pub mod users;
+
+pub use parse::system_stat::parse_btime;
+pub use parse::{maps, meminfo, mountinfo, smaps, stat, status, sysv};
 
 use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
@@ -128,7 +125,7 @@ pub(crate) struct Context {
     pub own_ipc_ns: Option<u64>,
     pub own_mnt_ns: Option<u64>,
     /// tmpfs mounts by device, with the mount namespace they were seen in.
-    pub tmpfs: HashMap<u64, (mounts::Mount, Option<u64>)>,
+    pub tmpfs: HashMap<u64, (mountinfo::MountEntry, Option<u64>)>,
     /// tmpfs mount points per mount namespace, for telling fd paths worth a stat.
     pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
     /// Where the memory cgroup controller is mounted.
@@ -162,7 +159,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     };
     ctx.add_mounts(None, &own_mountinfo);
     let mut notes = ScanNotes {
-        hidepid: mounts::proc_hidepid(&own_mountinfo),
+        hidepid: mountinfo::proc_hidepid(&own_mountinfo),
         ..ScanNotes::default()
     };
     let segments = std::fs::read(root.join("sysvipc/shm"))
@@ -170,7 +167,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
         .unwrap_or_default();
 
     let pids = list_pids(root)?;
-    let mut users = users::Users::load();
+    let mut users = users::Users::load(Path::new("/etc/passwd"));
     let mut reader = Reader::new();
     // Pass 1, in parallel: the O(1) files. Then, in order, user names and the mount table of
     // each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
@@ -258,9 +255,9 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
 }
 
 impl Context {
-    fn add_mounts(&mut self, ns: Option<u64>, mountinfo: &[u8]) {
+    fn add_mounts(&mut self, ns: Option<u64>, text: &[u8]) {
         let ns = if ns == self.own_mnt_ns { None } else { ns };
-        let found = mounts::parse_tmpfs(mountinfo);
+        let found = mountinfo::tmpfs(text);
         let points = self.mount_points.entry(ns).or_default();
         for m in found {
             points.push(m.mount_point.clone());
@@ -550,14 +547,6 @@ fn sysv_in_namespace(ns_link: &Path) -> Option<Vec<model::SysvSegment>> {
     })
 }
 
-/// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
-pub fn parse_btime(text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 /// The internal shmem mount's device, learnt without privileges from a memfd of our own
 /// (FACTS #1).
 fn shmem_device() -> Result<u64, Error> {
@@ -585,14 +574,5 @@ mod tests {
         assert!(!under(b"/dev/shmx", b"/dev/shm"));
         assert!(under(b"/anything", b"/"));
         assert!(under(b"/run", b"/run"));
-    }
-
-    #[test]
-    fn btime() {
-        assert_eq!(
-            parse_btime(b"cpu 1 2\nbtime 1795748280\n"),
-            Some(1795748280)
-        );
-        assert_eq!(parse_btime(b"cpu 1 2\n"), None);
     }
 }

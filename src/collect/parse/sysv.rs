@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let segs = parse(include_bytes!("../../tests/fixtures/sysvipc_shm.txt"));
+        let segs = parse(include_bytes!("../../../tests/fixtures/sysvipc_shm.txt"));
         assert_eq!(segs.len(), 1);
         let s = &segs[0];
         assert_eq!(s.key, SysvKey(0x1234abcd));

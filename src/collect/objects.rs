@@ -92,14 +92,14 @@ pub(crate) fn build(
             d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
             d.mapped_extent = d.mapped_extent.max(e.offset + len);
             d.handles.push(Handle::MapFiles(
-                ctx.proc_root
-                    .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
+                ctx.paths
+                    .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
             ));
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
             if let (Some(f), None) = (d.obj.file(), d.obj.foreign_ns) {
                 if !f.deleted && !d.handles.iter().any(|h| matches!(h, Handle::Path(_))) {
-                    d.handles.push(Handle::Path(f.path.clone()));
+                    d.handles.push(Handle::Path(ctx.paths.reach(&f.path)));
                 }
             }
         }
@@ -116,7 +116,7 @@ pub(crate) fn build(
                 via: Via::Fd { fd: *fd },
             });
             d.handles
-                .push(Handle::Fd(ctx.proc_root.join(format!("{}/fd/{fd}", p.pid))));
+                .push(Handle::Fd(ctx.paths.pid_file(p.pid, &format!("fd/{fd}"))));
         }
     }
 
@@ -156,7 +156,7 @@ pub(crate) fn build(
                     f.deleted = false;
                 }
                 d.obj.foreign_ns = None;
-                d.handles.push(Handle::Path(path));
+                d.handles.push(Handle::Path(ctx.paths.reach(&path)));
             }
             None => {
                 let mut d = Draft::new(Object {
@@ -167,11 +167,11 @@ pub(crate) fn build(
                         ObjectDetail::PosixShm(FileDetail {
                             path: path.clone(),
                             deleted: false,
-                            mount_point: Some(PathBuf::from("/dev/shm")),
+                            mount_point: Some(ctx.paths.dev_shm.clone()),
                         }),
                     )
                 });
-                d.handles.push(Handle::Path(path));
+                d.handles.push(Handle::Path(ctx.paths.reach(&path)));
                 index.insert(id, drafts.len());
                 drafts.push(d);
             }
@@ -431,7 +431,7 @@ fn describe(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (Obj
         .get(&dev)
         .map(|(m, ns)| (Some(m.mount_point.clone()), *ns))
         .unwrap_or((None, None));
-    let posix = mount_point.as_deref() == Some(Path::new("/dev/shm"));
+    let posix = mount_point.as_deref() == Some(ctx.paths.dev_shm.as_path());
     let (p, deleted) = maps::strip_deleted(path);
     let file = FileDetail {
         path: PathBuf::from(OsString::from_vec(p.to_vec())),
@@ -455,31 +455,34 @@ fn describe(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (Obj
 }
 
 /// Regular files under our `/dev/shm` (shm_open objects, POSIX semaphores), at most 8 levels
-/// deep. Files on a `/dev/shm` hidden under another mount cannot be reached by path.
+/// deep, named as mountinfo names them. Files on a `/dev/shm` hidden under another mount
+/// cannot be reached by path.
 fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
-    let root = PathBuf::from("/dev/shm");
-    let Ok(top) = measure::stat(&root) else {
+    let named = &ctx.paths.dev_shm;
+    let reached = ctx.paths.reach(named);
+    let Ok(top) = measure::stat(&reached) else {
         return Vec::new();
     };
     if !ctx.tmpfs.contains_key(&top.dev) {
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut stack = vec![(root, 0u32)];
-    while let Some((dir, depth)) = stack.pop() {
+    let mut stack = vec![(named.clone(), reached, 0u32)];
+    while let Some((name, dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
+            let name = name.join(entry.file_name());
             if ft.is_dir() && depth < 8 {
-                stack.push((path, depth + 1));
+                stack.push((name, path, depth + 1));
             } else if ft.is_file() {
                 // lstat: no symlink following, and no open (contents untouched).
                 if let Ok(st) = measure::lstat(&path) {
                     if st.dev == top.dev && st.regular {
-                        out.push((path, st));
+                        out.push((name, st));
                     }
                 }
             }
@@ -494,10 +497,10 @@ fn tmpfs_usage(ctx: &Context) -> Vec<TmpfsMount> {
         .tmpfs
         .iter()
         .map(|(&dev, (m, ns))| {
-            let visible =
-                ns.is_none() && measure::stat(&m.mount_point).is_ok_and(|st| st.dev == dev);
+            let here = ctx.paths.reach(&m.mount_point);
+            let visible = ns.is_none() && measure::stat(&here).is_ok_and(|st| st.dev == dev);
             let used_bytes = if visible {
-                rustix::fs::statfs(&m.mount_point).ok().and_then(|sf| {
+                rustix::fs::statfs(&here).ok().and_then(|sf| {
                     let blocks = sf.f_blocks;
                     (blocks > 0).then(|| (blocks - sf.f_bfree) * sf.f_bsize as u64)
                 })

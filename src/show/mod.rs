@@ -66,7 +66,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
     let proc_root = args.output.proc_root.clone();
     let mut snap = collect::collect(&Options {
-        proc_root: proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(proc_root.clone()),
         smaps: false,
         cgroups: false,
     })?;

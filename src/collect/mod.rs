@@ -4,6 +4,7 @@
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
 pub mod cgroup;
+pub mod container;
 pub mod measure;
 pub mod objects;
 pub mod pagemap;

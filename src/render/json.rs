@@ -291,6 +291,9 @@ struct ProcDoc {
     /// Memory cgroup (of the process, or of the group with `--by cgroup`).
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup: Option<String>,
+    /// `pod_uid`, `container_id` and `unit` read from `cgroup`, each absent when it says none.
+    #[serde(flatten)]
+    workload: crate::collect::container::Workload,
     /// With `--exact`: distinct physical pages mapped plus shared memory charged.
     #[serde(skip_serializing_if = "Option::is_none")]
     unique_bytes: Option<u64>,
@@ -318,6 +321,11 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
         pss_bytes: r.pss,
         uss_bytes: r.uss,
         cgroup: r.cgroup.clone(),
+        workload: r
+            .cgroup
+            .as_deref()
+            .map(crate::collect::container::parse)
+            .unwrap_or_default(),
         unique_bytes: r.unique,
         freed_if_gone_bytes: r.freed_if_gone,
     }

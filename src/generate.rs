@@ -21,12 +21,23 @@ pub fn man(out: &mut dyn Write) -> anyhow::Result<()> {
     page.render_synopsis_section(&mut buf)?;
     page.render_description_section(&mut buf)?;
     page.render_options_section(&mut buf)?;
-    page.render_extra_section(&mut buf)?;
+    // clap_mangen heads after_help "EXTRA"; ours is examples and a note on privileges.
+    buf.extend_from_slice(b".SH EXAMPLES\n");
+    buf.extend_from_slice(after_help(&page)?.as_bytes());
     buf.extend_from_slice(b".SH COMMANDS\n");
     subcommands(&cmd, &mut buf)?;
     page.render_version_section(&mut buf)?;
     out.write_all(&buf)?;
     Ok(())
+}
+
+/// The after_help text without its heading, unfilled: its examples are aligned in columns.
+fn after_help(page: &clap_mangen::Man) -> anyhow::Result<String> {
+    let mut extra = Vec::new();
+    page.render_extra_section(&mut extra)?;
+    let extra = String::from_utf8(extra)?;
+    let body: Vec<&str> = extra.lines().filter(|l| !l.starts_with(".SH ")).collect();
+    Ok(format!(".nf\n{}\n.fi\n", body.join("\n")))
 }
 
 /// One `.SS` subsection per visible subcommand, depth first (`lab pool` after `lab`).
@@ -44,7 +55,8 @@ fn subcommands(cmd: &clap::Command, buf: &mut Vec<u8>) -> anyhow::Result<()> {
             page.render_options_section(&mut part)?;
         }
         if sub.get_after_help().is_some() {
-            page.render_extra_section(&mut part)?;
+            part.extend_from_slice(b".PP\n");
+            part.extend_from_slice(after_help(&page)?.as_bytes());
         }
         writeln!(buf, ".SS \"{name}\"")?;
         // The parts' own section headings (SYNOPSIS, OPTIONS, EXTRA) would end the

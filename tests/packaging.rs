@@ -213,6 +213,21 @@ fn units_pass_systemd_analyze_verify() {
         out.status
     );
 
+    // systemd's own hardening score (0 best, 10 worst): both services at most 3.0, "OK".
+    for unit in &UNITS[..2] {
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--threshold=30"])
+            .arg(format!("--root={}", root.path().display()))
+            .arg(unit)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{unit}: exposure above 3.0:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
     // The check bites: a misspelt key is reported.
     let bad = unit_text("shmwho-exporter.service").replace("NoNewPrivileges=", "NoNewPrivilege=");
     fs::write(unit_dir.join("shmwho-exporter.service"), bad).unwrap();

@@ -207,6 +207,14 @@ mod tests {
         assert!(!auth.check("Bearer x"));
         assert!(!auth.check("Basic !!!"));
         assert!(!auth.check(""));
+
+        // A hash made by htpasswd -nbBC 5 "" s3cret (apache2-utils).
+        let c = parse(
+            "basic_auth_users:\n  carol: $2y$05$ZnfJrFtDlTAYslX9ZEAe5ehFVLIJWVynnOTAS75yYYeP2BWCXR0y6\n",
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(c.auth.unwrap().check(&basic("carol", "s3cret")));
     }
 
     #[test]

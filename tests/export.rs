@@ -466,6 +466,17 @@ fn tls_and_basic_auth() {
     let mut resp = Vec::new();
     let _ = std::io::Read::read_to_end(&mut s, &mut resp);
     assert!(!String::from_utf8_lossy(&resp).contains("shmwho_"));
+    // 64 clients that never start their handshake delay no authorized scrape by a second.
+    let idle: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (status, _, _) = get(Some(("prometheus", "s3cret")), "GET");
+        assert_eq!(status, 200);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    drop(idle);
     // A client that does not trust the certificate gets no connection.
     let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
     assert!(https_raw(&addr, &other.cert.pem(), b"GET / HTTP/1.1\r\n\r\n").is_err());

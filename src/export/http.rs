@@ -285,14 +285,15 @@ fn handle(
         }
         Err(HeadError::Io(e)) => return Err(e),
     };
-    phase.store(HANDLING, Ordering::Release);
-    let (response, head_only) = respond(&head, web, handler);
+    let (response, head_only) = respond(&head, web, handler, phase);
     phase.store(ANSWERING, Ordering::Release);
     answer(&mut stream, limits, &response, head_only)
 }
 
-/// The answer to a request head, and whether it is to a HEAD request (headers only).
-fn respond(head: &[u8], web: &WebConfig, handler: &Handler) -> (Response, bool) {
+/// The answer to a request head, and whether it is to a HEAD request (headers only). The
+/// connection stays evictable until its credentials have passed: a flood of wrong passwords,
+/// each costing a bcrypt check, cannot take the slots a scraper needs.
+fn respond(head: &[u8], web: &WebConfig, handler: &Handler, phase: &AtomicU8) -> (Response, bool) {
     let Some(p) = parse_head(head) else {
         return (Response::text(400, "bad request\n"), false);
     };
@@ -306,6 +307,7 @@ fn respond(head: &[u8], web: &WebConfig, handler: &Handler) -> (Response, bool) 
             return (r, head_only);
         }
     }
+    phase.store(HANDLING, Ordering::Release);
     if p.method != "GET" && p.method != "HEAD" {
         let r = Response {
             extra_headers: "Allow: GET, HEAD\r\n",

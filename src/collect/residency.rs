@@ -58,15 +58,49 @@ impl Residency {
 /// Pages per `mincore` call: bounds the vector at 64 KiB whatever the object's size.
 const MINCORE_WINDOW: u64 = 64 * 1024;
 
+/// Why an object's residency could not be read through one handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResidencyError {
+    /// A system call failed (EPERM/EACCES: no right to open it; ENOENT: the holder is gone).
+    Sys(Errno),
+    /// The handle now names another file (pid or fd number reused).
+    Replaced,
+    /// Only data extents could be read (mincore would not answer truthfully), and with swap in
+    /// use those include swapped pages: no resident/swapped split.
+    NoSplit,
+}
+
+impl From<Errno> for ResidencyError {
+    fn from(e: Errno) -> Self {
+        ResidencyError::Sys(e)
+    }
+}
+
+impl ResidencyError {
+    /// Opening the handle was refused.
+    pub fn denied(self) -> bool {
+        matches!(self, ResidencyError::Sys(Errno::PERM | Errno::ACCESS))
+    }
+}
+
+impl std::fmt::Display for ResidencyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResidencyError::Sys(e) => write!(f, "{e}"),
+            ResidencyError::Replaced => f.write_str("the handle names another file now"),
+            ResidencyError::NoSplit => f.write_str("no resident/swapped split"),
+        }
+    }
+}
+
 /// Opens the object behind `path` (an fd link, a map_files link or a path) read-only and
-/// returns its residency. `expect` is (dev, inode): a handle that now names another file
-/// answers ENOENT.
+/// returns its residency. `expect` is (dev, inode), checked against the opened file.
 pub fn object_residency(
     path: &Path,
     expect: (u64, u64),
     page_size: u64,
     swap_in_use: bool,
-) -> Result<Residency, Errno> {
+) -> Result<Residency, ResidencyError> {
     let (fd, st) = open_object(path, expect)?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if !mincore_truthful(st.st_uid) {
@@ -105,9 +139,12 @@ pub fn object_residency(
 /// (tmpfs/shmem, hugetlbfs, or ramfs where shmem is built without swap) with the device and
 /// inode the scan saw is reopened, through our own `/proc/self/fd/N` of that descriptor, with
 /// `O_NONBLOCK`. That magic link is ours and pinned to the checked inode, so following it
-/// (which `O_NOFOLLOW` would refuse with ELOOP) reaches nothing else. Anything else answers
-/// ENOENT, as a handle that now names another file.
-pub fn open_object(path: &Path, expect: (u64, u64)) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
+/// (which `O_NOFOLLOW` would refuse with ELOOP) reaches nothing else. Anything else is
+/// [`ResidencyError::Replaced`]: the handle names another file now.
+pub fn open_object(
+    path: &Path,
+    expect: (u64, u64),
+) -> Result<(OwnedFd, rustix::fs::Stat), ResidencyError> {
     // From the kernel's include/uapi/linux/magic.h.
     const TMPFS_MAGIC: u64 = 0x0102_1994;
     const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
@@ -117,13 +154,13 @@ pub fn open_object(path: &Path, expect: (u64, u64)) -> Result<(OwnedFd, rustix::
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
         || (st.st_dev, st.st_ino) != expect
     {
-        return Err(Errno::NOENT);
+        return Err(ResidencyError::Replaced);
     }
     // f_type's integer type differs between architectures.
     #[allow(clippy::unnecessary_cast)]
     let fs_type = rustix::fs::fstatfs(&pinned)?.f_type as u64;
     if ![TMPFS_MAGIC, HUGETLBFS_MAGIC, RAMFS_MAGIC].contains(&fs_type) {
-        return Err(Errno::NOENT);
+        return Err(ResidencyError::Replaced);
     }
     let fd = rustix::fs::open(
         format!("/proc/self/fd/{}", pinned.as_raw_fd()),
@@ -132,7 +169,7 @@ pub fn open_object(path: &Path, expect: (u64, u64)) -> Result<(OwnedFd, rustix::
     )?;
     let st = rustix::fs::fstat(&fd)?;
     if (st.st_dev, st.st_ino) != expect {
-        return Err(Errno::NOENT);
+        return Err(ResidencyError::Replaced);
     }
     Ok((fd, st))
 }
@@ -140,11 +177,14 @@ pub fn open_object(path: &Path, expect: (u64, u64)) -> Result<(OwnedFd, rustix::
 /// Resident bytes of the object behind `path`, for the objects view's swap split: pages in RAM
 /// by mincore on a never-touched read-only mapping, swap-cache pages not counted when
 /// cachestat can tell them.
-pub fn resident_bytes(path: &Path, expect: (u64, u64), page_size: u64) -> Result<u64, Errno> {
+pub fn resident_bytes(
+    path: &Path,
+    expect: (u64, u64),
+    page_size: u64,
+) -> Result<u64, ResidencyError> {
     let r = object_residency(path, expect, page_size, true)?;
     if r.method == Method::SeekData {
-        // Extents include swap: no split to be had.
-        return Err(Errno::ACCESS);
+        return Err(ResidencyError::NoSplit);
     }
     Ok(r.resident.pages() * page_size)
 }
@@ -404,13 +444,13 @@ mod tests {
         let t = std::time::Instant::now();
         assert_eq!(
             open_object(&fifo, (st.st_dev, st.st_ino)).err(),
-            Some(Errno::NOENT)
+            Some(ResidencyError::Replaced)
         );
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
         let d = rustix::fs::stat(dir.path()).unwrap();
         assert_eq!(
             open_object(dir.path(), (d.st_dev, d.st_ino)).err(),
-            Some(Errno::NOENT)
+            Some(ResidencyError::Replaced)
         );
         let page = rustix::param::page_size() as u64;
         let fd = memfd(2, page);
@@ -436,7 +476,7 @@ mod tests {
         assert_eq!(r.size_bytes, 8 * page);
         assert_eq!(
             object_residency(Path::new(&link), (st.st_dev, st.st_ino + 1), page, false),
-            Err(Errno::NOENT)
+            Err(ResidencyError::Replaced)
         );
     }
 }

@@ -10,6 +10,8 @@ pub mod error;
 pub mod export;
 pub mod lab;
 pub mod model;
+pub mod privilege;
+pub mod redact;
 pub mod record;
 pub mod render;
 pub mod show;

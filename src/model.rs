@@ -271,6 +271,11 @@ pub struct ScanNotes {
     pub foreign_ipc_ns: u32,
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
+    /// Processes left out because the caller of a restricted install could not see them
+    /// (`crate::redact`).
+    pub hidden: u32,
+    /// Mapping addresses were removed for the caller of a restricted install.
+    pub addresses_hidden: bool,
 }
 
 /// Everything one scan saw.

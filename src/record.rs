@@ -6,7 +6,7 @@
 //! grew or shrank.
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::units::{bytes, escape};
 use crate::render::{self, ObjectFilter, ProcFilter};
 use crate::size::parse_size;
@@ -72,7 +72,7 @@ pub struct DiffArgs {
 }
 
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let snap = collect::collect(&Options {
+    let snap = crate::privilege::scan_once(&Options {
         proc_root: args.proc_root.clone(),
         smaps: args.charge.needs_smaps(),
         cgroups: true,

@@ -8,7 +8,7 @@
 mod http;
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::metrics::{self, Format, MetricsOptions, ScanInfo};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -111,6 +111,12 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
             top_objects: args.top_objects,
         },
     };
+    crate::privilege::check_proc_root(&args.proc_root)?;
+    if args.listen.is_some() || args.repeat {
+        // A server rescans for as long as it runs, so it would keep the capabilities: run it
+        // as a service granted them (README: Restricted install).
+        crate::privilege::refuse_when_elevated("export --listen and --loop")?;
+    }
     if let Some(addr) = &args.listen {
         return listen(scanner, addr, &args, out);
     }
@@ -136,7 +142,8 @@ impl Scanner {
     /// One scan, rendered in each of `formats`.
     fn scan(&self, formats: &[Format]) -> anyhow::Result<Vec<Arc<String>>> {
         let start = Instant::now();
-        let snap = collect::collect(&Options {
+        // A one-shot export (the only kind an elevated run allows) drops every capability here.
+        let snap = crate::privilege::scan_once(&Options {
             proc_root: self.proc_root.clone(),
             smaps: self.policy.needs_smaps(),
             cgroups: true,

@@ -36,6 +36,12 @@ struct NotesDoc {
     unreadable_processes: u32,
     foreign_ipc_ns_unreadable: u32,
     hidepid: bool,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    hidden_processes: u32,
+    /// A restricted install prints no mapping addresses.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    addresses_hidden: bool,
     estimates: Vec<EstimateDoc>,
 }
 
@@ -143,8 +149,10 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     rss_bytes,
                     ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    if !snap.notes.addresses_hidden {
+                        d.start = Some(format!("{start:x}"));
+                        d.end = Some(format!("{end:x}"));
+                    }
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
                     d.rss_bytes = rss_bytes;
@@ -235,6 +243,8 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             unreadable_processes: snap.notes.unreadable,
             foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
             hidepid: snap.notes.hidepid,
+            hidden_processes: snap.notes.hidden,
+            addresses_hidden: snap.notes.addresses_hidden,
             estimates: snap
                 .notes
                 .estimates
@@ -371,4 +381,8 @@ fn to_string<T: Serialize>(doc: &T) -> String {
     let mut s = serde_json::to_string_pretty(doc).expect("JSON of plain data cannot fail");
     s.push('\n');
     s
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

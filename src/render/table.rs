@@ -171,6 +171,13 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
             "note: /proc is mounted with hidepid: other users' processes are invisible."
         );
     }
+    if n.hidden > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) you cannot see in /proc are left out (hidepid); their objects count in the totals.",
+            n.hidden
+        );
+    }
     if n.vanished > 0 {
         let _ = writeln!(
             out,

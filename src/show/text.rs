@@ -50,6 +50,10 @@ pub fn ranges_text(r: &PageRanges, max: usize) -> String {
 
 fn holds(via: &Via) -> String {
     match *via {
+        // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
+        Via::Map {
+            start: 0, offset, ..
+        } => format!("map (address hidden) offset {offset}"),
         Via::Map {
             start, end, offset, ..
         } => format!("map {start:x}-{end:x} offset {offset}"),

@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod lab;
 pub mod model;
+pub mod output_file;
 pub mod privilege;
 pub mod redact;
 pub mod record;

@@ -14,7 +14,6 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Version of the record format; bumped only when a field changes meaning or disappears.
@@ -109,36 +108,7 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         out.write_all(text.as_bytes())?;
         return Ok(());
     }
-    write_atomic(&args.file, text.as_bytes(), 0o644)
-}
-
-/// Writes `path` through a temporary file in the same directory and a rename, so readers see
-/// the old content or the new, never a part.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    // A dot name that does not end in `.prom`: node_exporter's textfile collector skips it.
-    let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
-    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
+    crate::output_file::write_atomic(&args.file, text.as_bytes(), 0o644)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::R
     let target = dir.join(TEXTFILE_NAME);
     let write = || -> anyhow::Result<()> {
         let text = scanner.scan(&[Format::Prometheus])?;
-        crate::record::write_atomic(&target, text[0].as_bytes(), 0o644)
+        crate::output_file::write_atomic(&target, text[0].as_bytes(), 0o644)
     };
     let Some(every) = every else {
         return write();

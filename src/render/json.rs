@@ -278,6 +278,9 @@ struct ProcsDoc {
     charged_bytes: u64,
     objects_resident_bytes: u64,
     vanished_processes: u32,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    hidden_processes: u32,
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroups: Option<Vec<super::cgroups::CgroupDoc>>,
@@ -371,6 +374,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         charged_bytes: acc.per_process.values().sum(),
         objects_resident_bytes: acc.reconciliation.objects_bytes,
         vanished_processes: acc.snapshot.notes.vanished,
+        hidden_processes: acc.snapshot.notes.hidden,
         cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
         cgroups,
     };

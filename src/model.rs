@@ -123,6 +123,9 @@ pub enum EstimateReason {
     MapFilesDenied,
     /// Swap is in use and the object could not be opened to tell resident from swapped pages.
     SwapSplitUnavailable,
+    /// The kernel reported more resident and swapped bytes than the host's memory and swap
+    /// together (`collect::bounds`): capped there.
+    AbsurdValue,
 }
 
 impl EstimateReason {
@@ -133,6 +136,9 @@ impl EstimateReason {
             }
             EstimateReason::SwapSplitUnavailable => {
                 "resident plus swapped is exact, the split between them is not: the object could not be opened for mincore"
+            }
+            EstimateReason::AbsurdValue => {
+                "the kernel reported more resident and swapped bytes than memory and swap together: capped at MemTotal + SwapTotal"
             }
         }
     }
@@ -276,6 +282,8 @@ pub struct ScanNotes {
     pub hidden: u32,
     /// Mapping addresses were removed for the caller of a restricted install.
     pub addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there (`collect::bounds`).
+    pub absurd_processes: u32,
 }
 
 /// Everything one scan saw.

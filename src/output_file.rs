@@ -63,6 +63,9 @@ mod tests {
     #[test]
     fn a_missing_directory_is_an_error_naming_the_file() {
         let e = write_atomic(Path::new("/nonexistent-dir/x"), b"", 0o644).unwrap_err();
-        assert!(format!("{e:#}").contains("cannot write /nonexistent-dir/x"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("cannot write /nonexistent-dir/x"),
+            "{e:#}"
+        );
     }
 }

@@ -181,12 +181,15 @@ struct Loaded {
     hostname: Option<String>,
     objects: ObjectsDoc,
     procs: Option<ProcsDoc>,
+    /// Byte figures beyond any host's memory, capped on reading.
+    capped: usize,
 }
 
 fn load(path: &Path) -> anyhow::Result<Loaded> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let capped = crate::collect::bounds::cap_json_bytes(&mut value);
     let is_record = value.get("objects").is_some_and(|o| o.is_object());
     let loaded = if is_record {
         let r: RecordDoc = serde_json::from_value(value)
@@ -203,6 +206,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
             hostname: r.hostname,
             objects: r.objects,
             procs: r.procs,
+            capped,
         }
     } else {
         let o: ObjectsDoc = serde_json::from_value(value).with_context(|| {
@@ -216,6 +220,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
             hostname: None,
             objects: o,
             procs: None,
+            capped,
         }
     };
     if loaded.objects.schema != render::json::SCHEMA {
@@ -497,6 +502,14 @@ pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
     let a = load(&args.a)?;
     let b = load(&args.b)?;
     let mut notes = Vec::new();
+    for (side, l) in [("A", &a), ("B", &b)] {
+        if l.capped > 0 {
+            notes.push(format!(
+                "{side} holds {} byte figure(s) beyond 8 PiB, more than any host has: capped at 8 PiB",
+                l.capped
+            ));
+        }
+    }
     let charge = match (&a.procs, &b.procs) {
         (Some(pa), Some(pb)) if pa.charge != pb.charge => {
             notes.push(format!(

@@ -45,7 +45,9 @@ impl CallerView {
         for o in &snap.objects {
             let own_holder = o.holders.iter().any(|h| v.readable.contains(&h.pid));
             let (named, openable) = match (o.kind, &o.path) {
-                (ObjectKind::PosixShm | ObjectKind::Tmpfs, Some(path)) if o.foreign_ns.is_none() => {
+                (ObjectKind::PosixShm | ObjectKind::Tmpfs, Some(path))
+                    if o.foreign_ns.is_none() =>
+                {
                     let searchable = path.parent().is_some_and(|d| may(d, libc::X_OK));
                     (searchable, searchable && may(path, libc::R_OK))
                 }
@@ -213,7 +215,14 @@ mod tests {
         assert_eq!(o.size_bytes, 8192);
         for h in &o.holders {
             assert!(
-                matches!(h.via, Via::Map { start: 0, end: 0x2000, .. }),
+                matches!(
+                    h.via,
+                    Via::Map {
+                        start: 0,
+                        end: 0x2000,
+                        ..
+                    }
+                ),
                 "{h:?}"
             );
         }
@@ -235,6 +244,9 @@ mod tests {
         );
         assert_eq!(r.objects[1].resident_bytes, 4096);
         let text = format!("{:?}", r.objects);
-        assert!(!text.contains("secret") && !text.contains("private"), "{text}");
+        assert!(
+            !text.contains("secret") && !text.contains("private"),
+            "{text}"
+        );
     }
 }

@@ -149,7 +149,7 @@ fn shows_no_addresses_names_or_pictures_of_what_the_caller_cannot_open() {
     // telling name, a 0600 file in /dev/shm and a file in a 0700 directory on /dev/shm.
     let region = SharedRegion::new(4);
     let memfd = Memfd::new(&format!("{SECRET}-memfd"), 4 * page());
-    pwrite_pages(memfd.raw(), 0, 2, );
+    pwrite_pages(memfd.raw(), 0, 2);
     let shm = PosixShm::new("-elevated", 4 * page());
     pwrite_pages(shm.raw(), 0, 3);
     let private = Private::new_in(Path::new("/dev/shm"));
@@ -187,7 +187,10 @@ fn shows_no_addresses_names_or_pictures_of_what_the_caller_cannot_open() {
         assert!(out.status.success(), "{args:?}");
         let t = String::from_utf8_lossy(&out.stdout);
         assert!(!t.contains(SECRET), "{args:?}:\n{t}");
-        assert!(!t.contains(&format!("{:x}", region.addr())), "{args:?}:\n{t}");
+        assert!(
+            !t.contains(&format!("{:x}", region.addr())),
+            "{args:?}:\n{t}"
+        );
     }
 
     // Pages pictures: not of root's 0600 file, not of root's memfd, not of root's process; and
@@ -205,7 +208,11 @@ fn shows_no_addresses_names_or_pictures_of_what_the_caller_cannot_open() {
     ] {
         let out = as_nobody(&copy, &["show", target]);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "show {target}:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "show {target}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert!(out.stdout.is_empty(), "show {target}");
         assert_eq!(err.lines().count(), 1, "show {target}: {err}");
         assert!(!err.contains(SECRET) || target == hidden_arg, "{err}");
@@ -250,7 +257,11 @@ fn opens_caller_named_files_with_the_callers_rights() {
     std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let target = open.path().join("rec.json");
     let out = as_nobody(&copy, &["record", target.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use std::os::unix::fs::MetadataExt as _;
     assert_eq!(std::fs::metadata(&target).unwrap().uid(), 65534);
     let rec = std::fs::read_to_string(&target).unwrap();
@@ -273,7 +284,15 @@ fn processes_hidden_by_hidepid_are_counted_not_listed() {
         let out = {
             let _g = lock();
             Command::new("unshare")
-                .args(["--mount", "--propagation", "private", "sh", "-c", &script, &copy])
+                .args([
+                    "--mount",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    &script,
+                    &copy,
+                ])
                 .args(args)
                 .current_dir("/")
                 .output()
@@ -290,7 +309,8 @@ fn processes_hidden_by_hidepid_are_counted_not_listed() {
         // Root's processes (this one, pid 1) appear nowhere: not as rows, not as holders.
         for pid in [my_pid(), 1] {
             assert!(
-                !text.contains(&format!("\"pid\": {pid},")) && !text.contains(&format!("\"pid\":{pid},")),
+                !text.contains(&format!("\"pid\": {pid},"))
+                    && !text.contains(&format!("\"pid\":{pid},")),
                 "{args:?}: pid {pid} is listed"
             );
         }

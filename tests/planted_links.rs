@@ -67,7 +67,12 @@ fn attack(args: &[&str], dir: &Path, target: &Path, tmp_name: &dyn Fn(i64) -> St
         );
         assert_eq!(
             (after.len(), after.mode(), after.mtime(), after.mtime_nsec()),
-            (before.len(), before.mode(), before.mtime(), before.mtime_nsec())
+            (
+                before.len(),
+                before.mode(),
+                before.mtime(),
+                before.mtime_nsec()
+            )
         );
         let md = std::fs::symlink_metadata(target).unwrap();
         assert!(md.file_type().is_file(), "{}: {md:?}", target.display());
@@ -113,8 +118,7 @@ fn record_replaces_planted_links() {
         &target,
         &|pid| format!(".snap.json.{pid}.tmp"),
     );
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
     assert_eq!(doc["schema"], 1);
 }
 

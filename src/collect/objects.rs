@@ -178,7 +178,8 @@ pub(crate) fn build(
     for (i, d) in drafts.iter_mut().enumerate() {
         if let Some(seg) = d.obj.sysv.clone() {
             if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
-                let (huge_rss, hugetlb) = hugetlb_rss(&seg, rss + swap, meminfo, ctx.page_size);
+                let (huge_rss, hugetlb) =
+                    hugetlb_rss(&seg, rss.saturating_add(swap), meminfo, ctx.page_size);
                 d.obj.size_bytes = seg.size_bytes;
                 // hugetlb pages never swap.
                 (d.obj.resident_bytes, d.obj.swap_bytes) =
@@ -242,6 +243,10 @@ pub(crate) fn build(
         .collect();
     objects.sort_by_key(|o| o.id);
 
+    let ceiling = super::bounds::ceiling(meminfo);
+    for o in &mut objects {
+        super::bounds::object(o, ceiling);
+    }
     let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
     for o in &objects {
         if let Some(r) = o.estimate {
@@ -334,7 +339,7 @@ impl Draft {
 /// true size is the column divided by the factor. Returns (resident, is_hugetlb).
 fn hugetlb_rss(seg: &SysvSegment, held: u64, meminfo: &Meminfo, page: u64) -> (u64, bool) {
     let hp = meminfo.hugepage_bytes;
-    if hp <= page || held <= seg.size_bytes.div_ceil(page) * page {
+    if hp <= page || held <= seg.size_bytes.div_ceil(page).saturating_mul(page) {
         return (held, false);
     }
     (held / (hp / page), true)

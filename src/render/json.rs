@@ -42,6 +42,9 @@ struct NotesDoc {
     /// A restricted install prints no mapping addresses.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there.
+    #[serde(skip_serializing_if = "is_zero")]
+    absurd_processes: u32,
     estimates: Vec<EstimateDoc>,
 }
 
@@ -245,6 +248,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             hidepid: snap.notes.hidepid,
             hidden_processes: snap.notes.hidden,
             addresses_hidden: snap.notes.addresses_hidden,
+            absurd_processes: snap.notes.absurd_processes,
             estimates: snap
                 .notes
                 .estimates
@@ -371,7 +375,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         processes,
         groups,
         unheld_bytes: acc.unheld_bytes,
-        charged_bytes: acc.per_process.values().sum(),
+        charged_bytes: crate::size::sum_bytes(acc.per_process.values().copied()),
         objects_resident_bytes: acc.reconciliation.objects_bytes,
         vanished_processes: acc.snapshot.notes.vanished,
         hidden_processes: acc.snapshot.notes.hidden,

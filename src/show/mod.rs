@@ -135,7 +135,11 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
             if let Some(c) = &caller {
                 for o in &mut view.objects {
                     let moved = keep_visible_holders(&mut snap, &mut o.view, c);
-                    o.held = o.held.iter().filter_map(|&i| moved.get(i).copied().flatten()).collect();
+                    o.held = o
+                        .held
+                        .iter()
+                        .filter_map(|&i| moved.get(i).copied().flatten())
+                        .collect();
                 }
                 snap = redact::hide(snap, c);
             }
@@ -158,7 +162,11 @@ fn keep_visible_holders(
     c: &CallerView,
 ) -> Vec<Option<usize>> {
     let o = &mut snap.objects[view.index];
-    let keep: Vec<bool> = o.holders.iter().map(|h| c.visible.contains(&h.pid)).collect();
+    let keep: Vec<bool> = o
+        .holders
+        .iter()
+        .map(|h| c.visible.contains(&h.pid))
+        .collect();
     let mut k = keep.iter();
     o.holders.retain(|_| *k.next().unwrap_or(&false));
     let mut k = keep.iter();

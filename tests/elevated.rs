@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -75,6 +76,15 @@ fn refused(out: &Output, what: &str) {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("shmwho: ") && err.contains(what), "{err}");
     assert!(out.stdout.is_empty());
+}
+
+/// The kernel's own count (st_blocks): a host with shmem THP on holds a huge page where a
+/// few small pages were written, and other test runs on this machine may switch it.
+fn allocated(fd: std::os::fd::RawFd) -> u64 {
+    // SAFETY: fstat into a zeroed struct we own, on an fd we hold.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::fstat(fd, &mut st) }, 0);
+    st.st_blocks as u64 * 512
 }
 
 /// A root-only directory (0700) with a root-only file in it; removed on drop.
@@ -172,14 +182,14 @@ fn shows_no_addresses_names_or_pictures_of_what_the_caller_cannot_open() {
     assert_eq!(holders(o), vec![map(my_pid())]);
     let o = find_inode(&doc, &memfd.identity()).expect("the memfd is listed");
     assert_eq!(o["name"], "(hidden)");
-    assert_eq!(u(&o["resident_bytes"]), 2 * page());
+    assert_eq!(u(&o["resident_bytes"]), allocated(memfd.raw()));
     let o = find_inode(&doc, &hidden_id).expect("the hidden file is listed");
-    assert_eq!(u(&o["resident_bytes"]), 5 * page());
+    assert_eq!(u(&o["resident_bytes"]), allocated(hidden_file.as_raw_fd()));
     assert_eq!(o["path"], "/dev/shm/(hidden)", "{o}");
     // A name the caller may see stays: /dev/shm is searchable by all.
     let o = find_inode(&doc, &shm.identity()).expect("the shm file is listed");
     assert_eq!(o["path"], shm.path.to_str().unwrap());
-    assert_eq!(u(&o["resident_bytes"]), 3 * page());
+    assert_eq!(u(&o["resident_bytes"]), allocated(shm.raw()));
 
     // Procs and the table: no address, no hidden name either.
     for args in [&["procs", "--json"][..], &[][..], &["procs"][..]] {

@@ -114,7 +114,7 @@ mod tests {
     fn caps_absurd_figures_in_a_record() {
         let mut v = serde_json::json!({
             "meminfo_shmem_bytes": 4096,
-            "unexplained_bytes": -18446744073709551615i128,
+            "unexplained_bytes": -1.8e19,
             "objects": [{"resident_bytes": 18446744073709551615u64, "inode": 18446744073709551615u64}],
         });
         assert_eq!(cap_json_bytes(&mut v), 2);

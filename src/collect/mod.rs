@@ -104,6 +104,13 @@ pub(crate) enum Read<T> {
 /// before and after, and fails rather than count processes as exited for lack of descriptors.
 static OUT_OF_FDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Counts an EMFILE/ENFILE met outside [`classify`] (an object opened for its residency).
+pub(crate) fn note_errno(e: rustix::io::Errno) {
+    if e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE {
+        OUT_OF_FDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn classify<T>(r: io::Result<T>) -> Read<T> {
     match r {
         Ok(v) => Read::Ok(v),
@@ -524,9 +531,14 @@ pub fn under(path: &[u8], mp: &[u8]) -> bool {
 }
 
 fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
-    let dir = std::fs::read_dir(root).map_err(|source| Error::Io {
-        path: root.to_path_buf(),
-        source,
+    let dir = std::fs::read_dir(root).map_err(|source| {
+        if crate::error::out_of_fds(&source) {
+            return Error::too_many_open_files();
+        }
+        Error::Io {
+            path: root.to_path_buf(),
+            source,
+        }
     })?;
     let mut pids: Vec<Pid> = dir
         .flatten()

@@ -306,7 +306,8 @@ impl Draft {
                         self.obj.resident_bytes = resident.min(st.allocated);
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        super::note_errno(e);
                         self.obj.exact = false;
                         self.obj.estimate = Some(EstimateReason::SwapSplitUnavailable);
                     }
@@ -447,8 +448,15 @@ fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
     let mut out = Vec::new();
     let mut stack = vec![(root, 0u32)];
     while let Some((dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // A directory that cannot be read is skipped; running out of fds is not that.
+                if let Some(errno) = e.raw_os_error() {
+                    super::note_errno(rustix::io::Errno::from_raw_os_error(errno));
+                }
+                continue;
+            }
         };
         for entry in entries.flatten() {
             let path = entry.path();

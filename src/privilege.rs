@@ -120,13 +120,16 @@ fn set_effective(on: bool) -> anyhow::Result<()> {
 /// The one scan of a command: collected with the capabilities, then redacted for the caller
 /// when the run is elevated (see [`crate::redact`]).
 pub fn scan(opts: &crate::collect::Options) -> anyhow::Result<crate::model::Snapshot> {
-    check_proc_root(&opts.proc_root)?;
+    // Any host path but the real ones would aim the capabilities at the caller's choice.
+    if opts.paths != crate::collect::HostPaths::default() {
+        refuse_when_elevated("--proc-root")?;
+    }
     let snap = with_caps(|| crate::collect::collect(opts))?;
     if !elevated() {
         return Ok(snap);
     }
     // Probed with the caps off: what the caller could see and open itself.
-    let view = crate::redact::CallerView::probe(&snap, &opts.proc_root);
+    let view = crate::redact::CallerView::probe(&snap, &opts.paths.proc_root);
     Ok(crate::redact::redact(snap, &view))
 }
 

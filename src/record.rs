@@ -72,7 +72,7 @@ pub struct DiffArgs {
 
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = crate::privilege::scan_once(&Options {
-        proc_root: args.proc_root.clone(),
+        paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;

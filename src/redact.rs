@@ -5,7 +5,7 @@
 //! see and read and which objects it could name and open; [`redact`] is a pure function of the
 //! snapshot and that view, applied once after the scan.
 
-use crate::model::{ObjectId, ObjectKind, Pid, Snapshot, Via};
+use crate::model::{ObjectDetail, ObjectId, ObjectKind, Pid, Snapshot, Via};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -44,17 +44,16 @@ impl CallerView {
         let uid = rustix::process::getuid().as_raw();
         for o in &snap.objects {
             let own_holder = o.holders.iter().any(|h| v.readable.contains(&h.pid));
-            let (named, openable) = match (o.kind, &o.path) {
-                (ObjectKind::PosixShm | ObjectKind::Tmpfs, Some(path))
-                    if o.foreign_ns.is_none() =>
-                {
+            let (named, openable) = match (o.kind(), o.file()) {
+                (ObjectKind::PosixShm | ObjectKind::Tmpfs, Some(f)) if o.foreign_ns.is_none() => {
+                    let path = &f.path;
                     let searchable = path.parent().is_some_and(|d| may(d, libc::X_OK));
                     (searchable, searchable && may(path, libc::R_OK))
                 }
                 (ObjectKind::Sysv, _) => {
                     // As shmat would decide, from what ipcs shows (no group: the segment's gid
                     // is not in /proc/sysvipc/shm as shmwho reads it).
-                    let may_read = o.sysv.as_ref().is_some_and(|s| {
+                    let may_read = o.sysv().is_some_and(|s| {
                         s.perms & 0o004 != 0
                             || (s.perms & 0o400 != 0 && (s.uid == uid || s.cuid == uid))
                     });
@@ -87,7 +86,7 @@ fn may(path: &Path, mode: libc::c_int) -> bool {
 /// a SysV segment, which `ipcs` lists anyway); see [`hide`] for the rest.
 pub fn redact(mut snap: Snapshot, view: &CallerView) -> Snapshot {
     snap.objects.retain(|o| {
-        o.kind == ObjectKind::Sysv
+        o.kind() == ObjectKind::Sysv
             || o.holders.is_empty()
             || o.holders.iter().any(|h| view.visible.contains(&h.pid))
     });
@@ -118,17 +117,17 @@ pub fn hide(mut snap: Snapshot, view: &CallerView) -> Snapshot {
             }
         }
         if !view.named.contains(&o.id) {
-            if o.name.is_some() {
-                o.name = Some(HIDDEN_NAME.into());
+            if let ObjectDetail::Memfd { name } = &mut o.detail {
+                *name = HIDDEN_NAME.into();
             }
-            if let Some(p) = &o.path {
-                let dir = o.mount_point.clone().unwrap_or_else(|| PathBuf::from("/"));
+            if let Some(f) = o.file_mut() {
+                let dir = f.mount_point.clone().unwrap_or_else(|| PathBuf::from("/"));
                 // The mount point is public (/proc/mounts); only what is under it is hidden.
-                o.path = Some(if p.starts_with(&dir) {
+                f.path = if f.path.starts_with(&dir) {
                     dir.join(HIDDEN_NAME)
                 } else {
                     PathBuf::from(HIDDEN_NAME)
-                });
+                };
             }
         }
     }
@@ -138,24 +137,28 @@ pub fn hide(mut snap: Snapshot, view: &CallerView) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Holder, Object, Process};
+    use crate::model::{Accuracy, FileDetail, Holder, Object, Process};
 
     fn object(kind: ObjectKind, ino: u64, holders: &[Pid]) -> Object {
         Object {
             id: ObjectId::Inode { dev: 5, ino },
-            kind,
+            detail: match kind {
+                ObjectKind::Memfd => ObjectDetail::Memfd {
+                    name: "secret-name".to_string(),
+                },
+                ObjectKind::PosixShm => ObjectDetail::PosixShm(FileDetail {
+                    path: PathBuf::from("/dev/shm/private/key"),
+                    deleted: false,
+                    mount_point: Some(PathBuf::from("/dev/shm")),
+                }),
+                _ => ObjectDetail::AnonShared,
+            },
             dev: Some(5),
             inode: ino,
-            name: (kind == ObjectKind::Memfd).then(|| "secret-name".to_string()),
-            path: (kind == ObjectKind::PosixShm).then(|| PathBuf::from("/dev/shm/private/key")),
-            deleted: false,
-            sysv: None,
             size_bytes: 8192,
             resident_bytes: 4096,
             swap_bytes: 0,
-            exact: true,
-            estimate: None,
-            hugetlb: false,
+            accuracy: Accuracy::Exact,
             holders: holders
                 .iter()
                 .map(|&pid| Holder {
@@ -171,7 +174,6 @@ mod tests {
                 })
                 .collect(),
             foreign_ns: None,
-            mount_point: Some(PathBuf::from("/dev/shm")),
         }
     }
 
@@ -211,7 +213,10 @@ mod tests {
         // Held only by the hidden process 3: gone, not listed with an empty holder list.
         assert_eq!(r.objects.len(), 1);
         let o = &r.objects[0];
-        assert_eq!(o.name.as_deref(), Some("secret-name"), "named: kept");
+        assert!(
+            matches!(&o.detail, ObjectDetail::Memfd { name } if name == "secret-name"),
+            "named: kept"
+        );
         assert_eq!(o.size_bytes, 8192);
         for h in &o.holders {
             assert!(
@@ -237,9 +242,11 @@ mod tests {
         let r = redact(snap(), &view);
         assert_eq!(r.notes.hidden, 0);
         assert_eq!(r.objects.len(), 3);
-        assert_eq!(r.objects[0].name.as_deref(), Some(HIDDEN_NAME));
+        assert!(
+            matches!(&r.objects[0].detail, ObjectDetail::Memfd { name } if name == HIDDEN_NAME)
+        );
         assert_eq!(
-            r.objects[1].path.as_deref(),
+            r.objects[1].file().map(|f| f.path.as_path()),
             Some(Path::new("/dev/shm/(hidden)"))
         );
         assert_eq!(r.objects[1].resident_bytes, 4096);

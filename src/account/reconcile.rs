@@ -35,7 +35,7 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     let objects_bytes = sum_bytes(
         snap.objects
             .iter()
-            .filter(|o| !o.hugetlb)
+            .filter(|o| !o.hugetlb())
             .map(|o| o.resident_bytes),
     );
     let mounts: Vec<MountRest> = snap

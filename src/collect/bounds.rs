@@ -2,7 +2,7 @@
 //! more than the host's memory and swap together is capped there and marked, never carried
 //! into a sum where it would wrap.
 
-use crate::model::{EstimateReason, Meminfo, Object, Process};
+use crate::model::{Accuracy, EstimateReason, Meminfo, Object, Process};
 
 /// Most bytes one object or process can hold: memory plus swap (from meminfo), or 2^53 bytes
 /// (8 PiB, still exact in a JSON double) when meminfo gave nothing.
@@ -56,8 +56,7 @@ pub fn object(o: &mut Object, ceiling: u64) -> bool {
     }
     o.resident_bytes = o.resident_bytes.min(ceiling);
     o.swap_bytes = o.swap_bytes.min(ceiling - o.resident_bytes);
-    o.exact = false;
-    o.estimate = Some(EstimateReason::AbsurdValue);
+    o.accuracy = Accuracy::Estimate(EstimateReason::AbsurdValue);
     true
 }
 

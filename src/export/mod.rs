@@ -144,7 +144,7 @@ impl Scanner {
         let start = Instant::now();
         // A one-shot export (the only kind an elevated run allows) drops every capability here.
         let snap = crate::privilege::scan_once(&Options {
-            proc_root: self.proc_root.clone(),
+            paths: crate::collect::HostPaths::with_proc_root(self.proc_root.clone()),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;

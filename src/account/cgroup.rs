@@ -146,7 +146,7 @@ mod tests {
         assert_eq!(rows[2].kernel_shmem_bytes, None);
         assert_eq!(rows[2].owner_bytes, 30);
         // Whatever the policy, the rows add up to every charge.
-        for policy in [Policy::Owner, Policy::Split] {
+        for policy in Policy::ALL {
             let acc = account(&snap, policy);
             let total: u64 = by_cgroup(&acc).iter().map(|r| r.charged_bytes).sum();
             assert_eq!(total, 1030, "{policy:?}");

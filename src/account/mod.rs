@@ -144,7 +144,7 @@ pub(crate) mod tests {
                 object(4, 1, &[12, 10, 11]),
             ],
         );
-        for policy in [Policy::Owner, Policy::Split, Policy::Touched] {
+        for policy in Policy::ALL {
             let acc = account(&snap, policy);
             let charged: u64 = acc.per_process.values().sum();
             assert_eq!(

@@ -475,3 +475,36 @@ impl Snapshot {
         self.objects.iter().all(|o| o.is_exact())
     }
 }
+
+/// Physical pages of one process, as sorted distinct page frame numbers (`procs --exact`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhysPages {
+    /// Anonymous pages: private memory (including copy-on-write pages shared after fork).
+    pub anon: Vec<u64>,
+    /// File pages (page cache) of mappings that are not shared-memory objects.
+    pub file: Vec<u64>,
+}
+
+impl PhysPages {
+    /// Sorts and deduplicates both lists, as the type promises.
+    pub fn finish(mut self) -> PhysPages {
+        for v in [&mut self.anon, &mut self.file] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self
+    }
+}
+
+/// What one read of every wanted process's pagemap found.
+#[derive(Clone, Debug, Default)]
+pub struct PhysScan {
+    /// Pages by process.
+    pub pages: std::collections::HashMap<Pid, PhysPages>,
+    /// Processes that exited before their pages were read.
+    pub vanished: u32,
+    /// Processes whose pagemap could not be read.
+    pub denied: u32,
+    /// The processes of `vanished` and `denied`: rows holding one have no exact figure.
+    pub unread: Vec<Pid>,
+}

@@ -1,13 +1,12 @@
 //! Exact memory of groups of processes (`shmwho procs --by ... --exact`): distinct physical
 //! pages instead of summed PSS, and what killing the whole group would give back.
 //!
-//! Pure functions over the physical page sets `collect::pagemap::phys_pages` read. Pages of
+//! Pure functions over the physical page sets `collect::pagemap::phys_pages` reads. Pages of
 //! shared-memory objects are not in those sets: objects are counted whole, through the charges
 //! (`unique`) and through who holds them (`freed-if-gone`), so a page is never counted twice.
 
 use super::Accounted;
-use crate::collect::pagemap::PhysPages;
-use crate::model::{Object, ObjectDetail, Pid, Process};
+use crate::model::{Object, ObjectDetail, PhysPages, Pid, Process};
 use std::collections::HashMap;
 
 /// One group's exact figures.

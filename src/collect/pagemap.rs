@@ -9,6 +9,7 @@
 //! CAP_SYS_ADMIN: without it the kernel reports every PFN as 0 (FACTS #8).
 
 use super::{classify, maps, Read, Reader};
+pub use crate::model::{PhysPages, PhysScan};
 use crate::model::Pid;
 use serde::Serialize;
 use std::fs::File;
@@ -146,24 +147,6 @@ pub fn decode_present(entries: &[u64], first_page: u64, out: &mut PageRanges) {
     }
 }
 
-/// Physical pages of one process, as sorted distinct page frame numbers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PhysPages {
-    /// Anonymous pages: private memory (including copy-on-write pages shared after fork).
-    pub anon: Vec<u64>,
-    /// File pages (page cache) of mappings that are not shared-memory objects.
-    pub file: Vec<u64>,
-}
-
-impl PhysPages {
-    fn finish(mut self) -> PhysPages {
-        for v in [&mut self.anon, &mut self.file] {
-            v.sort_unstable();
-            v.dedup();
-        }
-        self
-    }
-}
 
 /// Sorts present entries into anonymous and file PFNs.
 pub fn decode_pfns(entries: &[u64], out: &mut PhysPages) {
@@ -362,17 +345,6 @@ pub(crate) fn process_phys_pages(
     Read::Ok(out.finish())
 }
 
-/// What [`phys_pages`] read.
-#[derive(Clone, Debug, Default)]
-pub struct PhysScan {
-    pub pages: std::collections::HashMap<Pid, PhysPages>,
-    /// Processes that exited before their pages were read.
-    pub vanished: u32,
-    /// Processes whose pagemap could not be read.
-    pub denied: u32,
-    /// The processes of `vanished` and `denied`: rows holding one have no exact figure.
-    pub unread: Vec<Pid>,
-}
 
 /// Physical pages of each process in `wanted` (pid, starts of its object mappings to skip), on
 /// up to 4 threads.

@@ -9,8 +9,8 @@
 //! CAP_SYS_ADMIN: without it the kernel reports every PFN as 0 (FACTS #8).
 
 use super::{classify, maps, Read, Reader};
-pub use crate::model::{PhysPages, PhysScan};
 use crate::model::Pid;
+pub use crate::model::{PhysPages, PhysScan};
 use serde::Serialize;
 use std::fs::File;
 use std::io;
@@ -146,7 +146,6 @@ pub fn decode_present(entries: &[u64], first_page: u64, out: &mut PageRanges) {
         out.add(first_page + start as u64, (i - start) as u64);
     }
 }
-
 
 /// Sorts present entries into anonymous and file PFNs.
 pub fn decode_pfns(entries: &[u64], out: &mut PhysPages) {
@@ -344,7 +343,6 @@ pub(crate) fn process_phys_pages(
     }
     Read::Ok(out.finish())
 }
-
 
 /// Physical pages of each process in `wanted` (pid, starts of its object mappings to skip), on
 /// up to 4 threads.

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 /// One group's exact figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupMemory {
+    /// Page size the page counts are in.
     pub page_size: u64,
     /// Distinct anonymous pages the group's processes map (copy-on-write pages shared after
     /// fork count once).

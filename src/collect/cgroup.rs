@@ -12,6 +12,7 @@ use std::path::PathBuf;
 /// A mounted cgroup hierarchy: where it is mounted and which cgroup its root shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mounted {
+    /// Where it is mounted, in our mount namespace.
     pub mount_point: PathBuf,
     /// The cgroup at the mount point (`/` unless a subtree is bind-mounted, as in containers).
     pub root: String,

@@ -36,8 +36,10 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub struct PageRanges(Vec<(u64, u64)>);
 
 impl PageRanges {
+    /// No pages.
     pub const EMPTY: PageRanges = PageRanges(Vec::new());
 
+    /// No pages.
     pub fn new() -> PageRanges {
         PageRanges(Vec::new())
     }
@@ -69,14 +71,17 @@ impl PageRanges {
         self.0.push((first, count));
     }
 
+    /// The runs, as (first page, count), sorted and disjoint.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.0
     }
 
+    /// Number of pages in all runs.
     pub fn pages(&self) -> u64 {
         self.0.iter().map(|r| r.1).sum()
     }
 
+    /// Whether no page is in any run.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -172,6 +177,7 @@ pub struct Pagemap {
 }
 
 impl Pagemap {
+    /// Opens `/proc/PID/pagemap` under `proc_root`.
     pub fn open(proc_root: &Path, pid: Pid, page_size: u64) -> io::Result<Pagemap> {
         Ok(Pagemap {
             file: File::open(proc_root.join(format!("{pid}/pagemap")))?,

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bounds;
 pub mod cgroup;
 mod context;
 pub mod measure;
@@ -27,10 +28,10 @@ pub(crate) use context::Context;
 pub(crate) use parallel::parallel_map;
 pub use process::under;
 pub(crate) use process::RawProcess;
-pub(crate) use read::{classify, Read, Reader};
+pub(crate) use read::{classify, note_errno, Read, Reader};
 
 use crate::error::Error;
-use crate::model::{Process, ScanNotes, Snapshot};
+use crate::model::{self, Process, ScanNotes, Snapshot};
 
 /// What to collect.
 #[derive(Clone, Debug)]
@@ -56,6 +57,15 @@ impl Default for Options {
 
 /// Collects a snapshot of the whole host.
 pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
+    let fd_errors = read::fd_errors();
+    let snap = collect_inner(opts)?;
+    if read::fd_errors() != fd_errors {
+        return Err(Error::too_many_open_files());
+    }
+    Ok(snap)
+}
+
+fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let root = &opts.paths.proc_root;
     let meminfo_text = read::read_required(&root.join("meminfo"))?;
     let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
@@ -79,7 +89,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
         .unwrap_or_default();
 
     let heads = scan_heads(&mut ctx, opts, &mut notes)?;
-    let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &mut notes);
+    let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
     let cgroups = ctx
@@ -140,6 +150,7 @@ fn scan_bodies(
     ctx: &Context,
     heads: Vec<Process>,
     smaps: bool,
+    meminfo: &model::Meminfo,
     notes: &mut ScanNotes,
 ) -> (Vec<Process>, Vec<RawProcess>) {
     let bodies = parallel_map(heads, 64, |reader, p| {
@@ -149,9 +160,12 @@ fn scan_bodies(
     let mut raws = Vec::with_capacity(bodies.len());
     for body in bodies {
         match body {
-            Read::Ok((p, raw, denied)) => {
+            Read::Ok((mut p, raw, denied)) => {
                 if denied {
                     notes.unreadable += 1;
+                }
+                if bounds::process(&mut p, bounds::ceiling(meminfo)) {
+                    notes.absurd_processes += 1;
                 }
                 processes.push(p);
                 raws.push(raw);

@@ -106,16 +106,18 @@ pub(crate) fn scan_body(
                     return true;
                 }
                 if e.dev_major == 0 {
-                    raw.other_anon_dev_mapped += e.end - e.start;
+                    raw.other_anon_dev_mapped = raw
+                        .other_anon_dev_mapped
+                        .saturating_add(e.end.saturating_sub(e.start));
                 }
                 false
             };
             if want_smaps {
                 let mut totals = SmapsTotals::default();
                 for vma in smaps::parse(text) {
-                    totals.pss_bytes += vma.pss;
+                    totals.pss_bytes = totals.pss_bytes.saturating_add(vma.pss);
                     if !keep(vma.entry, Some((vma.pss, vma.rss))) {
-                        totals.uss_bytes += vma.private;
+                        totals.uss_bytes = totals.uss_bytes.saturating_add(vma.private);
                     }
                 }
                 p.smaps = Some(totals);
@@ -197,9 +199,14 @@ pub fn under(path: &[u8], mp: &[u8]) -> bool {
 
 /// The numeric entries of procfs, sorted.
 pub(crate) fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
-    let dir = std::fs::read_dir(root).map_err(|source| Error::Io {
-        path: root.to_path_buf(),
-        source,
+    let dir = std::fs::read_dir(root).map_err(|source| {
+        if crate::error::out_of_fds(&source) {
+            return Error::too_many_open_files();
+        }
+        Error::Io {
+            path: root.to_path_buf(),
+            source,
+        }
     })?;
     let mut pids: Vec<Pid> = dir
         .flatten()

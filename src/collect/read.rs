@@ -63,10 +63,31 @@ pub(crate) enum Read<T> {
     Denied,
 }
 
+/// EMFILE/ENFILE seen by [`classify`] since this process started: [`super::collect`] compares
+/// it before and after, and fails rather than count processes as exited for lack of
+/// descriptors.
+static OUT_OF_FDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// EMFILE/ENFILE seen so far.
+pub(crate) fn fd_errors() -> u64 {
+    OUT_OF_FDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts an EMFILE/ENFILE met outside [`classify`] (an object opened for its residency).
+pub(crate) fn note_errno(e: rustix::io::Errno) {
+    if e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE {
+        OUT_OF_FDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Sorts a per-process read's outcome.
 pub(crate) fn classify<T>(r: io::Result<T>) -> Read<T> {
     match r {
         Ok(v) => Read::Ok(v),
+        Err(e) if crate::error::out_of_fds(&e) => {
+            OUT_OF_FDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Read::Vanished
+        }
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Read::Denied,
         // ENOENT and ESRCH both mean the process went away; anything else on a per-process
         // file (EIO on a zombie's maps, say) is treated the same: skip it.
@@ -76,8 +97,13 @@ pub(crate) fn classify<T>(r: io::Result<T>) -> Read<T> {
 
 /// A file the scan cannot do without: its absence is the scan's error.
 pub(crate) fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    std::fs::read(path).map_err(|source| {
+        if crate::error::out_of_fds(&source) {
+            return Error::too_many_open_files();
+        }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }

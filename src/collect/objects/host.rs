@@ -21,8 +21,15 @@ pub(super) fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
     let mut out = Vec::new();
     let mut stack = vec![(named.clone(), reached, 0u32)];
     while let Some((name, dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // A directory that cannot be read is skipped; running out of fds is not that.
+                if let Some(errno) = e.raw_os_error() {
+                    super::super::note_errno(rustix::io::Errno::from_raw_os_error(errno));
+                }
+                continue;
+            }
         };
         for entry in entries.flatten() {
             let path = entry.path();

@@ -91,7 +91,10 @@ impl Draft {
                         self.obj.resident_bytes = resident.min(st.allocated);
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        if let super::super::residency::ResidencyError::Sys(errno) = e {
+                            super::super::note_errno(errno);
+                        }
                         self.obj.accuracy =
                             Accuracy::Estimate(EstimateReason::SwapSplitUnavailable);
                     }
@@ -141,7 +144,7 @@ pub(super) fn hugetlb_rss(
     page: u64,
 ) -> (u64, bool) {
     let hp = meminfo.hugepage_bytes;
-    if hp <= page || held <= seg.size_bytes.div_ceil(page) * page {
+    if hp <= page || held <= seg.size_bytes.div_ceil(page).saturating_mul(page) {
         return (held, false);
     }
     (held / (hp / page), true)

@@ -61,7 +61,7 @@ pub(crate) fn build(
     let mut list = drafts.list;
     let (unmeasured, vanished) = measure_all(ctx, meminfo, &mut list);
     estimate_unmeasured(processes, raws, &mut list, &unmeasured);
-    let objects = finish(list, &vanished, notes);
+    let objects = finish(list, &vanished, meminfo, notes);
     Built {
         objects,
         mounts: host::tmpfs_usage(ctx),
@@ -180,7 +180,8 @@ fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<u
         } = &mut d.obj.detail
         {
             if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
-                let (huge_rss, huge) = hugetlb_rss(seg, rss + swap, meminfo, ctx.page_size);
+                let (huge_rss, huge) =
+                    hugetlb_rss(seg, rss.saturating_add(swap), meminfo, ctx.page_size);
                 *hugetlb = huge;
                 d.obj.size_bytes = seg.size_bytes;
                 // hugetlb pages never swap.
@@ -232,8 +233,14 @@ fn estimate_unmeasured(
     }
 }
 
-/// Drops the vanished, sorts by identity, and counts the estimates for the notes.
-fn finish(drafts: Vec<Draft>, vanished: &[usize], notes: &mut ScanNotes) -> Vec<Object> {
+/// Drops the vanished, sorts by identity, caps absurd figures, and counts the estimates for
+/// the notes.
+fn finish(
+    drafts: Vec<Draft>,
+    vanished: &[usize],
+    meminfo: &Meminfo,
+    notes: &mut ScanNotes,
+) -> Vec<Object> {
     let mut gone = vec![false; drafts.len()];
     for &i in vanished {
         gone[i] = true;
@@ -246,6 +253,10 @@ fn finish(drafts: Vec<Draft>, vanished: &[usize], notes: &mut ScanNotes) -> Vec<
         .collect();
     objects.sort_by_key(|o| o.id);
 
+    let ceiling = super::bounds::ceiling(meminfo);
+    for o in &mut objects {
+        super::bounds::object(o, ceiling);
+    }
     let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
     for o in &objects {
         if let Some(r) = o.accuracy.estimate() {

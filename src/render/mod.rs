@@ -6,6 +6,9 @@ pub mod metrics;
 pub mod table;
 pub mod units;
 
+#[cfg(test)]
+mod tests;
+
 use crate::account::Accounted;
 use crate::cli::{GroupBy, ObjectSort, ProcSort};
 use crate::model::{Object, ObjectId, ObjectKind, Pid, Process};

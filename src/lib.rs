@@ -12,6 +12,7 @@ pub mod lab;
 pub mod model;
 pub mod record;
 pub mod render;
+pub mod report;
 pub mod show;
 pub mod size;
 pub mod top;

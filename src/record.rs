@@ -7,9 +7,9 @@
 
 use crate::account::{self, Policy};
 use crate::collect::{self, Options};
+use crate::render;
 use crate::render::units::{bytes, escape};
-use crate::render::{self, ObjectFilter, ProcFilter};
-use crate::size::parse_size;
+use crate::report::{ObjectQuery, ProcQuery};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -20,58 +20,34 @@ use std::path::{Path, PathBuf};
 /// Version of the record format; bumped only when a field changes meaning or disappears.
 pub const RECORD_SCHEMA: u32 = 1;
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-The file holds {\"schema\":1,\"recorded_at\":...,\"objects\":<shmwho --json>,\"procs\":<shmwho procs --json>}
-(docs/json.md). It is written to a temporary file in the same directory and renamed, so a reader
-never sees half a record.
-
-Examples:
-  sudo shmwho record /var/tmp/shm-evening.json
-  sudo shmwho record /var/tmp/shm-morning.json
-  shmwho diff /var/tmp/shm-evening.json /var/tmp/shm-morning.json
-  sudo shmwho record - | jq '.objects.meminfo_shmem_bytes'")]
-pub struct RecordArgs {
-    /// Where to write the snapshot (`-` for stdout)
-    #[arg(value_name = "FILE")]
+/// What `shmwho record` was asked for.
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    /// Where to write (`-`: stdout).
     pub file: PathBuf,
-    /// Charging policy of the per-process figures (see `shmwho procs --help`)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy of the per-process figures.
     pub charge: Policy,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Objects are matched by identity (kind, device and inode, or SysV shmid and IPC namespace),
-processes by pid and command. An object grew or shrank when its resident plus swapped bytes
-changed; a process is listed when its charged shared memory changed.
-
-Examples:
-  shmwho diff before.json after.json
-  shmwho diff before.json after.json --min-change 1M
-  shmwho diff before.json after.json --json | jq '.objects[] | select(.change == \"grew\")'")]
-pub struct DiffArgs {
-    /// The earlier record
-    #[arg(value_name = "A")]
+/// What `shmwho diff` was asked for.
+#[derive(Clone, Debug)]
+pub struct DiffOptions {
+    /// The earlier record.
     pub a: PathBuf,
-    /// The later record
-    #[arg(value_name = "B")]
+    /// The later record.
     pub b: PathBuf,
-    /// Leave out changes smaller than SIZE (e.g. 1M)
-    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    /// Leave out changes smaller than this many bytes.
     pub min_change: u64,
-    /// Print JSON (docs/json.md); always in bytes
-    #[arg(long)]
+    /// JSON instead of text.
     pub json: bool,
-    /// Print exact byte counts instead of KiB/MiB/GiB
-    #[arg(long)]
+    /// Exact byte counts instead of human units.
     pub bytes: bool,
 }
 
-pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Scans, accounts and writes one record.
+pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
         proc_root: args.proc_root.clone(),
         smaps: args.charge.needs_smaps(),
@@ -79,20 +55,9 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
     })?;
     let acc = account::account(&snap, args.charge);
     let objects: serde_json::Value =
-        serde_json::from_str(&render::json::objects(&acc, &ObjectFilter::default()))?;
-    let procs: serde_json::Value = serde_json::from_str(&render::json::procs(
-        &acc,
-        &ProcFilter {
-            pids: Vec::new(),
-            user: None,
-            comm: None,
-            by: None,
-            sort: crate::cli::ProcSort::Pid,
-            top: None,
-            pss: snap.with_smaps,
-            exact: None,
-        },
-    ))?;
+        serde_json::from_str(&render::json::objects(&acc, &ObjectQuery::default()))?;
+    let procs: serde_json::Value =
+        serde_json::from_str(&render::json::procs(&acc, &ProcQuery::all(snap.with_smaps)))?;
     let doc = serde_json::json!({
         "schema": RECORD_SCHEMA,
         "recorded_at": std::time::SystemTime::now()
@@ -523,7 +488,8 @@ fn proc_diffs(a: &ProcsDoc, b: &ProcsDoc, min_change: u64) -> Vec<ProcDiff> {
     out
 }
 
-pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Compares two records.
+pub fn diff(args: DiffOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let a = load(&args.a)?;
     let b = load(&args.b)?;
     let mut notes = Vec::new();

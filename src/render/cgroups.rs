@@ -2,10 +2,10 @@
 //! next to the kernel's own `memory.stat` `shmem` of each cgroup.
 
 use super::units::{bytes, escape, signed_bytes};
-use super::ProcRow;
 use crate::account::cgroup::{by_cgroup, CgroupRow, NOTE};
 use crate::account::Accounted;
 use crate::model::CgroupVersion;
+use crate::report::ProcRow;
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use serde::Serialize;
 use std::fmt::Write as _;

@@ -1,9 +1,9 @@
 //! JSON output, schema 1 (docs/json.md). Always bytes. Field names are a contract: add, never
 //! rename.
 
-use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
 use crate::account::Accounted;
 use crate::model::{EstimateReason, Object, ObjectKind, Pid, Via};
+use crate::report::{object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow};
 use serde::Serialize;
 
 pub const SCHEMA: u32 = 1;
@@ -209,7 +209,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
     }
 }
 
-pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
+pub fn objects(acc: &Accounted, f: &ObjectQuery) -> String {
     let snap = acc.snapshot;
     let r = &acc.reconciliation;
     let doc = ObjectsDoc {
@@ -332,8 +332,8 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
     }
 }
 
-pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
-    let ungrouped = ProcFilter {
+pub fn procs(acc: &Accounted, f: &ProcQuery) -> String {
+    let ungrouped = ProcQuery {
         by: None,
         top: if f.by.is_some() { None } else { f.top },
         ..f.clone()
@@ -346,7 +346,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
     let groups = group_rows
         .as_ref()
         .map(|rows| rows.iter().map(|r| proc_doc(r, true)).collect());
-    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
+    let by_cgroup = f.by == Some(crate::report::GroupBy::Cgroup);
     let cgroups = group_rows
         .as_deref()
         .filter(|_| by_cgroup)

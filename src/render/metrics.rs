@@ -7,10 +7,10 @@
 //! charge and the `top` cgroups get a series each and the rest one `other` series.
 //! Label values are escaped by prometheus-client (quotes, backslashes and newlines in names).
 
-use super::{object_id, object_name, select_objects, ObjectFilter};
 use crate::account::cgroup::by_cgroup;
 use crate::account::Accounted;
 use crate::model::{ObjectId, ObjectKind, Pid};
+use crate::report::{object_id, object_name, select_objects, ObjectQuery};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -167,7 +167,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "shmwho_object_size",
         "Size of the object (st_size or SysV size)",
     );
-    let order = select_objects(acc, &ObjectFilter::default());
+    let order = select_objects(acc, &ObjectQuery::default());
     let (top, rest) = order.split_at(order.len().min(opts.top_objects));
     for &i in top {
         let o = &snap.objects[i];

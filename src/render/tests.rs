@@ -1,14 +1,15 @@
 //! Snapshot tests of every renderer on one fixed accounted host: they guard the output while the
 //! code under it changes. Accept a deliberate change with `INSTA_UPDATE=always cargo test`.
 
-use super::{json, metrics, table, ObjectFilter, ProcFilter, RenderOptions};
+use super::{json, metrics, table, RenderOptions};
 use crate::account::tests::{object, process, snapshot};
 use crate::account::{account, Policy};
-use crate::cli::{GroupBy, ObjectSort, ProcSort};
 use crate::model::{
     CgroupMem, CgroupVersion, EstimateReason, Meminfo, ObjectId, ObjectKind, Pid, SmapsTotals,
     Snapshot, SysvSegment, TmpfsMount, Via,
 };
+use crate::report::{GroupBy, ObjectColumn, ProcColumn};
+use crate::report::{ObjectQuery, ProcQuery};
 
 const MIB: u64 = 1 << 20;
 
@@ -109,7 +110,7 @@ fn host() -> Snapshot {
 
     let mut posix = object(77, 8 * MIB, &[]);
     posix.kind = ObjectKind::PosixShm;
-    posix.dev = Some((0 << 8) | 27);
+    posix.dev = Some(27);
     posix.path = Some("/dev/shm/sem.lock".into());
     posix.mount_point = Some("/dev/shm".into());
 
@@ -195,8 +196,8 @@ fn raw() -> RenderOptions {
     }
 }
 
-fn procs_filter(by: Option<GroupBy>, sort: ProcSort) -> ProcFilter {
-    ProcFilter {
+fn procs_filter(by: Option<GroupBy>, sort: ProcColumn) -> ProcQuery {
+    ProcQuery {
         pids: Vec::new(),
         user: None,
         comm: None,
@@ -214,27 +215,27 @@ fn objects_table() {
     let acc = account(&snap, Policy::Owner);
     insta::assert_snapshot!(
         "objects_table",
-        table::objects(&acc, &ObjectFilter::default(), &human())
+        table::objects(&acc, &ObjectQuery::default(), &human())
     );
-    let f = ObjectFilter {
+    let f = ObjectQuery {
         kinds: vec![ObjectKind::Sysv, ObjectKind::Tmpfs],
         pids: Vec::new(),
-        sort: ObjectSort::Size,
+        sort: ObjectColumn::Size,
         top: Some(2),
     };
     insta::assert_snapshot!(
         "objects_table_bytes_kinds",
         table::objects(&acc, &f, &raw())
     );
-    let f = ObjectFilter {
+    let f = ObjectQuery {
         pids: vec![Pid::from(102)],
-        sort: ObjectSort::Holders,
-        ..ObjectFilter::default()
+        sort: ObjectColumn::Holders,
+        ..ObjectQuery::default()
     };
     insta::assert_snapshot!("objects_table_pid", table::objects(&acc, &f, &human()));
-    let none = ObjectFilter {
+    let none = ObjectQuery {
         pids: vec![Pid::from(999)],
-        ..ObjectFilter::default()
+        ..ObjectQuery::default()
     };
     insta::assert_snapshot!("objects_table_empty", table::objects(&acc, &none, &human()));
 }
@@ -243,12 +244,12 @@ fn objects_table() {
 fn procs_tables() {
     let snap = host();
     let acc = account(&snap, Policy::Split);
-    let mut f = procs_filter(None, ProcSort::Total);
+    let mut f = procs_filter(None, ProcColumn::Total);
     f.pss = false;
     insta::assert_snapshot!("procs_table", table::procs(&acc, &f, &human()));
     insta::assert_snapshot!(
         "procs_table_pss_bytes_by_pid",
-        table::procs(&acc, &procs_filter(None, ProcSort::Pid), &raw())
+        table::procs(&acc, &procs_filter(None, ProcColumn::Pid), &raw())
     );
     for (name, by) in [
         ("procs_table_by_command", GroupBy::Command),
@@ -258,10 +259,10 @@ fn procs_tables() {
     ] {
         insta::assert_snapshot!(
             name,
-            table::procs(&acc, &procs_filter(Some(by), ProcSort::Command), &human())
+            table::procs(&acc, &procs_filter(Some(by), ProcColumn::Command), &human())
         );
     }
-    let mut f = procs_filter(None, ProcSort::Shared);
+    let mut f = procs_filter(None, ProcColumn::Shared);
     f.user = Some("www-data".into());
     f.comm = Some("php".into());
     f.top = Some(1);
@@ -272,19 +273,19 @@ fn procs_tables() {
 fn json_documents() {
     let snap = host();
     let acc = account(&snap, Policy::Owner);
-    insta::assert_snapshot!(
-        "objects_json",
-        json::objects(&acc, &ObjectFilter::default())
-    );
+    insta::assert_snapshot!("objects_json", json::objects(&acc, &ObjectQuery::default()));
     insta::assert_snapshot!(
         "procs_json",
-        json::procs(&acc, &procs_filter(None, ProcSort::Pid))
+        json::procs(&acc, &procs_filter(None, ProcColumn::Pid))
     );
     insta::assert_snapshot!(
         "procs_json_by_cgroup",
-        json::procs(&acc, &procs_filter(Some(GroupBy::Cgroup), ProcSort::Total))
+        json::procs(
+            &acc,
+            &procs_filter(Some(GroupBy::Cgroup), ProcColumn::Total)
+        )
     );
-    let mut f = procs_filter(Some(GroupBy::Tree), ProcSort::Total);
+    let mut f = procs_filter(Some(GroupBy::Tree), ProcColumn::Total);
     f.top = Some(2);
     insta::assert_snapshot!("procs_json_by_tree_top", json::procs(&acc, &f));
 }
@@ -320,7 +321,10 @@ fn metrics_text() {
 fn cgroups_footer() {
     let snap = host();
     let acc = account(&snap, Policy::Touched);
-    let rows = super::proc_rows(&acc, &procs_filter(Some(GroupBy::Cgroup), ProcSort::Total));
+    let rows = crate::report::proc_rows(
+        &acc,
+        &procs_filter(Some(GroupBy::Cgroup), ProcColumn::Total),
+    );
     insta::assert_snapshot!(
         "cgroups_footer",
         super::cgroups::table_footer(&acc, &rows, false)

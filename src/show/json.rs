@@ -8,7 +8,7 @@ use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::Method;
 use crate::model::{Pid, Snapshot, Via};
 use crate::render::json::{object_doc, ObjectDoc, SCHEMA};
-use crate::render::object_id;
+use crate::report::object_id;
 use serde::Serialize;
 
 #[derive(Serialize)]

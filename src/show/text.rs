@@ -8,7 +8,8 @@ use crate::collect::pagemap::{PageRanges, Unread};
 use crate::model::{Object, Snapshot, Via};
 use crate::render::table::{finish_lines, plain_table};
 use crate::render::units::{bytes, escape};
-use crate::render::{object_id, object_name, RenderOptions};
+use crate::render::RenderOptions;
+use crate::report::{object_id, object_name};
 use comfy_table::Table;
 use std::fmt::Write as _;
 

@@ -7,7 +7,7 @@
 use crate::account::{Accounted, Policy};
 use crate::model::{EstimateReason, ObjectId, ObjectKind, Pid, ScanNotes, Via};
 use crate::render::units::escape;
-use crate::render::{object_id, object_name};
+use crate::report::{object_id, object_name};
 use std::collections::HashMap;
 use std::time::Duration;
 

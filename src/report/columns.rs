@@ -204,6 +204,8 @@ pub enum ProcColumn {
     Shared,
     /// ANON + SHARED.
     Total,
+    /// Objects the row owns.
+    Owned,
     /// Proportional set size (smaps).
     Pss,
     /// Unique set size outside shared-memory objects (smaps).
@@ -246,6 +248,7 @@ impl ProcColumn {
             ProcColumn::Swap => "SWAP",
             ProcColumn::Shared => "SHARED",
             ProcColumn::Total => "TOTAL",
+            ProcColumn::Owned => "OWNED",
             ProcColumn::Pss => "PSS",
             ProcColumn::Uss => "USS",
             ProcColumn::Unique => "UNIQUE",
@@ -269,6 +272,7 @@ impl ProcColumn {
             ProcColumn::Swap => "swap_bytes",
             ProcColumn::Shared => "shared_charged_bytes",
             ProcColumn::Total => "total_bytes",
+            ProcColumn::Owned => "owned_objects",
             ProcColumn::Pss => "pss_bytes",
             ProcColumn::Uss => "uss_bytes",
             ProcColumn::Unique => "unique_bytes",
@@ -281,6 +285,7 @@ impl ProcColumn {
         match self {
             ProcColumn::FreedIfGone => "freed-if-gone",
             ProcColumn::Procs => "procs",
+            ProcColumn::Owned => "owned",
             c => match c.json_key().strip_suffix("_bytes").unwrap_or(c.json_key()) {
                 "rss_anon" => "anon",
                 "rss_file" => "file",
@@ -334,6 +339,7 @@ impl ProcColumn {
             ProcColumn::Swap => Cell::Bytes(r.swap),
             ProcColumn::Shared => Cell::Bytes(r.shared),
             ProcColumn::Total => Cell::Bytes(r.total()),
+            ProcColumn::Owned => Cell::Number(u64::from(r.owned_objects)),
             ProcColumn::Pss => Cell::bytes(r.pss),
             ProcColumn::Uss => Cell::bytes(r.uss),
             ProcColumn::Unique => Cell::bytes(r.unique),

@@ -1,9 +1,11 @@
 //! The live view's state and what each key does to it. No terminal and no `/proc` here: the
 //! event loop feeds it snapshots and keys, `ui::draw` renders it.
 
-use super::model::{Model, ObjRow, ProcRow};
+use super::pane::{self, Sort, OBJECT_SORTS, PROC_SORTS};
+use super::rows::Model;
 use crate::account::{self, Policy};
 use crate::model::{ObjectId, Pid, Snapshot};
+use crate::report::{ObjectColumn, ProcColumn};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::cell::Cell;
 use std::time::Duration;
@@ -12,76 +14,6 @@ use std::time::Duration;
 pub enum Pane {
     Objects,
     Procs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjSort {
-    Resident,
-    /// Change of resident bytes since the last refresh (a new object counts whole).
-    Growth,
-    Size,
-    Swap,
-    Holders,
-}
-
-impl ObjSort {
-    const ALL: [ObjSort; 5] = [
-        ObjSort::Resident,
-        ObjSort::Growth,
-        ObjSort::Size,
-        ObjSort::Swap,
-        ObjSort::Holders,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjSort::Resident => "resident",
-            ObjSort::Growth => "growth",
-            ObjSort::Size => "size",
-            ObjSort::Swap => "swap",
-            ObjSort::Holders => "holders",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProcSort {
-    /// Shared memory charged under the policy.
-    Shared,
-    /// Change of the charged shared memory since the last refresh.
-    Growth,
-    Total,
-    Shmem,
-    Rss,
-    Swap,
-    Pid,
-    Command,
-}
-
-impl ProcSort {
-    const ALL: [ProcSort; 8] = [
-        ProcSort::Shared,
-        ProcSort::Growth,
-        ProcSort::Total,
-        ProcSort::Shmem,
-        ProcSort::Rss,
-        ProcSort::Swap,
-        ProcSort::Pid,
-        ProcSort::Command,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProcSort::Shared => "shared",
-            ProcSort::Growth => "growth",
-            ProcSort::Total => "total",
-            ProcSort::Shmem => "shmem",
-            ProcSort::Rss => "rss",
-            ProcSort::Swap => "swap",
-            ProcSort::Pid => "pid",
-            ProcSort::Command => "command",
-        }
-    }
 }
 
 fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, back: bool) -> T {
@@ -150,8 +82,8 @@ pub struct App {
     pub policy: Policy,
     pub interval: Duration,
     pub focus: Pane,
-    pub obj_sort: ObjSort,
-    pub proc_sort: ProcSort,
+    pub obj_sort: Sort<ObjectColumn>,
+    pub proc_sort: Sort<ProcColumn>,
     /// Applied filter (as typed; matched case-insensitively).
     pub filter: String,
     /// The filter prompt is open.
@@ -178,8 +110,8 @@ impl App {
             policy,
             interval,
             focus: Pane::Objects,
-            obj_sort: ObjSort::Resident,
-            proc_sort: ProcSort::Shared,
+            obj_sort: OBJECT_SORTS[0],
+            proc_sort: PROC_SORTS[0],
             filter: String::new(),
             editing: false,
             show_changes: false,
@@ -237,33 +169,14 @@ impl App {
         let Some(m) = &self.model else {
             return Vec::new();
         };
-        let needle = self.filter.to_lowercase();
-        let mut idx: Vec<usize> = (0..m.objects.len())
-            .filter(|&i| m.objects[i].matches(&needle))
-            .collect();
-        let key = |o: &ObjRow| -> i128 {
-            match self.obj_sort {
-                ObjSort::Resident => o.resident.now.into(),
-                ObjSort::Growth => {
-                    if o.new {
-                        o.resident.now.into()
-                    } else {
-                        o.resident.change.unwrap_or(0).into()
-                    }
-                }
-                ObjSort::Size => o.size.now.into(),
-                ObjSort::Swap => o.swap.now.into(),
-                ObjSort::Holders => o.holder_pids as i128,
-            }
-        };
-        let objs = &m.objects;
-        idx.sort_by(|&a, &b| {
-            key(&objs[b])
-                .cmp(&key(&objs[a]))
-                .then(objs[b].resident.now.cmp(&objs[a].resident.now))
-                .then(objs[a].key.cmp(&objs[b].key))
-        });
-        idx
+        pane::visible(
+            &m.objects,
+            &self.filter.to_lowercase(),
+            |o, n| o.matches(n),
+            self.obj_sort,
+            |o| o.resident.now,
+            |o| o.key,
+        )
     }
 
     /// Indices into `model.procs` after the filter, sorted.
@@ -271,41 +184,14 @@ impl App {
         let Some(m) = &self.model else {
             return Vec::new();
         };
-        let needle = self.filter.to_lowercase();
-        let mut idx: Vec<usize> = (0..m.procs.len())
-            .filter(|&i| m.procs[i].matches(&needle))
-            .collect();
-        let ps = &m.procs;
-        let key = |p: &ProcRow| -> i128 {
-            match self.proc_sort {
-                ProcSort::Shared => p.shared.now.into(),
-                ProcSort::Growth => {
-                    if p.new {
-                        p.shared.now.into()
-                    } else {
-                        p.shared.change.unwrap_or(0).into()
-                    }
-                }
-                ProcSort::Total => p.total.now.into(),
-                ProcSort::Shmem => p.shmem.now.into(),
-                ProcSort::Rss => p.rss.now.into(),
-                ProcSort::Swap => p.swap.now.into(),
-                ProcSort::Pid | ProcSort::Command => 0,
-            }
-        };
-        match self.proc_sort {
-            ProcSort::Pid => idx.sort_by_key(|&i| ps[i].pid),
-            ProcSort::Command => {
-                idx.sort_by(|&a, &b| ps[a].comm.cmp(&ps[b].comm).then(ps[a].pid.cmp(&ps[b].pid)))
-            }
-            _ => idx.sort_by(|&a, &b| {
-                key(&ps[b])
-                    .cmp(&key(&ps[a]))
-                    .then(ps[b].shmem.now.cmp(&ps[a].shmem.now))
-                    .then(ps[a].pid.cmp(&ps[b].pid))
-            }),
-        }
-        idx
+        pane::visible(
+            &m.procs,
+            &self.filter.to_lowercase(),
+            |p, n| p.matches(n),
+            self.proc_sort,
+            |p| p.shmem.now,
+            |p| p.pid,
+        )
     }
 
     /// Position of the selection among the visible rows of a pane (None when it is empty).
@@ -456,8 +342,8 @@ impl App {
             KeyCode::Char('s') | KeyCode::Char('S') => {
                 let back = key.code == KeyCode::Char('S');
                 match self.focus {
-                    Pane::Objects => self.obj_sort = cycle(&ObjSort::ALL, self.obj_sort, back),
-                    Pane::Procs => self.proc_sort = cycle(&ProcSort::ALL, self.proc_sort, back),
+                    Pane::Objects => self.obj_sort = cycle(&OBJECT_SORTS, self.obj_sort, back),
+                    Pane::Procs => self.proc_sort = cycle(&PROC_SORTS, self.proc_sort, back),
                 }
                 self.reselect_top();
             }

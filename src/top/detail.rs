@@ -2,7 +2,7 @@
 //! counts next to the rounded ones.
 
 use super::app::Target;
-use super::model::{Fig, Model, ObjRow, ProcRow};
+use super::rows::{Fig, Model, ObjRow, ProcRow};
 use super::ui::change;
 use crate::model::{Pid, Via};
 use crate::render::units::bytes;

@@ -2,7 +2,7 @@
 //!
 //! Shaped like bottom/below: a collector thread scans every `--interval` and sends snapshots over
 //! a channel ([`collector`]); the UI thread charges the last one under the chosen policy and
-//! derives the rows with their changes ([`model`]), keeps the view state ([`app`]), and draws it
+//! derives the rows with their changes ([`rows`]), keeps the view state ([`app`]), and draws it
 //! ([`ui::draw`], a pure function of the state, tested on ratatui's `TestBackend`).
 //!
 //! The terminal is restored on every way out: `q`, errors (a guard), panics (a hook) and
@@ -11,7 +11,8 @@
 pub mod app;
 pub mod collector;
 pub mod detail;
-pub mod model;
+pub mod pane;
+pub mod rows;
 pub mod ui;
 
 use crate::account::Policy;

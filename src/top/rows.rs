@@ -279,7 +279,10 @@ impl Model {
                     shmem: Fig::new(p.rss_shmem_bytes, b(|r| r.shmem)),
                     swap: Fig::new(p.swap_bytes, b(|r| r.swap)),
                     shared: Fig::new(shared, charged(|r| r.shared)),
-                    total: Fig::new(p.rss_anon_bytes + shared, charged(|r| r.total)),
+                    total: Fig::new(
+                        crate::report::total_bytes(p.rss_anon_bytes, shared),
+                        charged(|r| r.total),
+                    ),
                     owned: owned.get(&p.pid).copied().unwrap_or(0),
                     pss: p.smaps.map(|s| s.pss_bytes),
                     shared_estimate: estimated.contains(&p.pid),

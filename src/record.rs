@@ -8,7 +8,7 @@
 use crate::account::{self, Policy};
 use crate::collect::{self, Options};
 use crate::render;
-use crate::render::units::{bytes, escape};
+use crate::render::units::{escape, Units};
 use crate::report::{ObjectQuery, ProcQuery};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
@@ -42,8 +42,8 @@ pub struct DiffOptions {
     pub min_change: u64,
     /// JSON instead of text.
     pub json: bool,
-    /// Exact byte counts instead of human units.
-    pub bytes: bool,
+    /// Human units or exact byte counts.
+    pub units: Units,
 }
 
 /// Scans, accounts and writes one record.
@@ -551,19 +551,10 @@ pub fn diff(args: DiffOptions, out: &mut dyn std::io::Write) -> anyhow::Result<(
         s.push('\n');
         s
     } else {
-        diff_table(&doc, args.bytes)
+        diff_table(&doc, args.units)
     };
     out.write_all(text.as_bytes())?;
     Ok(())
-}
-
-fn plus(v: i64, exact: bool) -> String {
-    let s = bytes(v.unsigned_abs(), exact);
-    match v.signum() {
-        1 => format!("+{s}"),
-        -1 => format!("-{s}"),
-        _ => s,
-    }
 }
 
 /// `2024-05-01 06:00:00 UTC` from seconds since the epoch (proleptic Gregorian, no time zones:
@@ -598,11 +589,11 @@ fn span(secs: u64) -> String {
     }
 }
 
-fn opt_bytes(v: Option<u64>, exact: bool) -> String {
-    v.map_or("-".into(), |v| bytes(v, exact))
+fn opt_bytes(v: Option<u64>, units: Units) -> String {
+    v.map_or("-".into(), |v| units.bytes(v))
 }
 
-fn diff_table(d: &DiffDoc, exact: bool) -> String {
+fn diff_table(d: &DiffDoc, units: Units) -> String {
     use crate::render::table::{finish_lines as finish, plain_table};
     let table = |header: &[&str], left: &[usize]| plain_table(header, |i| !left.contains(&i));
     let mut out = String::new();
@@ -625,13 +616,12 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
         ("objects resident", &d.objects_resident_bytes),
         ("unexplained", &d.unexplained_bytes),
     ] {
-        let show =
-            |x: Option<i64>| x.map_or("-".into(), |x| crate::render::units::signed_bytes(x, exact));
+        let show = |x: Option<i64>| x.map_or("-".into(), |x| units.signed(x));
         t.add_row(vec![
             label.to_string(),
             show(v.a),
             show(v.b),
-            v.delta.map_or("-".into(), |x| plus(x, exact)),
+            v.delta.map_or("-".into(), |x| units.delta(x)),
         ]);
     }
     out.push_str(&finish(&t));
@@ -661,11 +651,11 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
                 o.kind.clone(),
                 o.id.clone(),
                 escape(&o.name),
-                opt_bytes(o.a.map(|f| f.resident_bytes), exact),
-                opt_bytes(o.b.map(|f| f.resident_bytes), exact),
-                plus(o.resident_delta_bytes, exact),
-                plus(o.swap_delta_bytes, exact),
-                opt_bytes(o.b.or(o.a).map(|f| f.size_bytes), exact),
+                opt_bytes(o.a.map(|f| f.resident_bytes), units),
+                opt_bytes(o.b.map(|f| f.resident_bytes), units),
+                units.delta(o.resident_delta_bytes),
+                units.delta(o.swap_delta_bytes),
+                opt_bytes(o.b.or(o.a).map(|f| f.size_bytes), units),
                 o.owner
                     .as_ref()
                     .map_or("-".into(), |p| format!("{} {}", p.pid, escape(&p.comm))),
@@ -696,9 +686,9 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
                     p.pid.to_string(),
                     escape(&p.user),
                     escape(&p.comm),
-                    opt_bytes(p.a_bytes, exact),
-                    opt_bytes(p.b_bytes, exact),
-                    plus(p.delta_bytes, exact),
+                    opt_bytes(p.a_bytes, units),
+                    opt_bytes(p.b_bytes, units),
+                    units.delta(p.delta_bytes),
                 ]);
             }
             out.push_str(&finish(&t));

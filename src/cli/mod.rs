@@ -95,7 +95,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 
 fn render_opts(o: &OutputArgs) -> RenderOptions {
     RenderOptions {
-        bytes: o.bytes,
+        units: render::units::Units::raw_if(o.bytes),
         euid: rustix::process::geteuid().as_raw(),
     }
 }
@@ -258,7 +258,7 @@ impl From<DiffArgs> for crate::record::DiffOptions {
             b: a.b,
             min_change: a.min_change,
             json: a.json,
-            bytes: a.bytes,
+            units: render::units::Units::raw_if(a.bytes),
         }
     }
 }

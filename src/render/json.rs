@@ -3,7 +3,9 @@
 
 use crate::account::Accounted;
 use crate::model::{EstimateReason, Object, ObjectKind, Pid, Via};
-use crate::report::{object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow};
+use crate::report::{
+    address_text, dev_text, object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow,
+};
 use serde::Serialize;
 
 pub const SCHEMA: u32 = 1;
@@ -143,8 +145,8 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     rss_bytes,
                     ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    d.start = Some(address_text(start));
+                    d.end = Some(address_text(end));
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
                     d.rss_bytes = rss_bytes;
@@ -159,9 +161,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         kind: o.kind,
         id: object_id(o),
         inode: o.inode,
-        dev: o
-            .dev
-            .map(|d| format!("{}:{}", rustix::fs::major(d), rustix::fs::minor(d))),
+        dev: o.dev.map(dev_text),
         size_bytes: o.size_bytes,
         resident_bytes: o.resident_bytes,
         swap_bytes: o.swap_bytes,

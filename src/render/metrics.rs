@@ -10,7 +10,7 @@
 use crate::account::cgroup::by_cgroup;
 use crate::account::Accounted;
 use crate::model::{ObjectId, ObjectKind, Pid};
-use crate::report::{object_id, object_name, select_objects, ObjectQuery};
+use crate::report::{dev_text, object_id, object_name, select_objects, ObjectQuery};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -172,10 +172,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
     for &i in top {
         let o = &snap.objects[i];
         let (dev, ns) = match o.id {
-            ObjectId::Inode { dev, .. } => (
-                format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)),
-                o.foreign_ns,
-            ),
+            ObjectId::Inode { dev, .. } => (dev_text(dev), o.foreign_ns),
             ObjectId::Sysv { .. } => (String::new(), o.foreign_ns),
         };
         let labels: Labels = vec![

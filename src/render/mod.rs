@@ -16,8 +16,8 @@ use crate::report::{ObjectQuery, ProcQuery};
 /// How the text views print figures and hints.
 #[derive(Clone, Debug, Default)]
 pub struct RenderOptions {
-    /// Exact byte counts instead of human units.
-    pub bytes: bool,
+    /// Human units or exact byte counts.
+    pub units: units::Units,
     /// Effective uid, to word the privilege hint.
     pub euid: u32,
 }

@@ -1,6 +1,6 @@
 //! Plain aligned tables for a terminal, with a footer that reconciles with the kernel.
 
-use super::units::{bytes, escape, signed_bytes};
+use super::units::{escape, Units};
 use super::RenderOptions;
 use crate::account::Accounted;
 use crate::model::EstimateReason;
@@ -44,12 +44,12 @@ fn finish(t: &Table) -> String {
 }
 
 /// The text of a cell: bytes in the chosen units, text escaped for the terminal.
-pub(crate) fn cell_text(c: &Cell, raw_bytes: bool) -> String {
+pub(crate) fn cell_text(c: &Cell, units: Units) -> String {
     match c {
         Cell::Text(t) => escape(t),
         Cell::Number(n) => n.to_string(),
-        Cell::Bytes(v) => bytes(*v, raw_bytes),
-        Cell::Estimate(v) => format!("~{}", bytes(*v, raw_bytes)),
+        Cell::Bytes(v) => units.bytes(*v),
+        Cell::Estimate(v) => format!("~{}", units.bytes(*v)),
         Cell::Missing => "-".to_string(),
     }
 }
@@ -72,7 +72,7 @@ pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
     for &i in &shown {
         t.add_row(
             cols.iter()
-                .map(|c| cell_text(&c.cell(acc, i), ro.bytes))
+                .map(|c| cell_text(&c.cell(acc, i), ro.units))
                 .collect::<Vec<_>>(),
         );
     }
@@ -90,7 +90,7 @@ pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
 fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let r = &acc.reconciliation;
     let snap = acc.snapshot;
-    let b = |v| bytes(v, ro.bytes);
+    let b = |v| ro.units.bytes(v);
     let mut t = plain_table(&["", "", ""], |i| i == 1);
     t.add_row(vec![
         "Shmem (/proc/meminfo)".to_string(),
@@ -121,7 +121,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     }
     t.add_row(vec![
         "  unexplained".to_string(),
-        signed_bytes(r.unexplained_bytes, ro.bytes),
+        ro.units.signed(r.unexplained_bytes),
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
             .to_string(),
     ]);
@@ -211,11 +211,11 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     let by_cgroup = f.by == Some(GroupBy::Cgroup);
     let cols = f.columns();
     let mut t = columns_table(&cols, ProcColumn::header, ProcColumn::align);
-    let b = |v| bytes(v, ro.bytes);
+    let b = |v| ro.units.bytes(v);
     for r in &rows {
         t.add_row(
             cols.iter()
-                .map(|c| cell_text(&c.cell(r), ro.bytes))
+                .map(|c| cell_text(&c.cell(r), ro.units))
                 .collect::<Vec<_>>(),
         );
     }
@@ -239,7 +239,7 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
         out.push_str(&exact_footer(ex));
     }
     if by_cgroup {
-        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.bytes));
+        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.units));
     }
     out.push_str(&notes(acc, ro));
     out

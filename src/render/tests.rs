@@ -1,6 +1,7 @@
 //! Snapshot tests of every renderer on one fixed accounted host: they guard the output while the
 //! code under it changes. Accept a deliberate change with `INSTA_UPDATE=always cargo test`.
 
+use super::units::Units;
 use super::{json, metrics, table, RenderOptions};
 use crate::account::tests::{object, process, snapshot};
 use crate::account::{account, Policy};
@@ -184,14 +185,14 @@ fn host() -> Snapshot {
 
 fn human() -> RenderOptions {
     RenderOptions {
-        bytes: false,
+        units: Units::Iec,
         euid: 1000,
     }
 }
 
 fn raw() -> RenderOptions {
     RenderOptions {
-        bytes: true,
+        units: Units::Bytes,
         euid: 0,
     }
 }
@@ -327,7 +328,7 @@ fn cgroups_footer() {
     );
     insta::assert_snapshot!(
         "cgroups_footer",
-        super::cgroups::table_footer(&acc, &rows, false)
+        super::cgroups::table_footer(&acc, &rows, Units::Iec)
     );
     insta::assert_snapshot!(
         "cgroups_json",

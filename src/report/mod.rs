@@ -13,7 +13,7 @@ mod rows;
 pub use columns::{Align, Cell, ObjectColumn, ProcColumn, SortKey};
 pub use rows::{proc_rows, select_objects, total_bytes, ProcRow};
 
-use crate::model::{Object, ObjectId, ObjectKind, Pid};
+use crate::model::{Object, ObjectId, ObjectKind, Pid, Via};
 
 /// The column `shmwho objects` sorts by (descending; ties by identity).
 pub type ObjectSort = ObjectColumn;
@@ -168,4 +168,19 @@ pub fn object_name(o: &Object) -> String {
         s.push_str(&format!(" [{what} ns {ns}]"));
     }
     s
+}
+
+/// An address as `/proc/PID/maps` writes it: lower-case hex, no prefix.
+pub fn address_text(addr: u64) -> String {
+    format!("{addr:x}")
+}
+
+/// How a process holds an object, in the words every view uses: `map START-END` or `fd N`.
+pub fn holder_text(via: &Via) -> String {
+    match *via {
+        Via::Map { start, end, .. } => {
+            format!("map {}-{}", address_text(start), address_text(end))
+        }
+        Via::Fd { fd } => format!("fd {fd}"),
+    }
 }

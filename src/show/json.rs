@@ -83,8 +83,8 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                 Via::Map {
                     start, end, offset, ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    d.start = Some(crate::report::address_text(start));
+                    d.end = Some(crate::report::address_text(end));
                     d.offset = Some(offset);
                 }
                 Via::Fd { fd } => {
@@ -224,7 +224,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView) -> String {
             .owned()
             .map(|o| snap.objects[o.view.index].resident_bytes)
             .sum(),
-        verdict: super::text::verdict(snap, view, false),
+        verdict: super::text::verdict(snap, view, crate::render::units::Units::Iec),
     };
     to_string(&doc)
 }

@@ -51,7 +51,7 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
     let path_id = |p: &Path| measure::stat(p).ok().map(|st| (st.dev, st.ino));
     let found = target::resolve(&snap, &args.target, &spec, &path_id).map_err(|e| anyhow!(e))?;
     let ro = crate::render::RenderOptions {
-        bytes: args.bytes,
+        units: crate::render::units::Units::raw_if(args.bytes),
         euid: rustix::process::geteuid().as_raw(),
     };
     let text = match found {

@@ -3,9 +3,9 @@
 
 use super::app::Target;
 use super::rows::{Fig, Model, ObjRow, ProcRow};
-use super::ui::change;
 use crate::model::{Pid, Via};
-use crate::render::units::bytes;
+use crate::render::units::{short_change, Units};
+use crate::report::{dev_text, holder_text};
 use ratatui::text::Line;
 
 pub fn lines(m: &Model, target: Target) -> Vec<Line<'static>> {
@@ -24,13 +24,13 @@ pub fn lines(m: &Model, target: Target) -> Vec<Line<'static>> {
 
 /// `16.0 MiB (16777216 bytes), +4.0K since the last refresh`.
 fn figure(f: &Fig) -> String {
-    let mut s = bytes(f.now, false);
+    let mut s = Units::Iec.bytes(f.now);
     if f.now >= 1024 {
         s.push_str(&format!(" ({} bytes)", f.now));
     }
     match f.change {
         Some(0) => s.push_str(", unchanged"),
-        Some(c) => s.push_str(&format!(", {} since the last refresh", change(c))),
+        Some(c) => s.push_str(&format!(", {} since the last refresh", short_change(c))),
         None => {}
     }
     s
@@ -43,22 +43,18 @@ fn comm_of(m: &Model, pid: Pid) -> String {
 fn via(v: &Via) -> String {
     match v {
         Via::Map {
-            start,
-            end,
-            offset,
-            pss_bytes,
-            ..
+            offset, pss_bytes, ..
         } => {
-            let mut s = format!("map {start:x}-{end:x}");
+            let mut s = holder_text(v);
             if *offset > 0 {
                 s.push_str(&format!(" at offset {offset}"));
             }
             if let Some(p) = pss_bytes {
-                s.push_str(&format!(", PSS {}", bytes(*p, false)));
+                s.push_str(&format!(", PSS {}", Units::Iec.bytes(*p)));
             }
             s
         }
-        Via::Fd { fd } => format!("fd {fd}"),
+        Via::Fd { .. } => holder_text(v),
     }
 }
 
@@ -66,12 +62,7 @@ fn object(m: &Model, o: &ObjRow) -> Vec<String> {
     let mut v = vec![
         format!("{} {}  {}", o.kind.as_str(), o.id, o.name),
         match o.dev {
-            Some(d) => format!(
-                "device {}:{}  inode {}",
-                rustix::fs::major(d),
-                rustix::fs::minor(d),
-                o.inode
-            ),
+            Some(d) => format!("device {}  inode {}", dev_text(d), o.inode),
             None => format!("inode {}", o.inode),
         },
         String::new(),
@@ -111,7 +102,7 @@ fn object(m: &Model, o: &ObjRow) -> Vec<String> {
             "  {:>7} {:<15} {}",
             pid,
             comm_of(m, pid),
-            bytes(b, false)
+            Units::Iec.bytes(b)
         ));
     }
     v
@@ -134,7 +125,7 @@ fn process(m: &Model, p: &ProcRow) -> Vec<String> {
         format!("total      {}  (anon + shared)", figure(&p.total)),
     ];
     if let Some(pss) = p.pss {
-        v.push(format!("PSS        {}", bytes(pss, false)));
+        v.push(format!("PSS        {}", Units::Iec.bytes(pss)));
     }
     v.push(String::new());
     let related: Vec<&ObjRow> = m
@@ -168,8 +159,8 @@ fn process(m: &Model, p: &ProcRow) -> Vec<String> {
             o.kind.as_str(),
             o.id,
             o.name,
-            bytes(o.resident.now, false),
-            bytes(charged, false)
+            Units::Iec.bytes(o.resident.now),
+            Units::Iec.bytes(charged)
         ));
         if !how.is_empty() {
             v.push(format!("      {}", how.join("; ")));

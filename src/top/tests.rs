@@ -2,10 +2,11 @@
 //! growth between two refreshes, and what the keys do.
 
 use super::app::{Action, App, Overlay, Pane};
-use super::ui::{draw, short};
+use super::ui::draw;
 use crate::account::tests::{object, process, snapshot};
 use crate::account::Policy;
 use crate::model::{Meminfo, ObjectKind, Snapshot, SysvSegment, Via};
+use crate::render::units::short;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;

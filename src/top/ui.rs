@@ -9,6 +9,7 @@ use super::app::{App, Overlay, Pane, PaneState};
 use super::detail;
 use super::pane::{PaneColumn, PaneRow, Value};
 use super::rows::{Fig, Model, Trend};
+use crate::render::units::{short, short_change};
 use crate::report::{Align, ObjectColumn, ProcColumn};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -16,40 +17,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-/// Bytes in at most 7 columns: `512B`, `4.0K`, `16.0M`, `1023.9M`, `2.5G` (K, M, G = KiB, MiB,
-/// GiB, one decimal as in the tables).
-pub fn short(b: u64) -> String {
-    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
-    if b == 0 {
-        return "0".into();
-    }
-    if b < 1024 {
-        return format!("{b}B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1}{}", UNITS[i])
-}
-
-/// A change: `+4.0K`, `-16.0M`; empty when nothing changed.
-pub fn change(d: i64) -> String {
-    match d {
-        0 => String::new(),
-        d if d > 0 => format!("+{}", short(d as u64)),
-        d => format!("-{}", short(d.unsigned_abs())),
-    }
-}
-
 /// The text of a change column for a row.
 fn change_text(f: &Fig, new: bool) -> String {
     if new {
         "new".into()
     } else {
-        f.change.map(change).unwrap_or_default()
+        f.change.map(short_change).unwrap_or_default()
     }
 }
 
@@ -468,7 +441,7 @@ fn reconciliation_line(m: &Model) -> Paragraph<'static> {
         m.shmem
             .change
             .filter(|&c| c != 0)
-            .map(|c| format!(" ({})", change(c)))
+            .map(|c| format!(" ({})", short_change(c)))
             .unwrap_or_default(),
         if m.objects_estimate { "~" } else { "" },
         short(m.objects_bytes)

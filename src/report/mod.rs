@@ -11,7 +11,7 @@ mod columns;
 mod rows;
 
 pub use columns::{Align, Cell, ObjectColumn, ProcColumn, SortKey};
-pub use rows::{proc_rows, select_objects, total_bytes, ProcRow};
+pub use rows::{owned_counts, proc_rows, select_objects, total_bytes, ProcRow};
 
 use crate::model::{Object, ObjectId, ObjectKind, Pid, Via};
 

@@ -4,6 +4,7 @@
 use super::{GroupBy, ObjectQuery, ProcColumn, ProcQuery, SortKey};
 use crate::account::Accounted;
 use crate::model::{Pid, Process};
+use std::collections::HashMap;
 
 /// Private anonymous memory plus the shared memory charged to it: the TOTAL of every view.
 pub fn total_bytes(anon: u64, shared: u64) -> u64 {
@@ -64,7 +65,8 @@ impl ProcRow {
         total_bytes(self.anon, self.shared)
     }
 
-    fn from_process(acc: &Accounted, p: &Process) -> ProcRow {
+    /// The row of one process; `owned` counts the objects each process owns ([`owned_counts`]).
+    pub fn from_process(acc: &Accounted, p: &Process, owned: &HashMap<Pid, u32>) -> ProcRow {
         ProcRow {
             pid: p.pid,
             ppid: p.ppid,
@@ -77,7 +79,7 @@ impl ProcRow {
             shmem: p.rss_shmem_bytes,
             swap: p.swap_bytes,
             shared: acc.charged(p.pid),
-            owned_objects: acc.owned_by(p.pid).count() as u32,
+            owned_objects: owned.get(&p.pid).copied().unwrap_or(0),
             pss: p.smaps.map(|s| s.pss_bytes),
             uss: p.smaps.map(|s| s.uss_bytes),
             cgroup: p.cgroup.clone(),
@@ -109,8 +111,18 @@ fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+/// How many objects each process owns, counted in one pass over the owners.
+pub fn owned_counts(acc: &Accounted) -> HashMap<Pid, u32> {
+    let mut owned: HashMap<Pid, u32> = HashMap::new();
+    for pid in acc.owners.iter().flatten() {
+        *owned.entry(*pid).or_default() += 1;
+    }
+    owned
+}
+
 /// Rows of the procs view after filtering, grouping, sorting and `--top`.
 pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
+    let owned = owned_counts(acc);
     let mut rows: Vec<ProcRow> = acc
         .snapshot
         .processes
@@ -122,7 +134,7 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                 .is_none_or(|u| p.user == *u || p.uid.to_string() == *u)
         })
         .filter(|p| f.comm.as_ref().is_none_or(|c| p.comm.contains(c.as_str())))
-        .map(|p| ProcRow::from_process(acc, p))
+        .map(|p| ProcRow::from_process(acc, p, &owned))
         .collect();
     if let Some(by) = f.by {
         let mut groups: Vec<ProcRow> = Vec::new();

@@ -2,7 +2,7 @@
 //! counts next to the rounded ones.
 
 use super::app::Target;
-use super::rows::{Fig, Model, ObjRow, ProcRow};
+use super::rows::{Fig, LiveObject, LiveProc, Model};
 use crate::model::{Pid, Via};
 use crate::render::units::{short_change, Units};
 use crate::report::{dev_text, holder_text};
@@ -58,7 +58,7 @@ fn via(v: &Via) -> String {
     }
 }
 
-fn object(m: &Model, o: &ObjRow) -> Vec<String> {
+fn object(m: &Model, o: &LiveObject) -> Vec<String> {
     let mut v = vec![
         format!("{} {}  {}", o.kind.as_str(), o.id, o.name),
         match o.dev {
@@ -108,7 +108,7 @@ fn object(m: &Model, o: &ObjRow) -> Vec<String> {
     v
 }
 
-fn process(m: &Model, p: &ProcRow) -> Vec<String> {
+fn process(m: &Model, p: &LiveProc) -> Vec<String> {
     let mut v = vec![
         format!("{} {}  (parent {}, user {})", p.pid, p.comm, p.ppid, p.user),
         String::new(),
@@ -128,7 +128,7 @@ fn process(m: &Model, p: &ProcRow) -> Vec<String> {
         v.push(format!("PSS        {}", Units::Iec.bytes(pss)));
     }
     v.push(String::new());
-    let related: Vec<&ObjRow> = m
+    let related: Vec<&LiveObject> = m
         .objects
         .iter()
         .filter(|o| {

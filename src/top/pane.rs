@@ -1,7 +1,7 @@
 //! One pane of the live view for any row type: the objects pane and the processes pane are the
 //! same code, driven by the report's column enums ([`ObjectColumn`], [`ProcColumn`]).
 
-use super::rows::{Fig, ObjRow, ProcRow, Trend};
+use super::rows::{Fig, LiveObject, LiveProc, Trend};
 use crate::report::{Align, ObjectColumn, ProcColumn, SortKey};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -128,7 +128,7 @@ pub fn sort_key<R: PaneRow>(r: &R, sort: Sort<R::Column>) -> i128 {
     }
 }
 
-impl PaneRow for ObjRow {
+impl PaneRow for LiveObject {
     type Column = ObjectColumn;
     const CHANGE_OF: ObjectColumn = ObjectColumn::Resident;
 
@@ -153,7 +153,7 @@ impl PaneRow for ObjRow {
     }
 
     fn trend(&self) -> Trend {
-        ObjRow::trend(self)
+        LiveObject::trend(self)
     }
 
     fn is_new(&self) -> bool {
@@ -181,7 +181,7 @@ impl PaneRow for ObjRow {
     }
 }
 
-impl PaneRow for ProcRow {
+impl PaneRow for LiveProc {
     type Column = ProcColumn;
     const CHANGE_OF: ProcColumn = ProcColumn::Shared;
 
@@ -210,7 +210,7 @@ impl PaneRow for ProcRow {
     }
 
     fn trend(&self) -> Trend {
-        ProcRow::trend(self)
+        LiveProc::trend(self)
     }
 
     fn is_new(&self) -> bool {

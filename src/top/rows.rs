@@ -7,7 +7,7 @@
 use crate::account::{Accounted, Policy};
 use crate::model::{EstimateReason, ObjectId, ObjectKind, Pid, ScanNotes, Via};
 use crate::render::units::escape;
-use crate::report::{object_id, object_name};
+use crate::report::{self, object_id, object_name};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -68,8 +68,9 @@ pub struct HolderInfo {
     pub via: Via,
 }
 
+/// An object as the live view shows it: its figures with their changes.
 #[derive(Clone, Debug)]
-pub struct ObjRow {
+pub struct LiveObject {
     pub key: ObjectId,
     pub kind: ObjectKind,
     /// What the table prints and `shmwho show` accepts: the inode or `sysv:SHMID`.
@@ -96,7 +97,7 @@ pub struct ObjRow {
     search: String,
 }
 
-impl ObjRow {
+impl LiveObject {
     pub fn trend(&self) -> Trend {
         trend(self.new, &[self.size, self.resident, self.swap])
     }
@@ -106,8 +107,10 @@ impl ObjRow {
     }
 }
 
+/// A process as the live view shows it: the procs view's row ([`report::ProcRow`]) with the
+/// change of each figure.
 #[derive(Clone, Debug)]
-pub struct ProcRow {
+pub struct LiveProc {
     pub pid: Pid,
     pub ppid: Pid,
     pub start_ticks: u64,
@@ -132,7 +135,7 @@ pub struct ProcRow {
     search: String,
 }
 
-impl ProcRow {
+impl LiveProc {
     pub fn trend(&self) -> Trend {
         trend(
             self.new,
@@ -153,8 +156,8 @@ pub struct Model {
     pub scan: Duration,
     pub policy: Policy,
     pub with_smaps: bool,
-    pub objects: Vec<ObjRow>,
-    pub procs: Vec<ProcRow>,
+    pub objects: Vec<LiveObject>,
+    pub procs: Vec<LiveProc>,
     /// `Shmem` from /proc/meminfo.
     pub shmem: Fig,
     /// Resident bytes of the listed objects (hugetlb segments excluded, as in the reconciliation).
@@ -183,10 +186,10 @@ impl Model {
                 .unwrap_or_default()
         };
 
-        let prev_objs: HashMap<ObjectId, &ObjRow> = prev
+        let prev_objs: HashMap<ObjectId, &LiveObject> = prev
             .map(|m| m.objects.iter().map(|o| (o.key, o)).collect())
             .unwrap_or_default();
-        let objects: Vec<ObjRow> = snap
+        let objects: Vec<LiveObject> = snap
             .objects
             .iter()
             .enumerate()
@@ -212,7 +215,7 @@ impl Model {
                 for h in &holders {
                     search.push_str(&format!(" {} {}", h.pid, h.comm));
                 }
-                ObjRow {
+                LiveObject {
                     key: o.id,
                     kind: o.kind,
                     id,
@@ -235,10 +238,7 @@ impl Model {
             })
             .collect();
 
-        let mut owned: HashMap<Pid, u32> = HashMap::new();
-        for pid in acc.owners.iter().flatten() {
-            *owned.entry(*pid).or_default() += 1;
-        }
+        let owned = report::owned_counts(acc);
         let mut estimated: std::collections::HashSet<Pid> = Default::default();
         for (o, ch) in snap.objects.iter().zip(&acc.charges) {
             if !o.exact {
@@ -246,7 +246,7 @@ impl Model {
             }
         }
         // A pid with another start time is another process: compare only with the same one.
-        let prev_procs: HashMap<(Pid, u64), &ProcRow> = prev
+        let prev_procs: HashMap<(Pid, u64), &LiveProc> = prev
             .map(|m| {
                 m.procs
                     .iter()
@@ -255,36 +255,34 @@ impl Model {
             })
             .unwrap_or_default();
         let same_policy = prev.is_some_and(|m| m.policy == acc.policy);
-        let procs: Vec<ProcRow> = snap
+        let procs: Vec<LiveProc> = snap
             .processes
             .iter()
             .map(|p| {
                 let before = prev_procs.get(&(p.pid, p.start_ticks));
                 let new = prev.is_some() && before.is_none();
-                let b = |f: fn(&ProcRow) -> Fig| before.map(|r| f(r).now);
-                let charged = |f: fn(&ProcRow) -> Fig| b(f).filter(|_| same_policy);
-                let shared = acc.charged(p.pid);
-                let comm = escape(&p.comm);
-                let user = escape(&p.user);
-                ProcRow {
-                    pid: p.pid,
-                    ppid: p.ppid,
+                let b = |f: fn(&LiveProc) -> Fig| before.map(|r| f(r).now);
+                let charged = |f: fn(&LiveProc) -> Fig| b(f).filter(|_| same_policy);
+                // The figures are the procs view's row; the live view adds their changes.
+                let r = report::ProcRow::from_process(acc, p, &owned);
+                let comm = escape(&r.comm);
+                let user = escape(&r.user);
+                LiveProc {
+                    pid: r.pid,
+                    ppid: r.ppid,
                     start_ticks: p.start_ticks,
-                    search: format!("{} {comm} {user}", p.pid).to_lowercase(),
+                    search: format!("{} {comm} {user}", r.pid).to_lowercase(),
                     comm,
                     user,
-                    rss: Fig::new(p.rss_bytes, b(|r| r.rss)),
-                    anon: Fig::new(p.rss_anon_bytes, b(|r| r.anon)),
-                    file: Fig::new(p.rss_file_bytes, b(|r| r.file)),
-                    shmem: Fig::new(p.rss_shmem_bytes, b(|r| r.shmem)),
-                    swap: Fig::new(p.swap_bytes, b(|r| r.swap)),
-                    shared: Fig::new(shared, charged(|r| r.shared)),
-                    total: Fig::new(
-                        crate::report::total_bytes(p.rss_anon_bytes, shared),
-                        charged(|r| r.total),
-                    ),
-                    owned: owned.get(&p.pid).copied().unwrap_or(0),
-                    pss: p.smaps.map(|s| s.pss_bytes),
+                    rss: Fig::new(r.rss, b(|l| l.rss)),
+                    anon: Fig::new(r.anon, b(|l| l.anon)),
+                    file: Fig::new(r.file, b(|l| l.file)),
+                    shmem: Fig::new(r.shmem, b(|l| l.shmem)),
+                    swap: Fig::new(r.swap, b(|l| l.swap)),
+                    shared: Fig::new(r.shared, charged(|l| l.shared)),
+                    total: Fig::new(r.total(), charged(|l| l.total)),
+                    owned: r.owned_objects,
+                    pss: r.pss,
                     shared_estimate: estimated.contains(&p.pid),
                     new,
                 }
@@ -332,11 +330,11 @@ impl Model {
         }
     }
 
-    pub fn object(&self, key: &ObjectId) -> Option<&ObjRow> {
+    pub fn object(&self, key: &ObjectId) -> Option<&LiveObject> {
         self.objects.iter().find(|o| o.key == *key)
     }
 
-    pub fn proc(&self, pid: Pid) -> Option<&ProcRow> {
+    pub fn proc(&self, pid: Pid) -> Option<&LiveProc> {
         self.procs.iter().find(|p| p.pid == pid)
     }
 }

@@ -49,7 +49,7 @@ pub struct DiffOptions {
 /// Scans, accounts and writes one record.
 pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
-        proc_root: args.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;

@@ -119,7 +119,7 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     };
     let output = render::output(a.output.json, render_opts(&a.output));
     let snap = collect::collect(&Options {
-        proc_root: a.output.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps: policy.needs_smaps(),
         cgroups: false,
     })?;
@@ -136,7 +136,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
     let snap = collect::collect(&Options {
-        proc_root: a.output.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps,
         cgroups: true,
     })?;

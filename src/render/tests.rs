@@ -6,8 +6,8 @@ use super::{json, metrics, table, RenderOptions};
 use crate::account::tests::{object, process, snapshot};
 use crate::account::{account, Policy};
 use crate::model::{
-    CgroupMem, CgroupVersion, EstimateReason, Meminfo, ObjectId, ObjectKind, Pid, SmapsTotals,
-    Snapshot, SysvSegment, TmpfsMount, Via,
+    Accuracy, CgroupMem, CgroupVersion, EstimateReason, FileDetail, Meminfo, ObjectDetail,
+    ObjectId, ObjectKind, Pid, SmapsTotals, Snapshot, SysvKey, SysvSegment, TmpfsMount, Via,
 };
 use crate::report::{GroupBy, ObjectColumn, ProcColumn};
 use crate::report::{ObjectQuery, ProcQuery};
@@ -82,14 +82,13 @@ fn host() -> Snapshot {
     let region = object(4242, 48 * MIB, &[100, 101, 102]);
 
     let mut seg = object(32769, 24 * MIB, &[200]);
-    seg.kind = ObjectKind::Sysv;
     seg.id = ObjectId::Sysv {
         ipc_ns: 1,
         shmid: 32769,
     };
     seg.dev = Some(1);
-    seg.sysv = Some(SysvSegment {
-        key: 0x0052_e2c1,
+    seg.detail = ObjectDetail::sysv(SysvSegment {
+        key: SysvKey(0x0052_e2c1),
         shmid: 32769,
         perms: 0o1600,
         size_bytes: 32 * MIB,
@@ -105,23 +104,26 @@ fn host() -> Snapshot {
     seg.swap_bytes = 2 * MIB;
 
     let mut memfd = object(5151, 16 * MIB, &[300]);
-    memfd.kind = ObjectKind::Memfd;
-    memfd.name = Some("buf\ttab\x07".into());
+    memfd.detail = ObjectDetail::Memfd {
+        name: "buf\ttab\x07".into(),
+    };
     memfd.holders[0].via = Via::Fd { fd: 9 };
 
     let mut posix = object(77, 8 * MIB, &[]);
-    posix.kind = ObjectKind::PosixShm;
     posix.dev = Some(27);
-    posix.path = Some("/dev/shm/sem.lock".into());
-    posix.mount_point = Some("/dev/shm".into());
+    posix.detail = ObjectDetail::PosixShm(FileDetail {
+        path: "/dev/shm/sem.lock".into(),
+        deleted: false,
+        mount_point: Some("/dev/shm".into()),
+    });
 
     let mut tmpfs = object(88, 4 * MIB, &[101]);
-    tmpfs.kind = ObjectKind::Tmpfs;
-    tmpfs.path = Some("/run/cache.bin".into());
-    tmpfs.deleted = true;
-    tmpfs.exact = false;
-    tmpfs.estimate = Some(EstimateReason::MapFilesDenied);
-    tmpfs.mount_point = Some("/run".into());
+    tmpfs.detail = ObjectDetail::Tmpfs(FileDetail {
+        path: "/run/cache.bin".into(),
+        deleted: true,
+        mount_point: Some("/run".into()),
+    });
+    tmpfs.accuracy = Accuracy::Estimate(EstimateReason::MapFilesDenied);
     if let Via::Map {
         pss_bytes,
         rss_bytes,
@@ -133,12 +135,15 @@ fn host() -> Snapshot {
     }
 
     let mut foreign = object(0, MIB, &[102]);
-    foreign.kind = ObjectKind::Sysv;
     foreign.id = ObjectId::Sysv {
         ipc_ns: 4026532000,
         shmid: 0,
     };
-    foreign.name = Some("0x0000abcd".into());
+    foreign.detail = ObjectDetail::Sysv {
+        key: Some(SysvKey(0xabcd)),
+        segment: None,
+        hugetlb: false,
+    };
     foreign.foreign_ns = Some(4026532000);
 
     let mut snap = snapshot(procs, vec![region, seg, memfd, posix, tmpfs, foreign]);

@@ -153,14 +153,14 @@ impl ObjectColumn {
         let snap = acc.snapshot;
         let o = &snap.objects[i];
         let fig = |v| {
-            if o.exact {
+            if o.is_exact() {
                 Cell::Bytes(v)
             } else {
                 Cell::Estimate(v)
             }
         };
         match self {
-            ObjectColumn::Kind => Cell::Text(o.kind.as_str().to_string()),
+            ObjectColumn::Kind => Cell::Text(o.kind().as_str().to_string()),
             ObjectColumn::Id => Cell::Text(object_id(o)),
             ObjectColumn::Name => Cell::Text(object_name(o)),
             ObjectColumn::Size => fig(o.size_bytes),

@@ -13,7 +13,7 @@ mod rows;
 pub use columns::{Align, Cell, ObjectColumn, ProcColumn, SortKey};
 pub use rows::{owned_counts, proc_rows, select_objects, total_bytes, ProcRow};
 
-use crate::model::{Object, ObjectId, ObjectKind, Pid, Via};
+use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Via};
 
 /// The column `shmwho objects` sorts by (descending; ties by identity).
 pub type ObjectSort = ObjectColumn;
@@ -129,30 +129,20 @@ pub fn dev_text(dev: u64) -> String {
 
 /// A readable name: the memfd name, SysV key or path. Raw: the table escapes it.
 pub fn object_name(o: &Object) -> String {
-    let mut s = match o.kind {
-        ObjectKind::AnonShared => "(anonymous)".to_string(),
-        ObjectKind::Sysv => {
-            let key = o
-                .sysv
-                .as_ref()
-                .map(|s| format!("key 0x{:08x}", s.key as u32))
-                .or_else(|| o.name.as_ref().map(|k| format!("key {k}")))
-                .unwrap_or_default();
-            let removed = o.sysv.as_ref().is_some_and(|s| s.removed());
-            if removed {
+    let mut s = match &o.detail {
+        ObjectDetail::AnonShared => "(anonymous)".to_string(),
+        ObjectDetail::Sysv { key, segment, .. } => {
+            let key = key.map(|k| format!("key {k}")).unwrap_or_default();
+            if segment.as_ref().is_some_and(|s| s.removed()) {
                 format!("{key} (removed)")
             } else {
                 key
             }
         }
-        ObjectKind::Memfd => format!("memfd:{}", o.name.as_deref().unwrap_or("")),
-        ObjectKind::PosixShm | ObjectKind::Tmpfs => {
-            let p = o
-                .path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if o.deleted {
+        ObjectDetail::Memfd { name } => format!("memfd:{name}"),
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => {
+            let p = f.path.to_string_lossy().into_owned();
+            if f.deleted {
                 format!("{p} (deleted)")
             } else {
                 p
@@ -160,7 +150,7 @@ pub fn object_name(o: &Object) -> String {
         }
     };
     if let Some(ns) = o.foreign_ns {
-        let what = if o.kind == ObjectKind::Sysv {
+        let what = if o.kind() == ObjectKind::Sysv {
             "ipc"
         } else {
             "mnt"

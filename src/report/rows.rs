@@ -15,7 +15,7 @@ pub fn total_bytes(anon: u64, shared: u64) -> u64 {
 pub fn select_objects(acc: &Accounted, f: &ObjectQuery) -> Vec<usize> {
     let objs = &acc.snapshot.objects;
     let mut idx: Vec<usize> = (0..objs.len())
-        .filter(|&i| f.kinds.is_empty() || f.kinds.contains(&objs[i].kind))
+        .filter(|&i| f.kinds.is_empty() || f.kinds.contains(&objs[i].kind()))
         .filter(|&i| {
             f.pids.is_empty()
                 || f.pids.iter().any(|p| {

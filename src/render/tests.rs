@@ -340,3 +340,121 @@ fn cgroups_footer() {
         serde_json::to_string_pretty(&super::cgroups::json_docs(&acc, &rows)).unwrap()
     );
 }
+
+/// `--exact`: the pages of 100 and 101 overlap (copy-on-write after fork), 300's pages could
+/// not be read: its row has no exact figure.
+fn exact_scan() -> std::sync::Arc<crate::collect::pagemap::PhysScan> {
+    use crate::collect::pagemap::{PhysPages, PhysScan};
+    let pages = |anon: std::ops::Range<u64>| PhysPages {
+        anon: anon.collect(),
+        file: vec![9000, 9001],
+    };
+    std::sync::Arc::new(PhysScan {
+        pages: [
+            (100, pages(0..256)),
+            (101, pages(128..2048)),
+            (102, pages(4096..5632)),
+            (200, pages(8192..13312)),
+        ]
+        .into_iter()
+        .collect(),
+        vanished: 0,
+        denied: 1,
+        unread: vec![300],
+    })
+}
+
+#[test]
+fn exact_columns() {
+    let snap = host();
+    let acc = account(&snap, Policy::Owner);
+    let mut f = procs_filter(None, ProcColumn::FreedIfGone);
+    f.exact = Some(exact_scan());
+    insta::assert_snapshot!("procs_table_exact", table::procs(&acc, &f, &human()));
+    f.by = Some(GroupBy::Tree);
+    f.sort = ProcColumn::Unique;
+    insta::assert_snapshot!("procs_table_exact_by_tree", table::procs(&acc, &f, &raw()));
+    insta::assert_snapshot!("procs_json_exact_by_tree", json::procs(&acc, &f));
+}
+
+/// Every column's JSON key names a field of the JSON rows: the table and JSON say the same.
+#[test]
+fn column_json_keys_are_in_the_documents() {
+    let snap = host();
+    let acc = account(&snap, Policy::Owner);
+    let doc: serde_json::Value =
+        serde_json::from_str(&json::objects(&acc, &ObjectQuery::default())).unwrap();
+    for o in doc["objects"].as_array().unwrap() {
+        for c in ObjectColumn::TABLE {
+            if let Some(k) = c.json_key() {
+                assert!(o.get(k).is_some(), "objects JSON has no {k}: {o}");
+            }
+        }
+    }
+    for by in [None, Some(GroupBy::Tree), Some(GroupBy::Cgroup)] {
+        let mut q = procs_filter(by, ProcColumn::Pid);
+        q.exact = Some(exact_scan());
+        let doc: serde_json::Value = serde_json::from_str(&json::procs(&acc, &q)).unwrap();
+        let rows = &doc[if by.is_some() { "groups" } else { "processes" }];
+        // The first row has every figure (the unread process sorts elsewhere).
+        let row = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r.get("unique_bytes").is_some())
+            .unwrap();
+        for c in q.columns().into_iter().chain([ProcColumn::Owned]) {
+            assert!(
+                row.get(c.json_key()).is_some(),
+                "{by:?}: no {}: {row}",
+                c.json_key()
+            );
+        }
+    }
+}
+
+/// `--sort` takes each sortable column by its name, and sorting by one orders by its values.
+#[test]
+fn sort_names_and_order() {
+    let snap = host();
+    let acc = account(&snap, Policy::Owner);
+    let names: Vec<_> = ProcColumn::SORTABLE.iter().map(|c| c.sort_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "total",
+            "rss",
+            "shared",
+            "shmem",
+            "swap",
+            "pss",
+            "uss",
+            "pid",
+            "command",
+            "unique",
+            "freed-if-gone"
+        ]
+    );
+    for c in ProcColumn::SORTABLE {
+        let rows = crate::report::proc_rows(&acc, &procs_filter(None, c));
+        let keys: Vec<_> = rows.iter().map(|r| c.cell(r)).collect();
+        let sorted = match c {
+            ProcColumn::Command => rows.windows(2).all(|w| w[0].comm <= w[1].comm),
+            ProcColumn::Pid => rows.windows(2).all(|w| w[0].pid < w[1].pid),
+            _ => keys.windows(2).all(|w| w[0].figure() >= w[1].figure()),
+        };
+        assert!(sorted, "{c:?}: {keys:?}");
+    }
+    let objs = crate::report::select_objects(
+        &acc,
+        &ObjectQuery {
+            sort: ObjectColumn::Holders,
+            ..ObjectQuery::default()
+        },
+    );
+    let holders: Vec<_> = objs
+        .iter()
+        .map(|&i| ObjectColumn::Holders.cell(&acc, i).figure())
+        .collect();
+    assert!(holders.windows(2).all(|w| w[0] >= w[1]), "{holders:?}");
+}

@@ -42,6 +42,7 @@ pub struct ObjectsArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::Owner)]
     pub charge: PolicyArg,
     #[command(flatten)]
+    /// Output format and procfs location.
     pub output: OutputArgs,
 }
 
@@ -98,6 +99,7 @@ pub struct ProcsArgs {
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
     #[command(flatten)]
+    /// Output format and procfs location.
     pub output: OutputArgs,
 }
 

@@ -33,6 +33,7 @@ Examples:
 
 #[derive(Args, Debug)]
 #[command(after_help = SHOW_HELP)]
+/// `shmwho show`.
 pub struct ShowArgs {
     /// An object (inode, sysv:ID, 0xKEY, memfd:NAME, /path, PID:ADDRESS) or a process (pid:N)
     #[arg(value_name = "OBJECT|PID")]
@@ -44,6 +45,7 @@ pub struct ShowArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::Owner)]
     pub charge: PolicyArg,
     #[command(flatten)]
+    /// Output format and procfs location.
     pub output: OutputArgs,
 }
 
@@ -60,6 +62,7 @@ Examples:
   sudo shmwho top
   sudo shmwho top --interval 0.5 --filter php-fpm
   NO_COLOR=1 shmwho top --charge split")]
+/// `shmwho top`.
 pub struct TopArgs {
     /// Seconds between scans
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_interval)]
@@ -107,6 +110,7 @@ Examples:
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter --loop --interval 60s
   shmwho export --format prometheus | grep shmwho_meminfo")]
+/// `shmwho export`.
 pub struct ExportArgs {
     /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]
     #[arg(
@@ -163,6 +167,7 @@ Examples:
   sudo shmwho record /var/tmp/shm-morning.json
   shmwho diff /var/tmp/shm-evening.json /var/tmp/shm-morning.json
   sudo shmwho record - | jq '.objects.meminfo_shmem_bytes'")]
+/// `shmwho record`.
 pub struct RecordArgs {
     /// Where to write the snapshot (`-` for stdout)
     #[arg(value_name = "FILE")]
@@ -185,6 +190,7 @@ Examples:
   shmwho diff before.json after.json
   shmwho diff before.json after.json --min-change 1M
   shmwho diff before.json after.json --json | jq '.objects[] | select(.change == \"grew\")'")]
+/// `shmwho diff`.
 pub struct DiffArgs {
     /// The earlier record
     #[arg(value_name = "A")]
@@ -217,8 +223,10 @@ Examples:
   shmwho lab --all --for 30 --json
   shmwho lab pool --workers 300 --shared 64M"
 )]
+/// `shmwho lab`.
 pub struct LabArgs {
     #[command(subcommand)]
+    /// `lab pool`, or none for the write-up's experiment.
     pub pool: Option<LabCommand>,
     /// Size of the shared anonymous region
     #[arg(long, default_value = "256M", value_parser = parse_size)]
@@ -253,12 +261,14 @@ pub struct LabArgs {
 }
 
 #[derive(Subcommand, Debug)]
+/// `shmwho lab`'s subcommands.
 pub enum LabCommand {
     /// A PHP-FPM-like pool: a master and N workers that each touch all of a shared region
     Pool(PoolArgs),
 }
 
 #[derive(Args, Debug)]
+/// `shmwho lab pool`.
 pub struct PoolArgs {
     /// Number of workers
     #[arg(long, default_value_t = 300)]

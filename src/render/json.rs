@@ -8,6 +8,7 @@ use crate::report::{
 };
 use serde::Serialize;
 
+/// Version of the JSON documents; bumped only when a field changes meaning or disappears.
 pub const SCHEMA: u32 = 1;
 
 #[derive(Serialize)]
@@ -200,6 +201,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
     }
 }
 
+/// The objects document (`shmwho --json`).
 pub fn objects(acc: &Accounted, f: &ObjectQuery) -> String {
     let snap = acc.snapshot;
     let r = &acc.reconciliation;
@@ -323,6 +325,7 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
     }
 }
 
+/// The procs document (`shmwho procs --json`), with the groups of `--by`.
 pub fn procs(acc: &Accounted, f: &ProcQuery) -> String {
     let ungrouped = ProcQuery {
         by: None,

@@ -38,12 +38,14 @@ impl Default for MetricsOptions {
 /// Measured by the exporter around the scan that produced the snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ScanInfo {
+    /// How long the scan took.
     pub duration_seconds: f64,
     /// When the scan finished, seconds since the epoch.
     pub timestamp_seconds: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An exposition format.
 pub enum Format {
     /// OpenMetrics 1.0 text (ends with `# EOF`), what Prometheus asks for first.
     OpenMetrics,
@@ -52,6 +54,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The HTTP `Content-Type` of the format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",

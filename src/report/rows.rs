@@ -34,20 +34,33 @@ pub fn select_objects(acc: &Accounted, f: &ObjectQuery) -> Vec<usize> {
 /// One row of the procs view: a process, or a group of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcRow {
+    /// Process id; a tree group's root pid; 0 for other groups.
     pub pid: Pid,
+    /// Parent process id (0 for groups).
     pub ppid: Pid,
+    /// Command name (empty for groups other than by command and by tree).
     pub comm: String,
+    /// User name (empty for groups other than by user and by tree).
     pub user: String,
     /// Processes in the row (1 unless grouped).
     pub count: u32,
+    /// Resident set size.
     pub rss: u64,
+    /// Private anonymous resident memory.
     pub anon: u64,
+    /// File-backed resident memory.
     pub file: u64,
+    /// Resident shared memory mapped (RssShmem).
     pub shmem: u64,
+    /// Swapped-out memory.
     pub swap: u64,
+    /// Shared memory charged to the row under the policy.
     pub shared: u64,
+    /// Objects the row's processes own.
     pub owned_objects: u32,
+    /// PSS from smaps, when read.
     pub pss: Option<u64>,
+    /// USS from smaps, when read.
     pub uss: Option<u64>,
     /// Memory cgroup of the process, or of the group with `--by cgroup`.
     pub cgroup: Option<String>,

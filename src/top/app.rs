@@ -11,8 +11,11 @@ use std::cell::Cell;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The two panes.
 pub enum Pane {
+    /// Shared-memory objects.
     Objects,
+    /// Processes.
     Procs,
 }
 
@@ -25,21 +28,29 @@ fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, back: bool) -> T {
 /// What the selection or the detail view is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// An object, by identity.
     Object(ObjectId),
+    /// A process.
     Process(Pid),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What is drawn over the panes.
 pub enum Overlay {
+    /// Nothing.
     None,
+    /// The key help.
     Help,
+    /// The details of an object or a process.
     Detail(Target),
 }
 
 /// What the event loop must do after a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Nothing to do.
     None,
+    /// Leave the live view.
     Quit,
     /// Start or stop reading smaps (and scan at once).
     Smaps(bool),
@@ -71,7 +82,9 @@ impl<K> Default for PaneState<K> {
     }
 }
 
+/// The live view's whole state.
 pub struct App {
+    /// The rows of the last scan, charged under the policy; None before the first scan.
     pub model: Option<Model>,
     /// The last snapshot, kept to charge it again when the policy changes.
     snapshot: Option<Snapshot>,
@@ -80,9 +93,13 @@ pub struct App {
     /// The policy the user chose; the model may still show the previous one while a scan with
     /// smaps is under way.
     pub policy: Policy,
+    /// Time between scans.
     pub interval: Duration,
+    /// The pane the keys act on.
     pub focus: Pane,
+    /// Sort order of the objects pane.
     pub obj_sort: Sort<ObjectColumn>,
+    /// Sort order of the processes pane.
     pub proc_sort: Sort<ProcColumn>,
     /// Applied filter (as typed; matched case-insensitively).
     pub filter: String,
@@ -90,9 +107,13 @@ pub struct App {
     pub editing: bool,
     /// Figure columns show their change since the last refresh instead of their value.
     pub show_changes: bool,
+    /// What is drawn over the panes.
     pub overlay: Overlay,
+    /// Lines scrolled in the detail view.
     pub detail_scroll: u16,
+    /// Selection and scroll of the objects pane.
     pub objects: PaneState<ObjectId>,
+    /// Selection and scroll of the processes pane.
     pub procs: PaneState<Pid>,
     /// Colours allowed (NO_COLOR unset).
     pub color: bool,
@@ -102,6 +123,7 @@ pub struct App {
 }
 
 impl App {
+    /// A live view under `policy`, before its first scan.
     pub fn new(policy: Policy, interval: Duration, color: bool) -> App {
         App {
             model: None,
@@ -149,6 +171,7 @@ impl App {
         self.snapshot.as_ref()
     }
 
+    /// A scan failed: said on the status line, the last figures stay.
     pub fn on_scan_failed(&mut self, error: String) {
         self.status = Some(format!("scan failed: {error}"));
     }
@@ -277,6 +300,7 @@ impl App {
         }
     }
 
+    /// What a key does to the state, and what the event loop must do.
     pub fn on_key(&mut self, key: KeyEvent) -> Action {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('d')) {

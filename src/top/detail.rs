@@ -8,6 +8,7 @@ use crate::render::units::{short_change, Units};
 use crate::report::{dev_text, holder_text};
 use ratatui::text::Line;
 
+/// The lines of the detail view of an object or a process.
 pub fn lines(m: &Model, target: Target) -> Vec<Line<'static>> {
     let text = match target {
         Target::Object(key) => match m.object(&key) {

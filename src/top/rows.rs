@@ -14,6 +14,7 @@ use std::time::Duration;
 /// A figure in bytes and its change since the previous refresh.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fig {
+    /// The figure now.
     pub now: u64,
     /// None when there is nothing to compare with: the first refresh, a row that just appeared,
     /// or a charge computed under another policy than the previous one.
@@ -21,6 +22,7 @@ pub struct Fig {
 }
 
 impl Fig {
+    /// A figure, compared with its value `before` when there is one.
     pub fn new(now: u64, before: Option<u64>) -> Fig {
         Fig {
             now,
@@ -28,10 +30,12 @@ impl Fig {
         }
     }
 
+    /// It grew since the previous refresh.
     pub fn grew(&self) -> bool {
         self.change.is_some_and(|c| c > 0)
     }
 
+    /// It shrank since the previous refresh.
     pub fn shrank(&self) -> bool {
         self.change.is_some_and(|c| c < 0)
     }
@@ -44,7 +48,9 @@ pub enum Trend {
     New,
     /// A figure grew (growth wins over shrinkage: growth is what users watch for).
     Grew,
+    /// A figure shrank and none grew.
     Shrank,
+    /// Nothing changed.
     Same,
 }
 
@@ -61,30 +67,44 @@ fn trend(new: bool, figs: &[Fig]) -> Trend {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A holder of an object.
 pub struct HolderInfo {
+    /// The holding process.
     pub pid: Pid,
     /// Escaped for the terminal.
     pub comm: String,
+    /// How it holds the object.
     pub via: Via,
 }
 
 /// An object as the live view shows it: its figures with their changes.
 #[derive(Clone, Debug)]
 pub struct LiveObject {
+    /// Identity, to follow the object from scan to scan.
     pub key: ObjectId,
+    /// Its kind.
     pub kind: ObjectKind,
     /// What the table prints and `shmwho show` accepts: the inode or `sysv:SHMID`.
     pub id: String,
     /// Escaped for the terminal.
     pub name: String,
+    /// Device of the inode, when known.
     pub dev: Option<u64>,
+    /// Inode (the shmid for SysV).
     pub inode: u64,
+    /// Size.
     pub size: Fig,
+    /// Bytes in RAM.
     pub resident: Fig,
+    /// Bytes in swap.
     pub swap: Fig,
+    /// Measured (false: estimated).
     pub exact: bool,
+    /// Why it is estimated.
     pub estimate: Option<EstimateReason>,
+    /// A hugetlb SysV segment (outside Shmem).
     pub hugetlb: bool,
+    /// Who holds it.
     pub holders: Vec<HolderInfo>,
     /// Distinct processes holding it.
     pub holder_pids: usize,
@@ -92,16 +112,19 @@ pub struct LiveObject {
     pub owner: Option<(Pid, String)>,
     /// Charges under the model's policy.
     pub charges: Vec<(Pid, u64)>,
+    /// Not in the previous refresh.
     pub new: bool,
     /// Lower-case text the filter matches against.
     search: String,
 }
 
 impl LiveObject {
+    /// How the row moved since the previous refresh.
     pub fn trend(&self) -> Trend {
         trend(self.new, &[self.size, self.resident, self.swap])
     }
 
+    /// Whether the filter (lower case) matches the row.
     pub fn matches(&self, needle_lower: &str) -> bool {
         self.search.contains(needle_lower)
     }
@@ -111,31 +134,43 @@ impl LiveObject {
 /// change of each figure.
 #[derive(Clone, Debug)]
 pub struct LiveProc {
+    /// Process id.
     pub pid: Pid,
+    /// Parent process id.
     pub ppid: Pid,
+    /// Start time, to tell a reused pid from the same process.
     pub start_ticks: u64,
     /// Escaped for the terminal.
     pub comm: String,
+    /// User name, escaped for the terminal.
     pub user: String,
+    /// Resident set size.
     pub rss: Fig,
+    /// Private anonymous resident memory.
     pub anon: Fig,
+    /// File-backed resident memory.
     pub file: Fig,
+    /// Resident shared memory mapped (RssShmem).
     pub shmem: Fig,
+    /// Swapped-out memory.
     pub swap: Fig,
     /// Shared memory charged to it under the model's policy.
     pub shared: Fig,
     /// Private anonymous plus charged shared, as `shmwho procs` prints it.
     pub total: Fig,
+    /// Objects it owns.
     pub owned: u32,
     /// PSS from smaps, when smaps was read (charge policy `touched`).
     pub pss: Option<u64>,
     /// Part of `shared` comes from an object that could only be estimated (a lower bound).
     pub shared_estimate: bool,
+    /// Not in the previous refresh.
     pub new: bool,
     search: String,
 }
 
 impl LiveProc {
+    /// How the row moved since the previous refresh.
     pub fn trend(&self) -> Trend {
         trend(
             self.new,
@@ -143,20 +178,26 @@ impl LiveProc {
         )
     }
 
+    /// Whether the filter (lower case) matches the row.
     pub fn matches(&self, needle_lower: &str) -> bool {
         self.search.contains(needle_lower)
     }
 }
 
 #[derive(Clone, Debug)]
+/// Everything one refresh of the live view shows.
 pub struct Model {
     /// Number of the scan, from 1.
     pub seq: u64,
     /// How long the scan took.
     pub scan: Duration,
+    /// The policy the charges were made under.
     pub policy: Policy,
+    /// smaps was read (PSS available).
     pub with_smaps: bool,
+    /// Every object.
     pub objects: Vec<LiveObject>,
+    /// Every process.
     pub procs: Vec<LiveProc>,
     /// `Shmem` from /proc/meminfo.
     pub shmem: Fig,
@@ -166,13 +207,17 @@ pub struct Model {
     pub objects_estimate: bool,
     /// Files on tmpfs mounts nobody holds: statfs less the listed files.
     pub unheld_files: u64,
+    /// `Shmem` less what the objects and unheld files explain.
     pub unexplained: i64,
     /// Resident bytes of objects nobody is charged for.
     pub unowned: u64,
+    /// Swap in use on the host.
     pub swap_used: u64,
+    /// What the scan could not see.
     pub notes: ScanNotes,
     /// Objects and processes of the previous refresh that are gone.
     pub objects_gone: usize,
+    /// Processes of the previous refresh that are gone.
     pub procs_gone: usize,
 }
 
@@ -330,10 +375,12 @@ impl Model {
         }
     }
 
+    /// The object with this identity.
     pub fn object(&self, key: &ObjectId) -> Option<&LiveObject> {
         self.objects.iter().find(|o| o.key == *key)
     }
 
+    /// The process with this pid.
     pub fn proc(&self, pid: Pid) -> Option<&LiveProc> {
         self.procs.iter().find(|p| p.pid == pid)
     }

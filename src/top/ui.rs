@@ -94,6 +94,7 @@ fn right(s: String, style: Style) -> Cell<'static> {
     Cell::from(Line::from(Span::styled(s, style)).right_aligned())
 }
 
+/// Draws the whole screen from the app state.
 pub fn draw(frame: &mut Frame, app: &App) {
     let theme = Theme { color: app.color };
     let area = frame.area();

@@ -101,18 +101,25 @@ shmwho_processes, shmwho_processes_skipped, shmwho_scan_duration_seconds,
 shmwho_scan_timestamp_seconds. See docs/export.md; a Grafana dashboard is in
 docs/grafana-dashboard.json.
 
-The HTTP server is read-only: GET /metrics, anything else 404 or 405. Requests are limited to
-8 KiB, 5 s to send and 30 s to read the answer, 16 connections at once.
+The HTTP server is read-only: GET or HEAD of /metrics and of / (a page linking /metrics),
+anything else 404 or 405. Requests are limited to 8 KiB, 2 s to send the request line, 5 s the
+whole head and 30 s to read the answer; 64 connections at once, the oldest idle one evicted when
+all are taken. --web-config FILE adds TLS and basic auth (exporter-toolkit's format):
+  tls_server_config: {cert_file: server.crt, key_file: server.key}
+  basic_auth_users: {prometheus: '$2y$10$...'}    (bcrypt hashes, as htpasswd -B makes)
+Serving beyond loopback without both prints a warning.
 
 Examples:
   sudo shmwho export --listen                    serve http://127.0.0.1:9479/metrics
+  sudo shmwho export --listen :9479 --web-config /etc/shmwho/web.yml
   sudo shmwho export --listen 0.0.0.0:9479 --min-interval 15s
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter --loop --interval 60s
   shmwho export --format prometheus | grep shmwho_meminfo")]
 /// `shmwho export`.
 pub struct ExportArgs {
-    /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]
+    /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]; `:PORT` is every
+    /// address
     #[arg(
         long,
         value_name = "ADDR",
@@ -121,6 +128,10 @@ pub struct ExportArgs {
         conflicts_with = "textfile"
     )]
     pub listen: Option<String>,
+    /// With --listen: TLS and basic auth from FILE, in the format of Prometheus'
+    /// exporter-toolkit (tls_server_config: cert_file, key_file; basic_auth_users)
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub web_config: Option<PathBuf>,
     /// With --listen: scan at most once per DURATION; scrapes in between get the last figures
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::export::parse_duration)]
     pub min_interval: Duration,
@@ -151,6 +162,9 @@ pub struct ExportArgs {
     /// blocks nobody else)
     #[arg(long, hide = true, value_name = "DURATION", default_value = "5s", value_parser = crate::export::parse_duration)]
     pub request_timeout: Duration,
+    /// Time a client has to send its request line (likewise raised by tests)
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = crate::export::parse_duration)]
+    pub request_line_timeout: Duration,
     /// Read procfs from this directory instead of /proc
     #[arg(long, hide = true, default_value = "/proc")]
     pub proc_root: PathBuf,

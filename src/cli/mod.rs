@@ -227,6 +227,7 @@ impl From<ExportArgs> for crate::export::ExportOptions {
     fn from(a: ExportArgs) -> Self {
         crate::export::ExportOptions {
             listen: a.listen,
+            web_config: a.web_config,
             min_interval: a.min_interval,
             textfile: a.textfile,
             repeat: a.repeat,
@@ -236,6 +237,7 @@ impl From<ExportArgs> for crate::export::ExportOptions {
             charge: a.charge.into(),
             format: a.format.into(),
             request_timeout: a.request_timeout,
+            request_line_timeout: a.request_line_timeout,
             proc_root: a.proc_root,
         }
     }

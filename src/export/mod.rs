@@ -6,6 +6,7 @@
 //! `--min-interval`.
 
 mod http;
+mod web;
 
 use crate::account::{self, Policy};
 use crate::collect::{self, Options};
@@ -28,6 +29,8 @@ pub const TEXTFILE_NAME: &str = "shmwho.prom";
 pub struct ExportOptions {
     /// Serve GET /metrics on this address.
     pub listen: Option<String>,
+    /// With `listen`: TLS and basic auth from this file (exporter-toolkit's format).
+    pub web_config: Option<PathBuf>,
     /// With `listen`: scan at most once per this long.
     pub min_interval: Duration,
     /// Write `shmwho.prom` in this directory.
@@ -46,6 +49,8 @@ pub struct ExportOptions {
     pub format: Format,
     /// Time a client has to send its request head.
     pub request_timeout: Duration,
+    /// Time a client has to send its request line.
+    pub request_line_timeout: Duration,
     /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
@@ -116,8 +121,25 @@ fn listen(
     args: &ExportOptions,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // The web config first: a broken file fails before the first scan, which can take seconds.
+    let web = match &args.web_config {
+        Some(path) => web::load(path)?,
+        None => web::WebConfig::default(),
+    };
+    let listener = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && (web.tls.is_none() || web.auth.is_none()) {
+        eprintln!(
+            "shmwho: warning: serving {local} beyond loopback without {}: anyone who reaches it \
+             reads this host's processes and shared-memory names (see --web-config)",
+            match (web.tls.is_some(), web.auth.is_some()) {
+                (false, false) => "TLS and basic auth",
+                (false, true) => "TLS (passwords cross the network in the clear)",
+                _ => "basic auth",
+            }
+        );
+    }
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
     let min_interval = args.min_interval;
     // A first scan now: a host shmwho cannot read fails here, not at the first scrape.
     let first = scanner.scan(&[Format::OpenMetrics, Format::Prometheus])?;
@@ -161,15 +183,32 @@ fn listen(
             body,
         }
     };
-    let local = listener.local_addr()?;
-    writeln!(out, "shmwho: serving http://{local}/metrics")?;
+    writeln!(out, "shmwho: serving {scheme}://{local}/metrics")?;
     out.flush()?;
     let limits = http::Limits {
         request_timeout: args.request_timeout,
+        request_line_timeout: args.request_line_timeout,
         ..http::Limits::default()
     };
-    http::serve(listener, limits, Arc::new(handler))?;
+    http::serve(listener, limits, Arc::new(web), Arc::new(handler))?;
     Ok(())
+}
+
+/// Binds `addr`; `:PORT` means every address, as node_exporter reads it: IPv6 and IPv4 on
+/// one dual-stack socket where the host has IPv6, else every IPv4 address.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let Some(port) = addr.strip_prefix(':') else {
+        return std::net::TcpListener::bind(addr);
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a port number"))?;
+    match std::net::TcpListener::bind(("::", port)) {
+        Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
+            std::net::TcpListener::bind(("0.0.0.0", port))
+        }
+        r => r,
+    }
 }
 
 fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::Result<()> {

@@ -50,12 +50,13 @@ pub(crate) fn cell_text(c: &Cell, units: Units) -> String {
         Cell::Number(n) => n.to_string(),
         Cell::Bytes(v) => units.bytes(*v),
         Cell::Estimate(v) => format!("~{}", units.bytes(*v)),
+        Cell::Signed(v) => units.signed(*v),
         Cell::Missing => "-".to_string(),
     }
 }
 
 /// A table of `columns` with each column's header and alignment.
-fn columns_table<C: Copy>(
+pub(crate) fn columns_table<C: Copy>(
     columns: &[C],
     header: impl Fn(C) -> &'static str,
     align: impl Fn(C) -> Align,

@@ -411,6 +411,17 @@ fn column_json_keys_are_in_the_documents() {
             );
         }
     }
+    let q = procs_filter(Some(GroupBy::Cgroup), ProcColumn::Total);
+    let doc: serde_json::Value = serde_json::from_str(&json::procs(&acc, &q)).unwrap();
+    for row in doc["cgroups"].as_array().unwrap() {
+        for c in crate::report::CgroupColumn::table(true) {
+            assert!(
+                row.get(c.json_key()).is_some(),
+                "cgroups JSON has no {}",
+                c.json_key()
+            );
+        }
+    }
 }
 
 /// `--sort` takes each sortable column by its name, and sorting by one orders by its values.

@@ -1,9 +1,10 @@
-//! One enum per table: each column's header, JSON key, `--sort` name, alignment and value are
+//! One enum per table (objects, procs, the per-cgroup reconciliation): each column's header, JSON key, `--sort` name, alignment and value are
 //! defined here once. A new column is a variant and its arms here; the table, the `--sort`
 //! values of the CLI and the JSON key check pick it up.
 
 use super::rows::ProcRow;
 use super::{object_id, object_name};
+use crate::account::cgroup::CgroupRow;
 use crate::account::Accounted;
 
 /// Where a column's text sits.
@@ -26,6 +27,8 @@ pub enum Cell {
     Bytes(u64),
     /// Bytes, estimated (a lower bound; the table marks it `~`).
     Estimate(u64),
+    /// A difference in bytes.
+    Signed(i64),
     /// No figure (not read, not applicable): `-`.
     Missing,
 }
@@ -40,6 +43,7 @@ impl Cell {
         match *self {
             Cell::Number(v) | Cell::Bytes(v) | Cell::Estimate(v) => v,
             Cell::Text(_) | Cell::Missing => 0,
+            Cell::Signed(v) => v.max(0) as u64,
         }
     }
 }
@@ -344,6 +348,87 @@ impl ProcColumn {
             ProcColumn::Uss => Cell::bytes(r.uss),
             ProcColumn::Unique => Cell::bytes(r.unique),
             ProcColumn::FreedIfGone => Cell::bytes(r.freed_if_gone),
+        }
+    }
+}
+
+/// Columns of the per-cgroup reconciliation below `procs --by cgroup` (and of its JSON rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CgroupColumn {
+    /// Cgroup path.
+    Cgroup,
+    /// Listed processes in it.
+    Procs,
+    /// Shared memory charged to its processes under `owner`.
+    Owner,
+    /// Under `split`.
+    Split,
+    /// Under `touched` (smaps).
+    Touched,
+    /// The kernel's `memory.stat` `shmem`.
+    Kernel,
+    /// KERNEL less OWNER.
+    KernelOwner,
+}
+
+impl CgroupColumn {
+    /// The table's columns; TOUCHED only when smaps was read.
+    pub fn table(with_smaps: bool) -> Vec<CgroupColumn> {
+        use CgroupColumn::*;
+        let mut cols = vec![Cgroup, Procs, Owner, Split];
+        if with_smaps {
+            cols.push(Touched);
+        }
+        cols.extend([Kernel, KernelOwner]);
+        cols
+    }
+
+    /// Table header.
+    pub fn header(self) -> &'static str {
+        match self {
+            CgroupColumn::Cgroup => "CGROUP",
+            CgroupColumn::Procs => "PROCS",
+            CgroupColumn::Owner => "OWNER",
+            CgroupColumn::Split => "SPLIT",
+            CgroupColumn::Touched => "TOUCHED",
+            CgroupColumn::Kernel => "KERNEL",
+            CgroupColumn::KernelOwner => "KERNEL-OWNER",
+        }
+    }
+
+    /// Key of the value in each row of the JSON `cgroups` list.
+    pub fn json_key(self) -> &'static str {
+        match self {
+            CgroupColumn::Cgroup => "cgroup",
+            CgroupColumn::Procs => "processes",
+            CgroupColumn::Owner => "owner_bytes",
+            CgroupColumn::Split => "split_bytes",
+            CgroupColumn::Touched => "touched_bytes",
+            CgroupColumn::Kernel => "kernel_shmem_bytes",
+            CgroupColumn::KernelOwner => "kernel_minus_owner_bytes",
+        }
+    }
+
+    /// Where the column's text sits.
+    pub fn align(self) -> Align {
+        match self {
+            CgroupColumn::Cgroup => Align::Left,
+            _ => Align::Right,
+        }
+    }
+
+    /// The value of a row.
+    pub fn cell(self, r: &CgroupRow) -> Cell {
+        match self {
+            CgroupColumn::Cgroup => {
+                Cell::Text(r.path.as_deref().unwrap_or("- (unreadable)").to_string())
+            }
+            CgroupColumn::Procs => Cell::Number(u64::from(r.processes)),
+            CgroupColumn::Owner => Cell::Bytes(r.owner_bytes),
+            CgroupColumn::Split => Cell::Bytes(r.split_bytes),
+            CgroupColumn::Touched => Cell::bytes(r.touched_bytes),
+            CgroupColumn::Kernel => Cell::bytes(r.kernel_shmem_bytes),
+            CgroupColumn::KernelOwner => r.kernel_minus_owner().map_or(Cell::Missing, Cell::Signed),
         }
     }
 }

@@ -10,7 +10,7 @@
 mod columns;
 mod rows;
 
-pub use columns::{Align, Cell, ObjectColumn, ProcColumn, SortKey};
+pub use columns::{Align, Cell, CgroupColumn, ObjectColumn, ProcColumn, SortKey};
 pub use rows::{owned_counts, proc_rows, select_objects, total_bytes, ProcRow};
 
 use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Via};

@@ -80,6 +80,7 @@ pub enum Command {
 
 /// Runs the parsed command, writing to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    crate::privilege::init()?;
     match cli.command {
         None => objects(cli.objects, out),
         Some(Command::Objects(a)) => objects(a, out),
@@ -88,8 +89,15 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Some(Command::Top(a)) => crate::top::run(a.into(), out),
         Some(Command::Export(a)) => crate::export::run(a.into(), out),
         Some(Command::Record(a)) => crate::record::record(a.into(), out),
-        Some(Command::Diff(a)) => crate::record::diff(a.into(), out),
-        Some(Command::Lab(a)) => lab_cmd(a),
+        Some(Command::Diff(a)) => {
+            // Reads only the caller's files: with the caller's rights.
+            crate::privilege::drop_all()?;
+            crate::record::diff(a.into(), out)
+        }
+        Some(Command::Lab(a)) => {
+            crate::privilege::drop_all()?;
+            lab_cmd(a)
+        }
     }
 }
 
@@ -118,7 +126,7 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         top: a.top,
     };
     let output = render::output(a.output.json, render_opts(&a.output));
-    let snap = collect::collect(&Options {
+    let snap = crate::privilege::scan_once(&Options {
         paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps: policy.needs_smaps(),
         cgroups: false,
@@ -132,10 +140,14 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let policy = Policy::from(a.charge);
     let smaps = a.pss || policy.needs_smaps();
+    if a.exact {
+        // Physical page numbers of every process: more than any caller may learn.
+        crate::privilege::refuse_when_elevated("procs --exact")?;
+    }
     if a.exact && !collect::pagemap::can_read_pfns() {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
-    let snap = collect::collect(&Options {
+    let snap = crate::privilege::scan_once(&Options {
         paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps,
         cgroups: true,

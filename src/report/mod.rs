@@ -168,6 +168,8 @@ pub fn address_text(addr: u64) -> String {
 /// How a process holds an object, in the words every view uses: `map START-END` or `fd N`.
 pub fn holder_text(via: &Via) -> String {
     match *via {
+        // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
+        Via::Map { start: 0, .. } => "map (address hidden)".to_string(),
         Via::Map { start, end, .. } => {
             format!("map {}-{}", address_text(start), address_text(end))
         }

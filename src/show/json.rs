@@ -83,8 +83,10 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                 Via::Map {
                     start, end, offset, ..
                 } => {
-                    d.start = Some(crate::report::address_text(start));
-                    d.end = Some(crate::report::address_text(end));
+                    if !snap.notes.addresses_hidden {
+                        d.start = Some(crate::report::address_text(start));
+                        d.end = Some(crate::report::address_text(end));
+                    }
                     d.offset = Some(offset);
                 }
                 Via::Fd { fd } => {

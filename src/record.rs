@@ -7,9 +7,9 @@
 
 use crate::account::{self, Policy};
 use crate::collect::Options;
-use crate::render::units::{bytes, escape};
-use crate::render::{self, ObjectFilter, ProcFilter};
-use crate::size::parse_size;
+use crate::render;
+use crate::render::units::{escape, Units};
+use crate::report::{ObjectQuery, ProcQuery};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -19,59 +19,34 @@ use std::path::{Path, PathBuf};
 /// Version of the record format; bumped only when a field changes meaning or disappears.
 pub const RECORD_SCHEMA: u32 = 1;
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-The file holds {\"schema\":1,\"recorded_at\":...,\"objects\":<shmwho --json>,\"procs\":<shmwho procs --json>}
-(docs/json.md). It is written to a temporary file in the same directory and renamed, so a reader
-never sees half a record.
-
-Examples:
-  sudo shmwho record /var/tmp/shm-evening.json
-  sudo shmwho record /var/tmp/shm-morning.json
-  shmwho diff /var/tmp/shm-evening.json /var/tmp/shm-morning.json
-  sudo shmwho record - | jq '.objects.meminfo_shmem_bytes'")]
-pub struct RecordArgs {
-    /// Where to write the snapshot (`-` for stdout)
-    #[arg(value_name = "FILE")]
+/// What `shmwho record` was asked for.
+#[derive(Clone, Debug)]
+pub struct RecordOptions {
+    /// Where to write (`-`: stdout).
     pub file: PathBuf,
-    /// Charging policy of the per-process figures (see `shmwho procs --help`)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy of the per-process figures.
     pub charge: Policy,
-    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
-    /// node_exporter's --path.procfs); see docs/permissions.md
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Objects are matched by identity (kind, device and inode, or SysV shmid and IPC namespace),
-processes by pid and command. An object grew or shrank when its resident plus swapped bytes
-changed; a process is listed when its charged shared memory changed.
-
-Examples:
-  shmwho diff before.json after.json
-  shmwho diff before.json after.json --min-change 1M
-  shmwho diff before.json after.json --json | jq '.objects[] | select(.change == \"grew\")'")]
-pub struct DiffArgs {
-    /// The earlier record
-    #[arg(value_name = "A")]
+/// What `shmwho diff` was asked for.
+#[derive(Clone, Debug)]
+pub struct DiffOptions {
+    /// The earlier record.
     pub a: PathBuf,
-    /// The later record
-    #[arg(value_name = "B")]
+    /// The later record.
     pub b: PathBuf,
-    /// Leave out changes smaller than SIZE (e.g. 1M)
-    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    /// Leave out changes smaller than this many bytes.
     pub min_change: u64,
-    /// Print JSON (docs/json.md); always in bytes
-    #[arg(long)]
+    /// JSON instead of text.
     pub json: bool,
-    /// Print exact byte counts instead of KiB/MiB/GiB
-    #[arg(long)]
-    pub bytes: bool,
+    /// Human units or exact byte counts.
+    pub units: Units,
 }
 
-pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Scans, accounts and writes one record.
+pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = crate::privilege::scan_once(&Options {
         paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
@@ -79,20 +54,9 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
     })?;
     let acc = account::account(&snap, args.charge);
     let objects: serde_json::Value =
-        serde_json::from_str(&render::json::objects(&acc, &ObjectFilter::default()))?;
-    let procs: serde_json::Value = serde_json::from_str(&render::json::procs(
-        &acc,
-        &ProcFilter {
-            pids: Vec::new(),
-            user: None,
-            comm: None,
-            by: None,
-            sort: crate::cli::ProcSort::Pid,
-            top: None,
-            pss: snap.with_smaps,
-            exact: None,
-        },
-    ))?;
+        serde_json::from_str(&render::json::objects(&acc, &ObjectQuery::default()))?;
+    let procs: serde_json::Value =
+        serde_json::from_str(&render::json::procs(&acc, &ProcQuery::all(snap.with_smaps)))?;
     let doc = serde_json::json!({
         "schema": RECORD_SCHEMA,
         "recorded_at": std::time::SystemTime::now()
@@ -499,7 +463,8 @@ fn proc_diffs(a: &ProcsDoc, b: &ProcsDoc, min_change: u64) -> Vec<ProcDiff> {
     out
 }
 
-pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Compares two records.
+pub fn diff(args: DiffOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let a = load(&args.a)?;
     let b = load(&args.b)?;
     let mut notes = Vec::new();
@@ -569,19 +534,10 @@ pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
         s.push('\n');
         s
     } else {
-        diff_table(&doc, args.bytes)
+        diff_table(&doc, args.units)
     };
     out.write_all(text.as_bytes())?;
     Ok(())
-}
-
-fn plus(v: i64, exact: bool) -> String {
-    let s = bytes(v.unsigned_abs(), exact);
-    match v.signum() {
-        1 => format!("+{s}"),
-        -1 => format!("-{s}"),
-        _ => s,
-    }
 }
 
 /// `2024-05-01 06:00:00 UTC` from seconds since the epoch (proleptic Gregorian, no time zones:
@@ -616,11 +572,11 @@ fn span(secs: u64) -> String {
     }
 }
 
-fn opt_bytes(v: Option<u64>, exact: bool) -> String {
-    v.map_or("-".into(), |v| bytes(v, exact))
+fn opt_bytes(v: Option<u64>, units: Units) -> String {
+    v.map_or("-".into(), |v| units.bytes(v))
 }
 
-fn diff_table(d: &DiffDoc, exact: bool) -> String {
+fn diff_table(d: &DiffDoc, units: Units) -> String {
     use crate::render::table::{finish_lines as finish, plain_table};
     let table = |header: &[&str], left: &[usize]| plain_table(header, |i| !left.contains(&i));
     let mut out = String::new();
@@ -643,13 +599,12 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
         ("objects resident", &d.objects_resident_bytes),
         ("unexplained", &d.unexplained_bytes),
     ] {
-        let show =
-            |x: Option<i64>| x.map_or("-".into(), |x| crate::render::units::signed_bytes(x, exact));
+        let show = |x: Option<i64>| x.map_or("-".into(), |x| units.signed(x));
         t.add_row(vec![
             label.to_string(),
             show(v.a),
             show(v.b),
-            v.delta.map_or("-".into(), |x| plus(x, exact)),
+            v.delta.map_or("-".into(), |x| units.delta(x)),
         ]);
     }
     out.push_str(&finish(&t));
@@ -679,11 +634,11 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
                 o.kind.clone(),
                 o.id.clone(),
                 escape(&o.name),
-                opt_bytes(o.a.map(|f| f.resident_bytes), exact),
-                opt_bytes(o.b.map(|f| f.resident_bytes), exact),
-                plus(o.resident_delta_bytes, exact),
-                plus(o.swap_delta_bytes, exact),
-                opt_bytes(o.b.or(o.a).map(|f| f.size_bytes), exact),
+                opt_bytes(o.a.map(|f| f.resident_bytes), units),
+                opt_bytes(o.b.map(|f| f.resident_bytes), units),
+                units.delta(o.resident_delta_bytes),
+                units.delta(o.swap_delta_bytes),
+                opt_bytes(o.b.or(o.a).map(|f| f.size_bytes), units),
                 o.owner
                     .as_ref()
                     .map_or("-".into(), |p| format!("{} {}", p.pid, escape(&p.comm))),
@@ -714,9 +669,9 @@ fn diff_table(d: &DiffDoc, exact: bool) -> String {
                     p.pid.to_string(),
                     escape(&p.user),
                     escape(&p.comm),
-                    opt_bytes(p.a_bytes, exact),
-                    opt_bytes(p.b_bytes, exact),
-                    plus(p.delta_bytes, exact),
+                    opt_bytes(p.a_bytes, units),
+                    opt_bytes(p.b_bytes, units),
+                    units.delta(p.delta_bytes),
                 ]);
             }
             out.push_str(&finish(&t));

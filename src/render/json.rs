@@ -1,11 +1,14 @@
 //! JSON output, schema 1 (docs/json.md). Always bytes. Field names are a contract: add, never
 //! rename.
 
-use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
 use crate::account::Accounted;
 use crate::model::{EstimateReason, Object, ObjectDetail, ObjectKind, Pid, SysvKey, Via};
+use crate::report::{
+    address_text, dev_text, object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow,
+};
 use serde::Serialize;
 
+/// Version of the JSON documents; bumped only when a field changes meaning or disappears.
 pub const SCHEMA: u32 = 1;
 
 #[derive(Serialize)]
@@ -153,8 +156,8 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     ..
                 } => {
                     if !snap.notes.addresses_hidden {
-                        d.start = Some(format!("{start:x}"));
-                        d.end = Some(format!("{end:x}"));
+                        d.start = Some(address_text(start));
+                        d.end = Some(address_text(end));
                     }
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
@@ -170,9 +173,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         kind: o.kind(),
         id: object_id(o),
         inode: o.inode,
-        dev: o
-            .dev
-            .map(|d| format!("{}:{}", rustix::fs::major(d), rustix::fs::minor(d))),
+        dev: o.dev.map(dev_text),
         size_bytes: o.size_bytes,
         resident_bytes: o.resident_bytes,
         swap_bytes: o.swap_bytes,
@@ -211,7 +212,8 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
     }
 }
 
-pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
+/// The objects document (`shmwho --json`).
+pub fn objects(acc: &Accounted, f: &ObjectQuery) -> String {
     let snap = acc.snapshot;
     let r = &acc.reconciliation;
     let doc = ObjectsDoc {
@@ -348,8 +350,9 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
     }
 }
 
-pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
-    let ungrouped = ProcFilter {
+/// The procs document (`shmwho procs --json`), with the groups of `--by`.
+pub fn procs(acc: &Accounted, f: &ProcQuery) -> String {
+    let ungrouped = ProcQuery {
         by: None,
         top: if f.by.is_some() { None } else { f.top },
         ..f.clone()
@@ -362,7 +365,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
     let groups = group_rows
         .as_ref()
         .map(|rows| rows.iter().map(|r| proc_doc(r, true)).collect());
-    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
+    let by_cgroup = f.by == Some(crate::report::GroupBy::Cgroup);
     let cgroups = group_rows
         .as_deref()
         .filter(|_| by_cgroup)

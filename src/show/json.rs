@@ -8,7 +8,7 @@ use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::Method;
 use crate::model::{Pid, Snapshot, Via};
 use crate::render::json::{object_doc, ObjectDoc, SCHEMA};
-use crate::render::object_id;
+use crate::report::object_id;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -84,8 +84,8 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                     start, end, offset, ..
                 } => {
                     if !snap.notes.addresses_hidden {
-                        d.start = Some(format!("{start:x}"));
-                        d.end = Some(format!("{end:x}"));
+                        d.start = Some(crate::report::address_text(start));
+                        d.end = Some(crate::report::address_text(end));
                     }
                     d.offset = Some(offset);
                 }
@@ -226,7 +226,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView) -> String {
             .owned()
             .map(|o| snap.objects[o.view.index].resident_bytes)
             .sum(),
-        verdict: super::text::verdict(snap, view, false),
+        verdict: super::text::verdict(snap, view, crate::render::units::Units::Iec),
     };
     to_string(&doc)
 }

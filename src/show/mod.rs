@@ -23,50 +23,27 @@ use crate::redact::{self, CallerView};
 use anyhow::{anyhow, bail};
 use std::path::Path;
 
-const HELP: &str = "\
-OBJECT is spelled as the objects view prints it:
-  2707               an inode (the ID column); inode:MAJ:MIN:2707 when two devices share it
-  sysv:32769         a SysV segment by shmid; 0x0001e240 by key
-  memfd:NAME         a memfd by name
-  /dev/shm/NAME      a file on a tmpfs (POSIX shm, /run, ...), by path
-  4242:7f94a0000000  the object process 4242 maps at that address (from maps or the holders list)
-  pid:4242           a process (a bare number is a pid when no object has that inode; when it
-                     is both, shmwho asks for pid:N or inode:N)
-
-For an object it prints its figures, its holders (how each holds it, its pages in that holder's
-page tables and its PSS), and a picture of the object's offsets: where it is resident, what each
-holder maps, and what is orphaned (resident, but mapped by no live process). For a process: its
-memory by kind, each shared object it maps or holds, what it is charged under each policy, what
-it owns, and a one-line verdict.
-
-Reads only the holders' /proc/PID/pagemap over their mappings of the object and the object's
-own residency (mincore on a never-touched read-only mapping, cachestat, SEEK_DATA); never the
-object's contents. Needs root (or CAP_CHECKPOINT_RESTORE) to open most objects.
-
-Examples:
-  sudo shmwho lab --size 256M &     then: sudo shmwho show <the inode it prints>
-  shmwho show sysv:32769 --json | jq '.holders[].mapped_ranges'
-  shmwho show pid:$(pgrep -o php-fpm)";
-
-#[derive(clap::Args, Debug)]
-#[command(after_help = HELP)]
-pub struct ShowArgs {
-    /// An object (inode, sysv:ID, 0xKEY, memfd:NAME, /path, PID:ADDRESS) or a process (pid:N)
-    #[arg(value_name = "OBJECT|PID")]
+/// What `shmwho show` was asked for.
+#[derive(Clone, Debug)]
+pub struct ShowOptions {
+    /// The object or process, as the user spelled it (see [`target::parse`]).
     pub target: String,
-    /// Columns for the picture (default: the terminal's width, else $COLUMNS, else 80)
-    #[arg(long, value_name = "COLUMNS")]
+    /// Columns for the picture; None: the terminal's width.
     pub width: Option<usize>,
-    /// Charging policy for the object's charges (the process page shows all three)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy for the object's charges.
     pub charge: Policy,
-    #[command(flatten)]
-    pub output: crate::cli::OutputArgs,
+    /// JSON instead of text.
+    pub json: bool,
+    /// Exact byte counts instead of human units.
+    pub bytes: bool,
+    /// Where procfs is mounted.
+    pub proc_root: std::path::PathBuf,
 }
 
-pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Shows one object or process, writing to `out`.
+pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
-    let proc_root = args.output.proc_root.clone();
+    let proc_root = args.proc_root.clone();
     crate::privilege::check_proc_root(&proc_root)?;
     let mut snap = privilege::with_caps(|| {
         collect::collect(&Options {
@@ -113,7 +90,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         }
     }
     let ro = crate::render::RenderOptions {
-        bytes: args.output.bytes,
+        units: crate::render::units::Units::raw_if(args.bytes),
         euid: rustix::process::geteuid().as_raw(),
     };
     let text = match found {
@@ -124,7 +101,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 keep_visible_holders(&mut snap, &mut view, c);
                 snap = redact::hide(snap, c);
             }
-            if args.output.json {
+            if args.json {
                 json::object(&snap, &view, args.charge)
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
@@ -145,7 +122,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 }
                 snap = redact::hide(snap, c);
             }
-            if args.output.json {
+            if args.json {
                 json::process(&snap, &view)
             } else {
                 text::process(&snap, &view, &ro)

@@ -105,11 +105,7 @@ pub fn parse(arg: &str) -> Result<Spec, String> {
 /// An unambiguous spelling of an object, for error messages.
 pub fn spelling(o: &Object) -> String {
     match o.id {
-        ObjectId::Inode { dev, ino } => format!(
-            "inode:{}:{}:{ino}",
-            rustix::fs::major(dev),
-            rustix::fs::minor(dev)
-        ),
+        ObjectId::Inode { dev, ino } => format!("inode:{}:{ino}", crate::report::dev_text(dev)),
         ObjectId::Sysv { shmid, .. } => {
             // Another IPC namespace's segment is reached through a mapping of it.
             let mapping = o.holders.iter().find_map(|h| match h.via {

@@ -11,7 +11,7 @@ pub use clap_complete::Shell;
 /// Writes the roff man page (section 1) to `out`: the top-level page, then a COMMANDS section
 /// with each subcommand's synopsis, options and examples, so `man shmwho` documents every flag.
 pub fn man(out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::Cli::command();
     // Building sets each subcommand's bin name ("shmwho procs") for its synopsis.
     cmd.build();
     let page = clap_mangen::Man::new(cmd.clone());
@@ -75,7 +75,7 @@ fn subcommands(cmd: &clap::Command, buf: &mut Vec<u8>) -> anyhow::Result<()> {
 
 /// Writes the completion script for `shell` to `out`.
 pub fn completions(shell: Shell, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::Cli::command();
     // Into a buffer first: clap_complete panics on a write error (a closed pipe), and a
     // half-written script is worse than none.
     let mut buf = Vec::new();

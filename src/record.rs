@@ -78,31 +78,14 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         cgroups: true,
     })?;
     let acc = account::account(&snap, args.charge);
-    let objects: serde_json::Value =
-        serde_json::from_str(&render::json::objects(&acc, &ObjectFilter::default()))?;
-    let procs: serde_json::Value = serde_json::from_str(&render::json::procs(
+    let doc = record_doc(
         &acc,
-        &ProcFilter {
-            pids: Vec::new(),
-            user: None,
-            comm: None,
-            by: None,
-            sort: crate::cli::ProcSort::Pid,
-            top: None,
-            pss: snap.with_smaps,
-            exact: None,
-        },
-    ))?;
-    let doc = serde_json::json!({
-        "schema": RECORD_SCHEMA,
-        "recorded_at": std::time::SystemTime::now()
+        args.charge,
+        std::time::SystemTime::now()
             .duration_since(std::time::SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
-        "hostname": rustix::system::uname().nodename().to_string_lossy(),
-        "charge": args.charge.as_str(),
-        "objects": objects,
-        "procs": procs,
-    });
+        &rustix::system::uname().nodename().to_string_lossy(),
+    )?;
     let mut text = serde_json::to_string_pretty(&doc)?;
     text.push('\n');
     if args.file.as_os_str() == "-" {
@@ -110,6 +93,38 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         return Ok(());
     }
     write_atomic(&args.file, text.as_bytes(), 0o644)
+}
+
+/// The record document of one accounted scan.
+fn record_doc(
+    acc: &account::Accounted<'_>,
+    charge: Policy,
+    recorded_at: u64,
+    hostname: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let objects: serde_json::Value =
+        serde_json::from_str(&render::json::objects(acc, &ObjectFilter::default()))?;
+    let procs: serde_json::Value = serde_json::from_str(&render::json::procs(
+        acc,
+        &ProcFilter {
+            pids: Vec::new(),
+            user: None,
+            comm: None,
+            by: None,
+            sort: crate::cli::ProcSort::Pid,
+            top: None,
+            pss: acc.snapshot.with_smaps,
+            exact: None,
+        },
+    ))?;
+    Ok(serde_json::json!({
+        "schema": RECORD_SCHEMA,
+        "recorded_at": recorded_at,
+        "hostname": hostname,
+        "charge": charge.as_str(),
+        "objects": objects,
+        "procs": procs,
+    }))
 }
 
 /// Writes `path` through a temporary file in the same directory and a rename, so readers see
@@ -854,6 +869,83 @@ mod tests {
         assert!(d
             .iter()
             .any(|x| x.comm == "new" && x.change == Change::Appeared));
+    }
+
+    /// Two accounted scans an hour apart: a memfd grew, a segment appeared, an object went,
+    /// one swapped out, and one process's charge moved.
+    fn record_pair(dir: &Path) -> (PathBuf, PathBuf) {
+        use crate::account::tests::{object, process, snapshot};
+        use crate::model::{ObjectId, ObjectKind};
+        let procs = || {
+            let mut ps = vec![process(10, 1), process(11, 2), process(12, 3)];
+            for p in &mut ps {
+                p.user = "alice".into();
+            }
+            ps
+        };
+        let memfd = |resident: u64| {
+            let mut o = object(7, resident, &[10, 11]);
+            o.kind = ObjectKind::Memfd;
+            o.name = Some("pool\x1b[31m".into());
+            o
+        };
+        let mut gone = object(8, 4096, &[12]);
+        gone.kind = ObjectKind::PosixShm;
+        gone.path = Some("/dev/shm/old".into());
+        let mut a = snapshot(procs(), vec![memfd(16 << 10), gone, object(9, 8192, &[11])]);
+        a.meminfo.shmem_bytes = 1 << 20;
+        let mut seg = object(32769, 1 << 20, &[12]);
+        seg.kind = ObjectKind::Sysv;
+        seg.id = ObjectId::Sysv {
+            ipc_ns: 4026531839,
+            shmid: 32769,
+        };
+        let mut swapped = object(9, 4096, &[11]);
+        swapped.swap_bytes = 4096;
+        let mut b = snapshot(procs(), vec![memfd(64 << 10), swapped, seg]);
+        b.meminfo.shmem_bytes = 3 << 20;
+        let write = |snap: &crate::model::Snapshot, at: u64, name: &str| {
+            let acc = account::account(snap, Policy::Owner);
+            let doc = record_doc(&acc, Policy::Owner, at, "lab").unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+            path
+        };
+        (
+            write(&a, 1_700_000_000, "a.json"),
+            write(&b, 1_700_003_720, "b.json"),
+        )
+    }
+
+    fn run_diff(a: &Path, b: &Path, json: bool, bytes: bool, min_change: u64) -> String {
+        let mut out = Vec::new();
+        diff(
+            DiffArgs {
+                a: a.to_path_buf(),
+                b: b.to_path_buf(),
+                min_change,
+                json,
+                bytes,
+            },
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn diff_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = record_pair(dir.path());
+        // The temporary directory's name changes from run to run.
+        let fixed = |s: String| s.replace(&dir.path().display().to_string(), "DIR");
+        insta::assert_snapshot!("diff_table", fixed(run_diff(&a, &b, false, false, 0)));
+        insta::assert_snapshot!(
+            "diff_table_bytes_min",
+            fixed(run_diff(&a, &b, false, true, 8192))
+        );
+        insta::assert_snapshot!("diff_json", fixed(run_diff(&a, &b, true, false, 0)));
+        insta::assert_snapshot!("diff_same", fixed(run_diff(&a, &a, false, false, 0)));
     }
 
     #[test]

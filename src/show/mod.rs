@@ -13,6 +13,9 @@ pub mod process;
 pub mod target;
 pub mod text;
 
+#[cfg(test)]
+mod tests;
+
 use crate::account::Policy;
 use crate::collect::{self, measure, Options};
 use crate::model::{Object, ObjectId, ObjectKind, Snapshot};

@@ -12,7 +12,7 @@ pub struct InodeStat {
     pub ino: u64,
     pub size: u64,
     /// `st_blocks × 512`: resident + swapped bytes of the whole object, including pages that no
-    /// live process maps (../shared/FACTS.md #4).
+    /// live process maps (docs/facts.md #4).
     pub allocated: u64,
     pub nlink: u64,
     pub regular: bool,

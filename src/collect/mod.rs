@@ -559,7 +559,7 @@ pub fn parse_btime(text: &[u8]) -> Option<i64> {
 }
 
 /// The internal shmem mount's device, learnt without privileges from a memfd of our own
-/// (FACTS #1).
+/// (docs/facts.md #1).
 fn shmem_device() -> Result<u64, Error> {
     let fd =
         rustix::fs::memfd_create("shmwho-probe", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {

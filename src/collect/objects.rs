@@ -21,7 +21,7 @@ pub(crate) struct Built {
 /// A way to reach an object's inode.
 #[derive(Clone, Debug)]
 enum Handle {
-    /// `/proc/PID/fd/N`: works for the owner without capabilities (FACTS #7).
+    /// `/proc/PID/fd/N`: works for the owner without capabilities (docs/facts.md #7).
     Fd(PathBuf),
     /// A path in shmwho's own mount namespace.
     Path(PathBuf),
@@ -195,7 +195,7 @@ pub(crate) fn build(
         }
     }
 
-    // Lower bounds for what could not be stat'ed, from the holders' RssShmem (FACTS #9):
+    // Lower bounds for what could not be stat'ed, from the holders' RssShmem (docs/facts.md #9):
     // RssShmem(p) counts every shmem page p maps, so the pages of A that p maps are at least
     // RssShmem(p) minus what p can map of everything else. Never above the truth.
     let upper: Vec<Option<u64>> = drafts

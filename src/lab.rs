@@ -17,6 +17,7 @@
 //! before the fork, no allocation, no locks, no output. Everything created is removed on every
 //! exit path (success, error, signal) by `Lab`'s `Drop`.
 
+use crate::signals::{self, StopFlag};
 use anyhow::{anyhow, bail, Context as _, Result};
 use rustix::fs::{FsWord, MemfdFlags, Mode, OFlags};
 use rustix::mm::{Advice, MapFlags, ProtFlags};
@@ -27,8 +28,6 @@ use std::io::{self, Write as _};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The experiment [`run`] builds. Sizes are in bytes and rounded up to whole pages.
@@ -764,11 +763,7 @@ fn child_setup(c: &ChildCommon) -> Result<(), c_int> {
         // The master died between fork and prctl: nobody would ever kill this child.
         child_exit(EXIT_ORPHAN);
     }
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: setting a default disposition involves no handler code; signal is
-        // async-signal-safe.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
+    crate::signals::reset_in_child(&crate::signals::HANGUP);
     // SAFETY: closes the child's copy of the read end; the master keeps its own.
     unsafe { libc::close(c.read_fd) };
     // SAFETY: open takes a NUL-terminated literal; dup2/close act on fds of this child only.
@@ -921,37 +916,6 @@ unsafe fn fork_child<T>(child: unsafe fn(&T) -> !, arg: &T) -> io::Result<libc::
 // ---------------------------------------------------------------------------------------------
 // The master's resources, removed on drop.
 
-/// SIGINT, SIGTERM and SIGHUP set a flag; unregistered on drop.
-struct Signals {
-    flag: Arc<AtomicBool>,
-    ids: Vec<signal_hook::SigId>,
-}
-
-impl Signals {
-    fn register() -> Result<Signals> {
-        let flag = Arc::new(AtomicBool::new(false));
-        let mut ids = Vec::new();
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            let id = signal_hook::flag::register(sig, Arc::clone(&flag))
-                .with_context(|| format!("installing a handler for signal {sig}"))?;
-            ids.push(id);
-        }
-        Ok(Signals { flag, ids })
-    }
-
-    fn raised(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
-}
-
 struct Child {
     pid: libc::pid_t,
     reaped: bool,
@@ -973,7 +937,7 @@ struct Lab {
     maps: Vec<Mapping>,
     memfd: Option<OwnedFd>,
     /// Dropped after the cleanup above, so a signal during cleanup is still caught.
-    signals: Signals,
+    signals: StopFlag,
 }
 
 impl Lab {
@@ -985,7 +949,7 @@ impl Lab {
             tmpfs: None,
             maps: Vec::new(),
             memfd: None,
-            signals: Signals::register()?,
+            signals: StopFlag::register(&signals::HANGUP).context("installing a signal handler")?,
         })
     }
 
@@ -1293,7 +1257,7 @@ enum Reports {
 fn read_reports(
     fd: &OwnedFd,
     want: usize,
-    signals: &Signals,
+    signals: &StopFlag,
     mut sink: impl FnMut(&[u8]),
 ) -> Result<Reports> {
     let mut got = 0;
@@ -1333,7 +1297,7 @@ fn read_reports(
 }
 
 /// Waits for a signal or for `hold_for` to pass.
-fn hold(signals: &Signals, hold_for: Option<Duration>) {
+fn hold(signals: &StopFlag, hold_for: Option<Duration>) {
     let deadline = hold_for.and_then(|d| Instant::now().checked_add(d));
     let tick = Duration::from_millis(TICK_MS);
     while !signals.raised() {

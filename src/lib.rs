@@ -13,5 +13,6 @@ pub mod model;
 pub mod record;
 pub mod render;
 pub mod show;
+pub mod signals;
 pub mod size;
 pub mod top;

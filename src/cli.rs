@@ -260,6 +260,9 @@ pub struct LabArgs {
     /// Print the ground truth as one line of JSON
     #[arg(long)]
     pub json: bool,
+    /// Go on even when the objects' sizes exceed MemAvailable
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +285,10 @@ pub struct PoolArgs {
     /// Print the pool's pids and object as one line of JSON
     #[arg(long)]
     pub json: bool,
+    /// Go on even beyond MemAvailable or the host's limits on processes (pid_max,
+    /// threads-max, ulimit -u)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs the parsed command, writing to `out`.
@@ -385,6 +392,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
             shared: p.shared,
             for_secs: p.for_secs,
             json: p.json,
+            force: p.force,
         });
     }
     let tmpfs = match (a.tmpfs, a.tmpfs_dir) {
@@ -407,6 +415,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
         tmpfs,
         for_secs: a.for_secs,
         json: a.json,
+        force: a.force,
     })
     .context("lab")
 }

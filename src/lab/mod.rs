@@ -27,11 +27,13 @@ mod report;
 mod resources;
 #[cfg(test)]
 mod tests;
+mod watcher;
 
 use children::*;
 use plan::*;
 use report::*;
 use resources::*;
+use watcher::Watcher;
 
 use crate::signals::{self, StopFlag};
 use anyhow::{anyhow, bail, Context as _, Result};
@@ -66,6 +68,8 @@ pub struct LabOptions {
     pub for_secs: Option<f64>,
     /// Print the ground truth as one line of JSON instead of a table.
     pub json: bool,
+    /// Go on even when the objects' sizes exceed MemAvailable.
+    pub force: bool,
 }
 
 /// The pool [`run_pool`] starts.
@@ -79,6 +83,8 @@ pub struct PoolOptions {
     pub for_secs: Option<f64>,
     /// Print the pool as one line of JSON instead of a sentence.
     pub json: bool,
+    /// Go on even beyond MemAvailable or the host's limits on processes.
+    pub force: bool,
 }
 
 /// `statfs` `f_type` of tmpfs.
@@ -123,6 +129,10 @@ pub fn run(opts: &LabOptions) -> Result<()> {
     let page = page_size();
     let plan = Plan::new(opts, page)?;
     let hold_for = hold_duration(opts.for_secs)?;
+    if !opts.force {
+        check_memory("the lab's objects", plan.total_bytes(), &host_limits())
+            .map_err(|e| anyhow!(e))?;
+    }
     if let Some((dir, _)) = &opts.tmpfs {
         check_tmpfs_dir(dir)?;
     }
@@ -299,6 +309,20 @@ pub fn run_pool(opts: &PoolOptions) -> Result<()> {
     let page = page_size();
     let bytes = round_to_pages("shared region", opts.shared, page).map_err(|e| anyhow!(e))?;
     let hold_for = hold_duration(opts.for_secs)?;
+    if !opts.force {
+        let limits = host_limits();
+        check_workers(opts.workers, &limits).map_err(|e| anyhow!(e))?;
+        // Each worker maps every page: 8 bytes of page table per page per worker.
+        let tables = (bytes / page)
+            .saturating_mul(8)
+            .saturating_mul(u64::from(opts.workers));
+        check_memory(
+            "the shared region and the workers' page tables",
+            bytes.saturating_add(tables),
+            &limits,
+        )
+        .map_err(|e| anyhow!(e))?;
+    }
     let master = master_pid();
     let mut lab = Lab::new()?;
     let len = bytes as usize;

@@ -45,6 +45,15 @@ impl Plan {
         })
     }
 
+    /// Every object's full size: what the lab could make resident.
+    pub(super) fn total_bytes(&self) -> u64 {
+        [self.sysv, self.memfd, self.posix, self.tmpfs]
+            .into_iter()
+            .flatten()
+            .fold(self.anon, u64::saturating_add)
+            .saturating_mul(self.page)
+    }
+
     pub(super) fn bytes(&self, pages: u64) -> u64 {
         pages * self.page
     }
@@ -299,4 +308,84 @@ pub(super) struct PoolTruth {
     pub(super) dev: String,
     pub(super) size_bytes: u64,
     pub(super) resident_bytes: u64,
+}
+
+/// What the host allows, read before anything is created; None where unknown or unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct HostLimits {
+    /// `MemAvailable` of /proc/meminfo, in bytes.
+    pub(super) mem_available: Option<u64>,
+    /// `kernel.pid_max`.
+    pub(super) pid_max: Option<u64>,
+    /// `kernel.threads-max`.
+    pub(super) threads_max: Option<u64>,
+    /// Tasks (threads) on the host now: the fourth field of /proc/loadavg after the slash.
+    pub(super) tasks: Option<u64>,
+    /// RLIMIT_NPROC where the kernel enforces it (not for root).
+    pub(super) nproc: Option<u64>,
+}
+
+/// `MemAvailable` in bytes from /proc/meminfo text.
+pub(super) fn mem_available(meminfo: &str) -> Option<u64> {
+    let rest = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Tasks on the host from /proc/loadavg text (`0.00 0.01 0.05 1/345 6789`).
+pub(super) fn loadavg_tasks(loadavg: &str) -> Option<u64> {
+    loadavg
+        .split_whitespace()
+        .nth(3)?
+        .split_once('/')?
+        .1
+        .parse()
+        .ok()
+}
+
+/// Refuses `bytes` of shared memory beyond MemAvailable: the host would swap or call the OOM
+/// killer, and the lab's truth would no longer be what is resident.
+pub(super) fn check_memory(what: &str, bytes: u64, limits: &HostLimits) -> Result<(), String> {
+    match limits.mem_available {
+        Some(avail) if bytes > avail => Err(format!(
+            "{what} would need {} but MemAvailable is {}: refusing (--force to try anyway)",
+            fmt_bytes(bytes),
+            fmt_bytes(avail)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses more workers than the host can start: past pid_max or threads-max (less the tasks
+/// already running) or RLIMIT_NPROC, fork fails half-way and other users' forks fail too.
+pub(super) fn check_workers(workers: u32, limits: &HostLimits) -> Result<(), String> {
+    let running = limits.tasks.unwrap_or(0);
+    // The master and the watcher count too.
+    let wanted = u64::from(workers) + 2;
+    let mut bounds: Vec<(u64, String)> = Vec::new();
+    if let Some(max) = limits.pid_max {
+        bounds.push((
+            max.saturating_sub(running),
+            format!("kernel.pid_max is {max} with {running} tasks running"),
+        ));
+    }
+    if let Some(max) = limits.threads_max {
+        bounds.push((
+            max.saturating_sub(running),
+            format!("kernel.threads-max is {max} with {running} tasks running"),
+        ));
+    }
+    if let Some(max) = limits.nproc {
+        bounds.push((max, format!("ulimit -u is {max}")));
+    }
+    match bounds.into_iter().min_by_key(|b| b.0) {
+        Some((room, why)) if wanted > room => Err(format!(
+            "--workers {workers}: the host has room for {} more processes ({why}): refusing \
+             (--force to try anyway)",
+            room.saturating_sub(2)
+        )),
+        _ => Ok(()),
+    }
 }

@@ -22,6 +22,8 @@ pub(super) struct Lab {
     pub(super) tmpfs: Option<PathBuf>,
     pub(super) maps: Vec<Mapping>,
     pub(super) memfd: Option<OwnedFd>,
+    /// Removes the segment and files if the master dies without dropping this.
+    pub(super) watcher: Watcher,
     /// Dropped after the cleanup above, so a signal during cleanup is still caught.
     pub(super) signals: StopFlag,
 }
@@ -35,6 +37,8 @@ impl Lab {
             tmpfs: None,
             maps: Vec::new(),
             memfd: None,
+            // Before anything is created: the watcher must hold none of it.
+            watcher: Watcher::start(master_pid())?,
             signals: StopFlag::register(&signals::HANGUP).context("installing a signal handler")?,
         })
     }
@@ -75,6 +79,7 @@ impl Lab {
             bail!("shmget {bytes} bytes: {}", last_error());
         }
         self.sysv = Some(id);
+        self.watcher.sysv(id, master_pid())?;
         Ok(id)
     }
 
@@ -87,6 +92,13 @@ impl Lab {
         let st = rustix::fs::fstat(&fd).map_err(|e| anyhow!("fstat memfd: {}", describe(e)))?;
         self.memfd = Some(fd);
         Ok(FileId::of(&st))
+    }
+
+    /// Tells the watcher about a file just created at `path`.
+    fn watch_file(&self, fd: &OwnedFd, path: &Path) -> Result<()> {
+        let st = rustix::fs::fstat(fd)
+            .map_err(|e| anyhow!("fstat {}: {}", path.display(), describe(e)))?;
+        self.watcher.file(path, &st)
     }
 
     /// The POSIX object: written by the master with pwrite, then closed. Returns its identity
@@ -114,6 +126,7 @@ impl Lab {
             anyhow!("shm_open {name}: {}{hint}", describe(e))
         })?;
         self.posix = Some(name);
+        self.watch_file(&fd, Path::new(&path))?;
         let id = write_file(&fd, &path, bytes, write, page)?;
         Ok((id, path))
         // fd closed here: the object is held by nobody.
@@ -137,7 +150,8 @@ impl Lab {
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| anyhow!("create {shown}: {}", describe(e)))?;
-        self.tmpfs = Some(path);
+        self.tmpfs = Some(path.clone());
+        self.watch_file(&fd, &path)?;
         let id = write_file(&fd, &shown, bytes, write, page)?;
         let len = bytes as usize;
         // SAFETY: a new read-only shared mapping of our file at an address the kernel chooses;
@@ -202,6 +216,7 @@ impl Drop for Lab {
             }
         }
         self.memfd = None;
+        self.watcher.done();
         eprintln!("shmwho lab: cleaned up");
     }
 }
@@ -503,5 +518,23 @@ pub(super) fn describe_status(status: c_int) -> String {
         }
     } else {
         format!("ended with wait status {status:#x}")
+    }
+}
+
+/// Reads what the host allows (each part None when unreadable).
+pub(super) fn host_limits() -> HostLimits {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let number = |p: &str| read(p).and_then(|t| t.trim().parse().ok());
+    // The kernel does not apply RLIMIT_NPROC to root (or CAP_SYS_RESOURCE/CAP_SYS_ADMIN); a
+    // root lab is bounded by pid_max and threads-max alone.
+    let nproc = (!rustix::process::geteuid().is_root())
+        .then(|| rustix::process::getrlimit(rustix::process::Resource::Nproc).current)
+        .flatten();
+    HostLimits {
+        mem_available: read("/proc/meminfo").and_then(|t| mem_available(&t)),
+        pid_max: number("/proc/sys/kernel/pid_max"),
+        threads_max: number("/proc/sys/kernel/threads-max"),
+        tasks: read("/proc/loadavg").and_then(|t| loadavg_tasks(&t)),
+        nproc,
     }
 }

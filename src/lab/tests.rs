@@ -14,6 +14,7 @@ fn opts(size: u64) -> LabOptions {
         tmpfs: None,
         for_secs: None,
         json: true,
+        force: false,
     }
 }
 
@@ -290,4 +291,64 @@ fn table_aligns_columns() {
         vec!["AAA".into(), "B".into(), "CC".into()],
     ]);
     assert_eq!(t, "A    BB  C\nAAA  B   CC\n");
+}
+
+#[test]
+fn reads_mem_available_and_tasks() {
+    let meminfo = "MemTotal:       16314044 kB\nMemFree:  1 kB\nMemAvailable:    8000000 kB\n";
+    assert_eq!(mem_available(meminfo), Some(8_000_000 * 1024));
+    assert_eq!(mem_available("MemFree: 1 kB\n"), None);
+    assert_eq!(mem_available("MemAvailable: lots kB\n"), None);
+    assert_eq!(
+        mem_available("MemAvailable: 99999999999999999999 kB\n"),
+        None
+    );
+    assert_eq!(loadavg_tasks("0.00 0.01 0.05 3/345 6789\n"), Some(345));
+    assert_eq!(loadavg_tasks("garbage"), None);
+}
+
+#[test]
+fn refuses_beyond_mem_available() {
+    let limits = HostLimits {
+        mem_available: Some(100 * MIB),
+        ..HostLimits::default()
+    };
+    assert!(check_memory("x", 100 * MIB, &limits).is_ok());
+    let e = check_memory("the lab's objects", 100 * MIB + 1, &limits).unwrap_err();
+    assert!(e.contains("MemAvailable is 100 MiB"), "{e}");
+    assert!(e.contains("--force"), "{e}");
+    assert!(check_memory("x", u64::MAX, &HostLimits::default()).is_ok());
+    // Every object counts, in whole pages.
+    let mut o = opts(MIB);
+    o.sysv = Some(MIB);
+    o.tmpfs = Some((PathBuf::from("/x"), 1));
+    assert_eq!(Plan::new(&o, 4096).unwrap().total_bytes(), 2 * MIB + 4096);
+}
+
+#[test]
+fn refuses_more_workers_than_the_host_allows() {
+    let limits = HostLimits {
+        pid_max: Some(1000),
+        threads_max: Some(5000),
+        tasks: Some(400),
+        nproc: None,
+        mem_available: None,
+    };
+    assert!(check_workers(598, &limits).is_ok());
+    let e = check_workers(599, &limits).unwrap_err();
+    assert!(e.contains("room for 598 more"), "{e}");
+    assert!(
+        e.contains("kernel.pid_max is 1000 with 400 tasks running"),
+        "{e}"
+    );
+    let e = check_workers(
+        100,
+        &HostLimits {
+            nproc: Some(50),
+            ..limits
+        },
+    )
+    .unwrap_err();
+    assert!(e.contains("ulimit -u is 50"), "{e}");
+    assert!(check_workers(u32::MAX, &HostLimits::default()).is_ok());
 }

@@ -12,6 +12,7 @@ pub mod lab;
 pub mod model;
 pub mod record;
 pub mod render;
+pub mod schema;
 pub mod show;
 pub mod signals;
 pub mod size;

@@ -10,7 +10,9 @@ pub type Pid = i32;
 
 /// The kinds of shared memory shmwho knows. Adding a kind means one collector branch and one
 /// variant here; the views pick it up through `as_str`.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Serialize, serde::Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     /// `mmap(MAP_SHARED|MAP_ANONYMOUS)`: `/dev/zero (deleted)` or `[anon_shmem]` in maps.
@@ -115,7 +117,9 @@ impl SysvSegment {
 }
 
 /// Why a figure is an estimate rather than a measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EstimateReason {
     /// `stat` of `/proc/PID/map_files` needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (plus
@@ -202,7 +206,7 @@ pub struct Process {
 }
 
 /// Which cgroup hierarchy holds the memory controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupVersion {
     V1,

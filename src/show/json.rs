@@ -7,8 +7,9 @@ use crate::account::{self, Policy};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::Method;
 use crate::model::{Pid, Snapshot, Via};
-use crate::render::json::{object_doc, ObjectDoc, SCHEMA};
+use crate::render::json::{object_doc, SCHEMA};
 use crate::render::object_id;
+use crate::schema::ObjectDoc;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -18,7 +19,7 @@ struct ObjectShowDoc<'a> {
     /// The object's size in pages.
     pages: u64,
     /// As in the objects view.
-    object: ObjectDoc<'a>,
+    object: ObjectDoc,
     /// How residency was read; null when it could not be.
     residency_method: Option<Method>,
     /// Why the ranges below are null.
@@ -153,7 +154,7 @@ struct Charged {
 
 #[derive(Serialize)]
 struct ProcObjectDoc<'a> {
-    object: ObjectDoc<'a>,
+    object: ObjectDoc,
     /// This process's holders of the object (mappings and fds); empty when it only owns it.
     holds: Vec<HolderShowDoc<'a>>,
     /// Bytes of the object in this process's page tables.

@@ -1,0 +1,220 @@
+//! `shmwho record FILE` and `shmwho diff A B`: what grew overnight.
+//!
+//! A record is the objects and procs JSON documents of one scan in one file (format in
+//! docs/json.md), written atomically. `diff` matches objects by identity (kind, device, inode or
+//! shmid, namespace) and processes by pid and command, and reports what appeared, disappeared,
+//! grew or shrank.
+//!
+//! The documents are the [`crate::schema`] types: `record` writes them, `diff` reads them back
+//! ([`load`]), compares them ([`diff::compare`], pure) and prints ([`text`]).
+
+pub mod diff;
+#[cfg(test)]
+mod tests;
+pub mod text;
+
+use crate::account::{self, Policy};
+use crate::collect::{self, Options};
+use crate::render::{self, ObjectFilter, ProcFilter};
+use crate::schema::{ObjectsDoc, RecordDoc, SCHEMA};
+use crate::size::parse_size;
+use anyhow::{bail, Context as _};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub use crate::schema::RECORD_SCHEMA;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+The file holds {\"schema\":1,\"recorded_at\":...,\"objects\":<shmwho --json>,\"procs\":<shmwho procs --json>}
+(docs/json.md). It is written to a temporary file in the same directory and renamed, so a reader
+never sees half a record.
+
+Examples:
+  sudo shmwho record /var/tmp/shm-evening.json
+  sudo shmwho record /var/tmp/shm-morning.json
+  shmwho diff /var/tmp/shm-evening.json /var/tmp/shm-morning.json
+  sudo shmwho record - | jq '.objects.meminfo_shmem_bytes'")]
+pub struct RecordArgs {
+    /// Where to write the snapshot (`-` for stdout)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Charging policy of the per-process figures (see `shmwho procs --help`)
+    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    pub charge: Policy,
+    /// Read procfs from this directory instead of /proc
+    #[arg(long, hide = true, default_value = "/proc")]
+    pub proc_root: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Objects are matched by identity (kind, device and inode, or SysV shmid and IPC namespace),
+processes by pid and command. An object grew or shrank when its resident plus swapped bytes
+changed; a process is listed when its charged shared memory changed.
+
+Examples:
+  shmwho diff before.json after.json
+  shmwho diff before.json after.json --min-change 1M
+  shmwho diff before.json after.json --json | jq '.objects[] | select(.change == \"grew\")'")]
+pub struct DiffArgs {
+    /// The earlier record
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// The later record
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// Leave out changes smaller than SIZE (e.g. 1M)
+    #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
+    pub min_change: u64,
+    /// Print JSON (docs/json.md); always in bytes
+    #[arg(long)]
+    pub json: bool,
+    /// Print exact byte counts instead of KiB/MiB/GiB
+    #[arg(long)]
+    pub bytes: bool,
+}
+
+/// `shmwho record FILE`: one scan, written atomically.
+pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let snap = collect::collect(&Options {
+        proc_root: args.proc_root.clone(),
+        smaps: args.charge.needs_smaps(),
+        cgroups: true,
+    })?;
+    let acc = account::account(&snap, args.charge);
+    let doc = record_doc(
+        &acc,
+        std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        &rustix::system::uname().nodename().to_string_lossy(),
+    );
+    let mut text = serde_json::to_string_pretty(&doc)?;
+    text.push('\n');
+    if args.file.as_os_str() == "-" {
+        out.write_all(text.as_bytes())?;
+        return Ok(());
+    }
+    write_atomic(&args.file, text.as_bytes(), 0o644)
+}
+
+/// The record document of one accounted scan.
+pub fn record_doc(acc: &account::Accounted<'_>, recorded_at: u64, hostname: &str) -> RecordDoc {
+    let procs = render::json::procs_doc(
+        acc,
+        &ProcFilter {
+            pids: Vec::new(),
+            user: None,
+            comm: None,
+            by: None,
+            sort: crate::cli::ProcSort::Pid,
+            top: None,
+            pss: acc.snapshot.with_smaps,
+            exact: None,
+        },
+    );
+    RecordDoc {
+        schema: RECORD_SCHEMA,
+        recorded_at: Some(recorded_at),
+        hostname: Some(hostname.to_string()),
+        charge: Some(acc.policy.as_str().to_string()),
+        objects: render::json::objects_doc(acc, &ObjectFilter::default()),
+        procs: Some(procs),
+    }
+}
+
+/// Writes `path` through a temporary file in the same directory and a rename, so readers see
+/// the old content or the new, never a part.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = path
+        .file_name()
+        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    // A dot name that does not end in `.prom`: node_exporter's textfile collector skips it.
+    let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
+    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Reads a record, or a plain `shmwho --json` objects document (as a record without
+/// processes, time or host).
+pub fn load(path: &Path) -> anyhow::Result<RecordDoc> {
+    let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let is_record = value.get("objects").is_some_and(|o| o.is_object());
+    let loaded = if is_record {
+        let schema = value.get("schema").and_then(|s| s.as_u64());
+        if schema != Some(u64::from(RECORD_SCHEMA)) {
+            bail!(
+                "{}: record schema {} is not supported (this shmwho reads {RECORD_SCHEMA})",
+                path.display(),
+                schema.map_or("(none)".to_string(), |s| s.to_string())
+            );
+        }
+        serde_json::from_value::<RecordDoc>(value)
+            .with_context(|| format!("{}: not a shmwho record", path.display()))?
+    } else {
+        let objects: ObjectsDoc = serde_json::from_value(value).with_context(|| {
+            format!(
+                "{}: neither a shmwho record nor `shmwho --json` output",
+                path.display()
+            )
+        })?;
+        RecordDoc {
+            schema: RECORD_SCHEMA,
+            recorded_at: None,
+            hostname: None,
+            charge: None,
+            objects,
+            procs: None,
+        }
+    };
+    if loaded.objects.schema != SCHEMA {
+        bail!(
+            "{}: objects schema {} is not supported (this shmwho reads {SCHEMA})",
+            path.display(),
+            loaded.objects.schema,
+        );
+    }
+    Ok(loaded)
+}
+
+/// `shmwho diff A B`: reads both, compares, prints.
+pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let a = load(&args.a)?;
+    let b = load(&args.b)?;
+    let doc = diff::compare(
+        &a,
+        &args.a.display().to_string(),
+        &b,
+        &args.b.display().to_string(),
+        args.min_change,
+    );
+    let text = if args.json {
+        let mut s = serde_json::to_string_pretty(&doc)?;
+        s.push('\n');
+        s
+    } else {
+        text::table(&doc, args.bytes)
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}

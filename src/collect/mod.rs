@@ -4,6 +4,7 @@
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
 pub mod cgroup;
+pub mod drill;
 pub mod maps;
 pub mod measure;
 pub mod meminfo;

@@ -1,23 +1,24 @@
 //! `shmwho show`: one object page by page, or one process with everything it maps, holds, owns
 //! and is charged.
 //!
-//! The scan is the objects view's (no smaps); then only what the answer needs is read: the
-//! object's residency from the object itself, and each holder's pagemap over its mapping of
-//! the object (`object.rs`). Text in `text.rs` with the picture from `picture.rs`, JSON in
-//! `json.rs`, the process page in `process.rs`, the argument in `target.rs`.
+//! The pipeline of the other views, with a drill-down: the scan is the objects view's (no
+//! smaps); then only what the answer needs is read (`collect::drill`: the object's residency
+//! from the object itself, each holder's pagemap over its mapping of the object); the PSS and
+//! orphaned pages are worked out and the snapshot accounted (`account::show`); rendering last:
+//! text in `text.rs` with the picture from `picture.rs`, JSON in `json.rs`. The argument is
+//! parsed and resolved in `target.rs`.
 
 pub mod json;
-pub mod object;
 pub mod picture;
-pub mod process;
 pub mod target;
 pub mod text;
 
 #[cfg(test)]
 mod tests;
 
-use crate::account::Policy;
-use crate::collect::{self, measure, Options};
+use crate::account::show::{self as drill_view, ObjectView};
+use crate::account::{self, Policy};
+use crate::collect::{self, drill, measure, Options};
 use crate::model::{Object, ObjectId, ObjectKind, Snapshot};
 use anyhow::anyhow;
 use std::path::Path;
@@ -63,6 +64,7 @@ pub struct ShowArgs {
     pub output: crate::cli::OutputArgs,
 }
 
+/// `shmwho show OBJECT|pid:N`.
 pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
     let proc_root = args.output.proc_root.clone();
@@ -82,20 +84,31 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     };
     let text = match found {
         target::Found::Object(i) => {
-            let view = object::analyse(&snap, &proc_root, i);
+            let view = drill_view::object_view(&snap, drill::object(&snap, &proc_root, i));
+            drill_view::fill_pss(&mut snap, &view);
+            let acc = account::account(&snap, args.charge);
             if args.output.json {
-                json::object(&snap, &view, args.charge)
+                json::object(&acc, &view)
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                text::object(&snap, &view, args.charge, width, &ro)
+                text::object(&acc, &view, width, &ro)
             }
         }
         target::Found::Process(pid) => {
-            let view = process::analyse(&snap, &proc_root, pid);
+            let wanted = drill_view::process_objects(&account::account(&snap, Policy::Owner), pid);
+            let views: Vec<ObjectView> = wanted
+                .into_iter()
+                .map(|i| drill_view::object_view(&snap, drill::object(&snap, &proc_root, i)))
+                .collect();
+            for v in &views {
+                drill_view::fill_pss(&mut snap, v);
+            }
+            let view = drill_view::process_view(&snap, pid, views);
+            let acc = account::account(&snap, Policy::Owner);
             if args.output.json {
-                json::process(&snap, &view)
+                json::process(&acc, &view)
             } else {
-                text::process(&snap, &view, &ro)
+                text::process(&acc, &view, &ro)
             }
         }
     };

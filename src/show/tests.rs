@@ -1,11 +1,11 @@
 //! Snapshot tests of `show`'s text and JSON on fixed, hand-built snapshots and views: they
 //! guard the renderers while the drill-down moves into the pipeline.
 
-use super::object::{HolderView, ObjectView};
-use super::process::{ProcObject, ProcessView};
 use super::{json, text};
+use crate::account::show::{fill_pss, object_view, process_objects, process_view, ObjectView};
 use crate::account::tests::{object, process, snapshot};
-use crate::account::Policy;
+use crate::account::{account, Policy};
+use crate::collect::drill::{Drill, HolderPages};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::{Method, Residency};
 use crate::model::{Holder, ObjectKind, Snapshot, Via};
@@ -62,14 +62,10 @@ fn fixture() -> (Snapshot, ObjectView) {
         p.rss_shmem_bytes = 8 * PAGE;
     }
     let snap = snapshot(procs, vec![o, object(8, 2 * PAGE, &[11])]);
-    let c1 = r(&[(0, 4)]);
-    let c2 = r(&[(0, 8)]);
-    let pss = super::object::pss_bytes(&[Some(&c1), Some(&c2)], PAGE);
-    let view = ObjectView {
+    // What the drill-down read: child 10 has the first quarter in its page tables, 11 the
+    // first half, 12 holds an fd, 13's pagemap was denied.
+    let drill = Drill {
         index: 0,
-        page_size: PAGE,
-        pages: 16,
-        swap_in_use: false,
         residency: Ok(Residency {
             size_bytes: 16 * PAGE,
             resident: r(&[(0, 12)]),
@@ -77,29 +73,18 @@ fn fixture() -> (Snapshot, ObjectView) {
             method: Method::Mincore,
         }),
         holders: vec![
-            HolderView {
-                mapped: Some(c1),
-                pss_bytes: pss[0],
-                unread: None,
-            },
-            HolderView {
-                mapped: Some(c2),
-                pss_bytes: pss[1],
-                unread: None,
-            },
-            HolderView {
-                mapped: None,
-                pss_bytes: None,
-                unread: None,
-            },
-            HolderView {
-                mapped: None,
-                pss_bytes: None,
-                unread: Some(Unread::Denied),
-            },
+            HolderPages::Mapped(r(&[(0, 4)])),
+            HolderPages::Mapped(r(&[(0, 8)])),
+            HolderPages::Fd,
+            HolderPages::Unread(Unread::Denied),
         ],
-        orphaned: Some(r(&[(8, 4)])),
     };
+    let view = object_view(&snap, drill);
+    assert_eq!(
+        view.orphaned,
+        Some(r(&[(8, 4)])),
+        "resident pages nobody maps"
+    );
     (snap, view)
 }
 
@@ -107,44 +92,46 @@ fn ro(bytes: bool) -> RenderOptions {
     RenderOptions { bytes, euid: 0 }
 }
 
-fn process_view(snap: &Snapshot, view: &ObjectView) -> ProcessView {
-    let other = ObjectView {
-        index: 1,
-        page_size: PAGE,
-        pages: 4,
-        swap_in_use: false,
-        residency: Err("no handle reaches the object from here (another mount namespace?)".into()),
-        holders: vec![HolderView {
-            mapped: Some(r(&[(0, 2)])),
-            pss_bytes: Some(2 * PAGE),
-            unread: None,
-        }],
-        orphaned: None,
-    };
-    let _ = snap;
-    ProcessView {
-        pid: 11,
-        objects: vec![
-            ProcObject {
-                view: view.clone(),
-                held: vec![1],
-                mapped_bytes: Some(8 * PAGE),
-                pss_bytes: view.holders[1].pss_bytes,
-                owned: false,
-            },
-            ProcObject {
-                view: other,
-                held: vec![0],
-                mapped_bytes: Some(2 * PAGE),
-                pss_bytes: Some(2 * PAGE),
-                owned: true,
-            },
-        ],
-        charged: vec![
-            (Policy::Owner, 2 * PAGE),
-            (Policy::Split, 6 * PAGE),
-            (Policy::Touched, 8 * PAGE),
-        ],
+/// The process page of 11, which maps the memfd and owns object 8 (its only holder), whose
+/// residency could not be read.
+fn process_page(mut snap: Snapshot, view: ObjectView) -> String {
+    let wanted = process_objects(&account(&snap, Policy::Owner), 11);
+    assert_eq!(wanted, vec![0, 1]);
+    let other = object_view(
+        &snap,
+        Drill {
+            index: 1,
+            residency: Err(
+                "no handle reaches the object from here (another mount namespace?)".into(),
+            ),
+            holders: vec![HolderPages::Mapped(r(&[(0, 2)]))],
+        },
+    );
+    let views = vec![view, other];
+    for v in &views {
+        fill_pss(&mut snap, v);
+    }
+    let pv = process_view(&snap, 11, views);
+    let acc = account(&snap, Policy::Owner);
+    text::process(&acc, &pv, &ro(false)) + "\n" + &json::process(&acc, &pv)
+}
+
+/// Renders the object page under `policy`, the way `show` does: PSS into the snapshot, then
+/// one accounting.
+fn object_page(
+    mut snap: Snapshot,
+    view: &ObjectView,
+    policy: Policy,
+    json: bool,
+    width: usize,
+    bytes: bool,
+) -> String {
+    fill_pss(&mut snap, view);
+    let acc = account(&snap, policy);
+    if json {
+        json::object(&acc, view)
+    } else {
+        text::object(&acc, view, width, &ro(bytes))
     }
 }
 
@@ -153,18 +140,21 @@ fn object_text() {
     let (snap, view) = fixture();
     insta::assert_snapshot!(
         "object_text",
-        text::object(&snap, &view, Policy::Owner, 72, &ro(false))
+        object_page(snap.clone(), &view, Policy::Owner, false, 72, false)
     );
     insta::assert_snapshot!(
         "object_text_bytes_split",
-        text::object(&snap, &view, Policy::Split, 40, &ro(true))
+        object_page(snap, &view, Policy::Split, false, 40, true)
     );
 }
 
 #[test]
 fn object_json() {
     let (snap, view) = fixture();
-    insta::assert_snapshot!("object_json", json::object(&snap, &view, Policy::Touched));
+    insta::assert_snapshot!(
+        "object_json",
+        object_page(snap, &view, Policy::Touched, true, 0, false)
+    );
 }
 
 #[test]
@@ -176,18 +166,16 @@ fn object_without_residency() {
     view.orphaned = None;
     insta::assert_snapshot!(
         "object_text_no_residency",
-        text::object(&snap, &view, Policy::Owner, 60, &ro(false))
+        object_page(snap.clone(), &view, Policy::Owner, false, 60, false)
     );
     insta::assert_snapshot!(
         "object_json_no_residency",
-        json::object(&snap, &view, Policy::Owner)
+        object_page(snap, &view, Policy::Owner, true, 0, false)
     );
 }
 
 #[test]
 fn process_text_and_json() {
     let (snap, view) = fixture();
-    let pv = process_view(&snap, &view);
-    insta::assert_snapshot!("process_text", text::process(&snap, &pv, &ro(false)));
-    insta::assert_snapshot!("process_json", json::process(&snap, &pv));
+    insta::assert_snapshot!("process_page", process_page(snap, view));
 }

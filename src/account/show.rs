@@ -26,9 +26,11 @@ pub struct HolderView {
 pub struct ObjectView {
     /// Index in `snapshot.objects`.
     pub index: usize,
+    /// Page size in bytes.
     pub page_size: u64,
     /// Size in pages (rounded up).
     pub pages: u64,
+    /// Swap is in use on the host (residency alone cannot tell resident from swapped).
     pub swap_in_use: bool,
     /// Resident and swapped pages, or why they could not be had.
     pub residency: Result<Residency, String>,

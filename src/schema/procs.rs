@@ -4,13 +4,19 @@
 use crate::model::{CgroupVersion, Pid};
 use serde::{Deserialize, Serialize};
 
+/// `shmwho procs --json`: every process and what it is charged.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ProcsDoc {
+    /// Version of the document (1).
     pub schema: u32,
+    /// Charging policy of the figures.
     pub charge: String,
+    /// smaps was read: PSS and USS are present.
     #[serde(default)]
     pub pss: bool,
+    /// The processes.
     pub processes: Vec<ProcDoc>,
+    /// The groups, with `--by`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub groups: Option<Vec<ProcDoc>>,
@@ -20,51 +26,70 @@ pub struct ProcsDoc {
     /// Sum of all charges: with unheld_bytes, equals objects_resident_bytes.
     #[serde(default)]
     pub charged_bytes: u64,
+    /// Resident bytes of all objects.
     #[serde(default)]
     pub objects_resident_bytes: u64,
+    /// Processes that exited during the scan (skipped).
     #[serde(default)]
     pub vanished_processes: u32,
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub cgroups: Option<Vec<CgroupDoc>>,
+    /// How to read the cgroup figures.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub cgroups_note: Option<String>,
 }
 
+/// One process, or one group of processes with `--by`.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ProcDoc {
+    /// Process id (a `--by tree` group: its root's).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub pid: Option<Pid>,
+    /// Parent process id.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub ppid: Option<Pid>,
+    /// Command.
     pub comm: String,
+    /// User name.
     #[serde(default)]
     pub user: String,
+    /// Processes in the group.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub processes: Option<u32>,
+    /// `VmRSS` of /proc/PID/status.
     #[serde(default)]
     pub rss_bytes: u64,
+    /// `RssAnon` of /proc/PID/status.
     #[serde(default)]
     pub rss_anon_bytes: u64,
+    /// `RssFile`.
     #[serde(default)]
     pub rss_file_bytes: u64,
+    /// `RssShmem`.
     #[serde(default)]
     pub rss_shmem_bytes: u64,
+    /// `VmSwap`.
     #[serde(default)]
     pub swap_bytes: u64,
+    /// Shared memory charged under the document's policy.
     pub shared_charged_bytes: u64,
+    /// Private plus charged shared memory.
     #[serde(default)]
     pub total_bytes: u64,
+    /// Objects it owns.
     #[serde(default)]
     pub owned_objects: u32,
+    /// Proportional set size (smaps), when read.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub pss_bytes: Option<u64>,
+    /// Unique set size (smaps), when read.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub uss_bytes: Option<u64>,

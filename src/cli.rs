@@ -60,6 +60,20 @@ pub enum Command {
     Diff(crate::record::DiffArgs),
     /// Create shared memory of known size on this host, to see the problem and the answer
     Lab(LabArgs),
+    /// The lab's watcher, started by `lab` itself (not for people)
+    #[command(hide = true)]
+    LabWatcher(LabWatcherArgs),
+}
+
+/// Inherited descriptors of the lab's watcher.
+#[derive(Args, Debug)]
+pub struct LabWatcherArgs {
+    /// pidfd of the lab master
+    #[arg(long)]
+    pub pidfd: i32,
+    /// Read end of the master's pipe of records
+    #[arg(long)]
+    pub rx: i32,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -303,6 +317,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Some(Command::Record(a)) => crate::record::record(a, out),
         Some(Command::Diff(a)) => crate::record::diff(a, out),
         Some(Command::Lab(a)) => lab_cmd(a),
+        Some(Command::LabWatcher(a)) => lab::watch(a.pidfd, a.rx),
     }
 }
 

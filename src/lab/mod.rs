@@ -33,6 +33,7 @@ use children::*;
 use plan::*;
 use report::*;
 use resources::*;
+pub use watcher::watch;
 use watcher::Watcher;
 
 use crate::signals::{self, StopFlag};

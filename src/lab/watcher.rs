@@ -4,8 +4,10 @@
 //! SIGKILL, the OOM killer), the watcher removes them. SysV segments and tmpfs files outlive
 //! processes, so without it a killed lab leaks memory until reboot.
 //!
-//! Like the experiment's children, the watcher runs only async-signal-safe code after the fork:
-//! fixed-size records read into a stack array, raw syscalls, `_exit`.
+//! The watcher is a grandchild of the master (its parent exits at once, so it is in no tree of
+//! the lab's) and execs `shmwho lab-watcher`, so it shares no page with the master: the lab's
+//! processes and their memory look as they did before there was a watcher. Between fork and
+//! exec it runs only async-signal-safe code.
 
 use super::*;
 
@@ -27,7 +29,6 @@ const MAX_RECORDS: usize = 8;
 
 /// The master's handle on its watcher.
 pub(super) struct Watcher {
-    pid: libc::pid_t,
     tx: Option<OwnedFd>,
 }
 
@@ -41,16 +42,40 @@ impl Watcher {
         )
         .map_err(|e| anyhow!("pidfd_open of the lab master: {}", describe(e)))?;
         let (rx, tx) = pipe()?;
+        // Everything exec needs, built before the fork: the child may not allocate.
+        let exe = c"/proc/self/exe";
+        let args: Vec<std::ffi::CString> = [
+            "shmwho".to_string(),
+            "lab-watcher".to_string(),
+            "--pidfd".to_string(),
+            pidfd.as_raw_fd().to_string(),
+            "--rx".to_string(),
+            rx.as_raw_fd().to_string(),
+        ]
+        .into_iter()
+        .map(|a| std::ffi::CString::new(a).expect("no NUL"))
+        .collect();
+        let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        argv.push(ptr::null());
         let job = WatchJob {
             pidfd: pidfd.as_raw_fd(),
             rx: rx.as_raw_fd(),
             tx: tx.as_raw_fd(),
+            exe: exe.as_ptr(),
+            argv: argv.as_ptr(),
         };
-        // SAFETY: watch uses only async-signal-safe calls and never returns; the fds in the
-        // job exist in the child (fork copies the fd table).
-        let pid = unsafe { fork_child(watch, &job) }
+        // SAFETY: detach_and_watch uses only async-signal-safe calls and never returns; the fds
+        // in the job exist in the child (fork copies the fd table).
+        let pid = unsafe { fork_child(detach_and_watch, &job) }
             .map_err(|e| anyhow!("fork of the lab's watcher: {}", describe(e)))?;
-        Ok(Watcher { pid, tx: Some(tx) })
+        let status = wait_for(pid).map_err(|e| anyhow!("waitpid {pid}: {}", describe(e)))?;
+        if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+            bail!(
+                "fork of the lab's watcher failed ({})",
+                describe_status(status)
+            );
+        }
+        Ok(Watcher { tx: Some(tx) })
     }
 
     fn send(&self, kind: u8, a: u64, b: u64, path: &[u8]) -> Result<()> {
@@ -77,15 +102,13 @@ impl Watcher {
         self.send(KIND_FILE, st.st_dev, st.st_ino, path.as_os_str().as_bytes())
     }
 
-    /// The master cleaned up: the watcher exits without acting, and is reaped.
+    /// The master cleaned up: the watcher exits without acting.
     pub(super) fn done(&mut self) {
-        if self.tx.is_none() {
-            return;
+        if self.tx.is_some() {
+            // Failing means the watcher is gone already (killed by someone): nothing to tell.
+            let _ = self.send(KIND_DONE, 0, 0, b"");
+            self.tx = None;
         }
-        // Failing means the watcher is gone already (killed by someone): reap it all the same.
-        let _ = self.send(KIND_DONE, 0, 0, b"");
-        self.tx = None;
-        let _ = wait_for(self.pid);
     }
 }
 
@@ -117,18 +140,38 @@ struct WatchJob {
     pidfd: RawFd,
     rx: RawFd,
     tx: RawFd,
+    /// NUL-terminated path of this program.
+    exe: *const libc::c_char,
+    /// NULL-terminated argument vector for `shmwho lab-watcher`.
+    argv: *const *const libc::c_char,
 }
 
-/// The watcher's life: wait for the master to exit, then remove what it was told about unless
-/// told the master did.
+/// The intermediate child: forks the watcher and exits, so the watcher is reparented away
+/// from the master's tree. Exit status 0 when the watcher started.
 ///
 /// # Safety
 /// Only for the child side of `fork`: runs async-signal-safe code and never returns.
-unsafe fn watch(job: &WatchJob) -> ! {
+unsafe fn detach_and_watch(job: &WatchJob) -> ! {
+    // SAFETY: fork in a single-threaded child; the grandchild runs only exec_watcher(), which
+    // is async-signal-safe and never returns.
+    match unsafe { libc::fork() } {
+        -1 => child_exit(EXIT_FAILED),
+        // SAFETY: as above.
+        0 => unsafe { exec_watcher(job) },
+        _ => child_exit(0),
+    }
+}
+
+/// The grandchild: leaves the lab's process group, ignores the signals that end the lab,
+/// lets go of the caller's stdio, and execs `shmwho lab-watcher` with the pidfd and the pipe.
+///
+/// # Safety
+/// Only for the child side of `fork`: runs async-signal-safe code and never returns.
+unsafe fn exec_watcher(job: &WatchJob) -> ! {
     // Its own process group: a Ctrl-C or a kill of the lab's group must not take the watcher
-    // with the master. The signals that end the lab are ignored for the same reason.
-    // SAFETY: setpgid, signal, close, open and dup2 take integers or a literal C string and
-    // act on this process only; all are async-signal-safe.
+    // with the master. SIG_IGN survives exec.
+    // SAFETY: setpgid, signal, close, open, dup2, fcntl and execv take integers, pointers
+    // prepared before the fork, or a literal C string; all are async-signal-safe.
     unsafe {
         libc::setpgid(0, 0);
         for sig in signals::TERMINAL {
@@ -146,19 +189,29 @@ unsafe fn watch(job: &WatchJob) -> ! {
                 libc::close(null);
             }
         }
+        // The two descriptors the watcher needs survive exec; every other one is CLOEXEC.
+        libc::fcntl(job.pidfd, libc::F_SETFD, 0);
+        libc::fcntl(job.rx, libc::F_SETFD, 0);
+        libc::execv(job.exe, job.argv);
     }
+    child_exit(EXIT_FAILED)
+}
+
+/// `shmwho lab-watcher`: waits for the master to exit, then removes what it was told about,
+/// unless told the master did.
+pub fn watch(pidfd: RawFd, rx: RawFd) -> Result<()> {
     let mut records = [[0u8; REC_LEN]; MAX_RECORDS];
     let mut count = 0;
     let mut rx_open = true;
     loop {
         let mut fds = [
             libc::pollfd {
-                fd: job.pidfd,
+                fd: pidfd,
                 events: libc::POLLIN,
                 revents: 0,
             },
             libc::pollfd {
-                fd: if rx_open { job.rx } else { -1 },
+                fd: if rx_open { rx } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -169,11 +222,11 @@ unsafe fn watch(job: &WatchJob) -> ! {
             if errno() == libc::EINTR {
                 continue;
             }
-            child_exit(EXIT_FAILED);
+            bail!("poll: {}", last_error());
         }
         if fds[1].revents != 0 {
-            match read_record(job.rx, &mut records, &mut count) {
-                Read::Done => child_exit(0),
+            match read_record(rx, &mut records, &mut count) {
+                Read::Done => return Ok(()),
                 Read::Eof => rx_open = false,
                 Read::Record | Read::Nothing => {}
             }
@@ -184,11 +237,11 @@ unsafe fn watch(job: &WatchJob) -> ! {
     }
     // The master is gone: take what it wrote before dying, then clean up.
     if rx_open {
-        // SAFETY: fcntl on our own read end; async-signal-safe.
-        unsafe { libc::fcntl(job.rx, libc::F_SETFL, libc::O_NONBLOCK) };
+        // SAFETY: fcntl on the inherited read end.
+        unsafe { libc::fcntl(rx, libc::F_SETFL, libc::O_NONBLOCK) };
         loop {
-            match read_record(job.rx, &mut records, &mut count) {
-                Read::Done => child_exit(0),
+            match read_record(rx, &mut records, &mut count) {
+                Read::Done => return Ok(()),
                 Read::Record => {}
                 Read::Eof | Read::Nothing => break,
             }
@@ -197,7 +250,7 @@ unsafe fn watch(job: &WatchJob) -> ! {
     for rec in &records[..count] {
         remove(rec);
     }
-    child_exit(0)
+    Ok(())
 }
 
 enum Read {

@@ -58,20 +58,50 @@ impl Residency {
 /// Pages per `mincore` call: bounds the vector at 64 KiB whatever the object's size.
 const MINCORE_WINDOW: u64 = 64 * 1024;
 
+/// Why an object's residency could not be read through one handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResidencyError {
+    /// A system call failed (EPERM/EACCES: no right to open it; ENOENT: the holder is gone).
+    Sys(Errno),
+    /// The handle now names another file (pid or fd number reused).
+    Replaced,
+    /// Only data extents could be read (mincore would not answer truthfully), and with swap in
+    /// use those include swapped pages: no resident/swapped split.
+    NoSplit,
+}
+
+impl From<Errno> for ResidencyError {
+    fn from(e: Errno) -> Self {
+        ResidencyError::Sys(e)
+    }
+}
+
+impl ResidencyError {
+    /// Opening the handle was refused.
+    pub fn denied(self) -> bool {
+        matches!(self, ResidencyError::Sys(Errno::PERM | Errno::ACCESS))
+    }
+}
+
+impl std::fmt::Display for ResidencyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResidencyError::Sys(e) => write!(f, "{e}"),
+            ResidencyError::Replaced => f.write_str("the handle names another file now"),
+            ResidencyError::NoSplit => f.write_str("no resident/swapped split"),
+        }
+    }
+}
+
 /// Opens the object behind `path` (an fd link, a map_files link or a path) read-only and
-/// returns its residency. `expect` is (dev, inode): a handle that now names another file
-/// answers ENOENT.
+/// returns its residency. `expect` is (dev, inode), checked against the opened file.
 pub fn object_residency(
     path: &Path,
     expect: (u64, u64),
     page_size: u64,
     swap_in_use: bool,
-) -> Result<Residency, Errno> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let st = rustix::fs::fstat(&fd)?;
-    if (st.st_dev, st.st_ino) != expect {
-        return Err(Errno::NOENT);
-    }
+) -> Result<Residency, ResidencyError> {
+    let (fd, st) = open_object(path, expect)?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if !mincore_truthful(st.st_uid) {
         let data = data_extents(&fd, size, page_size)?;
@@ -101,14 +131,60 @@ pub fn object_residency(
     })
 }
 
+/// Opens the shared-memory object behind `path` (another process's `/proc/PID/fd/N` or
+/// `/proc/PID/map_files/RANGE` link, or a path) read-only, in a way that cannot block: the
+/// link's target may be swapped for a FIFO with no writer between the scan and this open, and
+/// a plain `open` of that waits for a writer forever. So: an `O_PATH` descriptor (which never
+/// runs the file's open), `fstat`, and only a regular file on a shared-memory filesystem
+/// (tmpfs/shmem, hugetlbfs, or ramfs where shmem is built without swap) with the device and
+/// inode the scan saw is reopened, through our own `/proc/self/fd/N` of that descriptor, with
+/// `O_NONBLOCK`. That magic link is ours and pinned to the checked inode, so following it
+/// (which `O_NOFOLLOW` would refuse with ELOOP) reaches nothing else. Anything else is
+/// [`ResidencyError::Replaced`]: the handle names another file now.
+pub fn open_object(
+    path: &Path,
+    expect: (u64, u64),
+) -> Result<(OwnedFd, rustix::fs::Stat), ResidencyError> {
+    // From the kernel's include/uapi/linux/magic.h.
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let pinned = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let st = rustix::fs::fstat(&pinned)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        || (st.st_dev, st.st_ino) != expect
+    {
+        return Err(ResidencyError::Replaced);
+    }
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let fs_type = rustix::fs::fstatfs(&pinned)?.f_type as u64;
+    if ![TMPFS_MAGIC, HUGETLBFS_MAGIC, RAMFS_MAGIC].contains(&fs_type) {
+        return Err(ResidencyError::Replaced);
+    }
+    let fd = rustix::fs::open(
+        format!("/proc/self/fd/{}", pinned.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if (st.st_dev, st.st_ino) != expect {
+        return Err(ResidencyError::Replaced);
+    }
+    Ok((fd, st))
+}
+
 /// Resident bytes of the object behind `path`, for the objects view's swap split: pages in RAM
 /// by mincore on a never-touched read-only mapping, swap-cache pages not counted when
 /// cachestat can tell them.
-pub fn resident_bytes(path: &Path, expect: (u64, u64), page_size: u64) -> Result<u64, Errno> {
+pub fn resident_bytes(
+    path: &Path,
+    expect: (u64, u64),
+    page_size: u64,
+) -> Result<u64, ResidencyError> {
     let r = object_residency(path, expect, page_size, true)?;
     if r.method == Method::SeekData {
-        // Extents include swap: no split to be had.
-        return Err(Errno::ACCESS);
+        return Err(ResidencyError::NoSplit);
     }
     Ok(r.resident.pages() * page_size)
 }
@@ -357,6 +433,36 @@ mod tests {
         }
     }
 
+    /// A FIFO with no writer behind the link answers at once (ENOENT), and so do a
+    /// directory, a file on another filesystem and the link itself.
+    #[test]
+    fn open_object_never_blocks_on_a_fifo() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let st = rustix::fs::stat(&fifo).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            open_object(&fifo, (st.st_dev, st.st_ino)).err(),
+            Some(ResidencyError::Replaced)
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        let d = rustix::fs::stat(dir.path()).unwrap();
+        assert_eq!(
+            open_object(dir.path(), (d.st_dev, d.st_ino)).err(),
+            Some(ResidencyError::Replaced)
+        );
+        let page = rustix::param::page_size() as u64;
+        let fd = memfd(2, page);
+        let st = rustix::fs::fstat(&fd).unwrap();
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let (opened, got) = open_object(Path::new(&link), (st.st_dev, st.st_ino)).unwrap();
+        assert_eq!((got.st_dev, got.st_ino), (st.st_dev, st.st_ino));
+        let flags = rustix::fs::fcntl_getfl(&opened).unwrap();
+        assert!(flags.contains(OFlags::NONBLOCK));
+        assert_eq!(flags & OFlags::RWMODE, OFlags::RDONLY);
+    }
+
     #[test]
     fn object_residency_checks_identity() {
         let page = rustix::param::page_size() as u64;
@@ -370,7 +476,7 @@ mod tests {
         assert_eq!(r.size_bytes, 8 * page);
         assert_eq!(
             object_residency(Path::new(&link), (st.st_dev, st.st_ino + 1), page, false),
-            Err(Errno::NOENT)
+            Err(ResidencyError::Replaced)
         );
     }
 }

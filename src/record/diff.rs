@@ -97,7 +97,7 @@ fn display_name(o: &ObjectDoc) -> String {
         ObjectKind::AnonShared => "(anonymous)".to_string(),
         ObjectKind::Sysv => o
             .key
-            .map(|k| format!("key 0x{:08x}", k as u32))
+            .map(|k| format!("key 0x{:08x}", k.0 as u32))
             .unwrap_or_default(),
         ObjectKind::Memfd => format!("memfd:{}", o.name.as_deref().unwrap_or("")),
         ObjectKind::PosixShm | ObjectKind::Tmpfs => {

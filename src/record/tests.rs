@@ -101,7 +101,7 @@ fn processes_by_pid_and_command() {
 /// one swapped out, and one process's charge moved.
 fn record_pair(dir: &Path) -> (PathBuf, PathBuf) {
     use crate::account::tests::{object, process, snapshot};
-    use crate::model::{ObjectId, ObjectKind};
+    use crate::model::{FileDetail, ObjectDetail, ObjectId};
     let procs = || {
         let mut ps = vec![process(10, 1), process(11, 2), process(12, 3)];
         for p in &mut ps {
@@ -111,17 +111,25 @@ fn record_pair(dir: &Path) -> (PathBuf, PathBuf) {
     };
     let memfd = |resident: u64| {
         let mut o = object(7, resident, &[10, 11]);
-        o.kind = ObjectKind::Memfd;
-        o.name = Some("pool\x1b[31m".into());
+        o.detail = ObjectDetail::Memfd {
+            name: "pool\x1b[31m".into(),
+        };
         o
     };
     let mut gone = object(8, 4096, &[12]);
-    gone.kind = ObjectKind::PosixShm;
-    gone.path = Some("/dev/shm/old".into());
+    gone.detail = ObjectDetail::PosixShm(FileDetail {
+        path: "/dev/shm/old".into(),
+        deleted: false,
+        mount_point: None,
+    });
     let mut a = snapshot(procs(), vec![memfd(16 << 10), gone, object(9, 8192, &[11])]);
     a.meminfo.shmem_bytes = 1 << 20;
     let mut seg = object(32769, 1 << 20, &[12]);
-    seg.kind = ObjectKind::Sysv;
+    seg.detail = ObjectDetail::Sysv {
+        key: None,
+        segment: None,
+        hugetlb: false,
+    };
     seg.id = ObjectId::Sysv {
         ipc_ns: 4026531839,
         shmid: 32769,

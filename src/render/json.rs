@@ -3,7 +3,7 @@
 
 use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
 use crate::account::Accounted;
-use crate::model::{Object, ObjectKind, Pid, Via};
+use crate::model::{Object, ObjectDetail, Pid, Via};
 use crate::schema::{
     ChargeDoc, EstimateDoc, HolderDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc, PidComm, ProcDoc,
     ProcsDoc,
@@ -55,9 +55,9 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             d
         })
         .collect();
-    let is_file = matches!(o.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs);
+    let file = o.file();
     ObjectDoc {
-        kind: o.kind,
+        kind: o.kind(),
         id: object_id(o),
         inode: o.inode,
         dev: o
@@ -66,9 +66,9 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
         size_bytes: o.size_bytes,
         resident_bytes: o.resident_bytes,
         swap_bytes: o.swap_bytes,
-        exact: o.exact,
-        estimate_reason: o.estimate,
-        hugetlb: o.hugetlb,
+        exact: o.is_exact(),
+        estimate_reason: o.accuracy.estimate(),
+        hugetlb: o.hugetlb(),
         holders,
         owner: acc.owners[i].map(|pid| PidComm {
             pid,
@@ -78,33 +78,24 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             .iter()
             .map(|&(pid, bytes)| ChargeDoc { pid, bytes })
             .collect(),
-        shmid: o.sysv.as_ref().map(|s| s.shmid).or(match o.id {
+        shmid: o.sysv().map(|s| s.shmid).or(match o.id {
             crate::model::ObjectId::Sysv { shmid, .. } => Some(shmid),
-            _ => None,
+            crate::model::ObjectId::Inode { .. } => None,
         }),
-        key: o.sysv.as_ref().map(|s| s.key).or_else(|| {
-            (o.kind == ObjectKind::Sysv)
-                .then(|| {
-                    o.name
-                        .as_deref()
-                        .and_then(|k| k.strip_prefix("0x"))
-                        .and_then(|k| u32::from_str_radix(k, 16).ok())
-                        .map(|k| k as i32)
-                })
-                .flatten()
-        }),
-        nattch: o.sysv.as_ref().map(|s| s.nattch),
-        removed: o.sysv.as_ref().map(|s| s.removed()),
-        name: (o.kind == ObjectKind::Memfd)
-            .then(|| o.name.clone())
-            .flatten(),
-        path: is_file
-            .then(|| o.path.as_ref().map(|p| p.to_string_lossy().into_owned()))
-            .flatten(),
-        deleted: is_file.then_some(o.deleted),
-        mount_point: o
-            .mount_point
-            .as_ref()
+        key: o.sysv_key(),
+        nattch: o.sysv().map(|s| s.nattch),
+        removed: o.sysv().map(|s| s.removed()),
+        name: match &o.detail {
+            ObjectDetail::Memfd { name } => Some(name.clone()),
+            ObjectDetail::AnonShared
+            | ObjectDetail::Sysv { .. }
+            | ObjectDetail::PosixShm(_)
+            | ObjectDetail::Tmpfs(_) => None,
+        },
+        path: file.map(|f| f.path.to_string_lossy().into_owned()),
+        deleted: file.map(|f| f.deleted),
+        mount_point: file
+            .and_then(|f| f.mount_point.as_ref())
             .map(|p| p.to_string_lossy().into_owned()),
         namespace: o.foreign_ns,
     }

@@ -5,7 +5,9 @@
 //! Cardinality is bounded whatever the host runs: the `top_objects` largest objects get a series
 //! each and the rest one `id="other"` series per kind; the `top` processes with the largest
 //! charge and the `top` cgroups get a series each and the rest one `other` series.
-//! Label values are escaped by prometheus-client (quotes, backslashes and newlines in names).
+//! Label values are escaped by prometheus-client (quotes, backslashes and newlines in names);
+//! before that, [`terminal_safe`] writes other control characters and bidi overrides as
+//! `\xNN` / `\u{NNNN}`, so a terminal printing a scrape is not driven by a process's names.
 
 use super::{object_id, object_name, select_objects, ObjectFilter};
 use crate::account::cgroup::by_cgroup;
@@ -112,9 +114,36 @@ impl Family {
         self
     }
 
-    fn add(&mut self, labels: Labels, v: Value) {
+    fn add(&mut self, mut labels: Labels, v: Value) {
+        for (_, value) in &mut labels {
+            if let Some(safe) = terminal_safe(value) {
+                *value = safe;
+            }
+        }
         self.samples.push((labels, v));
     }
+}
+
+/// A label value with control characters other than newline (which the formats escape
+/// themselves) written `\xNN`, and the bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069, which reorder what a terminal shows) written `\u{NNNN}`; None when the value
+/// holds none.
+fn terminal_safe(s: &str) -> Option<String> {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(|c| (c.is_control() && c != '\n') || bidi(c)) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if bidi(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// The collect-on-scrape collector: built from one snapshot, encoded once.
@@ -179,13 +208,13 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ObjectId::Sysv { .. } => (String::new(), o.foreign_ns),
         };
         let labels: Labels = vec![
-            ("kind", o.kind.as_str().to_string()),
+            ("kind", o.kind().as_str().to_string()),
             ("dev", dev),
             ("id", object_id(o)),
             ("ns", ns.map(|n| n.to_string()).unwrap_or_default()),
             ("name", object_name(o)),
             ("owner", acc.owners[i].map(comm).unwrap_or("").to_string()),
-            ("exact", o.exact.to_string()),
+            ("exact", o.is_exact().to_string()),
         ];
         resident.add(labels.clone(), Value::U(o.resident_bytes));
         swap.add(labels.clone(), Value::U(o.swap_bytes));
@@ -195,7 +224,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         let of_kind: Vec<_> = rest
             .iter()
             .map(|&i| &snap.objects[i])
-            .filter(|o| o.kind == kind)
+            .filter(|o| o.kind() == kind)
             .collect();
         if of_kind.is_empty() {
             continue;
@@ -207,7 +236,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("ns", String::new()),
             ("name", String::new()),
             ("owner", String::new()),
-            ("exact", of_kind.iter().all(|o| o.exact).to_string()),
+            ("exact", of_kind.iter().all(|o| o.is_exact()).to_string()),
         ];
         let sum = |f: fn(&&crate::model::Object) -> u64| of_kind.iter().map(f).sum::<u64>();
         resident.add(labels.clone(), Value::U(sum(|o| o.resident_bytes)));
@@ -220,10 +249,10 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "Shared-memory objects on the host, by kind (all of them, not only those with a series)",
     );
     for kind in ObjectKind::ALL {
-        let n = snap.objects.iter().filter(|o| o.kind == kind).count() as u64;
+        let n = snap.objects.iter().filter(|o| o.kind() == kind).count() as u64;
         count.add(vec![("kind", kind.as_str().to_string())], Value::U(n));
     }
-    let estimated = snap.objects.iter().filter(|o| !o.exact).count() as u64;
+    let estimated = snap.objects.iter().filter(|o| !o.is_exact()).count() as u64;
 
     // Processes: the `top` largest charges, the rest in `other`.
     let mut charged: Vec<(Pid, u64)> = acc
@@ -377,8 +406,9 @@ mod tests {
             p.user = "www-data".into();
         }
         let mut hostile = object(7, 65536, &[12]);
-        hostile.kind = ObjectKind::Memfd;
-        hostile.name = Some("a\"b\\c\nd".into());
+        hostile.detail = crate::model::ObjectDetail::Memfd {
+            name: "a\"b\\c\nd".into(),
+        };
         let mut objs = vec![hostile];
         for i in 0..6 {
             objs.push(object(100 + i, 4096 * (i + 1), &[10 + i as Pid]));
@@ -451,6 +481,19 @@ mod tests {
             out.entry(name.into()).or_default().push((labels, value));
         }
         out
+    }
+
+    #[test]
+    fn label_values_are_terminal_safe() {
+        assert_eq!(terminal_safe("plain name\nline"), None);
+        assert_eq!(
+            terminal_safe("a\x1b]0;owned\x07b\tc\u{7f}\u{9b}").as_deref(),
+            Some("a\\x1b]0;owned\\x07b\\x09c\\x7f\\x9b")
+        );
+        assert_eq!(
+            terminal_safe("evil\u{202e}gpj.exe\u{2066}x\u{2069}").as_deref(),
+            Some("evil\\u{202e}gpj.exe\\u{2066}x\\u{2069}")
+        );
     }
 
     #[test]

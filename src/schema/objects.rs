@@ -1,7 +1,7 @@
 //! The objects view's JSON document (`shmwho --json`), schema 1: written by render and
 //! `record`, read back by `diff`. Field meanings are in docs/json.md.
 
-use crate::model::{EstimateReason, ObjectKind, Pid};
+use crate::model::{EstimateReason, ObjectKind, Pid, SysvKey};
 use serde::{Deserialize, Serialize};
 
 /// `shmwho --json`: every object, and how they add up to `Shmem`.
@@ -119,7 +119,7 @@ pub struct ObjectDoc {
     /// SysV key.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
-    pub key: Option<i32>,
+    pub key: Option<SysvKey>,
     /// SysV attach count.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]

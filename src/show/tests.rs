@@ -8,7 +8,7 @@ use crate::account::{account, Policy};
 use crate::collect::drill::{Drill, HolderPages};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::{Method, Residency};
-use crate::model::{Holder, ObjectKind, Snapshot, Via};
+use crate::model::{Holder, ObjectDetail, Snapshot, Via};
 use crate::render::RenderOptions;
 
 const PAGE: u64 = 4096;
@@ -23,8 +23,9 @@ fn r(runs: &[(u64, u64)]) -> PageRanges {
 fn fixture() -> (Snapshot, ObjectView) {
     let mut o = object(7, 12 * PAGE, &[10, 11]);
     o.size_bytes = 16 * PAGE;
-    o.kind = ObjectKind::Memfd;
-    o.name = Some("pool".into());
+    o.detail = ObjectDetail::Memfd {
+        name: "pool".into(),
+    };
     for (i, h) in o.holders.iter_mut().enumerate() {
         h.via = Via::Map {
             start: 0x7f00_0000_0000 + (i as u64) * 0x10_0000,

@@ -73,6 +73,15 @@ pub fn reset_in_child(signals: &[c_int]) {
     }
 }
 
+/// Ignores `signals` in a freshly forked child that must outlive whatever ends its parent
+/// (the lab's watcher). SIG_IGN survives exec. Async-signal-safe.
+pub fn ignore_in_child(signals: &[c_int]) {
+    for &sig in signals {
+        // SAFETY: setting SIG_IGN runs no handler code, and signal(2) is async-signal-safe.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

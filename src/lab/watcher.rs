@@ -170,13 +170,11 @@ unsafe fn detach_and_watch(job: &WatchJob) -> ! {
 unsafe fn exec_watcher(job: &WatchJob) -> ! {
     // Its own process group: a Ctrl-C or a kill of the lab's group must not take the watcher
     // with the master. SIG_IGN survives exec.
-    // SAFETY: setpgid, signal, close, open, dup2, fcntl and execv take integers, pointers
-    // prepared before the fork, or a literal C string; all are async-signal-safe.
+    signals::ignore_in_child(&signals::TERMINAL);
+    // SAFETY: setpgid, close, open, dup2, fcntl and execv take integers, pointers prepared
+    // before the fork, or a literal C string; all are async-signal-safe.
     unsafe {
         libc::setpgid(0, 0);
-        for sig in signals::TERMINAL {
-            libc::signal(sig, libc::SIG_IGN);
-        }
         libc::close(job.tx);
         // Nothing of the caller's stays open here: a test reading the lab's stdout sees EOF
         // when the master dies.

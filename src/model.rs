@@ -164,6 +164,9 @@ pub enum EstimateReason {
     MapFilesDenied,
     /// Swap is in use and the object could not be opened to tell resident from swapped pages.
     SwapSplitUnavailable,
+    /// The kernel reported more resident and swapped bytes than the host's memory and swap
+    /// together (`collect::bounds`): capped there.
+    AbsurdValue,
 }
 
 impl EstimateReason {
@@ -175,6 +178,9 @@ impl EstimateReason {
             }
             EstimateReason::SwapSplitUnavailable => {
                 "resident plus swapped is exact, the split between them is not: the object could not be opened for mincore"
+            }
+            EstimateReason::AbsurdValue => {
+                "the kernel reported more resident and swapped bytes than memory and swap together: capped at MemTotal + SwapTotal"
             }
         }
     }
@@ -450,6 +456,13 @@ pub struct ScanNotes {
     pub foreign_ipc_ns: u32,
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
+    /// Processes left out because the caller of a restricted install could not see them
+    /// (`crate::redact`).
+    pub hidden: u32,
+    /// Mapping addresses were removed for the caller of a restricted install.
+    pub addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there (`collect::bounds`).
+    pub absurd_processes: u32,
 }
 
 /// Everything one scan saw.

@@ -34,7 +34,7 @@ impl CgroupRow {
     /// Kernel minus shmwho's owner charge: positive when the kernel charges the cgroup more.
     pub fn kernel_minus_owner(&self) -> Option<i64> {
         self.kernel_shmem_bytes
-            .map(|k| k as i64 - self.owner_bytes as i64)
+            .map(|k| crate::size::signed_delta(self.owner_bytes, k))
     }
 }
 
@@ -76,11 +76,15 @@ pub fn by_cgroup(acc: &Accounted) -> Vec<CgroupRow> {
             }
         });
         row.processes += 1;
-        row.charged_bytes += acc.charged(p.pid);
-        row.owner_bytes += pick(Policy::Owner, &owner, p.pid);
-        row.split_bytes += pick(Policy::Split, &split, p.pid);
+        row.charged_bytes = row.charged_bytes.saturating_add(acc.charged(p.pid));
+        row.owner_bytes = row
+            .owner_bytes
+            .saturating_add(pick(Policy::Owner, &owner, p.pid));
+        row.split_bytes = row
+            .split_bytes
+            .saturating_add(pick(Policy::Split, &split, p.pid));
         if let Some(t) = row.touched_bytes.as_mut() {
-            *t += pick(Policy::Touched, &touched, p.pid);
+            *t = t.saturating_add(pick(Policy::Touched, &touched, p.pid));
         }
     }
     let mut rows: Vec<CgroupRow> = rows.into_values().collect();

@@ -59,7 +59,8 @@ pub fn charge(obj: &Object, owner: Option<Pid>, policy: Policy) -> Vec<(Pid, u64
                     pss_bytes: Some(b), ..
                 } = h.via
                 {
-                    *pss.entry(h.pid).or_default() += b;
+                    let e = pss.entry(h.pid).or_default();
+                    *e = e.saturating_add(b);
                 }
             }
             let mut left = total;
@@ -73,7 +74,7 @@ pub fn charge(obj: &Object, owner: Option<Pid>, policy: Policy) -> Vec<(Pid, u64
                 }
                 out.push((pid, b));
             }
-            let owner_share = total - out.iter().map(|c| c.1).sum::<u64>();
+            let owner_share = total.saturating_sub(crate::size::sum_bytes(out.iter().map(|c| c.1)));
             out.push((owner, owner_share));
             out.sort_unstable();
             out

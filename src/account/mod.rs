@@ -46,10 +46,11 @@ pub fn account(snapshot: &Snapshot, policy: Policy) -> Accounted<'_> {
     let mut unheld_bytes = 0;
     for (o, ch) in snapshot.objects.iter().zip(&charges) {
         if ch.is_empty() {
-            unheld_bytes += o.resident_bytes;
+            unheld_bytes = o.resident_bytes.saturating_add(unheld_bytes);
         }
         for &(pid, bytes) in ch {
-            *per_process.entry(pid).or_default() += bytes;
+            let e = per_process.entry(pid).or_default();
+            *e = e.saturating_add(bytes);
         }
     }
     Accounted {

@@ -3,6 +3,7 @@
 //! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
+pub mod bounds;
 pub mod cgroup;
 pub mod drill;
 pub mod measure;
@@ -99,9 +100,24 @@ pub(crate) enum Read<T> {
     Denied,
 }
 
+/// EMFILE/ENFILE seen by [`classify`] since this process started: [`collect`] compares it
+/// before and after, and fails rather than count processes as exited for lack of descriptors.
+static OUT_OF_FDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts an EMFILE/ENFILE met outside [`classify`] (an object opened for its residency).
+pub(crate) fn note_errno(e: rustix::io::Errno) {
+    if e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE {
+        OUT_OF_FDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 pub(crate) fn classify<T>(r: io::Result<T>) -> Read<T> {
     match r {
         Ok(v) => Read::Ok(v),
+        Err(e) if crate::error::out_of_fds(&e) => {
+            OUT_OF_FDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Read::Vanished
+        }
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Read::Denied,
         // ENOENT and ESRCH both mean the process went away; anything else on a per-process
         // file (EIO on a zombie's maps, say) is treated the same: skip it.
@@ -137,6 +153,15 @@ pub(crate) struct Context {
 
 /// Collects a snapshot of the whole host.
 pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
+    let fd_errors = OUT_OF_FDS.load(std::sync::atomic::Ordering::Relaxed);
+    let snap = collect_inner(opts)?;
+    if OUT_OF_FDS.load(std::sync::atomic::Ordering::Relaxed) != fd_errors {
+        return Err(Error::too_many_open_files());
+    }
+    Ok(snap)
+}
+
+fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let root = &opts.paths.proc_root;
     let meminfo_text = read_required(&root.join("meminfo"))?;
     let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
@@ -206,9 +231,12 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     let mut raws = Vec::with_capacity(bodies.len());
     for body in bodies {
         match body {
-            Read::Ok((p, raw, denied)) => {
+            Read::Ok((mut p, raw, denied)) => {
                 if denied {
                     notes.unreadable += 1;
+                }
+                if bounds::process(&mut p, bounds::ceiling(&meminfo)) {
+                    notes.absurd_processes += 1;
                 }
                 processes.push(p);
                 raws.push(raw);
@@ -368,16 +396,18 @@ fn scan_body(
                     return true;
                 }
                 if e.dev_major == 0 {
-                    raw.other_anon_dev_mapped += e.end - e.start;
+                    raw.other_anon_dev_mapped = raw
+                        .other_anon_dev_mapped
+                        .saturating_add(e.end.saturating_sub(e.start));
                 }
                 false
             };
             if want_smaps {
                 let mut totals = SmapsTotals::default();
                 for vma in smaps::parse(text) {
-                    totals.pss_bytes += vma.pss;
+                    totals.pss_bytes = totals.pss_bytes.saturating_add(vma.pss);
                     if !keep(vma.entry, Some((vma.pss, vma.rss))) {
-                        totals.uss_bytes += vma.private;
+                        totals.uss_bytes = totals.uss_bytes.saturating_add(vma.private);
                     }
                 }
                 p.smaps = Some(totals);
@@ -501,9 +531,14 @@ pub fn under(path: &[u8], mp: &[u8]) -> bool {
 }
 
 fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
-    let dir = std::fs::read_dir(root).map_err(|source| Error::Io {
-        path: root.to_path_buf(),
-        source,
+    let dir = std::fs::read_dir(root).map_err(|source| {
+        if crate::error::out_of_fds(&source) {
+            return Error::too_many_open_files();
+        }
+        Error::Io {
+            path: root.to_path_buf(),
+            source,
+        }
     })?;
     let mut pids: Vec<Pid> = dir
         .flatten()
@@ -514,9 +549,14 @@ fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
 }
 
 fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    std::fs::read(path).map_err(|source| {
+        if crate::error::out_of_fds(&source) {
+            return Error::too_many_open_files();
+        }
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     })
 }
 

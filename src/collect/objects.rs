@@ -189,7 +189,8 @@ pub(crate) fn build(
         } = &mut d.obj.detail
         {
             if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
-                let (huge_rss, huge) = hugetlb_rss(seg, rss + swap, meminfo, ctx.page_size);
+                let (huge_rss, huge) =
+                    hugetlb_rss(seg, rss.saturating_add(swap), meminfo, ctx.page_size);
                 *hugetlb = huge;
                 d.obj.size_bytes = seg.size_bytes;
                 // hugetlb pages never swap.
@@ -252,6 +253,10 @@ pub(crate) fn build(
         .collect();
     objects.sort_by_key(|o| o.id);
 
+    let ceiling = super::bounds::ceiling(meminfo);
+    for o in &mut objects {
+        super::bounds::object(o, ceiling);
+    }
     let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
     for o in &objects {
         if let Some(r) = o.accuracy.estimate() {
@@ -310,7 +315,10 @@ impl Draft {
                         self.obj.resident_bytes = resident.min(st.allocated);
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        if let super::residency::ResidencyError::Sys(errno) = e {
+                            super::note_errno(errno);
+                        }
                         self.obj.accuracy =
                             Accuracy::Estimate(EstimateReason::SwapSplitUnavailable);
                     }
@@ -355,7 +363,7 @@ fn fix_deleted(f: &mut FileDetail, nlink: u64) {
 /// true size is the column divided by the factor. Returns (resident, is_hugetlb).
 fn hugetlb_rss(seg: &SysvSegment, held: u64, meminfo: &Meminfo, page: u64) -> (u64, bool) {
     let hp = meminfo.hugepage_bytes;
-    if hp <= page || held <= seg.size_bytes.div_ceil(page) * page {
+    if hp <= page || held <= seg.size_bytes.div_ceil(page).saturating_mul(page) {
         return (held, false);
     }
     (held / (hp / page), true)
@@ -469,8 +477,15 @@ fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
     let mut out = Vec::new();
     let mut stack = vec![(named.clone(), reached, 0u32)];
     while let Some((name, dir, depth)) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                // A directory that cannot be read is skipped; running out of fds is not that.
+                if let Some(errno) = e.raw_os_error() {
+                    super::note_errno(rustix::io::Errno::from_raw_os_error(errno));
+                }
+                continue;
+            }
         };
         for entry in entries.flatten() {
             let path = entry.path();

@@ -9,7 +9,7 @@ mod http;
 mod web;
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::metrics::{self, Format, MetricsOptions, ScanInfo};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -126,6 +126,12 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
             top_objects: args.top_objects,
         },
     };
+    crate::privilege::check_proc_root(&args.proc_root)?;
+    if args.listen.is_some() || args.repeat {
+        // A server rescans for as long as it runs, so it would keep the capabilities: run it
+        // as a service granted them (README: Restricted install).
+        crate::privilege::refuse_when_elevated("export --listen and --loop")?;
+    }
     if let Some(addr) = &args.listen {
         return listen(scanner, addr, &args, out);
     }
@@ -151,8 +157,9 @@ impl Scanner {
     /// One scan, rendered in each of `formats`.
     fn scan(&self, formats: &[Format]) -> anyhow::Result<Vec<Arc<String>>> {
         let start = Instant::now();
-        let snap = collect::collect(&Options {
-            paths: collect::HostPaths::with_proc_root(self.proc_root.clone()),
+        // A one-shot export (the only kind an elevated run allows) drops every capability here.
+        let snap = crate::privilege::scan_once(&Options {
+            paths: crate::collect::HostPaths::with_proc_root(self.proc_root.clone()),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;
@@ -280,7 +287,7 @@ fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::R
     let target = dir.join(TEXTFILE_NAME);
     let write = || -> anyhow::Result<()> {
         let text = scanner.scan(&[Format::Prometheus])?;
-        crate::record::write_atomic(&target, text[0].as_bytes(), 0o644)
+        crate::output_file::write_atomic(&target, text[0].as_bytes(), 0o644)
     };
     let Some(every) = every else {
         return write();

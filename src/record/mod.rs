@@ -14,12 +14,11 @@ mod tests;
 pub mod text;
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::{self, ObjectFilter, ProcFilter};
 use crate::schema::{ObjectsDoc, RecordDoc, SCHEMA};
 use crate::size::parse_size;
 use anyhow::{bail, Context as _};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 pub use crate::schema::RECORD_SCHEMA;
@@ -77,8 +76,8 @@ pub struct DiffArgs {
 
 /// `shmwho record FILE`: one scan, written atomically.
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let snap = collect::collect(&Options {
-        paths: collect::HostPaths::with_proc_root(args.proc_root.clone()),
+    let snap = crate::privilege::scan_once(&Options {
+        paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;
@@ -96,7 +95,7 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         out.write_all(text.as_bytes())?;
         return Ok(());
     }
-    write_atomic(&args.file, text.as_bytes(), 0o644)
+    crate::output_file::write_atomic(&args.file, text.as_bytes(), 0o644)
 }
 
 /// The record document of one accounted scan.
@@ -124,41 +123,13 @@ pub fn record_doc(acc: &account::Accounted<'_>, recorded_at: u64, hostname: &str
     }
 }
 
-/// Writes `path` through a temporary file in the same directory and a rename, so readers see
-/// the old content or the new, never a part.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    // A dot name that does not end in `.prom`: node_exporter's textfile collector skips it.
-    let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
-    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
-
 /// Reads a record, or a plain `shmwho --json` objects document (as a record without
-/// processes, time or host).
-pub fn load(path: &Path) -> anyhow::Result<RecordDoc> {
+/// processes, time or host), and how many byte figures beyond any host's memory were capped.
+pub fn load(path: &Path) -> anyhow::Result<(RecordDoc, usize)> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let capped = crate::collect::bounds::cap_json_bytes(&mut value);
     let is_record = value.get("objects").is_some_and(|o| o.is_object());
     let loaded = if is_record {
         let schema = value.get("schema").and_then(|s| s.as_u64());
@@ -194,20 +165,29 @@ pub fn load(path: &Path) -> anyhow::Result<RecordDoc> {
             loaded.objects.schema,
         );
     }
-    Ok(loaded)
+    Ok((loaded, capped))
 }
 
 /// `shmwho diff A B`: reads both, compares, prints.
 pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let a = load(&args.a)?;
-    let b = load(&args.b)?;
-    let doc = diff::compare(
+    let (a, capped_a) = load(&args.a)?;
+    let (b, capped_b) = load(&args.b)?;
+    let mut doc = diff::compare(
         &a,
         &args.a.display().to_string(),
         &b,
         &args.b.display().to_string(),
         args.min_change,
     );
+    let capped = [("A", capped_a), ("B", capped_b)]
+        .into_iter()
+        .filter(|&(_, n)| n > 0)
+        .map(|(side, n)| {
+            format!(
+                "{side} holds {n} byte figure(s) beyond 8 PiB, more than any host has: capped at 8 PiB"
+            )
+        });
+    doc.notes.splice(0..0, capped);
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&doc)?;
         s.push('\n');

@@ -44,8 +44,10 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
                     rss_bytes,
                     ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    if !snap.notes.addresses_hidden {
+                        d.start = Some(format!("{start:x}"));
+                        d.end = Some(format!("{end:x}"));
+                    }
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
                     d.rss_bytes = rss_bytes;
@@ -128,6 +130,9 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectFilter) -> ObjectsDoc {
             unreadable_processes: snap.notes.unreadable,
             foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
             hidepid: snap.notes.hidepid,
+            hidden_processes: snap.notes.hidden,
+            addresses_hidden: snap.notes.addresses_hidden,
+            absurd_processes: snap.notes.absurd_processes,
             estimates: snap
                 .notes
                 .estimates
@@ -202,9 +207,10 @@ pub fn procs_doc(acc: &Accounted, f: &ProcFilter) -> ProcsDoc {
         processes,
         groups,
         unheld_bytes: acc.unheld_bytes,
-        charged_bytes: acc.per_process.values().sum(),
+        charged_bytes: crate::size::sum_bytes(acc.per_process.values().copied()),
         objects_resident_bytes: acc.reconciliation.objects_bytes,
         vanished_processes: acc.snapshot.notes.vanished,
+        hidden_processes: acc.snapshot.notes.hidden,
         cgroups_note: cgroups
             .is_some()
             .then(|| crate::account::cgroup::NOTE.to_string()),

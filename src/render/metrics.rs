@@ -13,6 +13,7 @@ use super::{object_id, object_name, select_objects, ObjectFilter};
 use crate::account::cgroup::by_cgroup;
 use crate::account::Accounted;
 use crate::model::{ObjectId, ObjectKind, Pid};
+use crate::size::sum_bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -238,7 +239,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("owner", String::new()),
             ("exact", of_kind.iter().all(|o| o.is_exact()).to_string()),
         ];
-        let sum = |f: fn(&&crate::model::Object) -> u64| of_kind.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&&crate::model::Object) -> u64| sum_bytes(of_kind.iter().map(f));
         resident.add(labels.clone(), Value::U(sum(|o| o.resident_bytes)));
         swap.add(labels.clone(), Value::U(sum(|o| o.swap_bytes)));
         size.add(labels, Value::U(sum(|o| o.size_bytes)));
@@ -291,7 +292,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("cgroup", String::new()),
             ("charge", policy.to_string()),
         ],
-        Value::U(charged[split..].iter().map(|c| c.1).sum()),
+        Value::U(sum_bytes(charged[split..].iter().map(|c| c.1))),
     );
 
     // Cgroups: shmwho's charge against the kernel's memory.stat shmem.
@@ -322,11 +323,11 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
                 ("cgroup", "other".to_string()),
                 ("charge", policy.to_string()),
             ],
-            Value::U(rest.iter().map(|c| c.charged_bytes).sum()),
+            Value::U(sum_bytes(rest.iter().map(|c| c.charged_bytes))),
         );
         cg_kernel.add(
             vec![("cgroup", "other".to_string())],
-            Value::U(rest.iter().filter_map(|c| c.kernel_shmem_bytes).sum()),
+            Value::U(sum_bytes(rest.iter().filter_map(|c| c.kernel_shmem_bytes))),
         );
     }
 

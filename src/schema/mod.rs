@@ -20,3 +20,8 @@ pub const SCHEMA: u32 = 1;
 /// Version of the record and diff documents; bumped only when a field changes meaning or
 /// disappears.
 pub const RECORD_SCHEMA: u32 = 1;
+
+/// For `skip_serializing_if`: counts that are left out when zero.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}

@@ -60,6 +60,18 @@ pub struct NotesDoc {
     pub foreign_ipc_ns_unreadable: u32,
     /// /proc is mounted with hidepid: other users' processes are hidden.
     pub hidepid: bool,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    #[serde(default)]
+    pub hidden_processes: u32,
+    /// A restricted install prints no mapping addresses.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
+    pub addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    #[serde(default)]
+    pub absurd_processes: u32,
     /// Objects whose figures are estimates, by reason.
     pub estimates: Vec<EstimateDoc>,
 }

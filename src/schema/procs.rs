@@ -32,6 +32,10 @@ pub struct ProcsDoc {
     /// Processes that exited during the scan (skipped).
     #[serde(default)]
     pub vanished_processes: u32,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    #[serde(default)]
+    pub hidden_processes: u32,
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]

@@ -26,7 +26,9 @@ pub fn parse(text: &[u8]) -> Vec<SmapsVma> {
             match key {
                 b"Rss" => vma.rss = bytes().unwrap_or(0),
                 b"Pss" => vma.pss = bytes().unwrap_or(0),
-                b"Private_Clean" | b"Private_Dirty" => vma.private += bytes().unwrap_or(0),
+                b"Private_Clean" | b"Private_Dirty" => {
+                    vma.private = vma.private.saturating_add(bytes().unwrap_or(0))
+                }
                 b"Swap" => vma.swap = bytes().unwrap_or(0),
                 _ => {}
             }

@@ -17,12 +17,15 @@ pub const NOTE: &str = "The kernel charges a shmem page to the memory cgroup of 
 pub struct CgroupRow {
     /// Path as `/proc/PID/cgroup` prints it; None for processes whose cgroup was unreadable.
     pub path: Option<String>,
+    /// Memory controller version of the cgroup, when known.
     pub version: Option<CgroupVersion>,
     /// Listed processes in it.
     pub processes: u32,
     /// Shared bytes charged to its processes under the accounted policy.
     pub charged_bytes: u64,
+    /// Charged under the owner policy.
     pub owner_bytes: u64,
+    /// Charged under the split policy.
     pub split_bytes: u64,
     /// Under `touched`, which needs smaps: None when it was not read.
     pub touched_bytes: Option<u64>,
@@ -150,7 +153,7 @@ mod tests {
         assert_eq!(rows[2].kernel_shmem_bytes, None);
         assert_eq!(rows[2].owner_bytes, 30);
         // Whatever the policy, the rows add up to every charge.
-        for policy in [Policy::Owner, Policy::Split] {
+        for policy in Policy::ALL {
             let acc = account(&snap, policy);
             let total: u64 = by_cgroup(&acc).iter().map(|r| r.charged_bytes).sum();
             assert_eq!(total, 1030, "{policy:?}");

@@ -4,8 +4,10 @@ use crate::model::Snapshot;
 use crate::size::{signed_delta, sum_bytes};
 use std::path::PathBuf;
 
+/// A tmpfs mount's bytes that no listed object explains: files nobody holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountRest {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
     /// statfs usage of the mount (resident + swapped), None when it has no size limit or is
     /// hidden under another mount.
@@ -16,12 +18,14 @@ pub struct MountRest {
     pub unheld_files_bytes: Option<u64>,
 }
 
+/// The objects' resident bytes set against the kernel's `Shmem`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reconciliation {
     /// `Shmem` from /proc/meminfo.
     pub shmem_bytes: u64,
     /// Resident bytes of the listed objects.
     pub objects_bytes: u64,
+    /// Per tmpfs mount, its files nobody holds.
     pub mounts: Vec<MountRest>,
     /// objects + unheld tmpfs files.
     pub explained_bytes: u64,
@@ -30,6 +34,7 @@ pub struct Reconciliation {
     pub unexplained_bytes: i64,
 }
 
+/// Sets the objects of `snap` against `Shmem` (hugetlb segments left out: not Shmem).
 pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     // hugetlb pool pages are not Shmem: listed, but not part of the reconciliation.
     let objects_bytes = sum_bytes(

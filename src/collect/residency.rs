@@ -39,9 +39,13 @@ pub enum Method {
 /// Residency of one object, in object pages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Residency {
+    /// Apparent size of the object.
     pub size_bytes: u64,
+    /// Pages in RAM.
     pub resident: PageRanges,
+    /// Pages in swap.
     pub swapped: PageRanges,
+    /// How they were told apart.
     pub method: Method,
 }
 

@@ -3,12 +3,18 @@
 
 use super::maps::{dec, parse_line, MapsEntry};
 
+/// One mapping of smaps, with the fields shmwho uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmapsVma {
+    /// Its maps line.
     pub entry: MapsEntry,
+    /// `Rss`, in bytes.
     pub rss: u64,
+    /// `Pss`, in bytes.
     pub pss: u64,
+    /// `Private_Clean` + `Private_Dirty`, in bytes.
     pub private: u64,
+    /// `Swap`, in bytes.
     pub swap: u64,
 }
 

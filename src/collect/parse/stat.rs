@@ -2,9 +2,12 @@
 
 use super::maps::dec;
 
+/// The fields of `/proc/PID/stat` shmwho uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
+    /// The command (field 2), without its parentheses.
     pub comm: String,
+    /// Parent pid (field 4).
     pub ppid: i32,
     /// Field 22: clock ticks after boot.
     pub start_ticks: u64,

@@ -16,6 +16,8 @@ pub mod record;
 pub mod redact;
 pub mod render;
 pub mod report;
+pub mod schema;
 pub mod show;
+pub mod signals;
 pub mod size;
 pub mod top;

@@ -275,6 +275,9 @@ pub struct LabArgs {
     /// Print the ground truth as one line of JSON
     #[arg(long)]
     pub json: bool,
+    /// Go on even when the objects' sizes exceed MemAvailable
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,4 +302,19 @@ pub struct PoolArgs {
     /// Print the pool's pids and object as one line of JSON
     #[arg(long)]
     pub json: bool,
+    /// Go on even beyond MemAvailable or the host's limits on processes (pid_max,
+    /// threads-max, ulimit -u)
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Inherited descriptors of the lab's watcher.
+#[derive(Args, Debug)]
+pub struct LabWatcherArgs {
+    /// pidfd of the lab master
+    #[arg(long)]
+    pub pidfd: i32,
+    /// Read end of the master's pipe of records
+    #[arg(long)]
+    pub rx: i32,
 }

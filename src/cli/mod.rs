@@ -11,7 +11,8 @@ pub use args::{
     ProcsArgs,
 };
 pub use commands::{
-    DiffArgs, ExportArgs, LabArgs, LabCommand, PoolArgs, RecordArgs, ShowArgs, TopArgs,
+    DiffArgs, ExportArgs, LabArgs, LabCommand, LabWatcherArgs, PoolArgs, RecordArgs, ShowArgs,
+    TopArgs,
 };
 
 use crate::account::{self, Policy};
@@ -77,6 +78,9 @@ pub enum Command {
     Diff(DiffArgs),
     /// Create shared memory of known size on this host, to see the problem and the answer
     Lab(LabArgs),
+    /// The lab's watcher, started by `lab` itself (not for people)
+    #[command(hide = true)]
+    LabWatcher(LabWatcherArgs),
     /// Print the man page (roff): `shmwho man | gzip > /usr/share/man/man1/shmwho.1.gz`
     Man,
     /// Print a shell completion script (see the README for where each shell looks)
@@ -106,6 +110,10 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Some(Command::Lab(a)) => {
             crate::privilege::drop_all()?;
             lab_cmd(a)
+        }
+        Some(Command::LabWatcher(a)) => {
+            crate::privilege::drop_all()?;
+            lab::watch(a.pidfd, a.rx)
         }
         Some(Command::Man) => {
             crate::privilege::drop_all()?;
@@ -202,6 +210,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
             shared: p.shared,
             for_secs: p.for_secs,
             json: p.json,
+            force: p.force,
         });
     }
     let tmpfs = match (a.tmpfs, a.tmpfs_dir) {
@@ -224,6 +233,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
         tmpfs,
         for_secs: a.for_secs,
         json: a.json,
+        force: a.force,
     })
     .context("lab")
 }

@@ -17,24 +17,7 @@
 //! Conmon's scopes (`crio-conmon-<ID>.scope`, `libpod-conmon-<ID>.scope`) hold the container
 //! monitor, not the container: they give no container ID.
 
-use serde::Serialize;
-
-/// What a cgroup path says about where a process runs. Each field is None when the path does
-/// not say.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Workload {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    /// The pod's UID as Kubernetes prints it (`kubectl get pod -o jsonpath={.metadata.uid}`):
-    /// dashes restored from the systemd driver's underscores.
-    pub pod_uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    /// The container runtime's ID: 64 lowercase hex digits.
-    pub container_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    /// The innermost systemd unit (`foo.service`, `session-3.scope`,
-    /// `cri-containerd-<ID>.scope`).
-    pub unit: Option<String>,
-}
+pub use crate::model::Workload;
 
 /// Reads a cgroup path such as `/kubepods/burstable/pod<UID>/<ID>`.
 pub fn parse(path: &str) -> Workload {

@@ -13,7 +13,7 @@ use crate::collect::Options;
 use crate::render::metrics::{self, Format, MetricsOptions, ScanInfo};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -230,10 +230,9 @@ fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::R
     let Some(every) = every else {
         return write();
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
-    }
+    let signals = crate::signals::StopFlag::register(&crate::signals::INTERRUPT)
+        .context("installing a signal handler")?;
+    let stop = signals.flag();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         // A failed scan or write is reported and retried next time: the loop runs for days.

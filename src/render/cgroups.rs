@@ -7,7 +7,6 @@ use crate::account::Accounted;
 use crate::model::CgroupVersion;
 use crate::report::ProcRow;
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
-use serde::Serialize;
 use std::fmt::Write as _;
 
 /// Cgroups of the rows shown (all their processes count, not only the ones a filter kept: the
@@ -100,19 +99,7 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
-#[derive(Serialize)]
-pub(crate) struct CgroupDoc {
-    cgroup: Option<String>,
-    version: Option<CgroupVersion>,
-    processes: u32,
-    /// Under the policy of the document (`charge`).
-    shared_charged_bytes: u64,
-    owner_bytes: u64,
-    split_bytes: u64,
-    touched_bytes: Option<u64>,
-    kernel_shmem_bytes: Option<u64>,
-    kernel_minus_owner_bytes: Option<i64>,
-}
+pub(crate) use crate::schema::CgroupDoc;
 
 pub(crate) fn json_docs(acc: &Accounted, rows: &[ProcRow]) -> Vec<CgroupDoc> {
     shown(acc, rows)

@@ -1,20 +1,24 @@
 //! `shmwho show`: one object page by page, or one process with everything it maps, holds, owns
 //! and is charged.
 //!
-//! The scan is the objects view's (no smaps); then only what the answer needs is read: the
-//! object's residency from the object itself, and each holder's pagemap over its mapping of
-//! the object (`object.rs`). Text in `text.rs` with the picture from `picture.rs`, JSON in
-//! `json.rs`, the process page in `process.rs`, the argument in `target.rs`.
+//! The pipeline of the other views, with a drill-down: the scan is the objects view's (no
+//! smaps); then only what the answer needs is read (`collect::drill`: the object's residency
+//! from the object itself, each holder's pagemap over its mapping of the object); the PSS and
+//! orphaned pages are worked out and the snapshot accounted (`account::show`); rendering last:
+//! text in `text.rs` with the picture from `picture.rs`, JSON in `json.rs`. The argument is
+//! parsed and resolved in `target.rs`.
 
 pub mod json;
-pub mod object;
 pub mod picture;
-pub mod process;
 pub mod target;
 pub mod text;
 
-use crate::account::Policy;
-use crate::collect::{self, measure, Options};
+#[cfg(test)]
+mod tests;
+
+use crate::account::show::{self as drill_view, ObjectView};
+use crate::account::{self, Policy};
+use crate::collect::{self, drill, measure, Options};
 use crate::model::{
     Accuracy, EstimateReason, FileDetail, Object, ObjectDetail, ObjectId, Snapshot,
 };
@@ -40,7 +44,7 @@ pub struct ShowOptions {
     pub proc_root: std::path::PathBuf,
 }
 
-/// Shows one object or process, writing to `out`.
+/// `shmwho show OBJECT|pid:N`.
 pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
     let proc_root = args.proc_root.clone();
@@ -95,22 +99,39 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
     };
     let text = match found {
         target::Found::Object(i) => {
-            let mut view = privilege::with_caps(|| object::analyse(&snap, &proc_root, i));
+            let drilled = privilege::with_caps(|| drill::object(&snap, &proc_root, i));
             privilege::drop_all()?;
+            let mut view = drill_view::object_view(&snap, drilled);
             if let Some(c) = &caller {
                 keep_visible_holders(&mut snap, &mut view, c);
                 snap = redact::hide(snap, c);
             }
+            drill_view::fill_pss(&mut snap, &view);
+            let acc = account::account(&snap, args.charge);
             if args.json {
-                json::object(&snap, &view, args.charge)
+                json::object(&acc, &view)
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                text::object(&snap, &view, args.charge, width, &ro)
+                text::object(&acc, &view, width, &ro)
             }
         }
         target::Found::Process(pid) => {
-            let mut view = privilege::with_caps(|| process::analyse(&snap, &proc_root, pid));
+            let wanted = drill_view::process_objects(&account::account(&snap, Policy::Owner), pid);
+            let drilled: Vec<drill::Drill> = privilege::with_caps(|| {
+                wanted
+                    .iter()
+                    .map(|&i| drill::object(&snap, &proc_root, i))
+                    .collect()
+            });
             privilege::drop_all()?;
+            let views: Vec<ObjectView> = drilled
+                .into_iter()
+                .map(|d| drill_view::object_view(&snap, d))
+                .collect();
+            for v in &views {
+                drill_view::fill_pss(&mut snap, v);
+            }
+            let mut view = drill_view::process_view(&snap, pid, views);
             if let Some(c) = &caller {
                 for o in &mut view.objects {
                     let moved = keep_visible_holders(&mut snap, &mut o.view, c);
@@ -122,10 +143,11 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
                 }
                 snap = redact::hide(snap, c);
             }
+            let acc = account::account(&snap, Policy::Owner);
             if args.json {
-                json::process(&snap, &view)
+                json::process(&acc, &view)
             } else {
-                text::process(&snap, &view, &ro)
+                text::process(&acc, &view, &ro)
             }
         }
     };
@@ -137,7 +159,7 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
 /// matched by position); returns each old holder index's new one.
 fn keep_visible_holders(
     snap: &mut Snapshot,
-    view: &mut object::ObjectView,
+    view: &mut ObjectView,
     c: &CallerView,
 ) -> Vec<Option<usize>> {
     let o = &mut snap.objects[view.index];

@@ -1,9 +1,8 @@
 //! `shmwho show` for a terminal.
 
-use super::object::ObjectView;
 use super::picture;
-use super::process::{self, ProcessView};
-use crate::account::{self, Policy};
+use crate::account;
+use crate::account::show::{ObjectView, ProcessView};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::model::{Object, Snapshot, Via};
 use crate::render::table::{finish_lines, plain_table};
@@ -97,20 +96,20 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
     s
 }
 
+/// The object page: figures, holders, the picture of its pages, orphaned pages. `acc` is the
+/// snapshot with the view's PSS, accounted under the policy asked for.
 pub fn object(
-    snap: &Snapshot,
+    acc: &account::Accounted,
     view: &ObjectView,
-    policy: Policy,
     width: usize,
     ro: &RenderOptions,
 ) -> String {
-    let mut with_pss = snap.clone();
-    process::fill_pss(&mut with_pss, view);
-    let acc = account::account(&with_pss, policy);
+    let snap = acc.snapshot;
+    let policy = acc.policy;
     let o = &snap.objects[view.index];
     let b = |v| ro.units.bytes(v);
     let page = view.page_size;
-    let mut s = header(snap, &acc, view.index, ro);
+    let mut s = header(snap, acc, view.index, ro);
     let charges: Vec<String> = acc.charges[view.index]
         .iter()
         .map(|&(pid, v)| format!("{pid} {} {}", comm(snap, pid), b(v)))
@@ -338,12 +337,14 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
     )
 }
 
-pub fn process(snap: &Snapshot, view: &ProcessView, ro: &RenderOptions) -> String {
+/// The process page: its memory by kind, its shared objects, its charges, a verdict. `acc` is
+/// the snapshot with the views' PSS, accounted under `owner`.
+pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions) -> String {
+    let snap = acc.snapshot;
     let b = |v| ro.units.bytes(v);
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited\n", view.pid);
     };
-    let acc = account::account(snap, Policy::Owner);
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -67,7 +67,9 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
     .context("cannot start the collector thread")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let _signals = Signals::register(&stop)?;
+    // SIGTERM, SIGHUP, SIGINT and SIGQUIT stop the loop, so the terminal is restored first.
+    let _signals =
+        crate::signals::StopFlag::register_on(Arc::clone(&stop), &crate::signals::TERMINAL)?;
     // Dropped on every way out of this function: the terminal is restored before the error
     // (if any) is printed.
     let mut tui = Tui::enter()?;
@@ -151,29 +153,6 @@ fn spawn_input() -> anyhow::Result<Receiver<Input>> {
         })
         .context("cannot start the input thread")?;
     Ok(rx)
-}
-
-/// SIGTERM, SIGHUP, SIGINT and SIGQUIT set a flag instead of killing the process, so the loop
-/// restores the terminal before exiting. Unregistered on drop.
-struct Signals(Vec<signal_hook::SigId>);
-
-impl Signals {
-    fn register(flag: &Arc<AtomicBool>) -> anyhow::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-        let mut ids = Vec::new();
-        for sig in [SIGTERM, SIGHUP, SIGINT, SIGQUIT] {
-            ids.push(signal_hook::flag::register(sig, Arc::clone(flag))?);
-        }
-        Ok(Signals(ids))
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for id in self.0.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }
 
 /// The terminal is in raw mode on the alternate screen.

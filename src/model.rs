@@ -508,7 +508,7 @@ pub struct ScanNotes {
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
     /// Processes left out because the caller of a restricted install could not see them
-    /// (`crate::redact`).
+    /// (the redact module).
     pub hidden: u32,
     /// Mapping addresses were removed for the caller of a restricted install.
     pub addresses_hidden: bool,

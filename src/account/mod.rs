@@ -14,7 +14,7 @@ use crate::model::{Pid, Snapshot};
 use std::collections::HashMap;
 
 pub use charge::Policy;
-pub use reconcile::Reconciliation;
+pub use reconcile::{HugetlbRec, Reconciliation};
 
 /// A snapshot with owners and charges worked out under one policy.
 #[derive(Debug)]

@@ -68,7 +68,10 @@ pub fn read_residency(
     swap_in_use: bool,
 ) -> Result<Residency, String> {
     if o.hugetlb() {
-        return Err("a SHM_HUGETLB segment: hugetlb pages cannot be seen from a mapping that never touched them".into());
+        return Err(
+            "hugetlb memory: its huge pages cannot be seen from a mapping that never touched them"
+                .into(),
+        );
     }
     let Some(expect) = expected_identity(o) else {
         return Err("the object's device is unknown".into());
@@ -80,7 +83,8 @@ pub fn read_residency(
             ObjectKind::AnonShared
             | ObjectKind::Memfd
             | ObjectKind::PosixShm
-            | ObjectKind::Tmpfs => {
+            | ObjectKind::Tmpfs
+            | ObjectKind::Hugetlbfs => {
                 "no handle reaches the object from here (another mount namespace?)".into()
             }
         });

@@ -55,6 +55,7 @@ fn paths(host: &std::path::Path) -> HostPaths {
         dev_shm: "/dev/shm".into(),
         passwd: host.join("etc/passwd"),
         mount_root: host.to_path_buf(),
+        sys_root: host.join("sys"),
     }
 }
 

@@ -109,6 +109,8 @@ pub(crate) mod tests {
             dev: Some(1),
             inode: ino,
             size_bytes: resident * 2,
+            page_size_bytes: 4096,
+            hugetlb: false,
             resident_bytes: resident,
             swap_bytes: 0,
             accuracy: Accuracy::Exact,

@@ -333,3 +333,46 @@ fn ordinary_objects_have_the_base_page_size() {
     assert_eq!(u(&o["page_size_bytes"]), page());
     assert!(o.get("hugetlb").is_none() || o["hugetlb"] == false, "{o}");
 }
+
+/// An attached SHM_HUGETLB segment: its mapping lives on the internal hugetlbfs mount, and is
+/// still its holder; its page size is the huge page's.
+#[test]
+fn attached_shm_hugetlb_segment_has_its_holder_and_page_size() {
+    if !require_root("reserves huge pages (given back afterwards)") {
+        return;
+    }
+    let Some(_pool) = Reserved::add(4) else {
+        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        return;
+    };
+    // SAFETY: plain syscall.
+    let shmid = unsafe {
+        libc::shmget(
+            libc::IPC_PRIVATE,
+            (2 * HUGE) as usize,
+            libc::IPC_CREAT | libc::SHM_HUGETLB | 0o600,
+        )
+    };
+    assert!(shmid >= 0, "shmget: {}", std::io::Error::last_os_error());
+    let seg = SysvSeg::adopt(shmid).unwrap();
+    // SAFETY: attaching our own segment at an address the kernel picks.
+    let p = unsafe { libc::shmat(shmid, std::ptr::null(), 0) };
+    assert_ne!(p as isize, -1, "shmat: {}", std::io::Error::last_os_error());
+    // SAFETY: our own attachment; other tests' forks must not inherit it. Then one huge page
+    // is written.
+    unsafe {
+        libc::madvise(p, (2 * HUGE) as usize, libc::MADV_DONTFORK);
+        std::ptr::write_volatile(p as *mut u8, 1);
+    }
+    let doc = objects_doc();
+    // SAFETY: detaching what we attached.
+    unsafe { libc::shmdt(p) };
+    let o = find_shmid(&doc, seg.shmid).expect("listed");
+    assert_eq!(o["kind"], "sysv");
+    assert_eq!(u(&o["page_size_bytes"]), HUGE, "{o}");
+    assert_eq!(o["hugetlb"], true, "{o}");
+    assert_eq!(u(&o["size_bytes"]), 2 * HUGE, "{o}");
+    assert_eq!(u(&o["resident_bytes"]), HUGE, "{o}");
+    assert_eq!(holders(o), vec![map(my_pid())], "{o}");
+    assert_eq!(owner_pid(o), Some(my_pid()));
+}

@@ -376,3 +376,40 @@ fn attached_shm_hugetlb_segment_has_its_holder_and_page_size() {
     assert_eq!(holders(o), vec![map(my_pid())], "{o}");
     assert_eq!(owner_pid(o), Some(my_pid()));
 }
+
+/// `show` pictures a hugetlb object in its huge pages: the holder's mapped ranges count huge
+/// pages, and the page text says why the resident pages' places are not known.
+#[test]
+fn show_pictures_hugetlb_memory_in_huge_pages() {
+    if !require_root("reserves huge pages (given back afterwards)") {
+        return;
+    }
+    let Some(_pool) = Reserved::add(6) else {
+        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        return;
+    };
+    let anon = Mapping::new(None, 4 * HUGE);
+    anon.touch(0);
+    anon.touch(3);
+    let (dev, ino) = anon.identity();
+    let id = format!("inode:{dev}:{ino}");
+    let doc = json(&["show", &id, "--json"]);
+    assert_eq!(u(&doc["page_size"]), HUGE, "{doc}");
+    assert_eq!(u(&doc["pages"]), 4, "{doc}");
+    assert_eq!(u(&doc["object"]["page_size_bytes"]), HUGE);
+    assert_eq!(u(&doc["object"]["resident_bytes"]), 2 * HUGE);
+    let mine: Vec<&serde_json::Value> = doc["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["pid"] == my_pid())
+        .collect();
+    assert_eq!(mine.len(), 1, "{doc}");
+    assert_eq!(
+        mine[0]["mapped_ranges"],
+        serde_json::json!([[0, 1], [3, 1]])
+    );
+    assert_eq!(u(&mine[0]["mapped_bytes"]), 2 * HUGE);
+    let out = run(&["show", &id, "--width", "90"]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -124,12 +124,14 @@ pub fn object(snap: &Snapshot, proc_root: &Path, index: usize) -> Drill {
         })
         .collect();
     let mut answers = pagemap::mapped_ranges_many(proc_root, queries, snap.page_size).into_iter();
+    // pagemap speaks in base pages; a hugetlb object's picture is in its huge pages.
+    let factor = (o.page_size_bytes / snap.page_size.max(1)).max(1);
     let holders = o
         .holders
         .iter()
         .map(|h| match h.via {
             Via::Map { .. } => match answers.next().expect("one answer per mapping") {
-                Ok(r) => HolderPages::Mapped(r),
+                Ok(r) => HolderPages::Mapped(r.coarsen(factor)),
                 Err(e) => HolderPages::Unread(e),
             },
             Via::Fd { .. } => HolderPages::Fd,

@@ -534,6 +534,45 @@ pub struct TmpfsMount {
     pub used_bytes: Option<u64>,
 }
 
+/// Why a process's maps and fds could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadableReason {
+    /// Another user's process, and shmwho lacks CAP_SYS_PTRACE.
+    OtherUser,
+    /// The caller's own user, but the process is not dumpable (setuid, `prctl(PR_SET_DUMPABLE,
+    /// 0)`, a service that changed user, as php-fpm workers do): only root may read it.
+    NotDumpable,
+    /// Refused even to root: another user namespace, or a security module.
+    DeniedToRoot,
+}
+
+impl UnreadableReason {
+    /// The JSON name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnreadableReason::OtherUser => "other_user",
+            UnreadableReason::NotDumpable => "not_dumpable",
+            UnreadableReason::DeniedToRoot => "denied_to_root",
+        }
+    }
+}
+
+/// A process whose maps or fds could not be read: what its status still shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableProcess {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its command.
+    pub comm: String,
+    /// Its user.
+    pub user: String,
+    /// `RssShmem` from its status: shared memory it maps that no listed object may explain.
+    pub rss_shmem_bytes: u64,
+    /// Why.
+    pub reason: UnreadableReason,
+}
+
 /// What the scan could not see, said once in every view.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScanNotes {
@@ -541,6 +580,8 @@ pub struct ScanNotes {
     pub vanished: u32,
     /// Processes whose maps or fds could not be read (permissions, hidepid).
     pub unreadable: u32,
+    /// The processes of `unreadable` whose status could be read, largest RssShmem first.
+    pub unreadable_processes: Vec<UnreadableProcess>,
     /// Objects that could not be measured exactly, by reason.
     pub estimates: Vec<(EstimateReason, u32)>,
     /// IPC namespaces other than shmwho's that could not be entered: SysV segments there that
@@ -591,6 +632,20 @@ impl Snapshot {
             .binary_search_by_key(&pid, |p| p.pid)
             .ok()
             .map(|i| &self.processes[i])
+    }
+
+    /// Every process was read: no object can be missing for want of reading one.
+    pub fn complete(&self) -> bool {
+        self.notes.unreadable == 0
+    }
+
+    /// RssShmem of the processes that could not be read: a lower bound of the shared memory in
+    /// objects not listed (what they map that a listed object explains counts too).
+    pub fn unreadable_rss_shmem_bytes(&self) -> u64 {
+        self.notes
+            .unreadable_processes
+            .iter()
+            .fold(0u64, |a, p| a.saturating_add(p.rss_shmem_bytes))
     }
 
     /// Whether every object's figures are measured.

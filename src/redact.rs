@@ -106,6 +106,9 @@ pub fn hide(mut snap: Snapshot, view: &CallerView) -> Snapshot {
         .hidden
         .saturating_add(u32::try_from(hidden).unwrap_or(u32::MAX));
     snap.notes.addresses_hidden = true;
+    snap.notes
+        .unreadable_processes
+        .retain(|p| view.visible.contains(&p.pid));
     for o in &mut snap.objects {
         o.holders.retain(|h| view.visible.contains(&h.pid));
         for h in &mut o.holders {

@@ -164,6 +164,7 @@ fn scan_bodies(
     meminfo: &model::Meminfo,
     notes: &mut ScanNotes,
 ) -> (Vec<Process>, Vec<RawProcess>) {
+    let euid = rustix::process::geteuid().as_raw();
     let bodies = parallel_map(heads, 64, |reader, p| {
         process::scan_body(ctx, reader, p, smaps)
     });
@@ -174,6 +175,7 @@ fn scan_bodies(
             Read::Ok((mut p, raw, denied)) => {
                 if denied {
                     notes.unreadable += 1;
+                    notes.unreadable_processes.push(unreadable(&p, euid));
                 }
                 if bounds::process(&mut p, bounds::ceiling(meminfo)) {
                     notes.absurd_processes += 1;
@@ -185,5 +187,28 @@ fn scan_bodies(
             Read::Denied => notes.unreadable += 1,
         }
     }
+    notes.unreadable_processes.sort_by(|a, b| {
+        b.rss_shmem_bytes
+            .cmp(&a.rss_shmem_bytes)
+            .then(a.pid.cmp(&b.pid))
+    });
     (processes, raws)
+}
+
+/// What is known of a process whose maps or fds were refused to a caller of uid `euid`.
+fn unreadable(p: &Process, euid: u32) -> model::UnreadableProcess {
+    use model::UnreadableReason as R;
+    model::UnreadableProcess {
+        pid: p.pid,
+        comm: p.comm.clone(),
+        user: p.user.clone(),
+        rss_shmem_bytes: p.rss_shmem_bytes,
+        reason: if euid == 0 {
+            R::DeniedToRoot
+        } else if p.uid == euid {
+            R::NotDumpable
+        } else {
+            R::OtherUser
+        },
+    }
 }

@@ -8,7 +8,7 @@ use crate::report::{
 };
 use crate::schema::{
     ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc,
-    PidComm, ProcDoc, ProcsDoc,
+    PidComm, ProcDoc, ProcsDoc, UnreadableDoc,
 };
 use serde::Serialize;
 
@@ -127,6 +127,21 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
                 unheld_files_bytes: m.unheld_files_bytes,
             })
             .collect(),
+        complete: snap.complete(),
+        unreadable: snap
+            .notes
+            .unreadable_processes
+            .iter()
+            .map(|p| UnreadableDoc {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                title: None,
+                user: p.user.clone(),
+                rss_shmem_bytes: p.rss_shmem_bytes,
+                reason: p.reason,
+            })
+            .collect(),
+        unreadable_rss_shmem_bytes: snap.unreadable_rss_shmem_bytes(),
         hugetlb: HugetlbDoc {
             used_bytes: r.hugetlb.used_bytes,
             reserved_bytes: r.hugetlb.reserved_bytes,

@@ -120,9 +120,30 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
             }
         }
     }
+    // Processes that could not be read map shared memory the list may miss: their RssShmem
+    // (from status) is a lower bound of it, said apart from the rest of the unexplained.
+    let unread = &snap.notes.unreadable_processes;
+    let unread_bytes = snap.unreadable_rss_shmem_bytes();
+    let mut rest = r.unexplained_bytes;
+    if unread_bytes > 0 && r.unexplained_bytes > 0 {
+        let part = unread_bytes.min(r.unexplained_bytes as u64);
+        rest -= part as i64;
+        let largest = &unread[0];
+        t.add_row(vec![
+            "  unexplained, unreadable".to_string(),
+            format!("≥ {}", b(part)),
+            format!(
+                "mapped by {} process(es) that could not be read (largest: pid {} {} {})",
+                unread.iter().filter(|p| p.rss_shmem_bytes > 0).count(),
+                largest.pid,
+                escape(&largest.comm),
+                b(largest.rss_shmem_bytes)
+            ),
+        ]);
+    }
     t.add_row(vec![
         "  unexplained".to_string(),
-        ro.units.signed(r.unexplained_bytes),
+        ro.units.signed(rest),
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
             .to_string(),
     ]);
@@ -169,8 +190,14 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
         );
     }
     if n.unreadable > 0 {
+        let own_undumpable = n
+            .unreadable_processes
+            .iter()
+            .any(|p| p.reason == crate::model::UnreadableReason::NotDumpable);
         let why = if ro.euid == 0 {
             "permission denied even to root: another user namespace, or a security module"
+        } else if own_undumpable {
+            "some are your own user's but not dumpable (setuid, or a service that switched to your user, like php-fpm workers): only root may read them; other users' processes need root or CAP_SYS_PTRACE"
         } else {
             "other users' processes need root or CAP_SYS_PTRACE"
         };

@@ -170,6 +170,13 @@ fn host() -> Snapshot {
     ];
     snap.notes.vanished = 2;
     snap.notes.unreadable = 1;
+    snap.notes.unreadable_processes = vec![crate::model::UnreadableProcess {
+        pid: 1,
+        comm: "process_api".into(),
+        user: "root".into(),
+        rss_shmem_bytes: 6 * MIB + 400 * 1024,
+        reason: crate::model::UnreadableReason::DeniedToRoot,
+    }];
     snap.notes.foreign_ipc_ns = 1;
     snap.notes.estimates = vec![(EstimateReason::MapFilesDenied, 1)];
     snap.with_smaps = true;

@@ -11,7 +11,7 @@ pub mod record;
 pub use diff::{Change, DiffDoc, Figures, ObjectDiff, ProcDiff, Side, SignedDelta};
 pub use objects::{
     ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc,
-    PidComm,
+    PidComm, UnreadableDoc,
 };
 pub use procs::{CgroupDoc, ProcDoc, ProcsDoc};
 pub use record::RecordDoc;

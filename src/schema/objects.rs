@@ -1,7 +1,7 @@
 //! The objects view's JSON document (`shmwho --json`), schema 1: written by render and
 //! `record`, read back by `diff`. Field meanings are in docs/json.md.
 
-use crate::model::{EstimateReason, ObjectKind, Pid, SysvKey};
+use crate::model::{EstimateReason, ObjectKind, Pid, SysvKey, UnreadableReason};
 use serde::{Deserialize, Serialize};
 
 /// `shmwho --json`: every object, and how they add up to `Shmem`.
@@ -29,6 +29,16 @@ pub struct ObjectsDoc {
     /// The tmpfs mounts, reconciled.
     #[serde(default)]
     pub mounts: Vec<MountDoc>,
+    /// False when any process could not be read: objects only it holds are not listed.
+    #[serde(default)]
+    pub complete: bool,
+    /// The processes whose maps or fds could not be read, largest RssShmem first.
+    #[serde(default)]
+    pub unreadable: Vec<UnreadableDoc>,
+    /// Σ RssShmem of `unreadable`: a lower bound of shared memory they map, in objects that
+    /// may not be listed.
+    #[serde(default)]
+    pub unreadable_rss_shmem_bytes: u64,
     /// The huge page pools set against the hugetlb objects (outside Shmem).
     #[serde(default)]
     pub hugetlb: HugetlbDoc,
@@ -37,6 +47,23 @@ pub struct ObjectsDoc {
     pub notes: NotesDoc,
     /// The objects.
     pub objects: Vec<ObjectDoc>,
+}
+
+/// A process whose maps or fds could not be read, as its status shows it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct UnreadableDoc {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its command.
+    pub comm: String,
+    /// Its process title (null: not read for unreadable processes yet).
+    pub title: Option<String>,
+    /// Its user.
+    pub user: String,
+    /// RssShmem from its status.
+    pub rss_shmem_bytes: u64,
+    /// `other_user`, `not_dumpable` or `denied_to_root`.
+    pub reason: UnreadableReason,
 }
 
 /// The huge pages in use, set against the hugetlb objects listed.

@@ -329,6 +329,29 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
             b(p.rss_bytes)
         );
     }
+    if let Some(u) = snap
+        .notes
+        .unreadable_processes
+        .iter()
+        .find(|u| u.pid == p.pid)
+    {
+        let why = match u.reason {
+            crate::model::UnreadableReason::OtherUser => {
+                "it is another user's process: reading its maps needs root or CAP_SYS_PTRACE"
+            }
+            crate::model::UnreadableReason::NotDumpable => {
+                "it is not dumpable (setuid, or a service that switched users): only root may read its maps"
+            }
+            crate::model::UnreadableReason::DeniedToRoot => {
+                "its maps are refused even to root (another user namespace, or a security module)"
+            }
+        };
+        return format!(
+            "{who} could not be read: its status shows {} of shared memory mapped (RssShmem) in its {} RSS, but which objects those are is hidden: {why}",
+            b(p.rss_shmem_bytes),
+            b(p.rss_bytes)
+        );
+    }
     format!(
         "{who} has no shared memory: its {} RSS is {} private anonymous and {} file-backed",
         b(p.rss_bytes),

@@ -115,6 +115,18 @@ pub fn ftruncate(fd: RawFd, len: u64) {
     );
 }
 
+/// `MADV_NOHUGEPAGE` on a mapping, so a fault allocates one base page whatever
+/// `shmem_enabled` says (another test run may set it to `always`): a test's arithmetic in
+/// pages then holds. Async-signal-safe (children call it). The flag is kept across fork.
+pub fn no_huge_pages(addr: usize, len: usize) {
+    // SAFETY: advice on a mapping the caller owns; it changes no contents.
+    let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_NOHUGEPAGE) };
+    if rc != 0 {
+        // SAFETY: exiting; in the parent a failing test is better than a wrong one.
+        unsafe { libc::_exit(119) };
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Anonymous shared mappings
 
@@ -154,6 +166,7 @@ impl SharedRegion {
             unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) },
             "madvise",
         );
+        no_huge_pages(p as usize, len);
         SharedRegion {
             addr: p as usize,
             len,
@@ -422,6 +435,7 @@ pub mod child {
             // SAFETY: exiting the child.
             unsafe { libc::_exit(code) };
         }
+        super::no_huge_pages(p as usize, len);
         p as usize
     }
 
@@ -441,6 +455,14 @@ pub mod child {
             // SAFETY: exiting the child.
             unsafe { libc::_exit(code) };
         }
+        // SAFETY: shmid_ds is plain data, filled by the kernel.
+        let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+        // SAFETY: plain syscall.
+        if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } != 0 {
+            // SAFETY: exiting the child.
+            unsafe { libc::_exit(code) };
+        }
+        super::no_huge_pages(p as usize, ds.shm_segsz);
         p as usize
     }
 
@@ -759,6 +781,21 @@ pub fn find_shmid(doc: &Value, shmid: i32) -> Option<&Value> {
     objects(doc)
         .iter()
         .find(|o| o["kind"] == "sysv" && o["shmid"] == shmid)
+}
+
+/// Whether an object is a `SHM_HUGETLB` segment (hugetlb pool memory, not `Shmem`).
+pub fn is_hugetlb(o: &Value) -> bool {
+    o["hugetlb"] == true
+}
+
+/// What the objects view's `objects_resident_bytes` adds up, whatever else is on the host:
+/// every object's resident bytes but `SHM_HUGETLB` segments' (not `Shmem`).
+pub fn shmem_objects_resident(doc: &Value) -> u64 {
+    objects(doc)
+        .iter()
+        .filter(|o| !is_hugetlb(o))
+        .map(|o| u(&o["resident_bytes"]))
+        .sum()
 }
 
 pub fn u(v: &Value) -> u64 {

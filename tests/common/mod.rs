@@ -89,7 +89,52 @@ pub fn path_identity(p: &Path) -> (String, u64) {
 }
 
 /// Writes `npages` pages of a non-zero pattern at page `first_page` of `fd`.
+///
+/// Through a `MADV_NOHUGEPAGE` mapping when the pages lie inside the file: with shmem THP set
+/// to `always` (another test run may set it), a `pwrite` of one byte into a memfd allocates a
+/// whole 2 MiB huge page, past the end of a small file too (checked on 6.18), while a fault
+/// through such a mapping allocates one base page. The mapping exists only under [`lock`],
+/// so no scan sees this process hold the object and no fork inherits it.
 pub fn pwrite_pages(fd: RawFd, first_page: u64, npages: u64) {
+    let pg = page();
+    // SAFETY: fd is open for the duration of the call (borrowed by the caller).
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let size = rustix::fs::fstat(bfd).expect("fstat").st_size as u64;
+    if npages == 0 || (first_page + npages) * pg > size {
+        return pwrite_pages_plain(fd, first_page, npages);
+    }
+    let len = (npages * pg) as usize;
+    let _g = lock();
+    // SAFETY: a fresh shared mapping of the caller's file, inside its size.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            (first_page * pg) as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        // Not mappable for writing (opened read-only, sealed): write as before.
+        drop(_g);
+        return pwrite_pages_plain(fd, first_page, npages);
+    }
+    // SAFETY: the mapping made above.
+    check(
+        unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) },
+        "madvise",
+    );
+    no_huge_pages(p as usize, len);
+    // SAFETY: p..p+len is the writable mapping made above, inside the file; then unmapped.
+    unsafe {
+        std::ptr::write_bytes(p.cast::<u8>(), 0x5a, len);
+        libc::munmap(p, len);
+    }
+}
+
+fn pwrite_pages_plain(fd: RawFd, first_page: u64, npages: u64) {
     let buf = vec![0x5au8; (npages * page()) as usize];
     let mut done = 0usize;
     while done < buf.len() {
@@ -493,16 +538,32 @@ pub mod child {
         }
     }
 
-    /// Writes one byte into each page `first..first+n` of `fd` (allocating the whole page).
+    /// Writes one byte into each page `first..first+n` of `fd` (allocating the whole page),
+    /// through a `MADV_NOHUGEPAGE` mapping so each is one base page whatever `shmem_enabled`
+    /// says (see [`super::pwrite_pages`]). The pages must lie inside the file.
     pub fn pwrite_pages(fd: i32, first: u64, n: u64, page: u64, code: i32) {
-        let b = [0x5au8; 1];
-        for i in first..first + n {
-            // SAFETY: b is valid for one byte.
-            let w = unsafe { libc::pwrite(fd, b.as_ptr().cast(), 1, (i * page) as libc::off_t) };
-            if w != 1 {
-                fail(code);
-            }
+        if n == 0 {
+            return;
         }
+        let len = (n * page) as usize;
+        // SAFETY: a fresh shared mapping of the file, inside its size.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                (first * page) as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            fail(code);
+        }
+        super::no_huge_pages(p as usize, len);
+        touch(p as usize, 0, n, page);
+        // SAFETY: unmapping the mapping made above.
+        unsafe { libc::munmap(p, len) };
     }
 
     pub fn fail(code: i32) -> ! {

@@ -160,6 +160,9 @@ pub struct ObjectDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub namespace: Option<u64>,
+    /// What a person would call it ("PHP opcache"), from the label rules (docs/labels.md).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// A process by pid and command.
@@ -169,6 +172,10 @@ pub struct PidComm {
     pub pid: Pid,
     /// Command.
     pub comm: String,
+    /// Process title (its command line), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// What one process is charged for an object.
@@ -188,6 +195,10 @@ pub struct HolderDoc {
     /// Command.
     #[serde(default)]
     pub comm: String,
+    /// Process title (its command line), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub title: Option<String>,
     /// `map` or `fd`.
     pub via: String,
     /// Mapping start address (hex).

@@ -28,6 +28,8 @@ pub enum ObjectKind {
     PosixShm,
     /// A file on any other tmpfs mount.
     Tmpfs,
+    /// A file on a hugetlbfs mount: hugetlb pool memory.
+    Hugetlbfs,
 }
 
 impl ObjectKind {
@@ -39,16 +41,18 @@ impl ObjectKind {
             ObjectKind::Memfd => "memfd",
             ObjectKind::PosixShm => "posix_shm",
             ObjectKind::Tmpfs => "tmpfs",
+            ObjectKind::Hugetlbfs => "hugetlbfs",
         }
     }
 
     /// Every kind, in display order.
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 6] = [
         ObjectKind::AnonShared,
         ObjectKind::Sysv,
         ObjectKind::Memfd,
         ObjectKind::PosixShm,
         ObjectKind::Tmpfs,
+        ObjectKind::Hugetlbfs,
     ];
 }
 
@@ -273,6 +277,8 @@ pub enum ObjectDetail {
     PosixShm(FileDetail),
     /// A file on any other tmpfs mount.
     Tmpfs(FileDetail),
+    /// A file on a hugetlbfs mount.
+    Hugetlbfs(FileDetail),
 }
 
 impl ObjectDetail {
@@ -293,6 +299,7 @@ impl ObjectDetail {
             ObjectDetail::Memfd { .. } => ObjectKind::Memfd,
             ObjectDetail::PosixShm(_) => ObjectKind::PosixShm,
             ObjectDetail::Tmpfs(_) => ObjectKind::Tmpfs,
+            ObjectDetail::Hugetlbfs(_) => ObjectKind::Hugetlbfs,
         }
     }
 }
@@ -310,6 +317,11 @@ pub struct Object {
     pub inode: u64,
     /// Apparent size.
     pub size_bytes: u64,
+    /// Size of its pages: the base page size, or the huge page size of hugetlb memory.
+    pub page_size_bytes: u64,
+    /// Backed by the hugetlb pool (MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB, hugetlbfs files):
+    /// not in `Shmem`, reconciled with `/sys/kernel/mm/hugepages` instead.
+    pub hugetlb: bool,
     /// Bytes in RAM.
     pub resident_bytes: u64,
     /// Bytes in swap.
@@ -340,7 +352,8 @@ impl Object {
             ObjectDetail::AnonShared
             | ObjectDetail::Memfd { .. }
             | ObjectDetail::PosixShm(_)
-            | ObjectDetail::Tmpfs(_) => None,
+            | ObjectDetail::Tmpfs(_)
+            | ObjectDetail::Hugetlbfs(_) => None,
         }
     }
 
@@ -351,14 +364,17 @@ impl Object {
             ObjectDetail::AnonShared
             | ObjectDetail::Memfd { .. }
             | ObjectDetail::PosixShm(_)
-            | ObjectDetail::Tmpfs(_) => None,
+            | ObjectDetail::Tmpfs(_)
+            | ObjectDetail::Hugetlbfs(_) => None,
         }
     }
 
     /// The file, for POSIX shm and tmpfs objects.
     pub fn file(&self) -> Option<&FileDetail> {
         match &self.detail {
-            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => Some(f),
+            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) | ObjectDetail::Hugetlbfs(f) => {
+                Some(f)
+            }
             ObjectDetail::AnonShared | ObjectDetail::Sysv { .. } | ObjectDetail::Memfd { .. } => {
                 None
             }
@@ -368,16 +384,19 @@ impl Object {
     /// The file, mutably.
     pub fn file_mut(&mut self) -> Option<&mut FileDetail> {
         match &mut self.detail {
-            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => Some(f),
+            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) | ObjectDetail::Hugetlbfs(f) => {
+                Some(f)
+            }
             ObjectDetail::AnonShared | ObjectDetail::Sysv { .. } | ObjectDetail::Memfd { .. } => {
                 None
             }
         }
     }
 
-    /// A `SHM_HUGETLB` SysV segment: hugetlb pool memory, which `Shmem` does not count.
+    /// hugetlb pool memory (MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB, hugetlbfs), which `Shmem`
+    /// does not count.
     pub fn hugetlb(&self) -> bool {
-        matches!(self.detail, ObjectDetail::Sysv { hugetlb: true, .. })
+        self.hugetlb || matches!(self.detail, ObjectDetail::Sysv { hugetlb: true, .. })
     }
 
     /// Distinct processes holding the object.
@@ -487,6 +506,28 @@ impl Meminfo {
     }
 }
 
+/// One huge page pool (`/sys/kernel/mm/hugepages/hugepages-<N>kB`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HugePool {
+    /// Its page size.
+    pub page_size_bytes: u64,
+    /// `nr_hugepages`: pages in the pool.
+    pub total_pages: u64,
+    /// `free_hugepages`: pages not allocated.
+    pub free_pages: u64,
+    /// `resv_hugepages`: pages promised to mappings but not faulted in yet.
+    pub reserved_pages: u64,
+}
+
+impl HugePool {
+    /// Bytes of allocated huge pages.
+    pub fn used_bytes(&self) -> u64 {
+        self.total_pages
+            .saturating_sub(self.free_pages)
+            .saturating_mul(self.page_size_bytes)
+    }
+}
+
 /// A tmpfs mount and what its files use, for the reconciliation with `Shmem`.
 #[derive(Clone, Debug)]
 pub struct TmpfsMount {
@@ -547,6 +588,8 @@ pub struct Snapshot {
     pub with_smaps: bool,
     /// Memory cgroups of the listed processes, sorted by path.
     pub cgroups: Vec<CgroupMem>,
+    /// The huge page pools, by page size (empty without hugetlb).
+    pub huge_pools: Vec<HugePool>,
 }
 
 impl Process {

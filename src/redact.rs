@@ -156,6 +156,8 @@ mod tests {
             dev: Some(5),
             inode: ino,
             size_bytes: 8192,
+            page_size_bytes: 4096,
+            hugetlb: false,
             resident_bytes: 4096,
             swap_bytes: 0,
             accuracy: Accuracy::Exact,

@@ -85,7 +85,9 @@ pub fn dies_with_holders(o: &Object) -> bool {
     match &o.detail {
         ObjectDetail::AnonShared | ObjectDetail::Memfd { .. } => true,
         ObjectDetail::Sysv { segment, .. } => segment.as_ref().is_some_and(|s| s.removed()),
-        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => f.deleted,
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) | ObjectDetail::Hugetlbfs(f) => {
+            f.deleted
+        }
     }
 }
 

@@ -240,7 +240,7 @@ fn name_text(o: &Object) -> Option<String> {
         ObjectDetail::AnonShared => None,
         ObjectDetail::Sysv { key, .. } => key.map(|k| k.to_string()),
         ObjectDetail::Memfd { name } => Some(name.clone()),
-        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => {
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) | ObjectDetail::Hugetlbfs(f) => {
             Some(f.path.to_string_lossy().into_owned())
         }
     }

@@ -15,7 +15,7 @@ use crate::model::{Pid, Snapshot};
 use std::collections::HashMap;
 
 pub use charge::Policy;
-pub use reconcile::Reconciliation;
+pub use reconcile::{HugetlbRec, Reconciliation};
 
 /// A snapshot with owners and charges worked out under one policy.
 #[derive(Debug)]
@@ -114,6 +114,8 @@ pub(crate) mod tests {
             dev: Some(1),
             inode: ino,
             size_bytes: resident * 2,
+            page_size_bytes: 4096,
+            hugetlb: false,
             resident_bytes: resident,
             swap_bytes: 0,
             accuracy: Accuracy::Exact,

@@ -32,6 +32,44 @@ pub struct Reconciliation {
     /// Shmem − explained. Negative when explained exceeds Shmem (per-CPU counter drift of
     /// ~100 kB per CPU, or swapped pages of unheld tmpfs files counted by statfs).
     pub unexplained_bytes: i64,
+    /// The hugetlb pools set against the hugetlb objects, which `Shmem` does not count.
+    pub hugetlb: HugetlbRec,
+}
+
+/// The huge pages in use set against the hugetlb objects listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HugetlbRec {
+    /// Σ over the pools of (nr_hugepages − free_hugepages) × page size.
+    pub used_bytes: u64,
+    /// Σ over the pools of resv_hugepages × page size: promised to mappings, not faulted in.
+    pub reserved_bytes: u64,
+    /// Resident bytes of the hugetlb objects listed.
+    pub explained_bytes: u64,
+    /// used − explained: huge pages of private MAP_HUGETLB mappings, of processes that could
+    /// not be read, or of objects nobody holds on unlisted mounts.
+    pub unexplained_bytes: i64,
+}
+
+/// Sets the hugetlb objects of `snap` against its huge page pools.
+pub fn reconcile_hugetlb(snap: &Snapshot) -> HugetlbRec {
+    let used_bytes = sum_bytes(snap.huge_pools.iter().map(|p| p.used_bytes()));
+    let reserved_bytes = sum_bytes(
+        snap.huge_pools
+            .iter()
+            .map(|p| p.reserved_pages.saturating_mul(p.page_size_bytes)),
+    );
+    let explained_bytes = sum_bytes(
+        snap.objects
+            .iter()
+            .filter(|o| o.hugetlb())
+            .map(|o| o.resident_bytes),
+    );
+    HugetlbRec {
+        used_bytes,
+        reserved_bytes,
+        explained_bytes,
+        unexplained_bytes: signed_delta(explained_bytes, used_bytes),
+    }
 }
 
 /// Sets the objects of `snap` against `Shmem` (hugetlb segments left out: not Shmem).
@@ -71,6 +109,7 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
         mounts,
         explained_bytes,
         unexplained_bytes: signed_delta(explained_bytes, snap.meminfo.shmem_bytes),
+        hugetlb: reconcile_hugetlb(snap),
     }
 }
 
@@ -78,7 +117,7 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
 mod tests {
     use super::*;
     use crate::account::tests::{object, snapshot};
-    use crate::model::{Meminfo, TmpfsMount};
+    use crate::model::{HugePool, Meminfo, TmpfsMount};
 
     #[test]
     fn unheld_tmpfs_files_count_once() {
@@ -108,5 +147,41 @@ mod tests {
         assert_eq!(r.mounts[0].unheld_files_bytes, Some(500));
         assert_eq!(r.explained_bytes, 1800);
         assert_eq!(r.unexplained_bytes, 200);
+        assert_eq!(r.hugetlb, HugetlbRec::default());
+    }
+
+    #[test]
+    fn hugetlb_objects_are_set_against_the_pools() {
+        let mut huge = object(3, 4 << 20, &[]);
+        huge.hugetlb = true;
+        let mut snap = snapshot(vec![], vec![object(1, 1000, &[]), huge]);
+        snap.meminfo.shmem_bytes = 1000;
+        snap.huge_pools = vec![
+            HugePool {
+                page_size_bytes: 2 << 20,
+                total_pages: 10,
+                free_pages: 7,
+                reserved_pages: 1,
+            },
+            HugePool {
+                page_size_bytes: 1 << 30,
+                total_pages: 1,
+                free_pages: 1,
+                reserved_pages: 0,
+            },
+        ];
+        let r = reconcile(&snap);
+        // The hugetlb object stays out of Shmem's reconciliation.
+        assert_eq!(r.objects_bytes, 1000);
+        assert_eq!(r.unexplained_bytes, 0);
+        assert_eq!(
+            r.hugetlb,
+            HugetlbRec {
+                used_bytes: 6 << 20,
+                reserved_bytes: 2 << 20,
+                explained_bytes: 4 << 20,
+                unexplained_bytes: 2 << 20,
+            }
+        );
     }
 }

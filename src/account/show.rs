@@ -68,7 +68,8 @@ impl ObjectView {
 /// The view of one object from what the drill-down read.
 pub fn object_view(snap: &Snapshot, drill: Drill) -> ObjectView {
     let o = &snap.objects[drill.index];
-    let page_size = snap.page_size;
+    // A hugetlb object is pictured in its huge pages (the drill coarsened the holders' pages).
+    let page_size = o.page_size_bytes.max(snap.page_size);
     let size = drill
         .residency
         .as_ref()
@@ -184,7 +185,8 @@ pub fn process_view(snap: &Snapshot, pid: Pid, views: Vec<ObjectView>) -> Proces
                 let v: Vec<u64> = held.iter().filter_map(|&h| f(&view.holders[h])).collect();
                 (!v.is_empty()).then(|| v.iter().sum())
             };
-            let mapped_bytes = mine(&|h| h.mapped.as_ref().map(|r| r.pages() * snap.page_size));
+            let page = view.page_size;
+            let mapped_bytes = mine(&|h| h.mapped.as_ref().map(|r| r.pages() * page));
             let pss_bytes = mine(&|h| h.pss_bytes);
             ProcObject {
                 owned: owners[view.index] == Some(pid),

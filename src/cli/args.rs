@@ -116,6 +116,7 @@ pub enum KindArg {
     #[value(name = "posix_shm")]
     PosixShm,
     Tmpfs,
+    Hugetlbfs,
 }
 
 impl From<KindArg> for ObjectKind {
@@ -126,6 +127,7 @@ impl From<KindArg> for ObjectKind {
             KindArg::Memfd => ObjectKind::Memfd,
             KindArg::PosixShm => ObjectKind::PosixShm,
             KindArg::Tmpfs => ObjectKind::Tmpfs,
+            KindArg::Hugetlbfs => ObjectKind::Hugetlbfs,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the scan learns once and every step needs: host paths, the shmem device, our own
 //! namespaces, and the tmpfs mounts of every mount namespace seen.
 
-use super::parse::mountinfo;
+use super::parse::{hugepages, mountinfo};
 use super::{cgroup, HostPaths};
 use crate::error::Error;
 use crate::model::Pid;
@@ -18,7 +18,14 @@ pub(crate) struct Context {
     pub own_mnt_ns: Option<u64>,
     /// tmpfs mounts by device, with the mount namespace they were seen in.
     pub tmpfs: HashMap<u64, (mountinfo::MountEntry, Option<u64>)>,
-    /// tmpfs mount points per mount namespace, for telling fd paths worth a stat.
+    /// hugetlbfs mounts by device, with the mount namespace they were seen in and their page
+    /// size.
+    pub hugetlbfs: HashMap<u64, (mountinfo::MountEntry, Option<u64>, u64)>,
+    /// The internal hugetlbfs mounts (MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB): device → page size.
+    pub hugetlb_internal: HashMap<u64, u64>,
+    /// The default huge page size, for a hugetlbfs mount that shows no `pagesize=`.
+    pub default_huge_page: u64,
+    /// tmpfs and hugetlbfs mount points per mount namespace, for telling fd paths worth a stat.
     pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
     /// Where the memory cgroup controller is mounted.
     pub cgroups: cgroup::Hierarchies,
@@ -30,6 +37,8 @@ impl Context {
         paths: &HostPaths,
         page_size: u64,
         own_mountinfo: &[u8],
+        pools: &[crate::model::HugePool],
+        default_huge_page: u64,
     ) -> Result<Context, Error> {
         let mut ctx = Context {
             paths: paths.clone(),
@@ -38,6 +47,9 @@ impl Context {
             own_ipc_ns: ns_inode(&paths.proc_root.join("self/ns/ipc")),
             own_mnt_ns: ns_inode(&paths.proc_root.join("self/ns/mnt")),
             tmpfs: HashMap::new(),
+            hugetlbfs: HashMap::new(),
+            hugetlb_internal: super::hugetlb::internal_devices(pools),
+            default_huge_page,
             mount_points: HashMap::new(),
             cgroups: cgroup::parse_mounts(own_mountinfo),
         };
@@ -55,6 +67,22 @@ impl Context {
             // The first namespace that shows a device names it; ours is read first.
             self.tmpfs.entry(m.dev).or_insert((m, ns));
         }
+        for m in mountinfo::hugetlbfs(text) {
+            points.push(m.mount_point.clone());
+            let size = m
+                .option("pagesize")
+                .and_then(hugepages::option_size)
+                .unwrap_or(self.default_huge_page);
+            self.hugetlbfs.entry(m.dev).or_insert((m, ns, size));
+        }
+    }
+
+    /// The huge page size of hugetlb memory on `dev`; None for any other device.
+    pub(crate) fn huge_page_size(&self, dev: u64) -> Option<u64> {
+        self.hugetlb_internal
+            .get(&dev)
+            .copied()
+            .or_else(|| self.hugetlbfs.get(&dev).map(|(_, _, size)| *size))
     }
 
     /// The namespace key under which a process's mounts are filed.
@@ -66,9 +94,10 @@ impl Context {
         }
     }
 
-    /// Whether files of `dev` are shared memory: the internal shmem mount or a tmpfs.
+    /// Whether files of `dev` are shared memory: the internal shmem mount, a tmpfs, or
+    /// hugetlbfs (internal or mounted).
     pub(crate) fn is_shmem_dev(&self, dev: u64) -> bool {
-        dev == self.shmem_dev || self.tmpfs.contains_key(&dev)
+        dev == self.shmem_dev || self.tmpfs.contains_key(&dev) || self.huge_page_size(dev).is_some()
     }
 
     /// `/proc/PID/rest`.

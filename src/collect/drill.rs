@@ -68,7 +68,10 @@ pub fn read_residency(
     swap_in_use: bool,
 ) -> Result<Residency, String> {
     if o.hugetlb() {
-        return Err("a SHM_HUGETLB segment: hugetlb pages cannot be seen from a mapping that never touched them".into());
+        return Err(
+            "hugetlb memory: its huge pages cannot be seen from a mapping that never touched them"
+                .into(),
+        );
     }
     let Some(expect) = expected_identity(o) else {
         return Err("the object's device is unknown".into());
@@ -80,7 +83,8 @@ pub fn read_residency(
             ObjectKind::AnonShared
             | ObjectKind::Memfd
             | ObjectKind::PosixShm
-            | ObjectKind::Tmpfs => {
+            | ObjectKind::Tmpfs
+            | ObjectKind::Hugetlbfs => {
                 "no handle reaches the object from here (another mount namespace?)".into()
             }
         });
@@ -120,12 +124,14 @@ pub fn object(snap: &Snapshot, proc_root: &Path, index: usize) -> Drill {
         })
         .collect();
     let mut answers = pagemap::mapped_ranges_many(proc_root, queries, snap.page_size).into_iter();
+    // pagemap speaks in base pages; a hugetlb object's picture is in its huge pages.
+    let factor = (o.page_size_bytes / snap.page_size.max(1)).max(1);
     let holders = o
         .holders
         .iter()
         .map(|h| match h.via {
             Via::Map { .. } => match answers.next().expect("one answer per mapping") {
-                Ok(r) => HolderPages::Mapped(r),
+                Ok(r) => HolderPages::Mapped(r.coarsen(factor)),
                 Err(e) => HolderPages::Unread(e),
             },
             Via::Fd { .. } => HolderPages::Fd,

@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod container;
 mod context;
 pub mod drill;
+mod hugetlb;
 pub mod measure;
 pub mod objects;
 pub mod pagemap;
@@ -81,7 +82,14 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .unwrap_or(0);
 
     let own_mountinfo = read::read_required(&root.join("self/mountinfo"))?;
-    let mut ctx = Context::new(&opts.paths, page_size, &own_mountinfo)?;
+    let huge_pools = hugetlb::read_pools(&opts.paths);
+    let mut ctx = Context::new(
+        &opts.paths,
+        page_size,
+        &own_mountinfo,
+        &huge_pools,
+        meminfo.hugepage_bytes,
+    )?;
     let mut notes = ScanNotes {
         hidepid: mountinfo::proc_hidepid(&own_mountinfo),
         ..ScanNotes::default()
@@ -108,6 +116,7 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         notes,
         with_smaps: opts.smaps,
         cgroups,
+        huge_pools,
     })
 }
 

@@ -71,6 +71,19 @@ impl PageRanges {
         self.0.push((first, count));
     }
 
+    /// The same ranges in pages `factor` times larger: a large page is in when any of its
+    /// base pages is (a huge page is mapped whole).
+    pub fn coarsen(&self, factor: u64) -> PageRanges {
+        if factor <= 1 {
+            return self.clone();
+        }
+        PageRanges::from_runs(self.0.iter().map(|&(first, count)| {
+            let start = first / factor;
+            let end = (first + count).div_ceil(factor);
+            (start, end - start)
+        }))
+    }
+
     /// The runs, as (first page, count), sorted and disjoint.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.0
@@ -540,6 +553,15 @@ mod scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarsen_keeps_any_touched_large_page() {
+        let r = PageRanges::from_runs([(0, 1), (512, 512), (1500, 2)]);
+        assert_eq!(r.coarsen(512).runs(), &[(0, 3)]);
+        let r = PageRanges::from_runs([(1024, 1)]);
+        assert_eq!(r.coarsen(512).runs(), &[(2, 1)]);
+        assert_eq!(r.coarsen(1), r);
+    }
 
     const P: u64 = PM_PRESENT | PM_FILE;
 

@@ -16,6 +16,8 @@ pub struct HostPaths {
     /// Where the mount points that mountinfo lists (tmpfs, hugetlbfs) are reachable from here
     /// (`/`): files are `stat`ed and mounts `statfs`ed under it.
     pub mount_root: PathBuf,
+    /// Where sysfs is mounted (`/sys`): the huge page pools are read under it.
+    pub sys_root: PathBuf,
 }
 
 impl Default for HostPaths {
@@ -25,6 +27,7 @@ impl Default for HostPaths {
             dev_shm: PathBuf::from("/dev/shm"),
             passwd: PathBuf::from("/etc/passwd"),
             mount_root: PathBuf::from("/"),
+            sys_root: PathBuf::from("/sys"),
         }
     }
 }
@@ -41,6 +44,11 @@ impl HostPaths {
     /// `/proc/sysvipc/shm`.
     pub fn sysvipc_shm(&self) -> PathBuf {
         self.proc_root.join("sysvipc/shm")
+    }
+
+    /// `/sys/kernel/mm/hugepages`: one `hugepages-<N>kB` directory per huge page size.
+    pub fn hugepages_dir(&self) -> PathBuf {
+        self.sys_root.join("kernel/mm/hugepages")
     }
 
     /// `/proc/PID/rest`.

@@ -100,7 +100,7 @@ fn display_name(o: &ObjectDoc) -> String {
             .map(|k| format!("key 0x{:08x}", k.0 as u32))
             .unwrap_or_default(),
         ObjectKind::Memfd => format!("memfd:{}", o.name.as_deref().unwrap_or("")),
-        ObjectKind::PosixShm | ObjectKind::Tmpfs => {
+        ObjectKind::PosixShm | ObjectKind::Tmpfs | ObjectKind::Hugetlbfs => {
             let p = o.path.clone().unwrap_or_default();
             if o.deleted == Some(true) {
                 format!("{p} (deleted)")

@@ -7,8 +7,8 @@ use crate::report::{
     address_text, dev_text, object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow,
 };
 use crate::schema::{
-    ChargeDoc, EstimateDoc, HolderDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc, PidComm, ProcDoc,
-    ProcsDoc,
+    ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc,
+    PidComm, ProcDoc, ProcsDoc,
 };
 use serde::Serialize;
 
@@ -72,6 +72,7 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
         swap_bytes: o.swap_bytes,
         exact: o.is_exact(),
         estimate_reason: o.accuracy.estimate(),
+        page_size_bytes: o.page_size_bytes,
         hugetlb: o.hugetlb(),
         holders,
         owner: acc.owners[i].map(|pid| PidComm {
@@ -95,7 +96,8 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             ObjectDetail::AnonShared
             | ObjectDetail::Sysv { .. }
             | ObjectDetail::PosixShm(_)
-            | ObjectDetail::Tmpfs(_) => None,
+            | ObjectDetail::Tmpfs(_)
+            | ObjectDetail::Hugetlbfs(_) => None,
         },
         path: file.map(|f| f.path.to_string_lossy().into_owned()),
         deleted: file.map(|f| f.deleted),
@@ -129,6 +131,12 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
                 unheld_files_bytes: m.unheld_files_bytes,
             })
             .collect(),
+        hugetlb: HugetlbDoc {
+            used_bytes: r.hugetlb.used_bytes,
+            reserved_bytes: r.hugetlb.reserved_bytes,
+            explained_bytes: r.hugetlb.explained_bytes,
+            unexplained_bytes: r.hugetlb.unexplained_bytes,
+        },
         notes: NotesDoc {
             vanished_processes: snap.notes.vanished,
             unreadable_processes: snap.notes.unreadable,

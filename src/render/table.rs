@@ -126,6 +126,26 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
             .to_string(),
     ]);
+    let h = &r.hugetlb;
+    let huge_objects = snap.objects.iter().filter(|o| o.hugetlb()).count();
+    // Huge pages are not in Shmem: their own reconciliation, when the host uses any.
+    if h.used_bytes > 0 || h.reserved_bytes > 0 || huge_objects > 0 {
+        t.add_row(vec![
+            "Huge pages in use (/sys/kernel/mm/hugepages)".to_string(),
+            b(h.used_bytes),
+            format!("{} more reserved, not faulted in yet", b(h.reserved_bytes)),
+        ]);
+        t.add_row(vec![
+            format!("  hugetlb objects ({huge_objects})"),
+            b(h.explained_bytes),
+            "MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB, hugetlbfs files".to_string(),
+        ]);
+        t.add_row(vec![
+            "  unexplained".to_string(),
+            ro.units.signed(h.unexplained_bytes),
+            "private MAP_HUGETLB mappings, processes not read, other namespaces".to_string(),
+        ]);
+    }
     // The empty header row comfy-table prints first is dropped.
     let text = finish(&t);
     let mut out: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();

@@ -144,7 +144,7 @@ pub fn object_name(o: &Object) -> String {
             }
         }
         ObjectDetail::Memfd { name } => format!("memfd:{name}"),
-        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => {
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) | ObjectDetail::Hugetlbfs(f) => {
             let p = f.path.to_string_lossy().into_owned();
             if f.deleted {
                 format!("{p} (deleted)")

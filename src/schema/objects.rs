@@ -29,11 +29,27 @@ pub struct ObjectsDoc {
     /// The tmpfs mounts, reconciled.
     #[serde(default)]
     pub mounts: Vec<MountDoc>,
+    /// The huge page pools set against the hugetlb objects (outside Shmem).
+    #[serde(default)]
+    pub hugetlb: HugetlbDoc,
     /// What the scan could not see.
     #[serde(default)]
     pub notes: NotesDoc,
     /// The objects.
     pub objects: Vec<ObjectDoc>,
+}
+
+/// The huge pages in use, set against the hugetlb objects listed.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct HugetlbDoc {
+    /// Σ over /sys/kernel/mm/hugepages/*: (nr_hugepages − free_hugepages) × page size.
+    pub used_bytes: u64,
+    /// Σ resv_hugepages × page size: promised to mappings, not faulted in yet.
+    pub reserved_bytes: u64,
+    /// Resident bytes of the hugetlb objects listed.
+    pub explained_bytes: u64,
+    /// used − explained.
+    pub unexplained_bytes: i64,
 }
 
 /// One tmpfs mount, reconciled with what its files use.
@@ -111,7 +127,11 @@ pub struct ObjectDoc {
     /// Why its figures are an estimate, when they are.
     #[serde(default)]
     pub estimate_reason: Option<EstimateReason>,
-    /// A SHM_HUGETLB segment (hugetlb pool memory, outside Shmem).
+    /// Its page size: the base page size, or the huge page size of hugetlb memory (0 in
+    /// documents written before the field existed).
+    #[serde(default)]
+    pub page_size_bytes: u64,
+    /// hugetlb pool memory (MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB, hugetlbfs), outside Shmem.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     #[serde(default)]
     pub hugetlb: bool,

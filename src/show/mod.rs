@@ -220,6 +220,8 @@ fn add_unheld_file(snap: &mut Snapshot, path: &Path) {
         dev: Some(st.dev),
         inode: st.ino,
         size_bytes: st.size,
+        page_size_bytes: snap.page_size,
+        hugetlb: false,
         resident_bytes: st.allocated,
         swap_bytes: 0,
         // With swap in use st_blocks is resident + swapped; show's ranges split it.

@@ -36,6 +36,23 @@ fn fake_host() -> tempfile::TempDir {
     write("proc/stat", b"cpu  1 2 3\nbtime 1795748280\n");
     write("proc/self/mountinfo", mountinfo.as_bytes());
     write("proc/sysvipc/shm", SYSV);
+    for (size, nr, free, resv) in [
+        ("2048kB", "7\n", "3\n", "1\n"),
+        ("1048576kB", "1\n", "1\n", "0\n"),
+    ] {
+        write(
+            &format!("sys/kernel/mm/hugepages/hugepages-{size}/nr_hugepages"),
+            nr.as_bytes(),
+        );
+        write(
+            &format!("sys/kernel/mm/hugepages/hugepages-{size}/free_hugepages"),
+            free.as_bytes(),
+        );
+        write(
+            &format!("sys/kernel/mm/hugepages/hugepages-{size}/resv_hugepages"),
+            resv.as_bytes(),
+        );
+    }
     write("proc/1794/stat", STAT);
     write("proc/1794/status", STATUS);
     write("proc/1794/maps", b"");
@@ -55,6 +72,7 @@ fn paths(host: &std::path::Path) -> HostPaths {
         dev_shm: "/dev/shm".into(),
         passwd: host.join("etc/passwd"),
         mount_root: host.to_path_buf(),
+        sys_root: host.join("sys"),
     }
 }
 
@@ -124,6 +142,24 @@ fn a_whole_scan_reads_only_the_host_paths_given() {
         .expect("the fake /dev/shm mount");
     assert_eq!(mount.dev, shm_dev_of(dir.path()));
     assert!(!snap.notes.hidepid);
+
+    // sys: the fake huge page pools, not the host's.
+    let pools: Vec<_> = snap
+        .huge_pools
+        .iter()
+        .map(|p| {
+            (
+                p.page_size_bytes,
+                p.total_pages,
+                p.free_pages,
+                p.reserved_pages,
+            )
+        })
+        .collect();
+    assert_eq!(pools, vec![(2 << 20, 7, 3, 1), (1 << 30, 1, 1, 0)]);
+    let r = shmwho::account::account(&snap, shmwho::account::Policy::Owner).reconciliation;
+    assert_eq!(r.hugetlb.used_bytes, 4 * (2 << 20));
+    assert_eq!(r.hugetlb.reserved_bytes, 2 << 20);
 }
 
 fn shm_dev_of(host: &std::path::Path) -> u64 {

@@ -280,6 +280,7 @@ proptest! {
             dev_shm: "/dev/shm".into(),
             passwd: dir.path().join("etc/passwd"),
             mount_root: dir.path().to_path_buf(),
+            sys_root: dir.path().join("sys"),
         };
         for smaps in [false, true] {
             let opts = shmwho::collect::Options { paths: paths.clone(), smaps, cgroups: true };

@@ -17,6 +17,9 @@ pub(super) fn blank(id: ObjectId, detail: ObjectDetail) -> Object {
         dev: None,
         inode: 0,
         size_bytes: 0,
+        // Set by `build` to the base page size unless the object is hugetlb memory.
+        page_size_bytes: 0,
+        hugetlb: false,
         resident_bytes: 0,
         swap_bytes: 0,
         accuracy: Accuracy::Estimate(EstimateReason::MapFilesDenied),
@@ -42,68 +45,91 @@ pub(super) fn describe(
     path: &[u8],
 ) -> (ObjectId, Object) {
     let inode_id = ObjectId::Inode { dev, ino };
+    if let Some(&huge) = ctx.hugetlb_internal.get(&dev) {
+        let (id, mut obj) = internal(ctx, p, dev, ino, path);
+        obj.page_size_bytes = huge;
+        obj.hugetlb = true;
+        if let ObjectDetail::Sysv { hugetlb, .. } = &mut obj.detail {
+            *hugetlb = true;
+        }
+        return (id, obj);
+    }
     if dev == ctx.shmem_dev {
-        if let Some(rest) = path.strip_prefix(b"/SYSV") {
-            let ipc_ns = p.ipc_ns.or(ctx.own_ipc_ns).unwrap_or(0);
-            let id = ObjectId::Sysv {
-                ipc_ns,
-                shmid: ino as i32,
-            };
-            // Segments of other namespaces are not in our /proc/sysvipc/shm; keep the key.
-            let key = rest.get(..8).and_then(SysvKey::from_map_name);
-            let obj = Object {
-                dev: Some(dev),
-                inode: ino,
-                foreign_ns: (p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns).then_some(ipc_ns),
-                ..blank(id, sysv_detail(key))
-            };
-            return (id, obj);
-        }
-        if let Some(rest) = path.strip_prefix(b"/memfd:") {
-            let (name, _) = maps::strip_deleted(rest);
-            let obj = Object {
-                dev: Some(dev),
-                inode: ino,
-                ..blank(
-                    inode_id,
-                    ObjectDetail::Memfd {
-                        name: String::from_utf8_lossy(name).into_owned(),
-                    },
-                )
-            };
-            return (inode_id, obj);
-        }
-        let obj = Object {
-            dev: Some(dev),
-            inode: ino,
-            ..blank(inode_id, ObjectDetail::AnonShared)
-        };
-        return (inode_id, obj);
+        return internal(ctx, p, dev, ino, path);
     }
     let (mount_point, ns) = ctx
         .tmpfs
         .get(&dev)
         .map(|(m, ns)| (Some(m.mount_point.clone()), *ns))
+        .or_else(|| {
+            ctx.hugetlbfs
+                .get(&dev)
+                .map(|(m, ns, _)| (Some(m.mount_point.clone()), *ns))
+        })
         .unwrap_or((None, None));
     let posix = mount_point.as_deref() == Some(ctx.paths.dev_shm.as_path());
+    let huge = ctx.hugetlbfs.get(&dev).map(|(_, _, size)| *size);
     let (p, deleted) = maps::strip_deleted(path);
     let file = FileDetail {
         path: PathBuf::from(OsString::from_vec(p.to_vec())),
         deleted,
         mount_point,
     };
+    let detail = match huge {
+        Some(_) => ObjectDetail::Hugetlbfs(file),
+        None if posix => ObjectDetail::PosixShm(file),
+        None => ObjectDetail::Tmpfs(file),
+    };
     let obj = Object {
         dev: Some(dev),
         inode: ino,
         foreign_ns: ns,
-        ..blank(
-            inode_id,
-            if posix {
-                ObjectDetail::PosixShm(file)
-            } else {
-                ObjectDetail::Tmpfs(file)
-            },
-        )
+        page_size_bytes: huge.unwrap_or(0),
+        hugetlb: huge.is_some(),
+        ..blank(inode_id, detail)
+    };
+    (inode_id, obj)
+}
+
+/// An object of a kernel-internal mount (shmem, or hugetlbfs of one page size): a SysV
+/// segment (`/SYSV%08x`), a memfd (`/memfd:NAME`), or anonymous shared memory (`/dev/zero`,
+/// `[anon_shmem]`, `/anon_hugepage`).
+fn internal(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (ObjectId, Object) {
+    let inode_id = ObjectId::Inode { dev, ino };
+    if let Some(rest) = path.strip_prefix(b"/SYSV") {
+        let ipc_ns = p.ipc_ns.or(ctx.own_ipc_ns).unwrap_or(0);
+        let id = ObjectId::Sysv {
+            ipc_ns,
+            shmid: ino as i32,
+        };
+        // Segments of other namespaces are not in our /proc/sysvipc/shm; keep the key.
+        let key = rest.get(..8).and_then(SysvKey::from_map_name);
+        let obj = Object {
+            dev: Some(dev),
+            inode: ino,
+            foreign_ns: (p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns).then_some(ipc_ns),
+            ..blank(id, sysv_detail(key))
+        };
+        return (id, obj);
+    }
+    if let Some(rest) = path.strip_prefix(b"/memfd:") {
+        let (name, _) = maps::strip_deleted(rest);
+        let obj = Object {
+            dev: Some(dev),
+            inode: ino,
+            ..blank(
+                inode_id,
+                ObjectDetail::Memfd {
+                    name: String::from_utf8_lossy(name).into_owned(),
+                },
+            )
+        };
+        return (inode_id, obj);
+    }
+    let obj = Object {
+        dev: Some(dev),
+        inode: ino,
+        ..blank(inode_id, ObjectDetail::AnonShared)
     };
     (inode_id, obj)
 }

@@ -64,7 +64,8 @@ impl Draft {
         self.handles.sort_by_key(Handle::rank);
         let expect = match self.obj.id {
             ObjectId::Inode { dev, ino } => (dev, ino),
-            ObjectId::Sysv { shmid, .. } => (ctx.shmem_dev, shmid as u64),
+            // SHM_HUGETLB segments live on the internal hugetlbfs mount, as their maps show.
+            ObjectId::Sysv { shmid, .. } => (self.obj.dev.unwrap_or(ctx.shmem_dev), shmid as u64),
         };
         let mut denied = false;
         let handles = std::mem::take(&mut self.handles);
@@ -85,7 +86,8 @@ impl Draft {
             if let Some(f) = self.obj.file_mut() {
                 fix_deleted(f, st.nlink);
             }
-            if swap_in_use {
+            // hugetlb pages never swap.
+            if swap_in_use && !self.obj.hugetlb {
                 match super::super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
                     Ok(resident) => {
                         self.obj.resident_bytes = resident.min(st.allocated);

@@ -58,7 +58,13 @@ pub(crate) fn build(
     gather_holders(ctx, processes, raws, &mut drafts);
     add_segments(ctx, segments, &mut drafts);
     add_dev_shm_files(ctx, &mut drafts);
+    add_hugetlbfs_files(ctx, &mut drafts);
     let mut list = drafts.list;
+    for d in &mut list {
+        if d.obj.page_size_bytes == 0 {
+            d.obj.page_size_bytes = ctx.page_size;
+        }
+    }
     let (unmeasured, vanished) = measure_all(ctx, meminfo, &mut list);
     estimate_unmeasured(processes, raws, &mut list, &unmeasured);
     let objects = finish(list, &vanished, meminfo, notes);
@@ -166,6 +172,39 @@ fn add_dev_shm_files(ctx: &Context, drafts: &mut Drafts) {
     }
 }
 
+/// Files on our hugetlbfs mounts, held or not.
+fn add_hugetlbfs_files(ctx: &Context, drafts: &mut Drafts) {
+    for (path, st) in host::walk_hugetlbfs(ctx) {
+        let Some((m, _, size)) = ctx.hugetlbfs.get(&st.dev) else {
+            continue;
+        };
+        let id = ObjectId::Inode {
+            dev: st.dev,
+            ino: st.ino,
+        };
+        let d = drafts.get_or_add(id, || Object {
+            dev: Some(st.dev),
+            inode: st.ino,
+            page_size_bytes: *size,
+            hugetlb: true,
+            ..blank(
+                id,
+                ObjectDetail::Hugetlbfs(FileDetail {
+                    path: path.clone(),
+                    deleted: false,
+                    mount_point: Some(m.mount_point.clone()),
+                }),
+            )
+        });
+        if let Some(f) = d.obj.file_mut() {
+            f.path = path.clone();
+            f.deleted = false;
+        }
+        d.obj.foreign_ns = None;
+        d.handles.push(Handle::Path(ctx.paths.reach(&path)));
+    }
+}
+
 /// Measures every draft: SysV segments from their table row, the rest by `stat` of a handle.
 /// Returns the indices of those every handle refused, and of those whose holders all vanished.
 fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<usize>, Vec<usize>) {
@@ -183,6 +222,10 @@ fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<u
                 let (huge_rss, huge) =
                     hugetlb_rss(seg, rss.saturating_add(swap), meminfo, ctx.page_size);
                 *hugetlb = huge;
+                if huge {
+                    d.obj.hugetlb = true;
+                    d.obj.page_size_bytes = meminfo.hugepage_bytes;
+                }
                 d.obj.size_bytes = seg.size_bytes;
                 // hugetlb pages never swap.
                 (d.obj.resident_bytes, d.obj.swap_bytes) =

@@ -3,6 +3,7 @@
 
 pub mod cgroup;
 pub mod cmdline;
+pub mod hugepages;
 pub mod maps;
 pub mod meminfo;
 pub mod mountinfo;

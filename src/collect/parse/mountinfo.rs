@@ -72,6 +72,11 @@ pub fn tmpfs(text: &[u8]) -> Vec<MountEntry> {
     parse(text).filter(|m| m.fs_type == "tmpfs").collect()
 }
 
+/// The hugetlbfs mounts in a mountinfo text.
+pub fn hugetlbfs(text: &[u8]) -> Vec<MountEntry> {
+    parse(text).filter(|m| m.fs_type == "hugetlbfs").collect()
+}
+
 /// Whether mountinfo shows `/proc` mounted with `hidepid` (other users' processes hidden).
 pub fn proc_hidepid(text: &[u8]) -> bool {
     parse(text).any(|m| {
@@ -152,6 +157,9 @@ mod tests {
     fn tmpfs_and_hidepid() {
         let text = b"99 24 0:77 / /run rw - tmpfs tmpfs rw\n22 1 0:21 / /proc rw - proc proc rw\n";
         assert_eq!(tmpfs(text).len(), 1);
+        let huge = hugetlbfs(b"74 27 0:45 / /dev/hugepages rw,relatime - hugetlbfs none rw,pagesize=2M\n99 24 0:77 / /run rw - tmpfs tmpfs rw\n");
+        assert_eq!(huge.len(), 1);
+        assert_eq!(huge[0].option("pagesize"), Some("2M"));
         assert!(!proc_hidepid(text));
         assert!(proc_hidepid(
             b"22 1 0:21 / /proc rw,relatime - proc proc rw,hidepid=invisible\n"

@@ -108,9 +108,9 @@ impl Rules {
     /// Parses one rules file's text; `path` names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Rules, RulesError> {
         let file: RulesFile = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
             RulesError {
                 path: path.to_string(),
                 line,
@@ -268,7 +268,8 @@ impl Rule {
         let wants_process = !self.command.is_empty() || !self.title.is_empty();
         let process_ok = |p: &Process| {
             (self.command.is_empty() || any(&self.command, &p.comm))
-                && (self.title.is_empty() || p.title.as_deref().is_some_and(|t| any(&self.title, t)))
+                && (self.title.is_empty()
+                    || p.title.as_deref().is_some_and(|t| any(&self.title, t)))
         };
         let owners = owner.filter(|_| self.process != Whose::Holder);
         let holders = o
@@ -351,7 +352,10 @@ mod tests {
     fn builtin_rules_parse_and_glob_works() {
         assert!(Rules::builtin().rules.len() > 10);
         assert!(glob("php-fpm*", "php-fpm8.2"));
-        assert!(glob("/dev/shm/PostgreSQL.*", "/dev/shm/PostgreSQL.1804289383"));
+        assert!(glob(
+            "/dev/shm/PostgreSQL.*",
+            "/dev/shm/PostgreSQL.1804289383"
+        ));
         assert!(!glob("postgres", "postgres2"));
         assert!(glob("a*b*c", "aXXbYYc"));
         assert!(!glob("a*b*c", "aXXbYY"));
@@ -365,7 +369,12 @@ mod tests {
         let small = object(2, 4096, &[10, 11]);
         let snap = snapshot(
             vec![
-                titled(10, 100, "php-fpm8.2", "php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"),
+                titled(
+                    10,
+                    100,
+                    "php-fpm8.2",
+                    "php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)",
+                ),
                 titled(11, 200, "php-fpm8.2", "php-fpm: pool www"),
             ],
             vec![big, small],
@@ -392,7 +401,12 @@ mod tests {
         });
         let snap = snapshot(
             vec![
-                titled(20, 1, "chrome", "/opt/google/chrome/chrome --type=renderer --lang=en"),
+                titled(
+                    20,
+                    1,
+                    "chrome",
+                    "/opt/google/chrome/chrome --type=renderer --lang=en",
+                ),
                 titled(30, 1, "postgres", "postgres: checkpointer"),
             ],
             vec![memfd, dsm],
@@ -415,21 +429,39 @@ min_size = 4096
         )
         .unwrap();
         let rules = Rules {
-            rules: user.rules.into_iter().chain(Rules::builtin().rules).collect(),
+            rules: user
+                .rules
+                .into_iter()
+                .chain(Rules::builtin().rules)
+                .collect(),
         };
-        let snap = snapshot(vec![titled(5, 1, "myapp", "myapp --serve")], vec![object(1, 8192, &[5])]);
+        let snap = snapshot(
+            vec![titled(5, 1, "myapp", "myapp --serve")],
+            vec![object(1, 8192, &[5])],
+        );
         let l = labels(&snap, &[Some(5)], &rules);
-        assert_eq!(l[0].as_deref(), Some("cache of myapp --serve (5, anon_shared)"));
+        assert_eq!(
+            l[0].as_deref(),
+            Some("cache of myapp --serve (5, anon_shared)")
+        );
     }
 
     #[test]
     fn malformed_files_name_file_and_line() {
-        let e = Rules::parse("[[rule]]\nlabel = \"x\"\nkind = [\"nope\"]\n", "/etc/x.toml").unwrap_err();
+        let e = Rules::parse(
+            "[[rule]]\nlabel = \"x\"\nkind = [\"nope\"]\n",
+            "/etc/x.toml",
+        )
+        .unwrap_err();
         assert_eq!((e.path.as_str(), e.line), ("/etc/x.toml", 3), "{e}");
         let e = Rules::parse("[[rule]]\nlabel = \"x\"\ncolour = 1\n", "f").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         assert!(e.to_string().starts_with("f:3: "), "{e}");
-        let e = Rules::parse("[[rule]]\nlabel = \"x\"\n[[rule]]\nlabel = \"{bad}\"\n", "f").unwrap_err();
+        let e = Rules::parse(
+            "[[rule]]\nlabel = \"x\"\n[[rule]]\nlabel = \"{bad}\"\n",
+            "f",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         let e = Rules::parse("[[rule]]\nlabel = \"x\"\nmin_size = \"lots\"\n", "f").unwrap_err();
         assert_eq!(e.line, 3, "{e}");

@@ -325,7 +325,10 @@ fn enter_shows_holders_and_charges() {
     assert!(matches!(app.overlay, Overlay::Detail(_)));
     let lines = screen(&app);
     let all = lines.join("\n");
-    assert!(all.contains("anon_shared 4242  PHP opcache · (anonymous)"), "{all}");
+    assert!(
+        all.contains("anon_shared 4242  PHP opcache · (anonymous)"),
+        "{all}"
+    );
     assert!(all.contains("resident  48.0 MiB (50331648 bytes)"), "{all}");
     assert!(all.contains("owner     100 php-fpm"), "{all}");
     assert!(

@@ -34,13 +34,19 @@ mod tests {
             title(b"php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)     \0\0\0").as_deref(),
             Some("php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)")
         );
-        assert_eq!(title(b"postgres: checkpointer ").as_deref(), Some("postgres: checkpointer"));
+        assert_eq!(
+            title(b"postgres: checkpointer ").as_deref(),
+            Some("postgres: checkpointer")
+        );
     }
 
     #[test]
     fn empty_and_hostile() {
         assert_eq!(title(b""), None);
         assert_eq!(title(b"\0\0 \0"), None);
-        assert_eq!(title(b"a\xff\x1b[2Jb\0").as_deref(), Some("a\u{fffd}\x1b[2Jb"));
+        assert_eq!(
+            title(b"a\xff\x1b[2Jb\0").as_deref(),
+            Some("a\u{fffd}\x1b[2Jb")
+        );
     }
 }

@@ -408,6 +408,10 @@ impl Object {
     }
 }
 
+/// Bytes of `/proc/PID/cmdline` read for a title: a title is for people, and a bound keeps a
+/// hostile process from making the scan copy megabytes of arguments.
+pub const TITLE_MAX: usize = 4096;
+
 /// One process, with the O(1) counters from `/proc/PID/status`.
 #[derive(Clone, Debug, Default)]
 pub struct Process {
@@ -417,6 +421,10 @@ pub struct Process {
     pub ppid: Pid,
     /// Command name (from `stat`: all bytes kept).
     pub comm: String,
+    /// Process title: `/proc/PID/cmdline` with its NULs as spaces, which php-fpm, postgres,
+    /// nginx and sshd rewrite ("postgres: checkpointer"). At most [`TITLE_MAX`] bytes; None
+    /// when empty (kernel threads, zombies) or unreadable. Attacker-controlled: renderers escape.
+    pub title: Option<String>,
     /// Real uid.
     pub uid: u32,
     /// User name of `uid` (the number when passwd has none).
@@ -623,6 +631,13 @@ pub struct Snapshot {
     pub cgroups: Vec<CgroupMem>,
     /// The huge page pools, by page size (empty without hugetlb).
     pub huge_pools: Vec<HugePool>,
+}
+
+impl Process {
+    /// The title when there is one, else the command name: what a person knows a process by.
+    pub fn label(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.comm)
+    }
 }
 
 impl Snapshot {

@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod charge;
 pub mod exact;
+pub mod labels;
 pub mod owner;
 pub mod reconcile;
 pub mod show;
@@ -33,6 +34,8 @@ pub struct Accounted<'a> {
     pub unheld_bytes: u64,
     /// How the objects' figures explain the kernel's `Shmem`.
     pub reconciliation: Reconciliation,
+    /// Each object's label from the active rules ([`labels::active`]), by object index.
+    pub labels: Vec<Option<String>>,
 }
 
 /// Owners and charges of every object of `snapshot` under `policy`.
@@ -59,10 +62,12 @@ pub fn account(snapshot: &Snapshot, policy: Policy) -> Accounted<'_> {
             *e = e.saturating_add(bytes);
         }
     }
+    let labels = labels::labels(snapshot, &owners, labels::active());
     Accounted {
         snapshot,
         policy,
         reconciliation: reconcile::reconcile(snapshot),
+        labels,
         owners,
         charges,
         per_process,

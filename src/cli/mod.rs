@@ -94,6 +94,21 @@ pub enum Command {
 /// Runs the parsed command, writing to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     crate::privilege::init()?;
+    // With the caller's rights (init cleared the effective capabilities): the user's rules
+    // file is the caller's to choose.
+    let labels_needed = !matches!(
+        cli.command,
+        Some(
+            Command::Diff(_)
+                | Command::Lab(_)
+                | Command::LabWatcher(_)
+                | Command::Man
+                | Command::Completions { .. }
+        )
+    );
+    if labels_needed {
+        crate::account::labels::install(crate::account::labels::Rules::load_default()?);
+    }
     match cli.command {
         None => objects(cli.objects, out),
         Some(Command::Objects(a)) => objects(a, out),

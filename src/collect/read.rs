@@ -34,6 +34,24 @@ impl Reader {
         self.read_chunked(path, usize::MAX)
     }
 
+    /// At most the first `max` bytes of the file, in one read: enough for files whose text the
+    /// kernel produces in one go (`cmdline` up to a page).
+    pub fn read_prefix(&mut self, path: &Path, max: usize) -> io::Result<&[u8]> {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(path)?;
+        let max = max.min(self.buf.len());
+        let mut filled = 0;
+        while filled < max {
+            match f.read(&mut self.buf[filled..max]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(&self.buf[..filled])
+    }
+
     /// The whole file, read `chunk` bytes at a time (see [`SMAPS_CHUNK`]).
     pub fn read_chunked(&mut self, path: &Path, chunk: usize) -> io::Result<&[u8]> {
         use std::io::Read as _;

@@ -22,6 +22,7 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             .map_or("", |p| p.comm.as_str())
             .to_string()
     };
+    let title = |pid: Pid| snap.process(pid).and_then(|p| p.title.clone());
     let holders = o
         .holders
         .iter()
@@ -29,6 +30,7 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             let mut d = HolderDoc {
                 pid: h.pid,
                 comm: comm(h.pid),
+                title: title(h.pid),
                 via: h.via.as_str().to_string(),
                 start: None,
                 end: None,
@@ -76,6 +78,7 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
         owner: acc.owners[i].map(|pid| PidComm {
             pid,
             comm: comm(pid),
+            title: title(pid),
         }),
         charges: acc.charges[i]
             .iter()
@@ -102,6 +105,7 @@ pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
             .and_then(|f| f.mount_point.as_ref())
             .map(|p| p.to_string_lossy().into_owned()),
         namespace: o.foreign_ns,
+        label: acc.labels[i].clone(),
     }
 }
 
@@ -185,6 +189,7 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
         pid: (!group || r.pid != 0).then_some(r.pid),
         ppid: (!group).then_some(r.ppid),
         comm: r.comm.clone(),
+        title: r.title.clone(),
         user: r.user.clone(),
         processes: group.then_some(r.count),
         rss_bytes: r.rss,

@@ -76,11 +76,13 @@ pub enum ObjectColumn {
     Holders,
     /// The process it is charged to under `owner`.
     Owner,
+    /// What a person would call it, from the label rules.
+    Label,
 }
 
 impl ObjectColumn {
     /// The table's columns, in order.
-    pub const TABLE: [ObjectColumn; 8] = [
+    pub const TABLE: [ObjectColumn; 9] = [
         ObjectColumn::Kind,
         ObjectColumn::Id,
         ObjectColumn::Name,
@@ -89,6 +91,7 @@ impl ObjectColumn {
         ObjectColumn::Swap,
         ObjectColumn::Holders,
         ObjectColumn::Owner,
+        ObjectColumn::Label,
     ];
 
     /// The columns `--sort` takes, the default first.
@@ -110,6 +113,7 @@ impl ObjectColumn {
             ObjectColumn::Swap => "SWAP",
             ObjectColumn::Holders => "HOLDERS",
             ObjectColumn::Owner => "OWNER",
+            ObjectColumn::Label => "LABEL",
         }
     }
 
@@ -125,6 +129,7 @@ impl ObjectColumn {
             ObjectColumn::Swap => "swap_bytes",
             ObjectColumn::Holders => "holders",
             ObjectColumn::Owner => "owner",
+            ObjectColumn::Label => "label",
         })
     }
 
@@ -139,15 +144,18 @@ impl ObjectColumn {
             ObjectColumn::Swap => "swap",
             ObjectColumn::Holders => "holders",
             ObjectColumn::Owner => "owner",
+            ObjectColumn::Label => "label",
         }
     }
 
     /// Where the column's text sits.
     pub fn align(self) -> Align {
         match self {
-            ObjectColumn::Kind | ObjectColumn::Id | ObjectColumn::Name | ObjectColumn::Owner => {
-                Align::Left
-            }
+            ObjectColumn::Kind
+            | ObjectColumn::Id
+            | ObjectColumn::Name
+            | ObjectColumn::Owner
+            | ObjectColumn::Label => Align::Left,
             _ => Align::Right,
         }
     }
@@ -171,10 +179,13 @@ impl ObjectColumn {
             ObjectColumn::Resident => fig(o.resident_bytes),
             ObjectColumn::Swap => fig(o.swap_bytes),
             ObjectColumn::Holders => Cell::Number(o.holder_pids().len() as u64),
+            // The title when there is one: "php-fpm: master process (...)" says more than
+            // "php-fpm8.2".
             ObjectColumn::Owner => acc.owners[i].map_or(Cell::Missing, |pid| {
-                let comm = snap.process(pid).map_or("", |p| p.comm.as_str());
-                Cell::Text(format!("{pid} {comm}"))
+                let name = snap.process(pid).map_or("", |p| p.label());
+                Cell::Text(format!("{pid} {name}"))
             }),
+            ObjectColumn::Label => acc.labels[i].clone().map_or(Cell::Missing, Cell::Text),
         }
     }
 }
@@ -192,6 +203,8 @@ pub enum ProcColumn {
     User,
     /// Command name.
     Command,
+    /// Process title (command line).
+    Title,
     /// Memory cgroup.
     Cgroup,
     /// Resident set size.
@@ -244,6 +257,7 @@ impl ProcColumn {
             ProcColumn::Procs => "PROCS",
             ProcColumn::User => "USER",
             ProcColumn::Command => "COMMAND",
+            ProcColumn::Title => "TITLE",
             ProcColumn::Cgroup => "CGROUP",
             ProcColumn::Rss => "RSS",
             ProcColumn::Anon => "ANON",
@@ -268,6 +282,7 @@ impl ProcColumn {
             ProcColumn::Procs => "processes",
             ProcColumn::User => "user",
             ProcColumn::Command => "comm",
+            ProcColumn::Title => "title",
             ProcColumn::Cgroup => "cgroup",
             ProcColumn::Rss => "rss_bytes",
             ProcColumn::Anon => "rss_anon_bytes",
@@ -320,7 +335,9 @@ impl ProcColumn {
     /// Where the column's text sits.
     pub fn align(self) -> Align {
         match self {
-            ProcColumn::User | ProcColumn::Command | ProcColumn::Cgroup => Align::Left,
+            ProcColumn::User | ProcColumn::Command | ProcColumn::Title | ProcColumn::Cgroup => {
+                Align::Left
+            }
             _ => Align::Right,
         }
     }
@@ -333,6 +350,7 @@ impl ProcColumn {
             ProcColumn::Procs => Cell::Number(u64::from(r.count)),
             ProcColumn::User => Cell::Text(r.user.clone()),
             ProcColumn::Command => Cell::Text(r.comm.clone()),
+            ProcColumn::Title => r.title.clone().map_or(Cell::Missing, Cell::Text),
             ProcColumn::Cgroup => {
                 Cell::Text(r.cgroup.as_deref().unwrap_or("- (unreadable)").to_string())
             }

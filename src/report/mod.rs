@@ -110,6 +110,10 @@ impl ProcQuery {
         if self.exact.is_some() {
             cols.extend([Unique, FreedIfGone]);
         }
+        // Last: the longest text, and only a process or a tree has one.
+        if matches!(self.by, None | Some(GroupBy::Tree)) {
+            cols.push(Title);
+        }
         cols
     }
 }

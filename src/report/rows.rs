@@ -40,6 +40,8 @@ pub struct ProcRow {
     pub ppid: Pid,
     /// Command name (empty for groups other than by command and by tree).
     pub comm: String,
+    /// Process title (a tree group: its root's; None for other groups).
+    pub title: Option<String>,
     /// User name (empty for groups other than by user and by tree).
     pub user: String,
     /// Processes in the row (1 unless grouped).
@@ -84,6 +86,7 @@ impl ProcRow {
             pid: p.pid,
             ppid: p.ppid,
             comm: p.comm.clone(),
+            title: p.title.clone(),
             user: p.user.clone(),
             count: 1,
             rss: p.rss_bytes,
@@ -146,7 +149,12 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                 .as_ref()
                 .is_none_or(|u| p.user == *u || p.uid.to_string() == *u)
         })
-        .filter(|p| f.comm.as_ref().is_none_or(|c| p.comm.contains(c.as_str())))
+        .filter(|p| {
+            f.comm.as_ref().is_none_or(|c| {
+                p.comm.contains(c.as_str())
+                    || p.title.as_deref().is_some_and(|t| t.contains(c.as_str()))
+            })
+        })
         .map(|p| ProcRow::from_process(acc, p, &owned))
         .collect();
     if let Some(by) = f.by {
@@ -182,6 +190,11 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                             root.map_or_else(|| r.comm.clone(), |p| p.comm.clone())
                         } else {
                             String::new()
+                        },
+                        title: if by == GroupBy::Tree {
+                            root.map_or_else(|| r.title.clone(), |p| p.title.clone())
+                        } else {
+                            None
                         },
                         user: if by == GroupBy::User {
                             key

@@ -207,6 +207,9 @@ pub struct ObjectDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub namespace: Option<u64>,
+    /// What a person would call it ("PHP opcache"), from the label rules (docs/labels.md).
+    #[serde(default)]
+    pub label: Option<String>,
 }
 
 /// A process by pid and command.
@@ -216,6 +219,10 @@ pub struct PidComm {
     pub pid: Pid,
     /// Command.
     pub comm: String,
+    /// Process title (its command line), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// What one process is charged for an object.
@@ -235,6 +242,10 @@ pub struct HolderDoc {
     /// Command.
     #[serde(default)]
     pub comm: String,
+    /// Process title (its command line), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub title: Option<String>,
     /// `map` or `fd`.
     pub via: String,
     /// Mapping start address (hex).

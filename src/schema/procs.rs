@@ -59,6 +59,10 @@ pub struct ProcDoc {
     pub ppid: Option<Pid>,
     /// Command.
     pub comm: String,
+    /// Process title (its command line); null when it has none or for a group other than a
+    /// tree.
+    #[serde(default)]
+    pub title: Option<String>,
     /// User name.
     #[serde(default)]
     pub user: String,

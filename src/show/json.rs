@@ -37,6 +37,8 @@ struct ObjectShowDoc<'a> {
 struct HolderShowDoc<'a> {
     pid: Pid,
     comm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
     via: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     start: Option<String>,
@@ -66,6 +68,7 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
             let mut d = HolderShowDoc {
                 pid: h.pid,
                 comm: snap.process(h.pid).map_or("", |p| p.comm.as_str()),
+                title: snap.process(h.pid).and_then(|p| p.title.as_deref()),
                 via: h.via.as_str(),
                 start: None,
                 end: None,
@@ -130,6 +133,8 @@ struct ProcessShowDoc<'a> {
     pid: Pid,
     ppid: Pid,
     comm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<&'a str>,
     user: &'a str,
     rss_bytes: u64,
     rss_anon_bytes: u64,
@@ -202,6 +207,7 @@ pub fn process(acc: &Accounted, view: &ProcessView) -> String {
         pid: p.pid,
         ppid: p.ppid,
         comm: &p.comm,
+        title: p.title.as_deref(),
         user: &p.user,
         rss_bytes: p.rss_bytes,
         rss_anon_bytes: p.rss_anon_bytes,

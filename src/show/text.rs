@@ -22,7 +22,7 @@ fn finish(t: &Table) -> String {
 
 fn comm(snap: &Snapshot, pid: i32) -> String {
     snap.process(pid)
-        .map_or_else(String::new, |p| escape(&p.comm))
+        .map_or_else(String::new, |p| escape(p.label()))
 }
 
 /// `0-16383, 20000 (+3 more runs)`; `-` when empty.
@@ -74,10 +74,14 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
         .unwrap_or_default();
     let _ = writeln!(
         s,
-        "{} {}  {}{dev}",
+        "{} {}  {}{dev}{}",
         o.kind().as_str(),
         object_id(o),
-        escape(&object_name(o))
+        escape(&object_name(o)),
+        acc.labels[i]
+            .as_deref()
+            .map(|l| format!("  [{}]", escape(l)))
+            .unwrap_or_default()
     );
     let owner = acc.owners[i]
         .map(|pid| format!("{pid} {}", comm(snap, pid)))
@@ -297,7 +301,7 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
-    let who = format!("{} {}", p.comm, p.pid);
+    let who = format!("{} {}", p.label(), p.pid);
     let owned: u64 = view
         .owned()
         .map(|o| snap.objects[o.view.index].resident_bytes)
@@ -373,7 +377,7 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
         s,
         "PROCESS  {} {}  (user {}, parent {})",
         p.pid,
-        escape(&p.comm),
+        escape(p.label()),
         escape(&p.user),
         p.ppid
     );
@@ -435,7 +439,10 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
             t.add_row(vec![
                 o.kind().as_str().to_string(),
                 object_id(o),
-                escape(&object_name(o)),
+                match &acc.labels[po.view.index] {
+                    Some(l) => escape(&format!("{l}: {}", object_name(o))),
+                    None => escape(&object_name(o)),
+                },
                 holds_text,
                 po.mapped_bytes.map_or("-".into(), b),
                 po.pss_bytes.map_or("-".into(), b),

@@ -140,7 +140,8 @@ impl PaneRow for LiveObject {
         match c {
             ObjectColumn::Kind => Value::Text(self.kind.as_str().into()),
             ObjectColumn::Id => Value::Text(self.id.as_str().into()),
-            ObjectColumn::Name => Value::Text(self.name.as_str().into()),
+            // The name carries the label in the live view.
+            ObjectColumn::Name | ObjectColumn::Label => Value::Text(self.name.as_str().into()),
             ObjectColumn::Size => fig(self.size),
             ObjectColumn::Resident => fig(self.resident),
             ObjectColumn::Swap => fig(self.swap),
@@ -194,7 +195,7 @@ impl PaneRow for LiveProc {
             ProcColumn::Ppid => Value::Count(self.ppid as u64),
             ProcColumn::Procs => Value::Count(1),
             ProcColumn::User => Value::Text(self.user.as_str().into()),
-            ProcColumn::Command => Value::Text(self.comm.as_str().into()),
+            ProcColumn::Command | ProcColumn::Title => Value::Text(self.comm.as_str().into()),
             ProcColumn::Cgroup => Value::Text("".into()),
             ProcColumn::Rss => fig(self.rss, false),
             ProcColumn::Anon => fig(self.anon, false),

@@ -108,7 +108,7 @@ pub struct LiveObject {
     pub holders: Vec<HolderInfo>,
     /// Distinct processes holding it.
     pub holder_pids: usize,
-    /// (pid, escaped comm).
+    /// (pid, escaped title or comm).
     pub owner: Option<(Pid, String)>,
     /// Charges under the model's policy.
     pub charges: Vec<(Pid, u64)>,
@@ -140,7 +140,7 @@ pub struct LiveProc {
     pub ppid: Pid,
     /// Start time, to tell a reused pid from the same process.
     pub start_ticks: u64,
-    /// Escaped for the terminal.
+    /// Title (else command name), escaped for the terminal.
     pub comm: String,
     /// User name, escaped for the terminal.
     pub user: String,
@@ -230,6 +230,12 @@ impl Model {
                 .map(|p| escape(&p.comm))
                 .unwrap_or_default()
         };
+        // What a person knows a process by: its title, else its command.
+        let known_as = |pid: Pid| {
+            snap.process(pid)
+                .map(|p| escape(p.label()))
+                .unwrap_or_default()
+        };
 
         let prev_objs: HashMap<ObjectId, &LiveObject> = prev
             .map(|m| m.objects.iter().map(|o| (o.key, o)).collect())
@@ -250,9 +256,13 @@ impl Model {
                         via: h.via.clone(),
                     })
                     .collect();
-                let owner = acc.owners[i].map(|pid| (pid, comm(pid)));
+                let owner = acc.owners[i].map(|pid| (pid, known_as(pid)));
                 let id = object_id(o);
-                let name = escape(&object_name(o));
+                // The label first: "PHP opcache · (anonymous)".
+                let name = match &acc.labels[i] {
+                    Some(l) => escape(&format!("{l} · {}", object_name(o))),
+                    None => escape(&object_name(o)),
+                };
                 let mut search = format!("{} {id} {name}", o.kind().as_str());
                 if let Some((pid, c)) = &owner {
                     search.push_str(&format!(" {pid} {c}"));
@@ -310,7 +320,7 @@ impl Model {
                 let charged = |f: fn(&LiveProc) -> Fig| b(f).filter(|_| same_policy);
                 // The figures are the procs view's row; the live view adds their changes.
                 let r = report::ProcRow::from_process(acc, p, &owned);
-                let comm = escape(&r.comm);
+                let comm = escape(r.title.as_deref().unwrap_or(&r.comm));
                 let user = escape(&r.user);
                 LiveProc {
                     pid: r.pid,

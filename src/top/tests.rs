@@ -135,7 +135,7 @@ fn frame_at_80x24() {
     // The objects, largest resident first, each with its owner.
     let region = line_with(&lines, "4242");
     assert!(region.contains("anon_shared"), "{region}");
-    assert!(region.contains("(anonymous)"), "{region}");
+    assert!(region.contains("PHP opcache"), "{region}");
     assert!(region.contains("48.0M"), "{region}");
     assert!(region.contains("100 php-fpm"), "{region}");
     let seg = line_with(&lines, "sysv:7");
@@ -325,7 +325,10 @@ fn enter_shows_holders_and_charges() {
     assert!(matches!(app.overlay, Overlay::Detail(_)));
     let lines = screen(&app);
     let all = lines.join("\n");
-    assert!(all.contains("anon_shared 4242  (anonymous)"), "{all}");
+    assert!(
+        all.contains("anon_shared 4242  PHP opcache · (anonymous)"),
+        "{all}"
+    );
     assert!(all.contains("resident  48.0 MiB (50331648 bytes)"), "{all}");
     assert!(all.contains("owner     100 php-fpm"), "{all}");
     assert!(
@@ -351,7 +354,7 @@ fn enter_shows_holders_and_charges() {
     let all = screen(&app).join("\n");
     assert!(all.contains("100 php-fpm  (parent 1, user www)"), "{all}");
     assert!(
-        all.contains("anon_shared 4242 (anonymous)  resident 48.0 MiB, charged 48.0 MiB owner"),
+        all.contains("anon_shared 4242 PHP opcache · (anonymous)  resident 48.0 MiB, charged"),
         "{all}"
     );
     assert_eq!(key(&mut app, KeyCode::Char('q')), Action::Quit);

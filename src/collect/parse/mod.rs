@@ -2,6 +2,7 @@
 //! captured fixtures here and fuzzed in `tests/proptest_parsers/`.
 
 pub mod cgroup;
+pub mod cmdline;
 pub mod hugepages;
 pub mod maps;
 pub mod meminfo;

@@ -19,6 +19,8 @@ struct ObjectsDoc<'a> {
     unheld_bytes: u64,
     mounts: Vec<MountDoc>,
     notes: NotesDoc,
+    /// Processes whose memory map is locked (a read under it did not answer in time).
+    stuck_processes: &'a [crate::model::StuckProcess],
     objects: Vec<ObjectDoc<'a>>,
 }
 
@@ -216,6 +218,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
     let r = &acc.reconciliation;
     let doc = ObjectsDoc {
         schema: SCHEMA,
+        stuck_processes: &snap.notes.stuck,
         exact: snap.exact(),
         meminfo_shmem_bytes: r.shmem_bytes,
         explained_bytes: r.explained_bytes,
@@ -260,7 +263,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
 }
 
 #[derive(Serialize)]
-struct ProcsDoc {
+struct ProcsDoc<'a> {
     schema: u32,
     charge: &'static str,
     pss: bool,
@@ -276,6 +279,8 @@ struct ProcsDoc {
     /// Processes hidden from the caller of a restricted install (README): counted, not listed.
     #[serde(skip_serializing_if = "is_zero")]
     hidden_processes: u32,
+    /// Processes whose memory map is locked (a read under it did not answer in time).
+    stuck_processes: &'a [crate::model::StuckProcess],
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroups: Option<Vec<super::cgroups::CgroupDoc>>,
@@ -370,6 +375,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         objects_resident_bytes: acc.reconciliation.objects_bytes,
         vanished_processes: acc.snapshot.notes.vanished,
         hidden_processes: acc.snapshot.notes.hidden,
+        stuck_processes: &acc.snapshot.notes.stuck,
         cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
         cgroups,
     };

@@ -309,3 +309,12 @@ pub fn proc_rows(acc: &Accounted, f: &ProcFilter) -> Vec<ProcRow> {
     }
     rows
 }
+
+/// A deadline as people write it: `2 s`, `500 ms`.
+pub(crate) fn duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}

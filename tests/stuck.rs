@@ -76,6 +76,7 @@ fn fusepy_available() -> bool {
 /// Output goes to files, not pipes: a reader thread shmwho abandoned in the kernel keeps the
 /// process's descriptors open until the lock is released, so a pipe would not see EOF.
 fn run_within(args: &[&str], limit: Duration) -> String {
+    eprintln!("running shmwho {args:?}");
     let start = Instant::now();
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
@@ -98,8 +99,8 @@ fn run_within(args: &[&str], limit: Duration) -> String {
             return read(&out);
         }
         if start.elapsed() > limit {
+            // Not waited for: a thread asleep in the kernel can keep it from exiting.
             let _ = child.kill();
-            let _ = child.wait();
             panic!(
                 "shmwho {args:?} did not finish within {limit:?}: {}",
                 read(&err)
@@ -111,9 +112,8 @@ fn run_within(args: &[&str], limit: Duration) -> String {
 
 fn names_stuck(doc: &Value, pid: i64, file: &str) -> bool {
     doc["stuck_processes"].as_array().is_some_and(|a| {
-        a.iter().any(|s| {
-            s["pid"].as_i64() == Some(pid) && s["comm"] == "python3" && s["file"] == file
-        })
+        a.iter()
+            .any(|s| s["pid"].as_i64() == Some(pid) && s["comm"] == "python3" && s["file"] == file)
     })
 }
 
@@ -129,7 +129,6 @@ fn terminates_within_2s(child: &mut Child) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
-    let _ = child.wait();
     false
 }
 
@@ -137,10 +136,14 @@ fn scrape(addr: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(TIMEOUT + Duration::from_secs(2)))
         .unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut body = String::new();
-    s.read_to_string(&mut body).expect("scrape answered in time");
+    s.read_to_string(&mut body)
+        .expect("scrape answered in time");
     body
 }
 
@@ -188,7 +191,10 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
     let file = st.mnt().join("f");
     let start = Instant::now();
     while !file.exists() {
-        assert!(start.elapsed() < Duration::from_secs(10), "FUSE never mounted");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "FUSE never mounted"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -228,9 +234,12 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
     let page = common::page();
 
     // Objects: the anonymous shared mapping is measured through the child's map_files.
-    let doc: Value =
-        serde_json::from_str(&run_within(&["--timeout", t, "--json"], limit)).unwrap();
-    assert!(names_stuck(&doc, pid, "map_files"), "{}", doc["stuck_processes"]);
+    let doc: Value = serde_json::from_str(&run_within(&["--timeout", t, "--json"], limit)).unwrap();
+    assert!(
+        names_stuck(&doc, pid, "map_files"),
+        "{}",
+        doc["stuck_processes"]
+    );
     let anon = doc["objects"]
         .as_array()
         .unwrap()
@@ -248,9 +257,11 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
     assert_eq!(anon["resident_bytes"].as_u64(), Some(3 * page), "{anon}");
     // The /dev/shm file both are reached by path.
     let shm_name = shm.to_str().unwrap();
-    assert!(doc["objects"].as_array().unwrap().iter().any(|o| {
-        o["path"] == shm_name && o["resident_bytes"].as_u64() == Some(16 * page)
-    }));
+    assert!(doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| { o["path"] == shm_name && o["resident_bytes"].as_u64() == Some(16 * page) }));
 
     let table = run_within(&["--timeout", t], limit);
     assert!(
@@ -262,7 +273,11 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
 
     let doc: Value =
         serde_json::from_str(&run_within(&["procs", "--timeout", t, "--json"], limit)).unwrap();
-    assert!(names_stuck(&doc, pid, "map_files"), "{}", doc["stuck_processes"]);
+    assert!(
+        names_stuck(&doc, pid, "map_files"),
+        "{}",
+        doc["stuck_processes"]
+    );
 
     // smaps takes the lock on every kernel: the process is left out.
     let doc: Value = serde_json::from_str(&run_within(
@@ -270,7 +285,11 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
         limit,
     ))
     .unwrap();
-    assert!(names_stuck(&doc, pid, "smaps"), "{}", doc["stuck_processes"]);
+    assert!(
+        names_stuck(&doc, pid, "smaps"),
+        "{}",
+        doc["stuck_processes"]
+    );
     assert!(!doc["processes"]
         .as_array()
         .unwrap()
@@ -284,6 +303,7 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
     let metrics = run_within(&["export", "--timeout", t], limit);
     assert!(gauge(&metrics) >= 1, "{metrics}");
 
+    eprintln!("exporter");
     // The exporter answers every scrape in time, and ends on SIGTERM.
     let mut server = Command::new(bin())
         .args(["export", "--listen", "127.0.0.1:0", "--timeout", t])
@@ -305,12 +325,20 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
     for _ in 0..3 {
         let started = Instant::now();
         let body = scrape(&addr);
-        assert!(started.elapsed() < limit, "scrape took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < limit,
+            "scrape took {:?}",
+            started.elapsed()
+        );
         assert!(body.starts_with("HTTP/1.1 200"), "{body}");
         assert!(gauge(body.split("\r\n\r\n").nth(1).unwrap()) >= 1);
     }
-    assert!(terminates_within_2s(&mut server), "exporter ignored SIGTERM");
+    assert!(
+        terminates_within_2s(&mut server),
+        "exporter ignored SIGTERM"
+    );
 
+    eprintln!("--loop");
     // --textfile --loop writes, and ends on SIGTERM while a scan waits on the stuck process.
     let out_dir = tempfile::tempdir().unwrap();
     let mut looping = Command::new(bin())

@@ -198,7 +198,10 @@ mod tests {
         assert!(stuck_now().contains(&(pid, "smaps")));
         assert!(is_stuck(pid));
         // Not retried: the job is not run at all.
-        assert_eq!(call(pid, "maps", || panic!("retried a stuck process")), None);
+        assert_eq!(
+            call(pid, "maps", || panic!("retried a stuck process")),
+            None
+        );
         // Another process is read on a fresh worker meanwhile.
         assert_eq!(call(pid + 1, "maps", || 8), Some(8));
         // Unstuck: forgotten once the abandoned worker comes back, then read again.

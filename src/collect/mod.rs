@@ -32,8 +32,8 @@ pub(crate) use process::RawProcess;
 pub(crate) use read::{classify, note_errno, Read, Reader};
 
 use crate::error::Error;
-use std::collections::HashMap;
 use crate::model::{self, Process, ScanNotes, Snapshot};
+use std::collections::HashMap;
 
 /// What to collect.
 #[derive(Clone, Debug)]
@@ -91,7 +91,8 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .unwrap_or_default();
 
     let heads = scan_heads(&mut ctx, opts, &mut notes)?;
-    let comms: HashMap<model::Pid, String> = heads.iter().map(|p| (p.pid, p.comm.clone())).collect();
+    let comms: HashMap<model::Pid, String> =
+        heads.iter().map(|p| (p.pid, p.comm.clone())).collect();
     let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);

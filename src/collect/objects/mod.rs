@@ -212,7 +212,8 @@ fn estimate_unmeasured(
     drafts: &mut [Draft],
     unmeasured: &[(usize, EstimateReason)],
 ) {
-    let (unmeasured, reasons): (Vec<usize>, Vec<EstimateReason>) = unmeasured.iter().copied().unzip();
+    let (unmeasured, reasons): (Vec<usize>, Vec<EstimateReason>) =
+        unmeasured.iter().copied().unzip();
     let mapped: Vec<estimate::Mapped> = drafts
         .iter()
         .map(|d| estimate::Mapped {

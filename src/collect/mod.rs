@@ -7,8 +7,10 @@
 
 pub mod bounds;
 pub mod cgroup;
+pub mod container;
 mod context;
 pub mod deadline;
+pub mod drill;
 pub mod measure;
 pub mod objects;
 pub mod pagemap;

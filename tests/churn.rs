@@ -19,6 +19,43 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Names of this run's children and memfds: unique to the run (another run of this test on
+/// the host makes children and memfds of its own), commands within the 15 bytes of a comm.
+struct Tags {
+    /// `cx<pid in base 36>-`: every name of ours starts with it.
+    prefix: String,
+    reuse_a: &'static str,
+    reuse_b: &'static str,
+    pass_tx: &'static str,
+    pass_rx: &'static str,
+    sysv: &'static str,
+}
+
+fn tags() -> &'static Tags {
+    static TAGS: std::sync::OnceLock<Tags> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let mut pid = std::process::id();
+        let mut tok = String::new();
+        loop {
+            tok.insert(0, char::from_digit(pid % 36, 36).unwrap());
+            pid /= 36;
+            if pid == 0 {
+                break;
+            }
+        }
+        let prefix = format!("cx{tok}-");
+        let comm = |role: &str| -> &'static str { Box::leak(format!("{prefix}{role}").into()) };
+        Tags {
+            reuse_a: comm("ra"),
+            reuse_b: comm("rb"),
+            pass_tx: comm("tx"),
+            pass_rx: comm("rx"),
+            sysv: comm("sv"),
+            prefix,
+        }
+    })
+}
+
 /// One child: what it held and when it lived.
 #[derive(Clone, Debug)]
 struct Life {
@@ -124,18 +161,20 @@ fn memfd_child(name: &CString, pages: u64) -> Child {
     })
 }
 
-/// Forks A holding memfd `cx-a-N`, kills it, and (as root) asks the kernel to give the
-/// next pid, A's, to B holding `cx-b-N`: a scan that read A's `stat` may read B's `maps`.
+/// Forks A holding memfd `<prefix>a-N`, kills it, and (as root) asks the kernel to give the
+/// next pid, A's, to B holding `<prefix>b-N`: a scan that read A's `stat` may read B's `maps`.
 fn reuse_loop(stop: &AtomicBool, reg: &Registry, reused: &AtomicU64, names: &[CString; 4]) {
     let ns_last_pid = is_root().then_some("/proc/sys/kernel/ns_last_pid");
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let name_a = CString::new(format!("cx-a-{n}")).unwrap();
-        let name_b = CString::new(format!("cx-b-{n}")).unwrap();
+        let t = tags();
+        let (obj_a, obj_b) = (format!("{}a-{n}", t.prefix), format!("{}b-{n}", t.prefix));
+        let name_a = CString::new(obj_a.clone()).unwrap();
+        let name_b = CString::new(obj_b.clone()).unwrap();
         set_thread_name(&names[0]);
         let born = Instant::now();
         let a = memfd_child(&name_a, 1 + n % 4);
-        let ia = reg.born(a.pid(), "cx-reuse-a", format!("cx-a-{n}"), born);
+        let ia = reg.born(a.pid(), t.reuse_a, obj_a, born);
         // /proc tells a reused pid only by its start time, in clock ticks (10 ms): A lives
         // two ticks at least, so B cannot start in A's tick.
         child::sleep(&libc::timespec {
@@ -151,7 +190,7 @@ fn reuse_loop(stop: &AtomicBool, reg: &Registry, reused: &AtomicU64, names: &[CS
         set_thread_name(&names[1]);
         let born = Instant::now();
         let b = memfd_child(&name_b, 1 + (n + 1) % 4);
-        let ib = reg.born(b.pid(), "cx-reuse-b", format!("cx-b-{n}"), born);
+        let ib = reg.born(b.pid(), t.reuse_b, obj_b, born);
         if b.pid() == pid {
             reused.fetch_add(1, Ordering::Relaxed);
         }
@@ -170,7 +209,7 @@ fn sysv_loop(stop: &AtomicBool, reg: &Registry, shmid: i32, pages: u64) {
         let first = (n * 5) % (pages - 4);
         let (detach, wait) = (n % 2 == 0, linger(n));
         let born = Instant::now();
-        let i = reg.born(0, "cx-sysv", format!("sysv:{shmid}"), born);
+        let i = reg.born(0, tags().sysv, format!("sysv:{shmid}"), born);
         let c = fork_child(&[], &[], After::Exit, move || {
             let addr = child::shmat(shmid, 4);
             child::touch(addr, first, 4, pg);
@@ -240,7 +279,7 @@ fn pass_loop(stop: &AtomicBool, reg: &Registry, names: &[CString; 4]) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let pages = 1 + n % 5;
-        let object = format!("cx-pass-{n}");
+        let object = format!("{}pass-{n}", tags().prefix);
         let cname = CString::new(object.clone()).unwrap();
         let name = cname.as_ptr() as usize;
         let mut sv = [0i32; 2];
@@ -282,14 +321,14 @@ fn pass_loop(stop: &AtomicBool, reg: &Registry, names: &[CString; 4]) {
                 0
             },
         );
-        let is = reg.born(sender.pid(), "cx-pass-tx", object.clone(), born);
+        let is = reg.born(sender.pid(), tags().pass_tx, object.clone(), born);
         if !overlap {
             reg.died(is); // reaped by fork_child: the memfd is in flight
         }
         set_thread_name(&names[3]);
         let wait = linger(n);
         let born = Instant::now();
-        let ir = reg.born(0, "cx-pass-rx", object, born);
+        let ir = reg.born(0, tags().pass_rx, object, born);
         let receiver = fork_child(&[], &[rx], After::Exit, move || {
             // SAFETY (child): raw syscalls only.
             unsafe {
@@ -334,10 +373,7 @@ impl Checker<'_> {
         let pg = page();
         assert_eq!(
             u(&doc["objects_resident_bytes"]),
-            objects(doc)
-                .iter()
-                .map(|o| u(&o["resident_bytes"]))
-                .sum::<u64>()
+            shmem_objects_resident(doc)
         );
         let mut seg_seen = false;
         for o in objects(doc) {
@@ -345,7 +381,9 @@ impl Checker<'_> {
                 seg_seen = true;
                 format!("sysv:{}", self.shmid)
             } else if o["kind"] == "memfd"
-                && o["name"].as_str().is_some_and(|n| n.starts_with("cx-"))
+                && o["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(&tags().prefix))
             {
                 o["name"].as_str().unwrap().to_string()
             } else {
@@ -378,9 +416,9 @@ impl Checker<'_> {
                     (t1 - t0).as_secs_f64() * 1e3,
                     self.reg.history(pid, t0)
                 );
-                rx_holds |= comm == "cx-pass-rx";
+                rx_holds |= comm == tags().pass_rx;
             }
-            if let Some(rest) = key.strip_prefix("cx-pass-") {
+            if let Some(rest) = key.strip_prefix(&format!("{}pass-", tags().prefix)) {
                 let n: u64 = rest.parse().unwrap();
                 let pages = 1 + n % 5;
                 assert_eq!(size, (pages + 2) * pg, "{o}");
@@ -411,7 +449,7 @@ impl Checker<'_> {
         );
         for p in doc["processes"].as_array().unwrap() {
             let comm = p["comm"].as_str().unwrap();
-            if !comm.starts_with("cx-") {
+            if !comm.starts_with(&tags().prefix) {
                 continue;
             }
             let pid = p["pid"].as_i64().unwrap();
@@ -445,13 +483,9 @@ fn scans_survive_pid_reuse_sysv_churn_and_fd_passing() {
     let reg = Registry::default();
     let stop = AtomicBool::new(false);
     let reused = AtomicU64::new(0);
-    let names = [
-        CString::new("cx-reuse-a").unwrap(),
-        CString::new("cx-reuse-b").unwrap(),
-        CString::new("cx-pass-tx").unwrap(),
-        CString::new("cx-pass-rx").unwrap(),
-    ];
-    let sysv_name = CString::new("cx-sysv").unwrap();
+    let t = tags();
+    let names = [t.reuse_a, t.reuse_b, t.pass_tx, t.pass_rx].map(|n| CString::new(n).unwrap());
+    let sysv_name = CString::new(t.sysv).unwrap();
     let mut checker = Checker {
         reg: &reg,
         me: my_pid(),
@@ -486,7 +520,13 @@ fn scans_survive_pid_reuse_sysv_churn_and_fd_passing() {
                 &["procs", "--json", "--charge", "split", "--pss"],
             ];
             let mut round = 0usize;
-            while Instant::now() < deadline {
+            // On a loaded host a scan can take seconds: run past the deadline until every
+            // view ran and enough children lived (bounded, so a stuck scan still fails).
+            let hard_stop = deadline + Duration::from_secs(300);
+            while Instant::now() < deadline
+                || (Instant::now() < hard_stop
+                    && (scans.contains(&0) || reg.lives.lock().unwrap().len() < 20))
+            {
                 let k = round % runs.len();
                 let args = runs[k];
                 let t0 = Instant::now();

@@ -197,7 +197,16 @@ fn run_every_view() {
 }
 
 /// (kind, how to measure it, the JSON id, expected size and resident)
-type Probe = (&'static str, Box<dyn Fn() -> Footprint>, String, u64, u64);
+/// (kind, footprint, id as the JSON prints it, device (None for SysV), size, resident).
+/// The device is part of the identity: every tmpfs mount has an inode 2.
+type Probe = (
+    &'static str,
+    Box<dyn Fn() -> Footprint>,
+    String,
+    Option<String>,
+    u64,
+    u64,
+);
 
 /// One test, not several: a scan with swap "in use" maps every object on the host, so it must
 /// not run while another test of this file watches access times.
@@ -234,6 +243,7 @@ fn no_view_touches_an_object() {
             "anon_shared",
             Box::new(move || file_footprint(&map_files)),
             region.identity().1.to_string(),
+            Some(region.identity().0),
             64 * pg,
             24 * pg,
         ));
@@ -248,6 +258,7 @@ fn no_view_touches_an_object() {
         "memfd",
         Box::new(move || file_footprint(&path)),
         memfd.identity().1.to_string(),
+        Some(memfd.identity().0),
         20 * pg,
         10 * pg,
     ));
@@ -262,6 +273,7 @@ fn no_view_touches_an_object() {
         "posix_shm",
         Box::new(move || file_footprint(&path)),
         posix.identity().1.to_string(),
+        Some(posix.identity().0),
         12 * pg,
         6 * pg,
     ));
@@ -278,6 +290,7 @@ fn no_view_touches_an_object() {
         "sysv",
         Box::new(move || sysv_footprint(shmid)),
         format!("sysv:{shmid}"),
+        None,
         10 * pg,
         5 * pg,
     ));
@@ -294,6 +307,7 @@ fn no_view_touches_an_object() {
             "tmpfs",
             Box::new(move || file_footprint(&path)),
             fd_identity(tfd.as_raw_fd()).1.to_string(),
+            Some(fd_identity(tfd.as_raw_fd()).0),
             8 * pg,
             3 * pg,
         ));
@@ -302,14 +316,21 @@ fn no_view_touches_an_object() {
 
     let before: Vec<Footprint> = probes.iter().map(|p| (p.1)()).collect();
     for (p, b) in probes.iter().zip(&before) {
-        assert_eq!(b.bytes, p.4, "{}: setup wrote what it meant to", p.0);
+        assert_eq!(b.bytes, p.5, "{}: setup wrote what it meant to", p.0);
     }
     // shmwho sees each object as the test made it (else this proves nothing).
     let doc = objects_doc();
-    for (what, _, id, size, resident) in &probes {
+    for (what, _, id, dev, size, resident) in &probes {
         let o = objects(&doc)
             .iter()
-            .find(|o| o["id"] == id.as_str() && o["kind"] == *what)
+            .find(|o| {
+                o["id"] == id.as_str()
+                    && o["kind"] == *what
+                    && match dev {
+                        Some(dev) => o["dev"] == dev.as_str(),
+                        None => o["namespace"].is_null(),
+                    }
+            })
             .unwrap_or_else(|| panic!("{what} {id} not listed"));
         assert_eq!(u(&o["size_bytes"]), *size, "{o}");
         assert_eq!(u(&o["resident_bytes"]), *resident, "{o}");
@@ -341,7 +362,13 @@ fn no_view_touches_an_object() {
         }
     }
 
-    let ids: Vec<String> = probes.iter().map(|p| p.2.clone()).collect();
+    let ids: Vec<String> = probes
+        .iter()
+        .map(|p| match &p.3 {
+            Some(dev) => format!("inode:{dev}:{}", p.2),
+            None => p.2.clone(),
+        })
+        .collect();
     run_show(&ids);
     // Made now, so it links every process holding our objects.
     let swap_root = SwapProcRoot::new();

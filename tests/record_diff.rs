@@ -47,9 +47,11 @@ fn diff_shows_growth_to_the_byte() {
     let a = dir.path().join("a.json");
     let b = dir.path().join("b.json");
 
-    let (grower, gfd, gid) = memfd_in_child("shmwho-diff-grows", 64);
+    // Names unique to this run: another run of this test may hold memfds of the same stem.
+    let grows = format!("shmwho-diff-grows-{}", unique());
+    let (grower, gfd, gid) = memfd_in_child(&grows, 64);
     write_pages_of(grower.pid(), gfd, 0, 5);
-    let (leaver, lfd, lid) = memfd_in_child("shmwho-diff-leaves", 8);
+    let (leaver, lfd, lid) = memfd_in_child(&format!("shmwho-diff-leaves-{}", unique()), 8);
     write_pages_of(leaver.pid(), lfd, 0, 3);
 
     let out = run(&["record", a.to_str().unwrap()]);
@@ -72,7 +74,7 @@ fn diff_shows_growth_to_the_byte() {
     write_pages_of(grower.pid(), gfd, 5, 7);
     let leaver_pid = leaver.pid();
     leaver.kill();
-    let (comer, cfd, cid) = memfd_in_child("shmwho-diff-comes", 4);
+    let (comer, cfd, cid) = memfd_in_child(&format!("shmwho-diff-comes-{}", unique()), 4);
     write_pages_of(comer.pid(), cfd, 0, 2);
 
     let out = run(&["record", b.to_str().unwrap()]);
@@ -84,7 +86,7 @@ fn diff_shows_growth_to_the_byte() {
     let grew = find(&d["objects"], &gid.0, gid.1).expect("the grown memfd");
     assert_eq!(grew["change"], "grew");
     assert_eq!(grew["kind"], "memfd");
-    assert_eq!(grew["name"], "memfd:shmwho-diff-grows");
+    assert_eq!(grew["name"], format!("memfd:{grows}"));
     assert_eq!(u(&grew["a"]["resident_bytes"]), 5 * pg);
     assert_eq!(u(&grew["b"]["resident_bytes"]), 12 * pg);
     assert_eq!(grew["resident_delta_bytes"], 7 * pg);
@@ -117,7 +119,7 @@ fn diff_shows_growth_to_the_byte() {
     let text = String::from_utf8(out.stdout).unwrap();
     let line = text
         .lines()
-        .find(|l| l.contains("memfd:shmwho-diff-grows"))
+        .find(|l| l.split_whitespace().any(|w| w == format!("memfd:{grows}")))
         .unwrap_or_else(|| panic!("no line for the grown memfd:\n{text}"));
     assert!(line.starts_with("grew"), "{line}");
     for want in [

@@ -216,12 +216,20 @@ fn unprivileged_scan_is_exact_where_it_can_be() {
     });
     let maps = std::fs::read_to_string(format!("/proc/{}/maps", anon_child.pid())).unwrap();
     let prefix = format!("{:x}-", anon_child.value as u64);
-    let anon_ino: u64 = maps
+    let line: Vec<&str> = maps
         .lines()
         .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|i| i.parse().ok())
-        .expect("child's mapping in its maps");
+        .expect("child's mapping in its maps")
+        .split_whitespace()
+        .collect();
+    let anon_ino: u64 = line[4].parse().unwrap();
+    // Identity is (dev, inode): maps prints the device in hex, the JSON in decimal.
+    let (maj, min) = line[3].split_once(':').unwrap();
+    let anon_dev = format!(
+        "{}:{}",
+        u32::from_str_radix(maj, 16).unwrap(),
+        u32::from_str_radix(min, 16).unwrap()
+    );
 
     let out = {
         let _g = lock();
@@ -252,7 +260,9 @@ fn unprivileged_scan_is_exact_where_it_can_be() {
 
     let o = objects(&doc)
         .iter()
-        .find(|o| o["kind"] == "anon_shared" && o["inode"] == anon_ino)
+        .find(|o| {
+            o["kind"] == "anon_shared" && o["inode"] == anon_ino && o["dev"] == anon_dev.as_str()
+        })
         .expect("nobody's anonymous region listed");
     assert_eq!(o["exact"], false, "{o}");
     assert_eq!(o["estimate_reason"], "map_files_denied");

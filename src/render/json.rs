@@ -214,7 +214,12 @@ pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
         groups,
         unheld_bytes: acc.unheld_bytes,
         charged_bytes: crate::size::sum_bytes(acc.per_process.values().copied()),
-        objects_resident_bytes: acc.reconciliation.objects_bytes,
+        // All objects, SHM_HUGETLB segments too (they are charged like the rest), so that
+        // charged + unheld = objects holds; the objects view's figure leaves them out (not
+        // Shmem).
+        objects_resident_bytes: crate::size::sum_bytes(
+            acc.snapshot.objects.iter().map(|o| o.resident_bytes),
+        ),
         vanished_processes: acc.snapshot.notes.vanished,
         hidden_processes: acc.snapshot.notes.hidden,
         stuck_processes: acc.snapshot.notes.stuck.iter().map(Into::into).collect(),

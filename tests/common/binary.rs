@@ -65,6 +65,21 @@ pub fn find_shmid(doc: &Value, shmid: i32) -> Option<&Value> {
         .find(|o| o["kind"] == "sysv" && o["shmid"] == shmid)
 }
 
+/// Whether an object is a `SHM_HUGETLB` segment (hugetlb pool memory, not `Shmem`).
+pub fn is_hugetlb(o: &Value) -> bool {
+    o["hugetlb"] == true
+}
+
+/// What the objects view's `objects_resident_bytes` adds up, whatever else is on the host:
+/// every object's resident bytes but `SHM_HUGETLB` segments' (not `Shmem`).
+pub fn shmem_objects_resident(doc: &Value) -> u64 {
+    objects(doc)
+        .iter()
+        .filter(|o| !is_hugetlb(o))
+        .map(|o| u(&o["resident_bytes"]))
+        .sum()
+}
+
 pub fn u(v: &Value) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("expected an unsigned integer, got {v}"))

@@ -225,6 +225,7 @@ pub mod child {
             // SAFETY: exiting the child.
             unsafe { libc::_exit(code) };
         }
+        super::super::no_huge_pages(p as usize, len);
         p as usize
     }
 
@@ -244,6 +245,14 @@ pub mod child {
             // SAFETY: exiting the child.
             unsafe { libc::_exit(code) };
         }
+        // SAFETY: shmid_ds is plain data, filled by the kernel.
+        let mut ds: libc::shmid_ds = unsafe { core::mem::zeroed() };
+        // SAFETY: plain syscall.
+        if unsafe { libc::shmctl(shmid, libc::IPC_STAT, &mut ds) } != 0 {
+            // SAFETY: exiting the child.
+            unsafe { libc::_exit(code) };
+        }
+        super::super::no_huge_pages(p as usize, ds.shm_segsz);
         p as usize
     }
 
@@ -274,16 +283,32 @@ pub mod child {
         }
     }
 
-    /// Writes one byte into each page `first..first+n` of `fd` (allocating the whole page).
+    /// Writes one byte into each page `first..first+n` of `fd` (allocating the whole page),
+    /// through a `MADV_NOHUGEPAGE` mapping so each is one base page whatever `shmem_enabled`
+    /// says (see [`super::super::pwrite_pages`]). The pages must lie inside the file.
     pub fn pwrite_pages(fd: i32, first: u64, n: u64, page: u64, code: i32) {
-        let b = [0x5au8; 1];
-        for i in first..first + n {
-            // SAFETY: b is valid for one byte.
-            let w = unsafe { libc::pwrite(fd, b.as_ptr().cast(), 1, (i * page) as libc::off_t) };
-            if w != 1 {
-                fail(code);
-            }
+        if n == 0 {
+            return;
         }
+        let len = (n * page) as usize;
+        // SAFETY: a fresh shared mapping of the file, inside its size.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                (first * page) as libc::off_t,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            fail(code);
+        }
+        super::super::no_huge_pages(p as usize, len);
+        touch(p as usize, 0, n, page);
+        // SAFETY: unmapping the mapping made above.
+        unsafe { libc::munmap(p, len) };
     }
 
     pub fn fail(code: i32) -> ! {

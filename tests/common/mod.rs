@@ -106,7 +106,52 @@ pub fn path_identity(p: &Path) -> (String, u64) {
 }
 
 /// Writes `npages` pages of a non-zero pattern at page `first_page` of `fd`.
+///
+/// Through a `MADV_NOHUGEPAGE` mapping when the pages lie inside the file: with shmem THP set
+/// to `always` (another test run may set it), a `pwrite` of one byte into a memfd allocates a
+/// whole 2 MiB huge page, past the end of a small file too (checked on 6.18), while a fault
+/// through such a mapping allocates one base page. The mapping exists only under [`lock`],
+/// so no scan sees this process hold the object and no fork inherits it.
 pub fn pwrite_pages(fd: RawFd, first_page: u64, npages: u64) {
+    let pg = page();
+    // SAFETY: fd is open for the duration of the call (borrowed by the caller).
+    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let size = rustix::fs::fstat(bfd).expect("fstat").st_size as u64;
+    if npages == 0 || (first_page + npages) * pg > size {
+        return pwrite_pages_plain(fd, first_page, npages);
+    }
+    let len = (npages * pg) as usize;
+    let _g = lock();
+    // SAFETY: a fresh shared mapping of the caller's file, inside its size.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            (first_page * pg) as libc::off_t,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        // Not mappable for writing (opened read-only, sealed): write as before.
+        drop(_g);
+        return pwrite_pages_plain(fd, first_page, npages);
+    }
+    // SAFETY: the mapping made above.
+    check(
+        unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) },
+        "madvise",
+    );
+    no_huge_pages(p as usize, len);
+    // SAFETY: p..p+len is the writable mapping made above, inside the file; then unmapped.
+    unsafe {
+        std::ptr::write_bytes(p.cast::<u8>(), 0x5a, len);
+        libc::munmap(p, len);
+    }
+}
+
+fn pwrite_pages_plain(fd: RawFd, first_page: u64, npages: u64) {
     let buf = vec![0x5au8; (npages * page()) as usize];
     let mut done = 0usize;
     while done < buf.len() {
@@ -130,4 +175,16 @@ pub fn ftruncate(fd: RawFd, len: u64) {
         unsafe { libc::ftruncate(fd, len as libc::off_t) },
         "ftruncate",
     );
+}
+
+/// `MADV_NOHUGEPAGE` on a mapping, so a fault allocates one base page whatever
+/// `shmem_enabled` says (another test run may set it to `always`): a test's arithmetic in
+/// pages then holds. Async-signal-safe (children call it). The flag is kept across fork.
+pub fn no_huge_pages(addr: usize, len: usize) {
+    // SAFETY: advice on a mapping the caller owns; it changes no contents.
+    let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_NOHUGEPAGE) };
+    if rc != 0 {
+        // SAFETY: exiting; in the parent a failing test is better than a wrong one.
+        unsafe { libc::_exit(119) };
+    }
 }

@@ -39,6 +39,7 @@ impl SharedRegion {
             unsafe { libc::madvise(p, len, libc::MADV_DONTFORK) },
             "madvise",
         );
+        super::no_huge_pages(p as usize, len);
         SharedRegion {
             addr: p as usize,
             len,

@@ -198,6 +198,9 @@ pub enum EstimateReason {
     /// The kernel reported more resident and swapped bytes than the host's memory and swap
     /// together (`collect::bounds`): capped there.
     AbsurdValue,
+    /// Every handle of the object is in processes whose memory map is locked
+    /// (`collect::deadline`).
+    HolderStuck,
 }
 
 impl EstimateReason {
@@ -209,6 +212,9 @@ impl EstimateReason {
             }
             EstimateReason::SwapSplitUnavailable => {
                 "resident plus swapped is exact, the split between them is not: the object could not be opened for mincore"
+            }
+            EstimateReason::HolderStuck => {
+                "a lower bound from holders' RssShmem: its holders' memory maps are locked (map_files did not answer in time)"
             }
             EstimateReason::AbsurdValue => {
                 "the kernel reported more resident and swapped bytes than memory and swap together: capped at MemTotal + SwapTotal"
@@ -604,6 +610,22 @@ pub struct ScanNotes {
     pub addresses_hidden: bool,
     /// Processes with a counter beyond memory plus swap, capped there (`collect::bounds`).
     pub absurd_processes: u32,
+    /// Processes whose memory map is locked: a read that takes their mmap_lock did not answer
+    /// in time (`collect::deadline`). Skipped when it was maps or smaps; by pid.
+    pub stuck: Vec<StuckProcess>,
+    /// The deadline those reads had.
+    pub stuck_timeout: std::time::Duration,
+}
+
+/// A process whose memory map is locked.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct StuckProcess {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its command name.
+    pub comm: String,
+    /// The file under `/proc/PID` that did not answer (`maps`, `smaps`, `map_files`, ...).
+    pub file: String,
 }
 
 /// Everything one scan saw.

@@ -100,6 +100,7 @@ pub fn redact(mut snap: Snapshot, view: &CallerView) -> Snapshot {
 pub fn hide(mut snap: Snapshot, view: &CallerView) -> Snapshot {
     let before = snap.processes.len();
     snap.processes.retain(|p| view.visible.contains(&p.pid));
+    snap.notes.stuck.retain(|s| view.visible.contains(&s.pid));
     let hidden = before - snap.processes.len();
     snap.notes.hidden = snap
         .notes

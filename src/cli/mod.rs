@@ -57,6 +57,20 @@ pub struct Cli {
     /// `objects` flags given without the word `objects`.
     #[command(flatten)]
     pub objects: ObjectsArgs,
+
+    /// Deadline of each read that takes a process's memory-map lock (maps, smaps, pagemap,
+    /// map_files): past it the process is named stuck and left out (e.g. 2s, 500ms)
+    #[arg(long, global = true, value_name = "DURATION", default_value = "2s",
+          value_parser = parse_timeout)]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::export::parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
 }
 
 /// The commands.
@@ -94,6 +108,7 @@ pub enum Command {
 /// Runs the parsed command, writing to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     crate::privilege::init()?;
+    crate::collect::deadline::set_timeout(cli.timeout);
     // With the caller's rights (init cleared the effective capabilities): the user's rules
     // file is the caller's to choose.
     let labels_needed = !matches!(

@@ -52,6 +52,13 @@ pub fn handles(proc_root: &Path, o: &Object) -> Vec<PathBuf> {
     out
 }
 
+/// The pid of a `PROC/PID/map_files/RANGE` handle.
+fn map_files_pid(proc_root: &Path, h: &Path) -> Option<crate::model::Pid> {
+    let mut parts = h.strip_prefix(proc_root).ok()?.iter();
+    let pid = parts.next()?.to_str()?.parse().ok()?;
+    (parts.next()? == "map_files").then_some(pid)
+}
+
 /// (dev, inode) a handle must lead to.
 fn expected_identity(o: &Object) -> Option<(u64, u64)> {
     match o.id {
@@ -91,7 +98,20 @@ pub fn read_residency(
     }
     let mut denied = false;
     for h in &handles {
-        match residency::object_residency(h, expect, page_size, swap_in_use) {
+        let got = match map_files_pid(proc_root, h) {
+            // Opening a map_files link takes the holder's mmap_lock: under the deadline.
+            Some(pid) => {
+                let path = h.clone();
+                match super::deadline::call(pid, "map_files", move || {
+                    residency::object_residency(&path, expect, page_size, swap_in_use)
+                }) {
+                    Some(got) => got,
+                    None => continue, // its memory map is locked: the next handle
+                }
+            }
+            None => residency::object_residency(h, expect, page_size, swap_in_use),
+        };
+        match got {
             Ok(r) => return Ok(r),
             Err(e) if e.denied() => denied = true,
             Err(_) => {} // holder gone or fd reused: next handle

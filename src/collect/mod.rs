@@ -9,6 +9,7 @@ pub mod bounds;
 pub mod cgroup;
 pub mod container;
 mod context;
+pub mod deadline;
 pub mod drill;
 mod hugetlb;
 pub mod measure;
@@ -35,6 +36,7 @@ pub(crate) use read::{classify, note_errno, Read, Reader};
 
 use crate::error::Error;
 use crate::model::{self, Process, ScanNotes, Snapshot};
+use std::collections::HashMap;
 
 /// What to collect.
 #[derive(Clone, Debug)]
@@ -99,9 +101,23 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .unwrap_or_default();
 
     let heads = scan_heads(&mut ctx, opts, &mut notes)?;
+    let comms: HashMap<model::Pid, String> =
+        heads.iter().map(|p| (p.pid, p.comm.clone())).collect();
     let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
+    // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
+    notes.stuck = deadline::stuck_now()
+        .into_iter()
+        .filter_map(|(pid, file)| {
+            Some(model::StuckProcess {
+                pid,
+                comm: comms.get(&pid)?.clone(),
+                file: file.to_string(),
+            })
+        })
+        .collect();
+    notes.stuck_timeout = deadline::timeout();
     let cgroups = ctx
         .cgroups
         .read_shmem(processes.iter().filter_map(|p| p.cgroup.as_deref()));
@@ -172,7 +188,8 @@ fn scan_bodies(
     let mut raws = Vec::with_capacity(bodies.len());
     for body in bodies {
         match body {
-            Read::Ok((mut p, raw, denied)) => {
+            Read::Ok(None) => {} // stuck: named from `deadline::stuck_now` at the end
+            Read::Ok(Some((mut p, raw, denied))) => {
                 if denied {
                     notes.unreadable += 1;
                     notes.unreadable_processes.push(unreadable(&p, euid));

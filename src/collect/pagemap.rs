@@ -339,7 +339,15 @@ pub(crate) fn process_phys_pages(
     skip: &[u64],
     page_size: u64,
 ) -> Read<PhysPages> {
-    let maps_text = match classify(reader.read(&proc_root.join(format!("{pid}/maps")))) {
+    let Some(maps_text) = reader.read_locked(
+        pid,
+        "maps",
+        &proc_root.join(format!("{pid}/maps")),
+        usize::MAX,
+    ) else {
+        return Read::Vanished; // stuck: named in the snapshot's notes
+    };
+    let maps_text = match classify(maps_text) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
@@ -354,7 +362,17 @@ pub(crate) fn process_phys_pages(
         if skip.contains(&e.start) || kernel_special(&e.path) || device_mapping(&e) {
             continue;
         }
-        match classify(pm.phys_pages(e.start, e.end, &mut out)) {
+        // Each mapping's walk under the deadline, not the whole process's: a large process
+        // may take longer than that in all and still answer.
+        let (start, end) = (e.start, e.end);
+        let Some((back_pm, back_out, r)) = super::deadline::call(pid, "pagemap", move || {
+            let r = pm.phys_pages(start, end, &mut out);
+            (pm, out, r)
+        }) else {
+            return Read::Vanished; // stuck: named in the snapshot's notes
+        };
+        (pm, out) = (back_pm, back_out);
+        match classify(r) {
             Read::Ok(()) => {}
             Read::Vanished => return Read::Vanished,
             Read::Denied => return Read::Denied,
@@ -398,6 +416,9 @@ pub enum Unread {
     Vanished,
     /// Permission denied (another user's process without CAP_SYS_PTRACE).
     Denied,
+    /// The process's memory map is locked: pagemap did not answer in time
+    /// (`collect::deadline`).
+    Stuck,
 }
 
 /// One mapping of an object to read: (pid, start, end, file offset, MAP_SHARED).
@@ -413,8 +434,13 @@ pub fn mapped_ranges_many(
     page_size: u64,
 ) -> Vec<Result<PageRanges, Unread>> {
     let one = |_: &mut Reader, (pid, start, end, offset, shared): MappingQuery| {
-        let got = Pagemap::open(proc_root, pid, page_size)
-            .and_then(|mut pm| pm.mapped_ranges(start, end, offset, shared));
+        let root = proc_root.to_path_buf();
+        let Some(got) = super::deadline::call(pid, "pagemap", move || {
+            Pagemap::open(&root, pid, page_size)
+                .and_then(|mut pm| pm.mapped_ranges(start, end, offset, shared))
+        }) else {
+            return Err(Unread::Stuck);
+        };
         match classify(got) {
             Read::Ok(r) => Ok(r),
             Read::Vanished => Err(Unread::Vanished),

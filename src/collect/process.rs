@@ -88,22 +88,26 @@ fn read_title(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<String> {
 }
 
 /// Maps (or smaps) and fds. Returns whether they were unreadable (permissions), in which case
-/// the process is still listed with its status counters.
+/// the process is still listed with its status counters; `Ok(None)` when the process is stuck
+/// (its maps or smaps did not answer in time: `super::deadline`).
 pub(crate) fn scan_body(
     ctx: &Context,
     reader: &mut Reader,
     mut p: Process,
     want_smaps: bool,
-) -> Read<(Process, RawProcess, bool)> {
+) -> Read<Option<(Process, RawProcess, bool)>> {
     let pid = p.pid;
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     let mut raw = RawProcess::default();
     let mut denied = false;
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let text = if want_smaps {
-        reader.read_chunked(&ctx.pid_path(pid, "smaps"), SMAPS_CHUNK)
+        reader.read_locked(pid, "smaps", &ctx.pid_path(pid, "smaps"), SMAPS_CHUNK)
     } else {
-        reader.read(&ctx.pid_path(pid, "maps"))
+        reader.read_locked(pid, "maps", &ctx.pid_path(pid, "maps"), usize::MAX)
+    };
+    let Some(text) = text else {
+        return Read::Ok(None);
     };
     match classify(text) {
         Read::Ok(text) => {
@@ -155,7 +159,7 @@ pub(crate) fn scan_body(
         Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
         _ => return Read::Vanished,
     }
-    Read::Ok((p, raw, denied))
+    Read::Ok(Some((p, raw, denied)))
 }
 
 /// Open fds that name a memfd or a file under a tmpfs mount, with their inode.

@@ -54,20 +54,49 @@ impl Reader {
 
     /// The whole file, read `chunk` bytes at a time (see [`SMAPS_CHUNK`]).
     pub fn read_chunked(&mut self, path: &Path, chunk: usize) -> io::Result<&[u8]> {
-        use std::io::Read as _;
-        let mut f = std::fs::File::open(path)?;
-        let mut filled = 0;
-        loop {
-            if filled == self.buf.len() {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-            let end = self.buf.len().min(filled.saturating_add(chunk));
-            match f.read(&mut self.buf[filled..end]) {
-                Ok(0) => return Ok(&self.buf[..filled]),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        let n = fill(&mut self.buf, path, chunk)?;
+        Ok(&self.buf[..n])
+    }
+
+    /// `/proc/PID/file` (at `path`), a file whose read takes `pid`'s mmap_lock, read
+    /// `chunk` bytes at a time under the deadline of [`super::deadline`]: `None` when `pid`
+    /// is stuck.
+    pub fn read_locked(
+        &mut self,
+        pid: crate::model::Pid,
+        file: &'static str,
+        path: &Path,
+        chunk: usize,
+    ) -> Option<io::Result<&[u8]>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let path = path.to_path_buf();
+        let (buf, r) = super::deadline::call(pid, file, move || {
+            let r = fill(&mut buf, &path, chunk);
+            (buf, r)
+        })?;
+        self.buf = buf;
+        Some(r.map(|n| &self.buf[..n]))
+    }
+}
+
+/// Reads `path` into `buf` (grown as needed), `chunk` bytes at a time; the length read.
+fn fill(buf: &mut Vec<u8>, path: &Path, chunk: usize) -> io::Result<usize> {
+    use std::io::Read as _;
+    if buf.is_empty() {
+        buf.resize(256 * 1024, 0);
+    }
+    let mut f = std::fs::File::open(path)?;
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        let end = buf.len().min(filled.saturating_add(chunk));
+        match f.read(&mut buf[filled..end]) {
+            Ok(0) => return Ok(filled),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

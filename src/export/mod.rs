@@ -78,7 +78,7 @@ pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<
         return listen(scanner, addr, &args, out);
     }
     if let Some(dir) = &args.textfile {
-        return textfile(&scanner, dir, args.repeat.then_some(args.interval));
+        return textfile(scanner, dir, args.repeat.then_some(args.interval));
     }
     let text = scanner.scan(&[args.format])?;
     out.write_all(text[0].as_bytes())?;
@@ -218,31 +218,57 @@ fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     }
 }
 
-fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::Result<()> {
+fn textfile(scanner: Scanner, dir: &Path, every: Option<Duration>) -> anyhow::Result<()> {
     if !dir.is_dir() {
         bail!("--textfile {}: not a directory", dir.display());
     }
     let target = dir.join(TEXTFILE_NAME);
-    let write = || -> anyhow::Result<()> {
-        let text = scanner.scan(&[Format::Prometheus])?;
-        crate::output_file::write_atomic(&target, text[0].as_bytes(), 0o644)
-    };
+    let write = |text: &str| crate::output_file::write_atomic(&target, text.as_bytes(), 0o644);
     let Some(every) = every else {
-        return write();
+        let text = scanner.scan(&[Format::Prometheus])?;
+        return write(&text[0]);
     };
     let signals = crate::signals::StopFlag::register(&crate::signals::INTERRUPT)
         .context("installing a signal handler")?;
     let stop = signals.flag();
+    // Scans run on their own thread, so a signal is answered within a tick even while a
+    // scan waits on a stuck process (collect::deadline); the file is written here, whole or
+    // not at all.
+    let (tx, scans) = std::sync::mpsc::channel();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("shmwho-scan".into())
+        .spawn(move || {
+            while wait.recv().is_ok() {
+                if tx.send(scanner.scan(&[Format::Prometheus])).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the scan thread")?;
+    let tick = Duration::from_millis(100);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
+        go.send(()).context("the scan thread ended")?;
+        let scanned = loop {
+            match scans.recv_timeout(tick) {
+                Ok(r) => break r,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!("the scan thread ended")
+                }
+            }
+        };
         // A failed scan or write is reported and retried next time: the loop runs for days.
-        if let Err(e) = write() {
+        if let Err(e) = scanned.and_then(|text| write(&text[0])) {
             eprintln!("shmwho: {e:#}");
         }
         while !stop.load(Ordering::Relaxed) && started.elapsed() < every {
-            std::thread::sleep(
-                (every - started.elapsed().min(every)).min(Duration::from_millis(100)),
-            );
+            std::thread::sleep((every - started.elapsed().min(every)).min(tick));
         }
     }
     Ok(())

@@ -115,6 +115,7 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
     let r = &acc.reconciliation;
     ObjectsDoc {
         schema: SCHEMA,
+        stuck_processes: snap.notes.stuck.iter().map(Into::into).collect(),
         exact: snap.exact(),
         meminfo_shmem_bytes: r.shmem_bytes,
         explained_bytes: r.explained_bytes,
@@ -249,6 +250,7 @@ pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
         ),
         vanished_processes: acc.snapshot.notes.vanished,
         hidden_processes: acc.snapshot.notes.hidden,
+        stuck_processes: acc.snapshot.notes.stuck.iter().map(Into::into).collect(),
         cgroups_note: cgroups
             .is_some()
             .then(|| crate::account::cgroup::NOTE.to_string()),

@@ -361,6 +361,12 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         )
         .one(Value::U(acc.unheld_bytes)),
         procs,
+        Family::new(
+            "shmwho_stuck_processes",
+            None,
+            "Processes whose memory map is locked: a read that takes their mmap_lock did not answer in time (their series are left out or carry partial figures)",
+        )
+        .one(Value::U(snap.notes.stuck.len() as u64)),
         cg_charged,
         cg_kernel,
         Family::bytes("shmwho_meminfo_shmem", "Shmem from /proc/meminfo").one(Value::U(r.shmem_bytes)),

@@ -65,3 +65,12 @@ pub fn output(json: bool, opts: RenderOptions) -> Box<dyn Output> {
         Box::new(TableOutput(opts))
     }
 }
+
+/// A deadline as people write it: `2 s`, `500 ms`.
+pub(crate) fn duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}

@@ -207,6 +207,22 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
             n.unreadable
         );
     }
+    for s in &n.stuck {
+        let _ = writeln!(
+            out,
+            "note: pid {} ({}): /proc/{}/{} did not answer in {}: its memory map is locked{}.",
+            s.pid,
+            escape(&s.comm),
+            s.pid,
+            s.file,
+            crate::render::duration(n.stuck_timeout),
+            if s.file == "maps" || s.file == "smaps" {
+                "; the process is left out, its objects measured through other holders"
+            } else {
+                ""
+            }
+        );
+    }
     if n.hidepid {
         let _ = writeln!(
             out,

@@ -45,6 +45,11 @@ pub struct ObjectsDoc {
     /// What the scan could not see.
     #[serde(default)]
     pub notes: NotesDoc,
+    /// Processes whose memory map is locked: a read under their mmap_lock did not answer in
+    /// time (present when there are any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
+    pub stuck_processes: Vec<StuckProcessDoc>,
     /// The objects.
     pub objects: Vec<ObjectDoc>,
 }
@@ -77,6 +82,27 @@ pub struct HugetlbDoc {
     pub explained_bytes: u64,
     /// used − explained.
     pub unexplained_bytes: i64,
+}
+
+/// A process whose memory map is locked.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StuckProcessDoc {
+    /// Its pid.
+    pub pid: Pid,
+    /// Its command name.
+    pub comm: String,
+    /// The file under `/proc/PID` that did not answer (`maps`, `smaps`, `map_files`, ...).
+    pub file: String,
+}
+
+impl From<&crate::model::StuckProcess> for StuckProcessDoc {
+    fn from(s: &crate::model::StuckProcess) -> Self {
+        StuckProcessDoc {
+            pid: s.pid,
+            comm: s.comm.clone(),
+            file: s.file.clone(),
+        }
+    }
 }
 
 /// One tmpfs mount, reconciled with what its files use.

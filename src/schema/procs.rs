@@ -36,6 +36,10 @@ pub struct ProcsDoc {
     #[serde(skip_serializing_if = "super::is_zero")]
     #[serde(default)]
     pub hidden_processes: u32,
+    /// Processes whose memory map is locked (present when there are any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
+    pub stuck_processes: Vec<super::objects::StuckProcessDoc>,
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]

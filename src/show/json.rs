@@ -80,6 +80,7 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                 unread: hv.unread.map(|u| match u {
                     Unread::Vanished => "exited",
                     Unread::Denied => "denied",
+                    Unread::Stuck => "stuck",
                 }),
             };
             match h.via {

@@ -59,6 +59,7 @@ fn unread_text(u: Unread) -> &'static str {
     match u {
         Unread::Vanished => "exited",
         Unread::Denied => "pagemap: permission denied",
+        Unread::Stuck => "pagemap did not answer: its memory map is locked",
     }
 }
 

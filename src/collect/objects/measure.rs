@@ -3,7 +3,9 @@
 
 use super::super::measure::{self, InodeStat};
 use super::super::Context;
-use crate::model::{Accuracy, EstimateReason, FileDetail, Meminfo, Object, ObjectId, SysvSegment};
+use crate::model::{
+    Accuracy, EstimateReason, FileDetail, Meminfo, Object, ObjectId, Pid, SysvSegment,
+};
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -17,21 +19,22 @@ pub(super) enum Handle {
     Fd(PathBuf),
     /// A path in shmwho's own mount namespace.
     Path(PathBuf),
-    /// `/proc/PID/map_files/START-END`: needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN.
-    MapFiles(PathBuf),
+    /// `/proc/PID/map_files/START-END`: needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, and
+    /// takes PID's mmap_lock (so is read under `collect::deadline`).
+    MapFiles(Pid, PathBuf),
 }
 
 impl Handle {
     fn path(&self) -> &Path {
         match self {
-            Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(p) => p,
+            Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(_, p) => p,
         }
     }
     fn rank(&self) -> u8 {
         match self {
             Handle::Fd(_) => 0,
             Handle::Path(_) => 1,
-            Handle::MapFiles(_) => 2,
+            Handle::MapFiles(..) => 2,
         }
     }
 }
@@ -68,9 +71,25 @@ impl Draft {
             ObjectId::Sysv { shmid, .. } => (self.obj.dev.unwrap_or(ctx.shmem_dev), shmid as u64),
         };
         let mut denied = false;
+        let mut stuck = false;
         let handles = std::mem::take(&mut self.handles);
         for h in &handles {
-            let st: InodeStat = match measure::stat(h.path()) {
+            let stat = match h {
+                Handle::MapFiles(pid, path) => {
+                    let path = path.clone();
+                    match super::super::deadline::call(*pid, "map_files", move || {
+                        measure::stat(&path)
+                    }) {
+                        Some(r) => r,
+                        None => {
+                            stuck = true;
+                            continue; // its memory map is locked: another holder may do
+                        }
+                    }
+                }
+                _ => measure::stat(h.path()),
+            };
+            let st: InodeStat = match stat {
                 Ok(st) if (st.dev, st.ino) == expect => st,
                 Ok(_) => continue, // pid or fd number reused: another file now
                 Err(Errno::PERM) | Err(Errno::ACCESS) => {
@@ -88,7 +107,20 @@ impl Draft {
             }
             // hugetlb pages never swap.
             if swap_in_use && !self.obj.hugetlb {
-                match super::super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
+                let page_size = ctx.page_size;
+                let resident = match h {
+                    Handle::MapFiles(pid, path) => {
+                        let path = path.clone();
+                        super::super::deadline::call(*pid, "map_files", move || {
+                            super::super::residency::resident_bytes(&path, expect, page_size)
+                        })
+                        .unwrap_or(Err(
+                            super::super::residency::ResidencyError::Sys(Errno::TIMEDOUT),
+                        ))
+                    }
+                    _ => super::super::residency::resident_bytes(h.path(), expect, page_size),
+                };
+                match resident {
                     Ok(resident) => {
                         self.obj.resident_bytes = resident.min(st.allocated);
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
@@ -104,8 +136,10 @@ impl Draft {
             }
             return Ok(());
         }
-        Err(if denied {
-            Unmeasured::Denied
+        Err(if stuck {
+            Unmeasured::Denied(EstimateReason::HolderStuck)
+        } else if denied {
+            Unmeasured::Denied(EstimateReason::MapFilesDenied)
         } else {
             Unmeasured::Vanished
         })
@@ -114,8 +148,9 @@ impl Draft {
 
 /// Why no handle of an object could be `stat`ed.
 pub(super) enum Unmeasured {
-    /// Every handle was refused (EPERM/EACCES): estimate it.
-    Denied,
+    /// Every handle was refused (EPERM/EACCES) or did not answer in time: estimate it, for
+    /// this reason.
+    Denied(EstimateReason),
     /// Every holder went away: drop it.
     Vanished,
 }

@@ -98,6 +98,7 @@ fn gather_holders(ctx: &Context, processes: &[Process], raws: &[RawProcess], dra
             d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
             d.mapped_extent = d.mapped_extent.max(e.offset + len);
             d.handles.push(Handle::MapFiles(
+                p.pid,
                 ctx.paths
                     .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
             ));
@@ -207,7 +208,11 @@ fn add_hugetlbfs_files(ctx: &Context, drafts: &mut Drafts) {
 
 /// Measures every draft: SysV segments from their table row, the rest by `stat` of a handle.
 /// Returns the indices of those every handle refused, and of those whose holders all vanished.
-fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<usize>, Vec<usize>) {
+fn measure_all(
+    ctx: &Context,
+    meminfo: &Meminfo,
+    drafts: &mut [Draft],
+) -> (Vec<(usize, EstimateReason)>, Vec<usize>) {
     let swap_in_use = meminfo.swap_used_bytes() > 0;
     let mut unmeasured = Vec::new();
     let mut vanished = Vec::new();
@@ -236,7 +241,7 @@ fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<u
         }
         match d.measure(ctx, swap_in_use) {
             Ok(()) => {}
-            Err(Unmeasured::Denied) => unmeasured.push(i),
+            Err(Unmeasured::Denied(reason)) => unmeasured.push((i, reason)),
             Err(Unmeasured::Vanished) => vanished.push(i),
         }
     }
@@ -248,8 +253,10 @@ fn estimate_unmeasured(
     processes: &[Process],
     raws: &[RawProcess],
     drafts: &mut [Draft],
-    unmeasured: &[usize],
+    unmeasured: &[(usize, EstimateReason)],
 ) {
+    let (unmeasured, reasons): (Vec<usize>, Vec<EstimateReason>) =
+        unmeasured.iter().copied().unzip();
     let mapped: Vec<estimate::Mapped> = drafts
         .iter()
         .map(|d| estimate::Mapped {
@@ -266,13 +273,13 @@ fn estimate_unmeasured(
             other_anon_dev_mapped: raw.other_anon_dev_mapped,
         })
         .collect();
-    let bounds = estimate::lower_bounds(&mapped, &mappers, unmeasured);
-    for (&a, lb) in unmeasured.iter().zip(bounds) {
+    let bounds = estimate::lower_bounds(&mapped, &mappers, &unmeasured);
+    for ((&a, lb), reason) in unmeasured.iter().zip(bounds).zip(reasons) {
         let d = &mut drafts[a];
         d.obj.size_bytes = d.obj.size_bytes.max(d.mapped_extent);
         d.obj.resident_bytes = lb;
         d.obj.swap_bytes = 0;
-        d.obj.accuracy = Accuracy::Estimate(EstimateReason::MapFilesDenied);
+        d.obj.accuracy = Accuracy::Estimate(reason);
     }
 }
 

@@ -1,12 +1,11 @@
 //! Plain aligned tables for a terminal, with a footer that reconciles with the kernel.
 
 use super::units::{escape, Units};
-use super::RenderOptions;
+use super::{fit, RenderOptions};
 use crate::account::Accounted;
 use crate::model::EstimateReason;
 use crate::report::{
-    proc_rows, select_objects, Align, Cell, GroupBy, ObjectColumn, ObjectQuery, ProcColumn,
-    ProcQuery,
+    proc_rows, select_objects, Align, Cell, Column, GroupBy, ObjectColumn, ObjectQuery, ProcQuery,
 };
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use std::fmt::Write as _;
@@ -65,22 +64,51 @@ pub(crate) fn columns_table<C: Copy>(
     plain_table(&names, |i| align(columns[i]) == Align::Right)
 }
 
+/// `rows` of `columns` fitted to the width, as a table (header unless `--no-headings`),
+/// followed by the line naming the columns left out.
+pub(crate) fn fitted_table<C: Column>(
+    columns: &[C],
+    rows: Vec<Vec<String>>,
+    ro: &RenderOptions,
+    pinned: bool,
+) -> String {
+    let f = fit::fit(columns, rows, ro.width, pinned);
+    let mut t = columns_table(&f.columns, |c: C| c.header(), |c: C| c.align());
+    if ro.no_headings {
+        // comfy-table has no header-less mode that keeps column styles: an empty header row
+        // is dropped below.
+        t.set_header(vec![""; f.columns.len()]);
+    }
+    for r in &f.rows {
+        t.add_row(r.clone());
+    }
+    let mut out = finish_lines(&t);
+    if ro.no_headings {
+        out = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    }
+    out.push_str(&f.dropped_line());
+    out
+}
+
 /// The objects table and its footer.
 pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
-    let cols = ObjectColumn::TABLE;
-    let mut t = columns_table(&cols, ObjectColumn::header, ObjectColumn::align);
+    let cols = ro
+        .object_columns
+        .clone()
+        .unwrap_or_else(|| ObjectColumn::TABLE.to_vec());
     let shown = select_objects(acc, f);
-    for &i in &shown {
-        t.add_row(
+    let rows = shown
+        .iter()
+        .map(|&i| {
             cols.iter()
                 .map(|c| cell_text(&c.cell(acc, i), ro.units))
-                .collect::<Vec<_>>(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     let mut out = if shown.is_empty() {
         "no shared-memory objects match\n".to_string()
     } else {
-        finish(&t)
+        fitted_table(&cols, rows, ro, ro.object_columns.is_some())
     };
     out.push('\n');
     out.push_str(&footer(acc, ro));
@@ -224,20 +252,20 @@ fn exact_footer(ex: &crate::collect::pagemap::PhysScan) -> String {
 pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     let rows = proc_rows(acc, f);
     let by_cgroup = f.by == Some(GroupBy::Cgroup);
-    let cols = f.columns();
-    let mut t = columns_table(&cols, ProcColumn::header, ProcColumn::align);
+    let cols = ro.proc_columns.clone().unwrap_or_else(|| f.columns());
     let b = |v| ro.units.bytes(v);
-    for r in &rows {
-        t.add_row(
+    let cells = rows
+        .iter()
+        .map(|r| {
             cols.iter()
                 .map(|c| cell_text(&c.cell(r), ro.units))
-                .collect::<Vec<_>>(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     let mut out = if rows.is_empty() {
         "no processes match\n".to_string()
     } else {
-        finish(&t)
+        fitted_table(&cols, cells, ro, ro.proc_columns.is_some())
     };
     let charged = crate::size::sum_bytes(acc.per_process.values().copied());
     let _ = writeln!(

@@ -192,6 +192,7 @@ fn human() -> RenderOptions {
     RenderOptions {
         units: Units::Iec,
         euid: 1000,
+        ..Default::default()
     }
 }
 
@@ -199,16 +200,18 @@ fn raw() -> RenderOptions {
     RenderOptions {
         units: Units::Bytes,
         euid: 0,
+        ..Default::default()
     }
 }
 
 fn procs_filter(by: Option<GroupBy>, sort: ProcColumn) -> ProcQuery {
     ProcQuery {
         pids: Vec::new(),
-        user: None,
+        users: Vec::new(),
         comm: None,
         by,
         sort,
+        reverse: false,
         top: None,
         pss: true,
         exact: None,
@@ -227,6 +230,7 @@ fn objects_table() {
         kinds: vec![ObjectKind::Sysv, ObjectKind::Tmpfs],
         pids: Vec::new(),
         sort: ObjectColumn::Size,
+        reverse: false,
         top: Some(2),
     };
     insta::assert_snapshot!(

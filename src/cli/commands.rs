@@ -203,7 +203,10 @@ pub struct RecordArgs {
 #[command(after_help = "\
 Objects are matched by identity (kind, device and inode, or SysV shmid and IPC namespace),
 processes by pid and command. An object grew or shrank when its resident plus swapped bytes
-changed; a process is listed when its charged shared memory changed.
+changed; a process is listed when its charged shared memory changed. The older record is A:
+given the newer first, the two are swapped (and a note says so). SIZE and OWNER are the last
+values known (B's, or A's for an object that disappeared). --min-change hides changes smaller
+than SIZE and counts them.
 
 Examples:
   shmwho diff before.json after.json

@@ -207,7 +207,7 @@ fn truth_without_extras_is_one_object() {
     let text = human(&truth, None);
     assert!(
         text.contains(
-            "ps will show the master's RSS as ~0 while the object holds 512 KiB (524288 bytes)"
+            "ps will show the master's RSS as ~0 while the object holds 512.0 KiB (524288 bytes)"
         ),
         "{text}"
     );

@@ -273,7 +273,7 @@ fn procs_tables() {
         );
     }
     let mut f = procs_filter(None, ProcColumn::Shared);
-    f.user = Some("www-data".into());
+    f.users = vec!["www-data".into()];
     f.comm = Some("php".into());
     f.top = Some(1);
     insta::assert_snapshot!("procs_table_filtered", table::procs(&acc, &f, &human()));

@@ -58,17 +58,36 @@ pub struct Fitted<C> {
 }
 
 impl<C: Column> Fitted<C> {
-    /// The line that says which columns were left out, empty when none were.
-    pub fn dropped_line(&self) -> String {
+    /// The line that says which columns were left out (empty when none were), itself kept
+    /// within `max`: a shorter form, then the names over several lines.
+    pub fn dropped_line(&self, max: Option<usize>) -> String {
         if self.dropped.is_empty() {
             return String::new();
         }
         let names: Vec<String> = self.dropped.iter().map(|h| h.to_lowercase()).collect();
-        format!(
-            "(left out to fit the width: {}; -o {} shows them)\n",
+        let long = format!(
+            "(left out to fit the width: {}; -o {} shows them)",
             self.dropped.join(", "),
             names.join(",")
-        )
+        );
+        let max = match max {
+            Some(m) if width(&long) > m => m,
+            _ => return long + "\n",
+        };
+        let mut out = String::new();
+        let mut line = String::from("(left out to fit; -o shows them:");
+        for (i, n) in names.iter().enumerate() {
+            let word = format!(" {n}{}", if i + 1 == names.len() { ")" } else { "," });
+            if width(&line) + width(&word) > max && !line.is_empty() {
+                out.push_str(line.trim_end());
+                out.push('\n');
+                line.clear();
+            }
+            line.push_str(&word);
+        }
+        out.push_str(line.trim_start());
+        out.push('\n');
+        out
     }
 
     /// Whether column `i` is right-aligned.

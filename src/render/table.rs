@@ -86,7 +86,7 @@ pub(crate) fn fitted_table<C: Column>(
     if ro.no_headings {
         out = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
     }
-    out.push_str(&f.dropped_line());
+    out.push_str(&f.dropped_line(ro.width));
     out
 }
 
@@ -115,18 +115,53 @@ pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
     out
 }
 
+/// Columns of the footer's reconciliation: what, how much, why.
+#[derive(Clone, Copy, PartialEq)]
+enum FooterColumn {
+    Label,
+    Figure,
+    Why,
+}
+
+impl Column for FooterColumn {
+    const ALL: &'static [Self] = &[FooterColumn::Label, FooterColumn::Figure, FooterColumn::Why];
+    fn header(self) -> &'static str {
+        ""
+    }
+    fn key(self) -> Option<&'static str> {
+        None
+    }
+    fn align(self) -> Align {
+        if self == FooterColumn::Figure {
+            Align::Right
+        } else {
+            Align::Left
+        }
+    }
+    fn priority(self) -> u8 {
+        if self == FooterColumn::Why {
+            1
+        } else {
+            crate::report::KEEP
+        }
+    }
+    fn elidable(self) -> bool {
+        self == FooterColumn::Label
+    }
+}
+
 /// The reconciliation with `Shmem` and what the scan could not see.
 fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let r = &acc.reconciliation;
     let snap = acc.snapshot;
     let b = |v| ro.units.bytes(v);
-    let mut t = plain_table(&["", "", ""], |i| i == 1);
-    t.add_row(vec![
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    rows.push(vec![
         "Shmem (/proc/meminfo)".to_string(),
         b(r.shmem_bytes),
         String::new(),
     ]);
-    t.add_row(vec![
+    rows.push(vec![
         format!("  objects ({})", snap.objects.len()),
         b(r.objects_bytes),
         format!(
@@ -137,7 +172,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     for m in &r.mounts {
         if let Some(u) = m.unheld_files_bytes {
             if u > 0 {
-                t.add_row(vec![
+                rows.push(vec![
                     format!(
                         "  unheld files on {}",
                         escape(&m.mount_point.to_string_lossy())
@@ -148,12 +183,23 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
             }
         }
     }
-    t.add_row(vec![
+    rows.push(vec![
         "  unexplained".to_string(),
         ro.units.signed(r.unexplained_bytes),
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
             .to_string(),
     ]);
+    // The explanations go first when the width is short; the dropped-columns line would only
+    // confuse here.
+    let f = fit::fit(&FooterColumn::ALL, rows, ro.width, false);
+    let mut t = columns_table(
+        &f.columns,
+        |c: FooterColumn| c.header(),
+        |c: FooterColumn| c.align(),
+    );
+    for r in f.rows {
+        t.add_row(r);
+    }
     // The empty header row comfy-table prints first is dropped.
     let text = finish(&t);
     let mut out: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
@@ -282,7 +328,7 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
         out.push_str(&exact_footer(ex));
     }
     if by_cgroup {
-        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.units));
+        out.push_str(&super::cgroups::table_footer(acc, &rows, ro));
     }
     out.push_str(&notes(acc, ro));
     out

@@ -191,7 +191,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     ]);
     // The explanations go first when the width is short; the dropped-columns line would only
     // confuse here.
-    let f = fit::fit(&FooterColumn::ALL, rows, ro.width, false);
+    let f = fit::fit(FooterColumn::ALL, rows, ro.width, false);
     let mut t = columns_table(
         &f.columns,
         |c: FooterColumn| c.header(),

@@ -525,11 +525,11 @@ fn numbers(lines: &[String]) -> Vec<String> {
 fn small_terminals_never_cut_numbers() {
     let mut s = host(48 * MIB);
     for p in &mut s.processes {
-        p.pid = 18_000 + p.pid;
+        p.pid += 18_000;
     }
     for o in &mut s.objects {
         for h in &mut o.holders {
-            h.pid = 18_000 + h.pid;
+            h.pid += 18_000;
         }
     }
     let app = app_with(s);

@@ -303,10 +303,7 @@ fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect
 fn fit_pane<R: PaneRow>(
     mut columns: Vec<(PaneColumn<R::Column>, Constraint)>,
     width: u16,
-) -> (
-    Vec<(PaneColumn<R::Column>, Constraint)>,
-    Vec<(R::Column, usize)>,
-) {
+) -> FittedPane<R::Column> {
     use crate::report::Column as _;
     let fixed = |c: &[(PaneColumn<R::Column>, Constraint)]| -> (usize, usize) {
         let mut sum = 1; // the trend marker
@@ -352,6 +349,9 @@ fn fit_pane<R: PaneRow>(
         .collect();
     (columns, fill)
 }
+
+/// The columns kept with their widths, and the width of each text column.
+type FittedPane<C> = (Vec<(PaneColumn<C>, Constraint)>, Vec<(C, usize)>);
 
 /// The narrowest a growing text column (name, command) gets before columns are left out.
 const MIN_FILL: usize = 8;

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         Err(e) => {
             // Not eprintln!: it panics when stderr is closed.
             let _ = writeln!(std::io::stderr(), "shmwho: {e:#}");
-            if e.downcast_ref::<shmwho::privilege::Refused>().is_some() {
+            if e.downcast_ref::<shmwho::privilege::Refused>().is_some()
+                || e.downcast_ref::<shmwho::cli::UsageError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -35,7 +35,7 @@ impl Drop for CgroupDir {
 fn make_cgroup() -> Option<(CgroupDir, String)> {
     let h = parse_mounts(&std::fs::read("/proc/self/mountinfo").unwrap());
     let version = h.memory_version().or_else(|| {
-        eprintln!("skipped: no memory cgroup hierarchy is mounted");
+        common::skip("no memory cgroup hierarchy is mounted");
         None
     })?;
     let own = parse_process(&std::fs::read("/proc/self/cgroup").unwrap(), version)?;
@@ -44,7 +44,7 @@ fn make_cgroup() -> Option<(CgroupDir, String)> {
         CgroupVersion::V2 => h.v2.clone()?,
     };
     if mount.root != "/" {
-        eprintln!("skipped: the cgroup hierarchy is mounted from a subtree (a container)");
+        common::skip("the cgroup hierarchy is mounted from a subtree (a container)");
         return None;
     }
     let own_dir = mount.mount_point.join(own.trim_start_matches('/'));
@@ -53,14 +53,16 @@ fn make_cgroup() -> Option<(CgroupDir, String)> {
         let ctl =
             std::fs::read_to_string(own_dir.join("cgroup.subtree_control")).unwrap_or_default();
         if !ctl.split_whitespace().any(|c| c == "memory") {
-            eprintln!("skipped: cgroup v2 without the memory controller delegated below {own}");
+            common::skip(&format!(
+                "cgroup v2 without the memory controller delegated below {own}"
+            ));
             return None;
         }
     }
     let name = format!("shmwho-test-{}", unique());
     let path = own_dir.join(&name);
     if let Err(e) = std::fs::create_dir(&path) {
-        eprintln!("skipped: cannot create {}: {e}", path.display());
+        common::skip(&format!("cannot create {}: {e}", path.display()));
         return None;
     }
     let cg_path = if own == "/" {

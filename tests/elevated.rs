@@ -34,13 +34,13 @@ fn setcap_copy() -> Option<(tempfile::TempDir, String)> {
         Ok(o) => {
             let why = format!("setcap failed: {}", String::from_utf8_lossy(&o.stderr));
             assert!(!ci, "{why}");
-            eprintln!("skipped: {why}");
+            common::skip(&why);
             None
         }
         Err(e) => {
             let why = format!("setcap not available ({e}; Debian package libcap2-bin)");
             assert!(!ci, "{why}");
-            eprintln!("skipped: {why}");
+            common::skip(&why);
             None
         }
     }

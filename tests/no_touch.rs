@@ -164,7 +164,7 @@ fn run_show(ids: &[String]) {
         let out = run(&["show", id]);
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("not built yet") {
-            eprintln!("skipped: `shmwho show` ({})", err.trim());
+            common::skip(&format!("`shmwho show` ({})", err.trim()));
             return;
         }
         assert!(
@@ -215,7 +215,9 @@ fn no_view_touches_an_object() {
     let pg = page();
     let root = is_root();
     if !root {
-        eprintln!("skipped in part: needs root (anonymous region through map_files, tmpfs mount)");
+        common::skip_missing(
+            "in part: needs root (anonymous region through map_files, tmpfs mount)",
+        );
     }
     let mut probes: Vec<Probe> = Vec::new();
 

@@ -412,7 +412,7 @@ fn sysv_hugetlb_segment_is_not_overcounted() {
         return;
     }
     let Some(_hp) = HugePages::reserve(2) else {
-        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        common::skip("could not reserve 2 MiB huge pages");
         return;
     };
     let huge = 2u64 << 20;

@@ -37,7 +37,7 @@ fn require_tool(tool: &str, package: &str) -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "{tool} is missing (install {package}; .ci/run does)"
     );
-    eprintln!("skipped: {tool} is missing (install {package})");
+    common::skip_missing(&format!("{tool} is missing (install {package})"));
     false
 }
 

@@ -312,14 +312,16 @@ fn with_only_the_three_capabilities_setcap() {
         .output();
     match setcap {
         Err(e) => {
-            eprintln!("skipped: setcap not available ({e}; Debian package libcap2-bin)");
+            common::skip_missing(&format!(
+                "setcap not available ({e}; Debian package libcap2-bin)"
+            ));
             return;
         }
         Ok(o) if !o.status.success() => {
-            eprintln!(
-                "skipped: setcap failed (a file system without xattrs?): {}",
+            common::skip(&format!(
+                "setcap failed (a file system without xattrs?): {}",
                 String::from_utf8_lossy(&o.stderr)
-            );
+            ));
             return;
         }
         Ok(_) => {}

@@ -83,7 +83,7 @@ fn prometheus_or_skip() -> Option<PathBuf> {
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true and the prometheus binary is missing: .ci/run installs the Debian package"
         );
-        eprintln!("skipped: the prometheus binary is not installed (apt-get install prometheus)");
+        common::skip_missing("the prometheus binary is not installed (apt-get install prometheus)");
     }
     found
 }

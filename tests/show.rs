@@ -330,10 +330,10 @@ fn sysv_segment_attached_then_not() {
         )
     };
     if shmid < 0 {
-        eprintln!(
-            "skipped: shmget with key {key:#x}: {}",
+        common::skip(&format!(
+            "shmget with key {key:#x}: {}",
             std::io::Error::last_os_error()
-        );
+        ));
         return;
     }
     let seg = SysvSeg::adopt(shmid).expect("segment just made");

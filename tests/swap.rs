@@ -174,7 +174,7 @@ fn swapped_pages_are_told_from_resident_ones() {
     let swap = match SwapFile::new(64) {
         Ok(s) => s,
         Err(why) => {
-            eprintln!("skipped: {why}");
+            common::skip(&why);
             return;
         }
     };
@@ -212,12 +212,12 @@ fn swapped_pages_are_told_from_resident_ones() {
     let (res, swp) = match truth(f.as_raw_fd(), n) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("skipped: {e} (cachestat needs Linux 6.5)");
+            common::skip(&format!("{e} (cachestat needs Linux 6.5)"));
             return;
         }
     };
     if swp.is_empty() {
-        eprintln!("skipped: MADV_PAGEOUT pushed nothing to swap");
+        common::skip("MADV_PAGEOUT pushed nothing to swap");
         return;
     }
     let (dev, ino) = fd_identity(f.as_raw_fd());
@@ -270,7 +270,7 @@ fn swapped_pages_are_told_from_resident_ones() {
     let (res, swp) = truth(f.as_raw_fd(), n).unwrap();
     drop(f);
     if swp.is_empty() {
-        eprintln!("skipped (SysV part): MADV_PAGEOUT pushed nothing to swap");
+        common::skip("(SysV part): MADV_PAGEOUT pushed nothing to swap");
         return;
     }
     check_views(
@@ -316,7 +316,7 @@ fn huge_pages_count_whole() {
     }
     // `advise`: only mappings that ask (MADV_HUGEPAGE) get huge pages; others are untouched.
     let Some(_thp) = ShmemThp::set("advise") else {
-        eprintln!("skipped: cannot set {SHMEM_ENABLED}");
+        common::skip(&format!("cannot set {SHMEM_ENABLED}"));
         return;
     };
     let pg = page();
@@ -335,9 +335,9 @@ fn huge_pages_count_whole() {
     let doc = json(&["show", &target, "--json"]);
     let resident = u(&doc["object"]["resident_bytes"]);
     if resident != 2 * huge {
-        eprintln!(
-            "skipped: no huge pages given (resident {resident} bytes for 2 touched pages; fragmented memory?)"
-        );
+        common::skip(&format!(
+            "no huge pages given (resident {resident} bytes for 2 touched pages; fragmented memory?)"
+        ));
         return;
     }
     let hp = huge / pg;

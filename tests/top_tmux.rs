@@ -96,7 +96,7 @@ impl Drop for Lab {
 #[test]
 fn top_in_tmux_shows_the_lab_object_and_restores_the_terminal() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("skipped: tmux is not installed (apt-get install -y tmux)");
+        common::skip_missing("tmux is not installed (apt-get install -y tmux)");
         return;
     }
     let mut lab = Lab(Command::new(common::bin())

@@ -13,11 +13,23 @@ use std::path::PathBuf;
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputArgs {
     /// Print JSON (schema 1, documented in docs/json.md); always in bytes
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
     /// Print exact byte counts instead of KiB/MiB/GiB
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub bytes: bool,
+    /// Leave out the header line of the table
+    #[arg(long, global = true)]
+    pub no_headings: bool,
+    /// Only these columns, in this order: headers in lower case or JSON keys, comma-separated
+    /// (e.g. -o pid,command,total); columns named here are never left out to fit the width
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "LIST",
+        value_delimiter = ','
+    )]
+    pub columns: Vec<String>,
     /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
     /// node_exporter's --path.procfs); see docs/permissions.md
     #[arg(long, value_name = "DIR", default_value = "/proc")]
@@ -27,15 +39,18 @@ pub struct OutputArgs {
 /// `shmwho` and `shmwho objects`.
 #[derive(Args, Debug, Clone)]
 pub struct ObjectsArgs {
-    /// Only objects of these kinds (repeatable)
-    #[arg(long, value_enum)]
+    /// Only objects of these kinds (comma-separated or repeated)
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub kind: Vec<KindArg>,
-    /// Only objects held or owned by this process (repeatable)
-    #[arg(long, value_name = "PID")]
+    /// Only objects held or owned by these processes (comma-separated or repeated)
+    #[arg(short = 'p', long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<Pid>,
-    /// Sort by this column (descending)
+    /// Sort by this column (largest first)
     #[arg(long, value_enum, default_value_t = ObjectSortArg(ObjectColumn::Resident))]
     pub sort: ObjectSortArg,
+    /// Reverse the order of --sort
+    #[arg(short = 'r', long)]
+    pub reverse: bool,
     /// Show at most N objects (the footer still counts all)
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
@@ -84,18 +99,22 @@ pub struct ProcsArgs {
     /// container); by cgroup adds a reconciliation with each cgroup's own memory.stat shmem
     #[arg(long, value_enum)]
     pub by: Option<GroupByArg>,
-    /// Only these processes (repeatable)
-    #[arg(long, value_name = "PID")]
+    /// Only these processes (comma-separated or repeated)
+    #[arg(short = 'p', long, value_name = "PID", value_delimiter = ',')]
     pub pid: Vec<Pid>,
-    /// Only processes of this user (name or uid)
-    #[arg(long)]
-    pub user: Option<String>,
+    /// Only processes of these users (names or uids, comma-separated or repeated)
+    #[arg(short = 'u', long, value_name = "USER", value_delimiter = ',')]
+    pub user: Vec<String>,
     /// Only processes whose command contains this text
     #[arg(long)]
     pub comm: Option<String>,
-    /// Sort by this column (descending; pid and command ascending)
+    /// Sort by this column (largest first; pid and command ascending); pss and uss turn on
+    /// --pss, unique and freed-if-gone --exact
     #[arg(long, value_enum, default_value_t = ProcSortArg(ProcColumn::Total))]
     pub sort: ProcSortArg,
+    /// Reverse the order of --sort
+    #[arg(short = 'r', long)]
+    pub reverse: bool,
     /// Show at most N rows
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,

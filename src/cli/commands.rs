@@ -64,8 +64,8 @@ Examples:
   NO_COLOR=1 shmwho top --charge split")]
 /// `shmwho top`.
 pub struct TopArgs {
-    /// Seconds between scans
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_interval)]
+    /// Time between scans: 2, 2s, 500ms, 1m (0.1s to 1 day)
+    #[arg(long, value_name = "DURATION", default_value = "2", value_parser = parse_interval)]
     pub interval: Duration,
     /// Charging policy to start with (`c` cycles it)
     #[arg(long, value_enum, default_value_t = PolicyArg::Owner)]
@@ -80,11 +80,13 @@ pub struct TopArgs {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.1..=86400.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!(
-            "'{s}' is not a number of seconds from 0.1 to 86400 (e.g. 2 or 0.5)"
-        )),
+    let d = crate::size::parse_duration(s)?;
+    if (Duration::from_millis(100)..=Duration::from_secs(86400)).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "'{s}' is not from 100ms to 1 day (e.g. 2, 2s, 500ms)"
+        ))
     }
 }
 
@@ -201,7 +203,10 @@ pub struct RecordArgs {
 #[command(after_help = "\
 Objects are matched by identity (kind, device and inode, or SysV shmid and IPC namespace),
 processes by pid and command. An object grew or shrank when its resident plus swapped bytes
-changed; a process is listed when its charged shared memory changed.
+changed; a process is listed when its charged shared memory changed. The older record is A:
+given the newer first, the two are swapped (and a note says so). SIZE and OWNER are the last
+values known (B's, or A's for an object that disappeared). --min-change hides changes smaller
+than SIZE and counts them.
 
 Examples:
   shmwho diff before.json after.json
@@ -215,7 +220,8 @@ pub struct DiffArgs {
     /// The later record
     #[arg(value_name = "B")]
     pub b: PathBuf,
-    /// Leave out changes smaller than SIZE (e.g. 1M)
+    /// Leave out changes smaller than SIZE (e.g. 1M; K, M, G, T are binary: 1K = 1024; KB, MB
+    /// are refused)
     #[arg(long, value_name = "SIZE", default_value = "0", value_parser = parse_size)]
     pub min_change: u64,
     /// Print JSON (docs/json.md); always in bytes
@@ -245,7 +251,8 @@ pub struct LabArgs {
     #[command(subcommand)]
     /// `lab pool`, or none for the write-up's experiment.
     pub pool: Option<LabCommand>,
-    /// Size of the shared anonymous region
+    /// Size of the shared anonymous region (K, M, G, T are binary: 1K = 1024; KB, MB are
+    /// refused, as in every SIZE)
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     pub size: u64,
     /// Children exit after writing (the write-up's second phase)
@@ -269,9 +276,9 @@ pub struct LabArgs {
     /// Add a SysV segment, a memfd and a POSIX shm object, each of --size
     #[arg(long)]
     pub all: bool,
-    /// Exit after this many seconds (default: until Ctrl-C)
-    #[arg(long = "for", value_name = "SECONDS")]
-    pub for_secs: Option<f64>,
+    /// Exit after this long: 30, 30s, 500ms, 2m (default: until Ctrl-C)
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::size::parse_duration)]
+    pub for_secs: Option<Duration>,
     /// Print the ground truth as one line of JSON
     #[arg(long)]
     pub json: bool,
@@ -296,9 +303,9 @@ pub struct PoolArgs {
     /// Size of the shared region every worker touches
     #[arg(long, default_value = "64M", value_parser = parse_size)]
     pub shared: u64,
-    /// Exit after this many seconds (default: until Ctrl-C)
-    #[arg(long = "for", value_name = "SECONDS")]
-    pub for_secs: Option<f64>,
+    /// Exit after this long: 30, 30s, 500ms, 2m (default: until Ctrl-C)
+    #[arg(long = "for", value_name = "DURATION", value_parser = crate::size::parse_duration)]
+    pub for_secs: Option<Duration>,
     /// Print the pool's pids and object as one line of JSON
     #[arg(long)]
     pub json: bool,

@@ -20,7 +20,7 @@ use crate::collect::{self, Options};
 use crate::lab;
 use crate::model::{Pid, Snapshot};
 use crate::render::{self, RenderOptions};
-use crate::report::{ObjectQuery, ProcQuery};
+use crate::report::{Column, ObjectColumn, ObjectQuery, ProcColumn, ProcQuery};
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 
@@ -46,8 +46,7 @@ figures; without privileges, figures that could not be measured are marked with 
     long_about = "Lists every shared-memory object on the host (anonymous shared mappings, SysV \
 segments, memfds, POSIX shm, tmpfs files), measures its resident and swapped size from the \
 kernel, lists who holds it, and charges it to processes so the numbers add up to /proc/meminfo's Shmem.",
-    after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true
+    after_help = EXAMPLES
 )]
 pub struct Cli {
     /// The command; none means `objects`.
@@ -105,6 +104,56 @@ pub enum Command {
     },
 }
 
+/// A command line that parses but asks for something impossible: `main` exits 2, as for
+/// clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// Objects flags given before another command (`shmwho --kind sysv procs`): only the global
+/// flags (--json, --bytes, --no-headings) may stand there.
+fn check_no_objects_flags(a: &ObjectsArgs, command: &str) -> anyhow::Result<()> {
+    let given = !a.kind.is_empty()
+        || !a.pid.is_empty()
+        || a.sort.0 != ObjectColumn::Resident
+        || a.reverse
+        || a.top.is_some()
+        || a.charge != PolicyArg::Owner
+        || !a.output.columns.is_empty()
+        || a.output.proc_root != std::path::Path::new("/proc");
+    if given {
+        return Err(usage(format!(
+            "the flags before '{command}' belong to 'objects': put them after '{command}' (only --json, --bytes and --no-headings go anywhere)"
+        )));
+    }
+    Ok(())
+}
+
+/// `-o LIST` as columns of table `C`, or a usage error naming the choices.
+fn columns<C: Column>(names: &[String]) -> anyhow::Result<Option<Vec<C>>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for n in names {
+        match C::by_name(n) {
+            Some(c) => out.push(c),
+            None => {
+                let all: Vec<String> = C::ALL.iter().map(|c| c.header().to_lowercase()).collect();
+                return Err(usage(format!(
+                    "-o: no column '{n}'; the columns are {} (or their JSON keys)",
+                    all.join(",")
+                )));
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Runs the parsed command, writing to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     crate::privilege::init()?;
@@ -123,6 +172,15 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     );
     if labels_needed {
         crate::account::labels::install(crate::account::labels::Rules::load_default()?);
+    }
+    if let Some(c) = &cli.command {
+        let name = format!("{c:?}");
+        let name = name
+            .split(|ch: char| !ch.is_alphanumeric())
+            .next()
+            .unwrap_or("")
+            .to_lowercase();
+        check_no_objects_flags(&cli.objects, &name)?;
     }
     match cli.command {
         None => objects(cli.objects, out),
@@ -160,6 +218,9 @@ fn render_opts(o: &OutputArgs) -> RenderOptions {
     RenderOptions {
         units: render::units::Units::raw_if(o.bytes),
         euid: rustix::process::geteuid().as_raw(),
+        width: render::fit::terminal_width(),
+        no_headings: o.no_headings,
+        ..Default::default()
     }
 }
 
@@ -178,9 +239,12 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         kinds: a.kind.iter().map(|&k| k.into()).collect(),
         pids: a.pid.clone(),
         sort: a.sort.0,
+        reverse: a.reverse,
         top: a.top,
     };
-    let output = render::output(a.output.json, render_opts(&a.output));
+    let mut ro = render_opts(&a.output);
+    ro.object_columns = columns(&a.output.columns)?;
+    let output = render::output(a.output.json, ro);
     let snap = crate::privilege::scan_once(&Options {
         paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps: policy.needs_smaps(),
@@ -192,8 +256,27 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let policy = Policy::from(a.charge);
+    let cols = columns::<ProcColumn>(&a.output.columns)?;
+    // A sort key or column that needs a flag turns it on, rather than sorting by nothing.
+    let wants = |c: &[ProcColumn]| {
+        c.contains(&a.sort.0)
+            || cols
+                .as_ref()
+                .is_some_and(|cols| cols.iter().any(|x| c.contains(x)))
+    };
+    a.pss |= wants(&[ProcColumn::Pss, ProcColumn::Uss]);
+    a.exact |= wants(&[ProcColumn::Unique, ProcColumn::FreedIfGone]);
+    if cols
+        .as_ref()
+        .is_some_and(|c| c.contains(&ProcColumn::Cgroup))
+        && a.by.is_none()
+    {
+        return Err(usage(
+            "-o cgroup: the CGROUP column is that of --by cgroup; add --by cgroup",
+        ));
+    }
     let smaps = a.pss || policy.needs_smaps();
     if a.exact {
         // Physical page numbers of every process: more than any caller may learn.
@@ -217,15 +300,18 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     });
     let query = ProcQuery {
         pids: a.pid.clone(),
-        user: a.user.clone(),
+        users: a.user.clone(),
         comm: a.comm.clone(),
         by: a.by.map(Into::into),
         sort: a.sort.0,
+        reverse: a.reverse,
         top: a.top,
         pss: smaps,
         exact,
     };
-    let output = render::output(a.output.json, render_opts(&a.output));
+    let mut ro = render_opts(&a.output);
+    ro.proc_columns = cols;
+    let output = render::output(a.output.json, ro);
     out.write_all(output.procs(&acc, &query).as_bytes())?;
     Ok(())
 }
@@ -238,7 +324,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
         return lab::run_pool(&lab::PoolOptions {
             workers: p.workers,
             shared: p.shared,
-            for_secs: p.for_secs,
+            for_secs: p.for_secs.map(|d| d.as_secs_f64()),
             json: p.json,
             force: p.force,
         });
@@ -249,11 +335,6 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let extra = |v: Option<u64>| v.or(a.all.then_some(a.size));
-    if let Some(s) = a.for_secs {
-        if !(s.is_finite() && s >= 0.0) {
-            bail!("--for takes a number of seconds >= 0, not {s}");
-        }
-    }
     lab::run(&lab::LabOptions {
         size: a.size,
         exit_children: a.exit_children,
@@ -261,7 +342,7 @@ fn lab_cmd(a: LabArgs) -> anyhow::Result<()> {
         memfd: extra(a.memfd),
         posix: extra(a.posix),
         tmpfs,
-        for_secs: a.for_secs,
+        for_secs: a.for_secs.map(|d| d.as_secs_f64()),
         json: a.json,
         force: a.force,
     })

@@ -274,44 +274,4 @@ fn textfile(scanner: Scanner, dir: &Path, every: Option<Duration>) -> anyhow::Re
     Ok(())
 }
 
-/// `500ms`, `5s`, `2m`, `1h`, or a plain number of seconds (`0.5`).
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 5s, 2m, 1h)"))?;
-    if !(v.is_finite() && v >= 0.0) {
-        return Err(format!("'{s}' is not a duration >= 0"));
-    }
-    Duration::try_from_secs_f64(v * scale).map_err(|_| format!("'{s}' is too long"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("0.25"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "s", "-1s", "5x", "nan", "inf", "1e300h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
-}
+pub(crate) use crate::size::parse_duration;

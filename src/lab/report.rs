@@ -2,20 +2,9 @@
 
 use super::*;
 
-/// `1536` → "1.5 KiB", `268435456` → "256 MiB".
+/// Bytes as every table prints them: `1536` → "1.5 KiB", `268435456` → "256.0 MiB".
 pub(super) fn fmt_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut unit = 0;
-    let mut scale = 1u64;
-    while unit + 1 < UNITS.len() && bytes >= scale * 1024 {
-        scale *= 1024;
-        unit += 1;
-    }
-    if bytes % scale == 0 {
-        format!("{} {}", bytes / scale, UNITS[unit])
-    } else {
-        format!("{:.1} {}", bytes as f64 / scale as f64, UNITS[unit])
-    }
+    crate::render::units::Units::Iec.bytes(bytes)
 }
 
 /// Left-aligned columns separated by two spaces.

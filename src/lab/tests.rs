@@ -207,7 +207,7 @@ fn truth_without_extras_is_one_object() {
     let text = human(&truth, None);
     assert!(
         text.contains(
-            "ps will show the master's RSS as ~0 while the object holds 512 KiB (524288 bytes)"
+            "ps will show the master's RSS as ~0 while the object holds 512.0 KiB (524288 bytes)"
         ),
         "{text}"
     );
@@ -248,8 +248,8 @@ fn formats_bytes() {
     assert_eq!(fmt_bytes(0), "0 B");
     assert_eq!(fmt_bytes(1000), "1000 B");
     assert_eq!(fmt_bytes(1536), "1.5 KiB");
-    assert_eq!(fmt_bytes(256 * MIB), "256 MiB");
-    assert_eq!(fmt_bytes(3 * (1 << 30)), "3 GiB");
+    assert_eq!(fmt_bytes(256 * MIB), "256.0 MiB");
+    assert_eq!(fmt_bytes(3 * (1 << 30)), "3.0 GiB");
 }
 
 #[test]
@@ -315,7 +315,7 @@ fn refuses_beyond_mem_available() {
     };
     assert!(check_memory("x", 100 * MIB, &limits).is_ok());
     let e = check_memory("the lab's objects", 100 * MIB + 1, &limits).unwrap_err();
-    assert!(e.contains("MemAvailable is 100 MiB"), "{e}");
+    assert!(e.contains("MemAvailable is 100.0 MiB"), "{e}");
     assert!(e.contains("--force"), "{e}");
     assert!(check_memory("x", u64::MAX, &HostLimits::default()).is_ok());
     // Every object counts, in whole pages.

@@ -10,7 +10,8 @@ use crate::schema::{
 use std::collections::{BTreeMap, HashMap};
 
 /// The difference between records `a` and `b` (named `a_name` and `b_name` in the output):
-/// a pure function of the two documents.
+/// a pure function of the two documents. It reads forward: given the newer record first, the
+/// two are swapped (and a note says so), so A is always the older.
 pub fn compare(
     a: &RecordDoc,
     a_name: &str,
@@ -18,6 +19,16 @@ pub fn compare(
     b_name: &str,
     min_change: u64,
 ) -> DiffDoc {
+    if let (Some(ta), Some(tb)) = (a.recorded_at, b.recorded_at) {
+        if tb < ta {
+            let mut d = compare(b, b_name, a, a_name, min_change);
+            d.notes.insert(
+                0,
+                format!("{b_name} is the older record though given second: compared from it (A) to {a_name} (B)"),
+            );
+            return d;
+        }
+    }
     let mut notes = Vec::new();
     let charge_of = |r: &RecordDoc| r.procs.as_ref().map(|p| p.charge.clone());
     let charge = match (charge_of(a), charge_of(b)) {
@@ -37,15 +48,22 @@ pub fn compare(
             b.hostname.as_deref().unwrap_or("")
         ));
     }
-    if let (Some(ta), Some(tb)) = (a.recorded_at, b.recorded_at) {
-        if tb < ta {
-            notes.push("B was recorded before A: deltas read backwards".to_string());
-        }
-    }
     let processes = match (&a.procs, &b.procs) {
-        (Some(pa), Some(pb)) => Some(proc_diffs(pa, pb, min_change)),
+        (Some(pa), Some(pb)) => Some(proc_diffs(pa, pb, 0)),
         _ => None,
     };
+    let all_objects = object_diffs(&a.objects, &b.objects, 0);
+    let total = all_objects.len() + processes.as_ref().map_or(0, Vec::len);
+    let objects: Vec<ObjectDiff> = all_objects
+        .into_iter()
+        .filter(|o| object_magnitude(o) >= min_change)
+        .collect();
+    let processes = processes.map(|ps| {
+        ps.into_iter()
+            .filter(|p| p.delta_bytes.unsigned_abs() >= min_change)
+            .collect::<Vec<_>>()
+    });
+    let kept = objects.len() + processes.as_ref().map_or(0, Vec::len);
     let side = |r: &RecordDoc, name: &str| Side {
         file: name.to_string(),
         recorded_at: r.recorded_at,
@@ -69,8 +87,10 @@ pub fn compare(
             Some(a.objects.unexplained_bytes),
             Some(b.objects.unexplained_bytes),
         ),
-        objects: object_diffs(&a.objects, &b.objects, min_change),
+        objects,
         processes,
+        min_change_bytes: min_change,
+        left_out: (total - kept) as u64,
         notes,
     }
 }
@@ -129,6 +149,22 @@ fn delta(a: Option<u64>, b: Option<u64>) -> i64 {
     }
 }
 
+/// How much an object changed, for `--min-change`: its largest delta, or what it held when it
+/// appeared or disappeared.
+fn object_magnitude(d: &ObjectDiff) -> u64 {
+    match d.change {
+        Change::Appeared | Change::Disappeared => {
+            d.a.or(d.b)
+                .map_or(0, |f| f.resident_bytes.saturating_add(f.swap_bytes))
+        }
+        _ => [d.held_delta(), d.resident_delta_bytes, d.size_delta_bytes]
+            .iter()
+            .map(|v| v.unsigned_abs())
+            .max()
+            .unwrap_or(0),
+    }
+}
+
 /// Objects matched by identity, largest change first; changes under `min_change` left out.
 pub fn object_diffs(a: &ObjectsDoc, b: &ObjectsDoc, min_change: u64) -> Vec<ObjectDiff> {
     let before: HashMap<Key, &ObjectDoc> = a.objects.iter().map(|o| (key(o), o)).collect();
@@ -167,17 +203,8 @@ pub fn object_diffs(a: &ObjectsDoc, b: &ObjectsDoc, min_change: u64) -> Vec<Obje
                 _ if d.held_delta() < 0 => Change::Shrank,
                 _ => Change::Changed,
             };
-            let biggest = [d.held_delta(), d.resident_delta_bytes, d.size_delta_bytes]
-                .iter()
-                .map(|v| v.unsigned_abs())
-                .max()
-                .unwrap_or(0);
-            let present = fa.or(fb).map_or(0, |f| f.resident_bytes + f.swap_bytes);
-            let magnitude = match change {
-                Change::Appeared | Change::Disappeared => present,
-                _ => biggest,
-            };
-            (magnitude >= min_change).then_some(ObjectDiff { change, ..d })
+            let d = ObjectDiff { change, ..d };
+            (object_magnitude(&d) >= min_change).then_some(d)
         })
         .collect();
     out.sort_by(|x, y| {

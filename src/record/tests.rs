@@ -189,3 +189,53 @@ fn dates() {
     assert_eq!(text::utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
     assert_eq!(text::span(3 * 3600 + 120), "3 h 2 min");
 }
+
+#[test]
+fn diff_reads_forward_when_given_newer_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = record_pair(dir.path());
+    let fixed = |s: String| s.replace(&dir.path().display().to_string(), "DIR");
+    let backwards = fixed(run_diff(&b, &a, false, false, 0));
+    let forwards = fixed(run_diff(&a, &b, false, false, 0));
+    assert!(
+        backwards.starts_with("A: DIR/a.json (2023-11-14 22:13:20 UTC), the older\nB: DIR/b.json"),
+        "{backwards}"
+    );
+    assert!(backwards.contains("62 min later"), "{backwards}");
+    assert!(
+        backwards.contains("note: DIR/a.json is the older record though given second"),
+        "{backwards}"
+    );
+    // The same figures as the forward diff, plus the note.
+    fn tables(s: &str) -> Vec<&str> {
+        s.lines().filter(|l| !l.starts_with("note:")).collect()
+    }
+    assert_eq!(tables(&backwards), tables(&forwards));
+}
+
+/// The memfd grows by 48 KiB between the records: hidden under a larger --min-change, with a
+/// message that says so; shown under a smaller one.
+#[test]
+fn min_change_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = record_pair(dir.path());
+    let hidden = run_diff(&a, &b, false, false, 10 << 20);
+    assert!(
+        hidden.contains("No object changed by 10.0 MiB or more."),
+        "{hidden}"
+    );
+    assert!(!hidden.contains("grew"), "{hidden}");
+    assert!(
+        hidden.contains("smaller change(s) left out by --min-change 10.0 MiB."),
+        "{hidden}"
+    );
+    let shown = run_diff(&a, &b, false, false, 32 << 10);
+    let grew = shown.lines().find(|l| l.starts_with("grew")).expect(&shown);
+    assert!(grew.contains("memfd:pool"), "{grew}");
+    assert!(grew.contains("+48.0 KiB"), "{grew}");
+    let json: crate::schema::DiffDoc =
+        serde_json::from_str(&run_diff(&a, &b, true, false, 10 << 20)).unwrap();
+    assert!(json.objects.is_empty());
+    assert!(json.left_out > 0);
+    assert_eq!(json.min_change_bytes, 10 << 20);
+}

@@ -52,7 +52,13 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
             .unwrap_or_else(|| "time unknown".into());
         format!("{} ({when})", escape(&s.file))
     };
-    let _ = writeln!(out, "A: {}", side(&d.a));
+    let known = d.a.recorded_at.is_some() && d.b.recorded_at.is_some();
+    let _ = writeln!(
+        out,
+        "A: {}{}",
+        side(&d.a),
+        if known { ", the older" } else { "" }
+    );
     let _ = write!(out, "B: {}", side(&d.b));
     if let (Some(ta), Some(tb)) = (d.a.recorded_at, d.b.recorded_at) {
         let _ = write!(out, ", {} later", span(tb.saturating_sub(ta)));
@@ -75,8 +81,13 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
     out.push_str(&finish(&t));
     out.push('\n');
 
+    let under = if d.min_change_bytes > 0 {
+        format!(" by {} or more", units.bytes(d.min_change_bytes))
+    } else {
+        String::new()
+    };
     if d.objects.is_empty() {
-        out.push_str("No object changed.\n");
+        let _ = writeln!(out, "No object changed{under}.");
     } else {
         let mut t = table(
             &[
@@ -88,7 +99,7 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
                 "RESIDENT B",
                 "DELTA",
                 "SWAP DELTA",
-                "SIZE B",
+                "SIZE",
                 "OWNER",
             ],
             &[0, 1, 2, 3, 9],
@@ -114,7 +125,7 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
     match &d.processes {
         None => out.push_str("\n(no process figures: a file is not a `shmwho record`)\n"),
         Some(ps) if ps.is_empty() => {
-            out.push_str("\nNo process's charged shared memory changed.\n")
+            let _ = writeln!(out, "\nNo process's charged shared memory changed{under}.");
         }
         Some(ps) => {
             let _ = writeln!(
@@ -141,6 +152,14 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
             }
             out.push_str(&finish(&t));
         }
+    }
+    if d.left_out > 0 {
+        let _ = writeln!(
+            out,
+            "{} smaller change(s) left out by --min-change {}.",
+            d.left_out,
+            units.bytes(d.min_change_bytes)
+        );
     }
     for n in &d.notes {
         let _ = writeln!(out, "note: {n}");

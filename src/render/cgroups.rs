@@ -1,12 +1,10 @@
 //! The per-cgroup reconciliation below `procs --by cgroup`: shmwho's charges under every policy
 //! next to the kernel's own `memory.stat` `shmem` of each cgroup.
 
-use super::units::{escape, Units};
 use crate::account::cgroup::{by_cgroup, CgroupRow, NOTE};
 use crate::account::Accounted;
 use crate::model::CgroupVersion;
-use crate::report::ProcRow;
-use comfy_table::{presets::NOTHING, CellAlignment, Table};
+use crate::report::{CgroupColumn, ProcRow};
 use std::fmt::Write as _;
 
 /// Cgroups of the rows shown (all their processes count, not only the ones a filter kept: the
@@ -29,54 +27,26 @@ fn version_name(rows: &[CgroupRow]) -> &'static str {
     }
 }
 
-/// Footer of the table.
-pub fn table_footer(acc: &Accounted, rows: &[ProcRow], units: Units) -> String {
+/// Footer of the table, fitted to `ro`'s width as the tables above it.
+pub fn table_footer(acc: &Accounted, rows: &[ProcRow], ro: &super::RenderOptions) -> String {
     let cgs = shown(acc, rows);
-    let touched = acc.snapshot.with_smaps;
-    let mut header = vec!["CGROUP", "PROCS", "OWNER", "SPLIT"];
-    if touched {
-        header.push("TOUCHED");
-    }
-    header.extend(["KERNEL", "KERNEL-OWNER"]);
-    let mut t = Table::new();
-    t.load_style(NOTHING);
-    t.set_header(header.clone());
-    for i in 0..header.len() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_padding((0, 2));
-            if i > 0 {
-                c.set_cell_alignment(CellAlignment::Right);
-            }
-        }
-    }
-    let b = |v: u64| units.bytes(v);
-    for c in &cgs {
-        let mut cells = vec![
-            escape(c.path.as_deref().unwrap_or("- (unreadable)")),
-            c.processes.to_string(),
-            b(c.owner_bytes),
-            b(c.split_bytes),
-        ];
-        if touched {
-            cells.push(c.touched_bytes.map_or("-".into(), b));
-        }
-        cells.push(c.kernel_shmem_bytes.map_or("-".into(), b));
-        cells.push(
-            c.kernel_minus_owner()
-                .map_or("-".into(), |d| units.signed(d)),
-        );
-        t.add_row(cells);
-    }
+    let cols = CgroupColumn::table(acc.snapshot.with_smaps);
+    let cells = cgs
+        .iter()
+        .map(|c| {
+            cols.iter()
+                .map(|col| super::table::cell_text(&col.cell(c), ro.units))
+                .collect()
+        })
+        .collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "\nShared memory per memory cgroup: shmwho's charges against the kernel's memory.stat shmem ({}):",
         version_name(&cgs)
     );
-    for l in t.to_string().lines() {
-        let _ = writeln!(out, "{}", l.trim_end());
-    }
-    out.push_str(&wrap(NOTE, 100));
+    out.push_str(&super::table::fitted_table(&cols, cells, ro, false));
+    out.push_str(&wrap(NOTE, ro.width.unwrap_or(100).clamp(20, 100)));
     out
 }
 

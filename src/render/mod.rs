@@ -2,6 +2,7 @@
 //! and escaping live only here.
 
 pub mod cgroups;
+pub mod fit;
 pub mod json;
 pub mod metrics;
 pub mod table;
@@ -20,6 +21,14 @@ pub struct RenderOptions {
     pub units: units::Units,
     /// Effective uid, to word the privilege hint.
     pub euid: u32,
+    /// Width the tables must fit ([`fit::terminal_width`]); none: full rows.
+    pub width: Option<usize>,
+    /// Leave out the header line (`--no-headings`).
+    pub no_headings: bool,
+    /// `-o`: the objects table's columns.
+    pub object_columns: Option<Vec<crate::report::ObjectColumn>>,
+    /// `-o`: the procs table's columns.
+    pub proc_columns: Option<Vec<crate::report::ProcColumn>>,
 }
 
 /// A way of printing the listing views, as ripgrep's printers or hyperfine's exporters: a new

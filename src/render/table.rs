@@ -1,12 +1,11 @@
 //! Plain aligned tables for a terminal, with a footer that reconciles with the kernel.
 
 use super::units::{escape, Units};
-use super::RenderOptions;
+use super::{fit, RenderOptions};
 use crate::account::Accounted;
 use crate::model::EstimateReason;
 use crate::report::{
-    proc_rows, select_objects, Align, Cell, GroupBy, ObjectColumn, ObjectQuery, ProcColumn,
-    ProcQuery,
+    proc_rows, select_objects, Align, Cell, Column, GroupBy, ObjectColumn, ObjectQuery, ProcQuery,
 };
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use std::fmt::Write as _;
@@ -65,26 +64,90 @@ pub(crate) fn columns_table<C: Copy>(
     plain_table(&names, |i| align(columns[i]) == Align::Right)
 }
 
+/// `rows` of `columns` fitted to the width, as a table (header unless `--no-headings`),
+/// followed by the line naming the columns left out.
+pub(crate) fn fitted_table<C: Column>(
+    columns: &[C],
+    rows: Vec<Vec<String>>,
+    ro: &RenderOptions,
+    pinned: bool,
+) -> String {
+    let f = fit::fit(columns, rows, ro.width, pinned);
+    let mut t = columns_table(&f.columns, |c: C| c.header(), |c: C| c.align());
+    if ro.no_headings {
+        // comfy-table has no header-less mode that keeps column styles: an empty header row
+        // is dropped below.
+        t.set_header(vec![""; f.columns.len()]);
+    }
+    for r in &f.rows {
+        t.add_row(r.clone());
+    }
+    let mut out = finish_lines(&t);
+    if ro.no_headings {
+        out = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    }
+    out.push_str(&f.dropped_line(ro.width));
+    out
+}
+
 /// The objects table and its footer.
 pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
-    let cols = ObjectColumn::TABLE;
-    let mut t = columns_table(&cols, ObjectColumn::header, ObjectColumn::align);
+    let cols = ro
+        .object_columns
+        .clone()
+        .unwrap_or_else(|| ObjectColumn::TABLE.to_vec());
     let shown = select_objects(acc, f);
-    for &i in &shown {
-        t.add_row(
+    let rows = shown
+        .iter()
+        .map(|&i| {
             cols.iter()
                 .map(|c| cell_text(&c.cell(acc, i), ro.units))
-                .collect::<Vec<_>>(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     let mut out = if shown.is_empty() {
         "no shared-memory objects match\n".to_string()
     } else {
-        finish(&t)
+        fitted_table(&cols, rows, ro, ro.object_columns.is_some())
     };
     out.push('\n');
     out.push_str(&footer(acc, ro));
     out
+}
+
+/// Columns of the footer's reconciliation: what, how much, why.
+#[derive(Clone, Copy, PartialEq)]
+enum FooterColumn {
+    Label,
+    Figure,
+    Why,
+}
+
+impl Column for FooterColumn {
+    const ALL: &'static [Self] = &[FooterColumn::Label, FooterColumn::Figure, FooterColumn::Why];
+    fn header(self) -> &'static str {
+        ""
+    }
+    fn key(self) -> Option<&'static str> {
+        None
+    }
+    fn align(self) -> Align {
+        if self == FooterColumn::Figure {
+            Align::Right
+        } else {
+            Align::Left
+        }
+    }
+    fn priority(self) -> u8 {
+        if self == FooterColumn::Why {
+            1
+        } else {
+            crate::report::KEEP
+        }
+    }
+    fn elidable(self) -> bool {
+        self == FooterColumn::Label
+    }
 }
 
 /// The reconciliation with `Shmem` and what the scan could not see.
@@ -92,13 +155,13 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let r = &acc.reconciliation;
     let snap = acc.snapshot;
     let b = |v| ro.units.bytes(v);
-    let mut t = plain_table(&["", "", ""], |i| i == 1);
-    t.add_row(vec![
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    rows.push(vec![
         "Shmem (/proc/meminfo)".to_string(),
         b(r.shmem_bytes),
         String::new(),
     ]);
-    t.add_row(vec![
+    rows.push(vec![
         format!("  objects ({})", snap.objects.len()),
         b(r.objects_bytes),
         format!(
@@ -109,7 +172,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     for m in &r.mounts {
         if let Some(u) = m.unheld_files_bytes {
             if u > 0 {
-                t.add_row(vec![
+                rows.push(vec![
                     format!(
                         "  unheld files on {}",
                         escape(&m.mount_point.to_string_lossy())
@@ -129,7 +192,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
         let part = unread_bytes.min(r.unexplained_bytes as u64);
         rest -= part as i64;
         let largest = &unread[0];
-        t.add_row(vec![
+        rows.push(vec![
             "  unexplained, unreadable".to_string(),
             format!("≥ {}", b(part)),
             format!(
@@ -141,7 +204,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
             ),
         ]);
     }
-    t.add_row(vec![
+    rows.push(vec![
         "  unexplained".to_string(),
         ro.units.signed(rest),
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
@@ -151,21 +214,32 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let huge_objects = snap.objects.iter().filter(|o| o.hugetlb()).count();
     // Huge pages are not in Shmem: their own reconciliation, when the host uses any.
     if h.used_bytes > 0 || h.reserved_bytes > 0 || huge_objects > 0 {
-        t.add_row(vec![
+        rows.push(vec![
             "Huge pages in use (/sys/kernel/mm/hugepages)".to_string(),
             b(h.used_bytes),
             format!("{} more reserved, not faulted in yet", b(h.reserved_bytes)),
         ]);
-        t.add_row(vec![
+        rows.push(vec![
             format!("  hugetlb objects ({huge_objects})"),
             b(h.explained_bytes),
             "MAP_HUGETLB, MFD_HUGETLB, SHM_HUGETLB, hugetlbfs files".to_string(),
         ]);
-        t.add_row(vec![
+        rows.push(vec![
             "  unexplained".to_string(),
             ro.units.signed(h.unexplained_bytes),
             "private MAP_HUGETLB mappings, processes not read, other namespaces".to_string(),
         ]);
+    }
+    // The explanations go first when the width is short; the dropped-columns line would only
+    // confuse here.
+    let f = fit::fit(FooterColumn::ALL, rows, ro.width, false);
+    let mut t = columns_table(
+        &f.columns,
+        |c: FooterColumn| c.header(),
+        |c: FooterColumn| c.align(),
+    );
+    for r in f.rows {
+        t.add_row(r);
     }
     // The empty header row comfy-table prints first is dropped.
     let text = finish(&t);
@@ -287,20 +361,20 @@ fn exact_footer(ex: &crate::collect::pagemap::PhysScan) -> String {
 pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     let rows = proc_rows(acc, f);
     let by_cgroup = f.by == Some(GroupBy::Cgroup);
-    let cols = f.columns();
-    let mut t = columns_table(&cols, ProcColumn::header, ProcColumn::align);
+    let cols = ro.proc_columns.clone().unwrap_or_else(|| f.columns());
     let b = |v| ro.units.bytes(v);
-    for r in &rows {
-        t.add_row(
+    let cells = rows
+        .iter()
+        .map(|r| {
             cols.iter()
                 .map(|c| cell_text(&c.cell(r), ro.units))
-                .collect::<Vec<_>>(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     let mut out = if rows.is_empty() {
         "no processes match\n".to_string()
     } else {
-        finish(&t)
+        fitted_table(&cols, cells, ro, ro.proc_columns.is_some())
     };
     let charged = crate::size::sum_bytes(acc.per_process.values().copied());
     let _ = writeln!(
@@ -317,7 +391,7 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
         out.push_str(&exact_footer(ex));
     }
     if by_cgroup {
-        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.units));
+        out.push_str(&super::cgroups::table_footer(acc, &rows, ro));
     }
     out.push_str(&notes(acc, ro));
     out

@@ -199,6 +199,7 @@ fn human() -> RenderOptions {
     RenderOptions {
         units: Units::Iec,
         euid: 1000,
+        ..Default::default()
     }
 }
 
@@ -206,16 +207,18 @@ fn raw() -> RenderOptions {
     RenderOptions {
         units: Units::Bytes,
         euid: 0,
+        ..Default::default()
     }
 }
 
 fn procs_filter(by: Option<GroupBy>, sort: ProcColumn) -> ProcQuery {
     ProcQuery {
         pids: Vec::new(),
-        user: None,
+        users: Vec::new(),
         comm: None,
         by,
         sort,
+        reverse: false,
         top: None,
         pss: true,
         exact: None,
@@ -234,6 +237,7 @@ fn objects_table() {
         kinds: vec![ObjectKind::Sysv, ObjectKind::Tmpfs],
         pids: Vec::new(),
         sort: ObjectColumn::Size,
+        reverse: false,
         top: Some(2),
     };
     insta::assert_snapshot!(
@@ -276,7 +280,7 @@ fn procs_tables() {
         );
     }
     let mut f = procs_filter(None, ProcColumn::Shared);
-    f.user = Some("www-data".into());
+    f.users = vec!["www-data".into()];
     f.comm = Some("php".into());
     f.top = Some(1);
     insta::assert_snapshot!("procs_table_filtered", table::procs(&acc, &f, &human()));
@@ -340,7 +344,7 @@ fn cgroups_footer() {
     );
     insta::assert_snapshot!(
         "cgroups_footer",
-        super::cgroups::table_footer(&acc, &rows, Units::Iec)
+        super::cgroups::table_footer(&acc, &rows, &human())
     );
     insta::assert_snapshot!(
         "cgroups_json",
@@ -475,4 +479,64 @@ fn sort_names_and_order() {
         .map(|&i| ObjectColumn::Holders.cell(&acc, i).figure())
         .collect();
     assert!(holders.windows(2).all(|w| w[0] >= w[1]), "{holders:?}");
+}
+
+fn at_width(w: usize) -> RenderOptions {
+    RenderOptions {
+        width: Some(w),
+        ..human()
+    }
+}
+
+/// Every figure of the full-width table's rows, as a word.
+fn figures(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_digit()) && !w.contains('…'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The table part of a rendered view: its lines up to the first blank one.
+fn table_lines(text: &str) -> Vec<&str> {
+    text.lines().take_while(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn tables_fit_the_width() {
+    let snap = host();
+    let acc = account(&snap, Policy::Split);
+    let procs = procs_filter(Some(GroupBy::Cgroup), ProcColumn::Total);
+    for w in [80, 60, 40] {
+        let objects = table::objects(&acc, &ObjectQuery::default(), &at_width(w));
+        let procs_t = table::procs(&acc, &procs, &at_width(w));
+        insta::assert_snapshot!(format!("objects_table_{w}"), objects);
+        insta::assert_snapshot!(format!("procs_table_by_cgroup_{w}"), procs_t);
+        for text in [&objects, &procs_t] {
+            for l in table_lines(text) {
+                assert!(l.chars().count() <= w, "{w}: {l:?}");
+            }
+        }
+        // Numbers are never cut: each figure shown is one of the full table's.
+        let full = figures(&table::objects(&acc, &ObjectQuery::default(), &human()));
+        for f in figures(&table_lines(&objects).join("\n")) {
+            assert!(full.contains(&f), "{w}: {f} is not a whole figure");
+        }
+    }
+    // -o brings a dropped column back, and --no-headings leaves out the header.
+    let narrow = table::objects(&acc, &ObjectQuery::default(), &at_width(40));
+    assert!(narrow.contains("left out to fit"), "{narrow}");
+    assert!(!table_lines(&narrow)[0].contains("HOLDERS"), "{narrow}");
+    let ro = RenderOptions {
+        object_columns: Some(vec![ObjectColumn::Id, ObjectColumn::Holders]),
+        no_headings: true,
+        ..at_width(40)
+    };
+    let picked = table::objects(&acc, &ObjectQuery::default(), &ro);
+    assert!(!picked.contains("HOLDERS"), "{picked}");
+    assert!(!picked.contains("left out"), "{picked}");
+    assert_eq!(
+        table_lines(&picked).len(),
+        snap.objects.len(),
+        "one line per object, no header: {picked}"
+    );
 }

@@ -7,6 +7,36 @@ use super::{object_id, object_name};
 use crate::account::cgroup::CgroupRow;
 use crate::account::Accounted;
 
+/// What the width fitting and `-o` need of a table's columns, from one enum per table: a new
+/// variant is picked up by both through the enum's own methods.
+pub trait Column: Copy + PartialEq + 'static {
+    /// Every column of the table, in table order, for `-o`.
+    const ALL: &'static [Self];
+    /// Table header.
+    fn header(self) -> &'static str;
+    /// Key in the JSON rows, if the column has one.
+    fn key(self) -> Option<&'static str>;
+    /// Where the text sits.
+    fn align(self) -> Align;
+    /// Columns are dropped to fit the terminal lowest first; [`KEEP`] never is.
+    fn priority(self) -> u8;
+    /// Text (names, paths, owners) that may be cut with `…` to fit: never figures or ids.
+    fn elidable(self) -> bool {
+        self.align() == Align::Left && self.priority() < KEEP
+    }
+    /// The column `-o` names: the header in lower case, or the JSON key.
+    fn by_name(name: &str) -> Option<Self> {
+        let n = name.trim().to_ascii_lowercase();
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.header().to_ascii_lowercase() == n || c.key() == Some(n.as_str()))
+    }
+}
+
+/// [`Column::priority`] of the columns a table never drops (what identifies a row, and the answer).
+pub const KEEP: u8 = 255;
+
 /// Where a column's text sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -190,6 +220,33 @@ impl ObjectColumn {
     }
 }
 
+impl Column for ObjectColumn {
+    const ALL: &'static [Self] = &ObjectColumn::TABLE;
+    fn header(self) -> &'static str {
+        ObjectColumn::header(self)
+    }
+    fn key(self) -> Option<&'static str> {
+        self.json_key()
+    }
+    fn align(self) -> Align {
+        ObjectColumn::align(self)
+    }
+    fn priority(self) -> u8 {
+        match self {
+            ObjectColumn::Id | ObjectColumn::Resident => KEEP,
+            ObjectColumn::Kind => 200,
+            ObjectColumn::Name => 150,
+            ObjectColumn::Size => 100,
+            ObjectColumn::Swap => 90,
+            ObjectColumn::Holders => 80,
+            ObjectColumn::Owner => 70,
+        }
+    }
+    fn elidable(self) -> bool {
+        matches!(self, ObjectColumn::Name | ObjectColumn::Owner)
+    }
+}
+
 /// Columns of the procs table (and of its JSON rows).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProcColumn {
@@ -233,7 +290,64 @@ pub enum ProcColumn {
     FreedIfGone,
 }
 
+impl Column for ProcColumn {
+    const ALL: &'static [Self] = &ProcColumn::ALL;
+    fn header(self) -> &'static str {
+        ProcColumn::header(self)
+    }
+    fn key(self) -> Option<&'static str> {
+        Some(self.json_key())
+    }
+    fn align(self) -> Align {
+        ProcColumn::align(self)
+    }
+    fn priority(self) -> u8 {
+        use ProcColumn::*;
+        match self {
+            Pid | Procs | Command | Cgroup | Shared | Total | Unique | FreedIfGone => KEEP,
+            Rss => 120,
+            Pss => 110,
+            Uss => 105,
+            Anon => 100,
+            Shmem => 90,
+            Swap => 80,
+            Owned => 70,
+            User => 60,
+            File => 50,
+            Ppid => 40,
+        }
+    }
+    fn elidable(self) -> bool {
+        matches!(
+            self,
+            ProcColumn::User | ProcColumn::Command | ProcColumn::Cgroup
+        )
+    }
+}
+
 impl ProcColumn {
+    /// Every column, in table order (what `-o` takes).
+    pub const ALL: [ProcColumn; 18] = [
+        ProcColumn::Pid,
+        ProcColumn::Ppid,
+        ProcColumn::Procs,
+        ProcColumn::User,
+        ProcColumn::Command,
+        ProcColumn::Cgroup,
+        ProcColumn::Rss,
+        ProcColumn::Anon,
+        ProcColumn::File,
+        ProcColumn::Shmem,
+        ProcColumn::Swap,
+        ProcColumn::Shared,
+        ProcColumn::Total,
+        ProcColumn::Owned,
+        ProcColumn::Pss,
+        ProcColumn::Uss,
+        ProcColumn::Unique,
+        ProcColumn::FreedIfGone,
+    ];
+
     /// The columns `--sort` takes, the default first.
     pub const SORTABLE: [ProcColumn; 11] = [
         ProcColumn::Total,
@@ -387,6 +501,39 @@ pub enum CgroupColumn {
     Kernel,
     /// KERNEL less OWNER.
     KernelOwner,
+}
+
+impl Column for CgroupColumn {
+    const ALL: &'static [Self] = &[
+        CgroupColumn::Cgroup,
+        CgroupColumn::Procs,
+        CgroupColumn::Owner,
+        CgroupColumn::Split,
+        CgroupColumn::Touched,
+        CgroupColumn::Kernel,
+        CgroupColumn::KernelOwner,
+    ];
+    fn header(self) -> &'static str {
+        CgroupColumn::header(self)
+    }
+    fn key(self) -> Option<&'static str> {
+        Some(self.json_key())
+    }
+    fn align(self) -> Align {
+        CgroupColumn::align(self)
+    }
+    fn priority(self) -> u8 {
+        match self {
+            CgroupColumn::Cgroup | CgroupColumn::Owner | CgroupColumn::Kernel => KEEP,
+            CgroupColumn::KernelOwner => 200,
+            CgroupColumn::Procs => 100,
+            CgroupColumn::Split => 80,
+            CgroupColumn::Touched => 70,
+        }
+    }
+    fn elidable(self) -> bool {
+        self == CgroupColumn::Cgroup
+    }
 }
 
 impl CgroupColumn {

@@ -10,7 +10,7 @@
 mod columns;
 mod rows;
 
-pub use columns::{Align, Cell, CgroupColumn, ObjectColumn, ProcColumn, SortKey};
+pub use columns::{Align, Cell, CgroupColumn, Column, ObjectColumn, ProcColumn, SortKey, KEEP};
 pub use rows::{owned_counts, proc_rows, select_objects, total_bytes, ProcRow};
 
 use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Via};
@@ -43,6 +43,8 @@ pub struct ObjectQuery {
     pub pids: Vec<Pid>,
     /// Sort column.
     pub sort: ObjectSort,
+    /// Reverse the sort order.
+    pub reverse: bool,
     /// At most this many rows (the footer still counts all).
     pub top: Option<usize>,
 }
@@ -53,6 +55,7 @@ impl Default for ObjectQuery {
             kinds: Vec::new(),
             pids: Vec::new(),
             sort: ObjectColumn::Resident,
+            reverse: false,
             top: None,
         }
     }
@@ -63,14 +66,16 @@ impl Default for ObjectQuery {
 pub struct ProcQuery {
     /// Only these processes (all when empty).
     pub pids: Vec<Pid>,
-    /// Only processes of this user (name or uid).
-    pub user: Option<String>,
+    /// Only processes of these users (names or uids; all when empty).
+    pub users: Vec<String>,
     /// Only processes whose command contains this text.
     pub comm: Option<String>,
     /// One row per group instead of per process.
     pub by: Option<GroupBy>,
     /// Sort column.
     pub sort: ProcSort,
+    /// Reverse the sort order.
+    pub reverse: bool,
     /// At most this many rows.
     pub top: Option<usize>,
     /// PSS/USS columns are present.
@@ -84,10 +89,11 @@ impl ProcQuery {
     pub fn all(pss: bool) -> ProcQuery {
         ProcQuery {
             pids: Vec::new(),
-            user: None,
+            users: Vec::new(),
             comm: None,
             by: None,
             sort: ProcColumn::Pid,
+            reverse: false,
             top: None,
             pss,
             exact: None,

@@ -25,6 +25,9 @@ pub fn select_objects(acc: &Accounted, f: &ObjectQuery) -> Vec<usize> {
         .collect();
     let key = |i: usize| f.sort.cell(acc, i).figure();
     idx.sort_by(|&a, &b| key(b).cmp(&key(a)).then(objs[a].id.cmp(&objs[b].id)));
+    if f.reverse {
+        idx.reverse();
+    }
     if let Some(n) = f.top {
         idx.truncate(n);
     }
@@ -145,9 +148,10 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
         .iter()
         .filter(|p| f.pids.is_empty() || f.pids.contains(&p.pid))
         .filter(|p| {
-            f.user
-                .as_ref()
-                .is_none_or(|u| p.user == *u || p.uid.to_string() == *u)
+            f.users.is_empty()
+                || f.users
+                    .iter()
+                    .any(|u| p.user == *u || p.uid.to_string() == *u)
         })
         .filter(|p| {
             f.comm.as_ref().is_none_or(|c| {
@@ -239,6 +243,9 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                 .then(a.comm.cmp(&b.comm))
                 .then(a.pid.cmp(&b.pid))
         }),
+    }
+    if f.reverse {
+        rows.reverse();
     }
     if let Some(n) = f.top {
         rows.truncate(n);

@@ -155,6 +155,12 @@ pub struct DiffDoc {
     pub objects: Vec<ObjectDiff>,
     /// Null when either file holds no procs document (a plain `shmwho --json`).
     pub processes: Option<Vec<ProcDiff>>,
+    /// `--min-change`: changes smaller than this were left out.
+    #[serde(default)]
+    pub min_change_bytes: u64,
+    /// How many object and process changes `--min-change` left out.
+    #[serde(default)]
+    pub left_out: u64,
     /// What to keep in mind reading it.
     pub notes: Vec<String>,
 }

@@ -96,6 +96,7 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
     let ro = crate::render::RenderOptions {
         units: crate::render::units::Units::raw_if(args.bytes),
         euid: rustix::process::geteuid().as_raw(),
+        ..Default::default()
     };
     let text = match found {
         target::Found::Object(i) => {

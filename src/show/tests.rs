@@ -93,6 +93,7 @@ fn ro(bytes: bool) -> RenderOptions {
     RenderOptions {
         units: crate::render::units::Units::raw_if(bytes),
         euid: 0,
+        ..Default::default()
     }
 }
 

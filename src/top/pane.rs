@@ -39,7 +39,7 @@ impl Value<'_> {
 /// A row type the generic pane can draw and sort.
 pub trait PaneRow {
     /// The report's column enum for this row type.
-    type Column: Copy + PartialEq;
+    type Column: crate::report::Column;
     /// The value in a column (columns the live view does not carry are blank).
     fn value(&self, c: Self::Column) -> Value<'_>;
     /// How the row moved since the previous refresh.

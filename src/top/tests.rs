@@ -511,3 +511,46 @@ fn frames_wide_with_changes_and_sorts() {
     frames.push(render(&app, &mut terminal(130, 16)).join("\n"));
     insta::assert_snapshot!("frames_wide", frames.join("\n=====\n"));
 }
+
+/// Tokens that begin with a digit and are not elided: the figures and ids on screen.
+fn numbers(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || c == '│' || c == '─'))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_digit()) && !w.contains('…'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// At 60x20 and 30x8 every number on screen is one of the wide screen's, whole: columns that
+/// do not fit are left out, never cut from the left (pid 18170 as "170", 48.0M as "8.0M").
+#[test]
+fn small_terminals_never_cut_numbers() {
+    let mut s = host(48 * MIB);
+    for p in &mut s.processes {
+        p.pid += 18_000;
+    }
+    for o in &mut s.objects {
+        for h in &mut o.holders {
+            h.pid += 18_000;
+        }
+    }
+    let app = app_with(s);
+    let wide = numbers(&render(&app, &mut terminal(200, 40)));
+    for (w, h) in [(60, 20), (30, 8), (45, 12)] {
+        let lines = render(&app, &mut terminal(w, h));
+        for n in numbers(&lines) {
+            assert!(
+                wide.contains(&n),
+                "{w}x{h}: {n:?} is not a whole number of the wide screen\n{}",
+                lines.join("\n")
+            );
+        }
+        // The answer is still there.
+        assert!(
+            lines.iter().any(|l| l.contains("48.0M")),
+            "{w}x{h}\n{}",
+            lines.join("\n")
+        );
+    }
+}

@@ -128,7 +128,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 objects_pane(frame, app, m, &theme, a);
                 procs_pane(frame, app, m, &theme, b);
             }
-            frame.render_widget(reconciliation_line(m), foot1);
+            frame.render_widget(reconciliation_line(m, foot1.width), foot1);
         }
     }
     frame.render_widget(last_line(app), foot2);
@@ -236,7 +236,7 @@ fn objects_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Re
     let fit = |c, min, max| Constraint::Length(text_width(&m.objects, &vis, c, min, max));
     let columns = vec![
         (Data(Kind), fit(Kind, 4, 11)),
-        (Data(Id), fit(Id, 2, 16)),
+        (Data(Id), fit(Id, 2, 24)),
         (Data(Name), Constraint::Fill(1)),
         (Data(Size), Constraint::Length(8)),
         (Data(Resident), Constraint::Length(8)),
@@ -295,6 +295,67 @@ fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect
     pane(frame, app, theme, area, view, &app.procs);
 }
 
+/// Columns of a pane that fit `width` cells (the border excluded), as the tables do: ratatui
+/// squeezes columns that do not fit and cuts right-aligned figures from the left (pid 18170
+/// as "170"), so the least important columns are left out first until every fixed column
+/// gets its whole width and each growing text column at least [`MIN_FILL`]. Returns them with
+/// the width each text column gets, for eliding with `…`.
+fn fit_pane<R: PaneRow>(
+    mut columns: Vec<(PaneColumn<R::Column>, Constraint)>,
+    width: u16,
+) -> FittedPane<R::Column> {
+    use crate::report::Column as _;
+    let fixed = |c: &[(PaneColumn<R::Column>, Constraint)]| -> (usize, usize) {
+        let mut sum = 1; // the trend marker
+        let mut fills = 0;
+        for (_, w) in c {
+            match w {
+                Constraint::Length(n) => sum += usize::from(*n),
+                _ => fills += 1,
+            }
+        }
+        // One space between columns, the marker included.
+        (sum + c.len() + fills * MIN_FILL, fills)
+    };
+    let priority = |c: &PaneColumn<R::Column>| match c {
+        PaneColumn::Data(c) => c.priority(),
+        // The change of SHARED or RESIDENT: less than the figure, more than the rest.
+        PaneColumn::Change => 95,
+    };
+    while fixed(&columns).0 > usize::from(width) {
+        let victim = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, (c, _))| priority(c) < crate::report::KEEP)
+            .min_by_key(|(i, (c, _))| (priority(c), std::cmp::Reverse(*i)))
+            .map(|(i, _)| i);
+        match victim {
+            Some(i) => {
+                columns.remove(i);
+            }
+            None => break,
+        }
+    }
+    let (need, fills) = fixed(&columns);
+    let spare = usize::from(width).saturating_sub(need);
+    let each = MIN_FILL + spare / fills.max(1);
+    let fill = columns
+        .iter()
+        .filter_map(|(c, w)| match (c, w) {
+            (PaneColumn::Data(c), Constraint::Fill(_)) => Some((*c, each)),
+            (PaneColumn::Data(c), Constraint::Length(n)) => Some((*c, usize::from(*n))),
+            _ => None,
+        })
+        .collect();
+    (columns, fill)
+}
+
+/// The columns kept with their widths, and the width of each text column.
+type FittedPane<C> = (Vec<(PaneColumn<C>, Constraint)>, Vec<(C, usize)>);
+
+/// The narrowest a growing text column (name, command) gets before columns are left out.
+const MIN_FILL: usize = 8;
+
 /// The widest text of column `c` among the visible rows, within `min..=max`.
 fn text_width<R: PaneRow>(rows: &[R], vis: &[usize], c: R::Column, min: usize, max: usize) -> u16 {
     let w = vis
@@ -338,6 +399,7 @@ fn pane<R: PaneRow, K>(
             PaneColumn::Change => true,
         })
         .collect();
+    let (columns, fill) = fit_pane::<R>(columns, area.width.saturating_sub(2));
     let mut header = vec![Line::from("")];
     let mut widths = vec![Constraint::Length(1)];
     for &(c, w) in &columns {
@@ -355,7 +417,12 @@ fn pane<R: PaneRow, K>(
         for &(c, _) in &columns {
             cells.push(match c {
                 PaneColumn::Data(c) => match r.value(c) {
-                    Value::Text(t) if R::align(c) == Align::Left => Cell::from(t.into_owned()),
+                    Value::Text(t) if R::align(c) == Align::Left => {
+                        Cell::from(crate::render::fit::elide(
+                            &t,
+                            fill.iter().find(|f| f.0 == c).map_or(usize::MAX, |f| f.1),
+                        ))
+                    }
                     Value::Text(t) => right(t.into_owned(), Style::new()),
                     Value::Count(n) => right(n.to_string(), Style::new()),
                     Value::Fig { fig, estimate } => figure_cell(theme, app, &fig, new, estimate),
@@ -434,30 +501,48 @@ fn render_table<K>(
     }
 }
 
-/// `Shmem` and what explains it, as the footer of `shmwho objects`.
-fn reconciliation_line(m: &Model) -> Paragraph<'static> {
-    let mut s = format!(
-        "Shmem {}{} = objects {}{}",
+/// `Shmem` and what explains it, as the footer of `shmwho objects`, in whole parts that fit
+/// `width` (a part that does not fit is left out with `…`, never cut inside a number).
+fn reconciliation_line(m: &Model, width: u16) -> Paragraph<'static> {
+    let mut parts = vec![format!(
+        "Shmem {}{}",
         short(m.shmem.now),
         m.shmem
             .change
             .filter(|&c| c != 0)
             .map(|c| format!(" ({})", short_change(c)))
-            .unwrap_or_default(),
+            .unwrap_or_default()
+    )];
+    parts.push(format!(
+        " = objects {}{}",
         if m.objects_estimate { "~" } else { "" },
         short(m.objects_bytes)
-    );
+    ));
     if m.unheld_files > 0 {
-        s.push_str(&format!(" + unheld files {}", short(m.unheld_files)));
+        parts.push(format!(" + unheld files {}", short(m.unheld_files)));
     }
     let u = m.unexplained;
-    s.push_str(&format!(
+    parts.push(format!(
         " {} unexplained {}",
         if u < 0 { "-" } else { "+" },
         short(u.unsigned_abs())
     ));
     if m.unowned > 0 {
-        s.push_str(&format!("; owned by nobody {}", short(m.unowned)));
+        parts.push(format!("; owned by nobody {}", short(m.unowned)));
+    }
+    let width = usize::from(width);
+    let mut s = String::new();
+    for (i, p) in parts.iter().enumerate() {
+        let room = if i + 1 == parts.len() {
+            width
+        } else {
+            width.saturating_sub(1)
+        };
+        if s.chars().count() + p.chars().count() > room {
+            s.push('…');
+            break;
+        }
+        s.push_str(p);
     }
     Paragraph::new(s)
 }

@@ -56,14 +56,35 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// True when the test may go on; prints the skip reason otherwise.
+/// True when the test may go on; otherwise the skip shows (a failure under CI=true, which runs
+/// as root).
 pub fn require_root(why: &str) -> bool {
     if is_root() {
         true
     } else {
-        eprintln!("skipped: needs root ({why})");
+        skip_missing(&format!("needs root ({why})"));
         false
     }
+}
+
+/// Says that (part of) the current test is skipped, where `cargo test` shows it: straight to
+/// the process's stderr, which the test harness does not capture (it captures only
+/// `eprintln!`), as `SKIPPED: test_name: reason`. `grep SKIPPED` on a run's output counts them.
+pub fn skip(reason: &str) {
+    use std::io::Write as _;
+    let t = std::thread::current();
+    let name = t.name().unwrap_or("?");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {name}: {reason}");
+}
+
+/// A skip because a tool or privilege the test needs is missing: under CI=true, where .ci/run
+/// installs every tool and runs as root, that is a defect and the test fails.
+pub fn skip_missing(reason: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and {reason}: .ci/run installs every tool the tests need"
+    );
+    skip(reason);
 }
 
 pub fn my_pid() -> i64 {

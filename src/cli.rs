@@ -70,9 +70,43 @@ pub struct OutputArgs {
     /// Print exact byte counts instead of KiB/MiB/GiB
     #[arg(long)]
     pub bytes: bool,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    #[command(flatten)]
+    pub host: crate::cli::HostArgs,
+}
+
+/// Where the host's files are, for a shmwho running in a container (node_exporter's
+/// `--path.procfs` and `--path.rootfs`).
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container. Pids are
+    /// those of the pid namespace that procfs was mounted in
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// The host's / is mounted at DIR (a container): /dev/shm, tmpfs and hugetlbfs mounts,
+    /// cgroups and /etc/passwd are read under it, and the host's mount table is that of its
+    /// pid 1
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
+}
+
+impl Default for HostArgs {
+    fn default() -> Self {
+        HostArgs {
+            proc_root: PathBuf::from("/proc"),
+            host_root: PathBuf::from("/"),
+        }
+    }
+}
+
+impl HostArgs {
+    /// The host paths these flags name; refused in an elevated run unless they are the defaults.
+    pub fn paths(&self) -> anyhow::Result<collect::HostPaths> {
+        crate::privilege::check_roots(&self.proc_root, &self.host_root)?;
+        Ok(collect::HostPaths::with_roots(
+            self.proc_root.clone(),
+            self.host_root.clone(),
+        ))
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -325,7 +359,7 @@ fn check_pids(snap: &crate::model::Snapshot, pids: &[Pid]) -> anyhow::Result<()>
 
 fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = crate::privilege::scan_once(&Options {
-        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
+        paths: a.output.host.paths()?,
         smaps: a.charge.needs_smaps(),
         cgroups: false,
     })?;
@@ -356,7 +390,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
     let snap = crate::privilege::scan_once(&Options {
-        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
+        paths: a.output.host.paths()?,
         smaps,
         cgroups: true,
     })?;
@@ -364,7 +398,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let acc = account::account(&snap, a.charge);
     let exact = a.exact.then(|| {
         std::sync::Arc::new(collect::pagemap::snapshot_phys_pages(
-            &a.output.proc_root,
+            &a.output.host.proc_root,
             &snap,
         ))
     });

@@ -37,9 +37,8 @@ pub struct RecordArgs {
     /// Charging policy of the per-process figures (see `shmwho procs --help`)
     #[arg(long, value_enum, default_value_t = Policy::Owner)]
     pub charge: Policy,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: crate::cli::HostArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,7 +71,7 @@ pub struct DiffArgs {
 
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = crate::privilege::scan_once(&Options {
-        paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
+        paths: args.host.paths()?,
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;

@@ -9,6 +9,7 @@ pub mod bounds;
 pub mod cgroup;
 mod context;
 pub mod measure;
+mod namespaces;
 pub mod objects;
 pub mod pagemap;
 mod parallel;
@@ -25,6 +26,7 @@ pub use parse::{maps, meminfo, mountinfo, smaps, stat, status, sysv};
 pub use paths::HostPaths;
 
 pub(crate) use context::Context;
+pub use namespaces::container_id;
 pub(crate) use parallel::parallel_map;
 pub use process::under;
 pub(crate) use process::RawProcess;
@@ -78,10 +80,15 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .and_then(|t| parse_btime(&t))
         .unwrap_or(0);
 
-    let own_mountinfo = read::read_required(&root.join("self/mountinfo"))?;
+    // With the host's / elsewhere, the host's mount table is its init's, reached under it.
+    let own_mountinfo =
+        read::read_required(&root.join(own_mnt_proc(&opts.paths)).join("mountinfo"))?;
     let mut ctx = Context::new(&opts.paths, page_size, &own_mountinfo)?;
     let mut notes = ScanNotes {
         hidepid: mountinfo::proc_hidepid(&own_mountinfo),
+        shmem_drift_bytes: std::fs::read(root.join("zoneinfo"))
+            .map(|t| parse::zoneinfo::shmem_drift_pages(&t).saturating_mul(page_size))
+            .unwrap_or(0),
         ..ScanNotes::default()
     };
     let own_segments = std::fs::read(opts.paths.sysvipc_shm())
@@ -109,6 +116,16 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     })
 }
 
+/// The `/proc` entry whose mount namespace counts as ours: `self`, or the host's init with
+/// `--host-root`.
+pub(crate) fn own_mnt_proc(paths: &HostPaths) -> &'static str {
+    if paths.host_root_moved() {
+        "1"
+    } else {
+        "self"
+    }
+}
+
 /// Pass 1, in parallel: the O(1) files of every process. Then, in order, user names and the
 /// mount table of each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
 fn scan_heads(
@@ -129,9 +146,11 @@ fn scan_heads(
             Read::Ok(Some(mut p)) => {
                 p.user = users.name(p.uid);
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
+                // One process per mount namespace: its mountinfo names the namespace's
+                // mounts, and its root reaches them.
                 if !ctx.mount_points.contains_key(&mnt_key) {
                     if let Ok(text) = reader.read(&ctx.pid_path(p.pid, "mountinfo")) {
-                        ctx.add_mounts(p.mnt_ns, text);
+                        ctx.add_mounts(p.mnt_ns, Some(p.pid), text);
                     }
                 }
                 heads.push(p);

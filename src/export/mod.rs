@@ -101,9 +101,8 @@ pub struct ExportArgs {
     /// Time a client has to send its request line (likewise raised by tests)
     #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub request_line_timeout: Duration,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: crate::cli::HostArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,14 +118,13 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
         bail!("--interval must be more than 0 with --loop");
     }
     let scanner = Scanner {
-        proc_root: args.proc_root.clone(),
+        paths: args.host.paths()?,
         policy: args.charge,
         opts: MetricsOptions {
             top: args.top,
             top_objects: args.top_objects,
         },
     };
-    crate::privilege::check_proc_root(&args.proc_root)?;
     if args.listen.is_some() || args.repeat {
         // A server rescans for as long as it runs, so it would keep the capabilities: run it
         // as a service granted them (README: Restricted install).
@@ -148,7 +146,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
 }
 
 struct Scanner {
-    proc_root: PathBuf,
+    paths: crate::collect::HostPaths,
     policy: Policy,
     opts: MetricsOptions,
 }
@@ -159,7 +157,7 @@ impl Scanner {
         let start = Instant::now();
         // A one-shot export (the only kind an elevated run allows) drops every capability here.
         let snap = crate::privilege::scan_once(&Options {
-            paths: crate::collect::HostPaths::with_proc_root(self.proc_root.clone()),
+            paths: self.paths.clone(),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;

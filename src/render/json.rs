@@ -15,6 +15,7 @@ struct ObjectsDoc<'a> {
     meminfo_shmem_bytes: u64,
     explained_bytes: u64,
     unexplained_bytes: i64,
+    unexplained: CausesDoc,
     objects_resident_bytes: u64,
     unheld_bytes: u64,
     mounts: Vec<MountDoc>,
@@ -22,9 +23,26 @@ struct ObjectsDoc<'a> {
     objects: Vec<ObjectDoc<'a>>,
 }
 
+/// What the unexplained part may come from.
+#[derive(Serialize)]
+struct CausesDoc {
+    /// Bound of the kernel's per-CPU counter drift of Shmem, either way.
+    counter_drift_bytes: u64,
+    within_counter_drift: bool,
+    unreadable_processes: u32,
+    ipc_namespaces_not_entered: u32,
+    mounts_not_measured: u32,
+}
+
 #[derive(Serialize)]
 struct MountDoc {
     mount_point: String,
+    /// Mount namespace when not shmwho's own.
+    namespace: Option<u64>,
+    /// Container of that namespace, from a cgroup.
+    container: Option<String>,
+    /// Hidden under another mount; measured in a private copy of its namespace.
+    hidden: bool,
     used_bytes: Option<u64>,
     listed_bytes: u64,
     unheld_files_bytes: Option<u64>,
@@ -35,6 +53,9 @@ struct NotesDoc {
     vanished_processes: u32,
     unreadable_processes: u32,
     foreign_ipc_ns_unreadable: u32,
+    /// IPC namespaces with no process, pinned by a bind mount, whose segments are listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pinned_ipc_namespaces: u32,
     hidepid: bool,
     /// Processes hidden from the caller of a restricted install (README): counted, not listed.
     #[serde(skip_serializing_if = "is_zero")]
@@ -220,6 +241,13 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
         meminfo_shmem_bytes: r.shmem_bytes,
         explained_bytes: r.explained_bytes,
         unexplained_bytes: r.unexplained_bytes,
+        unexplained: CausesDoc {
+            counter_drift_bytes: r.causes.drift_bytes,
+            within_counter_drift: r.causes.within_drift(r.unexplained_bytes),
+            unreadable_processes: r.causes.unreadable_processes,
+            ipc_namespaces_not_entered: r.causes.ipc_namespaces_not_entered,
+            mounts_not_measured: r.causes.mounts_not_measured,
+        },
         objects_resident_bytes: r.objects_bytes,
         unheld_bytes: acc.unheld_bytes,
         mounts: r
@@ -227,6 +255,9 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             .iter()
             .map(|m| MountDoc {
                 mount_point: m.mount_point.to_string_lossy().into_owned(),
+                namespace: m.namespace,
+                container: m.container.clone(),
+                hidden: m.hidden,
                 used_bytes: m.used_bytes,
                 listed_bytes: m.listed_bytes,
                 unheld_files_bytes: m.unheld_files_bytes,
@@ -236,6 +267,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             vanished_processes: snap.notes.vanished,
             unreadable_processes: snap.notes.unreadable,
             foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
+            pinned_ipc_namespaces: snap.notes.pinned_ipc_ns,
             hidepid: snap.notes.hidepid,
             hidden_processes: snap.notes.hidden,
             addresses_hidden: snap.notes.addresses_hidden,

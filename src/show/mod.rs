@@ -66,11 +66,11 @@ pub struct ShowArgs {
 
 pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
-    let proc_root = args.output.proc_root.clone();
-    crate::privilege::check_proc_root(&proc_root)?;
+    let proc_root = args.output.host.proc_root.clone();
+    let paths = args.output.host.paths()?;
     let mut snap = privilege::with_caps(|| {
         collect::collect(&Options {
-            paths: collect::HostPaths::with_proc_root(proc_root.clone()),
+            paths,
             smaps: false,
             cgroups: false,
         })

@@ -25,7 +25,6 @@ use ratatui::Terminal;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::os::fd::AsFd as _;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Once};
@@ -54,9 +53,8 @@ pub struct TopArgs {
     /// Start with this filter (as typed after `/`)
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: crate::cli::HostArgs,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -72,7 +70,7 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("top is a full-screen view and needs a terminal on stdout; for text use `shmwho` or `shmwho procs`");
     }
-    crate::privilege::check_proc_root(&args.proc_root)?;
+    let paths = args.host.paths()?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(args.charge, args.interval, color);
     if let Some(f) = args.filter {
@@ -80,7 +78,7 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     }
     let collector = Collector::spawn(
         Options {
-            paths: crate::collect::HostPaths::with_proc_root(args.proc_root),
+            paths,
             smaps: args.charge.needs_smaps(),
             cgroups: false,
         },

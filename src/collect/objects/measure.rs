@@ -19,12 +19,16 @@ pub(super) enum Handle {
     Path(PathBuf),
     /// `/proc/PID/map_files/START-END`: needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN.
     MapFiles(PathBuf),
+    /// No path reaches it any more (a file on a hidden mount, seen in a copy of its
+    /// namespace that is gone): the `lstat` taken there.
+    Measured(InodeStat),
 }
 
 impl Handle {
     fn path(&self) -> &Path {
         match self {
             Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(p) => p,
+            Handle::Measured(_) => Path::new(""),
         }
     }
     fn rank(&self) -> u8 {
@@ -32,6 +36,7 @@ impl Handle {
             Handle::Fd(_) => 0,
             Handle::Path(_) => 1,
             Handle::MapFiles(_) => 2,
+            Handle::Measured(_) => 3,
         }
     }
 }
@@ -69,7 +74,11 @@ impl Draft {
         let mut denied = false;
         let handles = std::mem::take(&mut self.handles);
         for h in &handles {
-            let st: InodeStat = match measure::stat(h.path()) {
+            let taken = match h {
+                Handle::Measured(st) => Ok(*st),
+                _ => measure::stat(h.path()),
+            };
+            let st: InodeStat = match taken {
                 Ok(st) if (st.dev, st.ino) == expect => st,
                 Ok(_) => continue, // pid or fd number reused: another file now
                 Err(Errno::PERM) | Err(Errno::ACCESS) => {
@@ -85,7 +94,9 @@ impl Draft {
             if let Some(f) = self.obj.file_mut() {
                 fix_deleted(f, st.nlink);
             }
-            if swap_in_use {
+            if swap_in_use && matches!(h, Handle::Measured(_)) {
+                self.obj.accuracy = Accuracy::Estimate(EstimateReason::SwapSplitUnavailable);
+            } else if swap_in_use {
                 match super::super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
                     Ok(resident) => {
                         self.obj.resident_bytes = resident.min(st.allocated);

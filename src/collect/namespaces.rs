@@ -29,12 +29,18 @@ const MAX_FILES: usize = 4096;
 /// Directory depth walked, as under `/dev/shm`.
 const MAX_DEPTH: u32 = 8;
 
+/// Files walked: name, `lstat`, resident bytes when read there.
+type Files = Vec<(PathBuf, InodeStat, Option<u64>)>;
+
 /// A file on a tmpfs of another namespace, or on a hidden one.
 pub(crate) struct MountFile {
     /// Its path as the namespace names it.
     pub path: PathBuf,
     /// `lstat` taken during the walk.
     pub stat: InodeStat,
+    /// Resident bytes, read where it was walked when swap is in use (st_blocks counts swap
+    /// too) and no path reaches it later.
+    pub resident: Option<u64>,
     /// A path that reaches it from here later, when there is one (not for hidden mounts: the
     /// copy that revealed them is gone).
     pub reach: Option<PathBuf>,
@@ -52,11 +58,11 @@ pub(crate) struct MountScan {
 
 /// Measures every tmpfs mount seen (one per device), walking the files of those outside our
 /// namespace and of hidden ones (our own `/dev/shm` is walked by path, in `objects`).
-pub(crate) fn scan_mounts(ctx: &Context) -> Vec<MountScan> {
+pub(crate) fn scan_mounts(ctx: &Context, swap_in_use: bool) -> Vec<MountScan> {
     let mut out: Vec<MountScan> = ctx
         .tmpfs
         .iter()
-        .map(|(&dev, (m, ns))| scan_mount(ctx, dev, m, *ns))
+        .map(|(&dev, (m, ns))| scan_mount(ctx, dev, m, *ns, swap_in_use))
         .collect();
     out.sort_by(|a, b| {
         (a.mount.foreign_ns, &a.mount.mount_point, a.mount.dev).cmp(&(
@@ -68,7 +74,13 @@ pub(crate) fn scan_mounts(ctx: &Context) -> Vec<MountScan> {
     out
 }
 
-fn scan_mount(ctx: &Context, dev: u64, m: &MountEntry, ns: Option<u64>) -> MountScan {
+fn scan_mount(
+    ctx: &Context,
+    dev: u64,
+    m: &MountEntry,
+    ns: Option<u64>,
+    swap_in_use: bool,
+) -> MountScan {
     let space = ctx.namespaces.get(&ns);
     let pid = space.and_then(|s| s.pid);
     let dev_shm = m.mount_point == Path::new("/dev/shm") || m.mount_point == ctx.paths.dev_shm;
@@ -94,12 +106,13 @@ fn scan_mount(ctx: &Context, dev: u64, m: &MountEntry, ns: Option<u64>) -> Mount
                 let base = pid.map(|pid| ctx.pid_path(pid, "root"));
                 scan.files = walk(dir, &m.mount_point, dev)
                     .into_iter()
-                    .map(|(path, stat)| MountFile {
+                    .map(|(path, stat, _)| MountFile {
                         reach: base
                             .as_ref()
                             .map(|b| b.join(path.strip_prefix("/").unwrap_or(&path))),
                         path,
                         stat,
+                        resident: None,
                     })
                     .collect();
             }
@@ -109,15 +122,16 @@ fn scan_mount(ctx: &Context, dev: u64, m: &MountEntry, ns: Option<u64>) -> Mount
             if let Some(space) = space {
                 // With the host's / elsewhere, our own mount points are not paths here.
                 if pid.is_some() || ctx.paths.mount_root == Path::new("/") {
-                    if let Some((used, files)) = reveal(ctx, space, m) {
+                    if let Some((used, files)) = reveal(ctx, space, m, swap_in_use) {
                         scan.reached = true;
                         scan.mount.hidden = true;
                         scan.mount.used_bytes = used;
                         scan.files = files
                             .into_iter()
-                            .map(|(path, stat)| MountFile {
+                            .map(|(path, stat, resident)| MountFile {
                                 path,
                                 stat,
+                                resident,
                                 reach: None,
                             })
                             .collect();
@@ -170,7 +184,7 @@ fn used_bytes(dir: &OwnedFd) -> Option<u64> {
 
 /// Regular files under the directory `dir` (named `named`) on device `dev`, by fd: no link is
 /// followed and no file opened.
-fn walk(dir: OwnedFd, named: &Path, dev: u64) -> Vec<(PathBuf, InodeStat)> {
+fn walk(dir: OwnedFd, named: &Path, dev: u64) -> Files {
     let mut out = Vec::new();
     let mut stack = vec![(dir, named.to_path_buf(), 0u32)];
     while let Some((fd, name, depth)) = stack.pop() {
@@ -209,7 +223,7 @@ fn walk(dir: OwnedFd, named: &Path, dev: u64) -> Vec<(PathBuf, InodeStat)> {
                     }
                 }
                 rustix::fs::FileType::RegularFile => {
-                    out.push((path, InodeStat::from(st)));
+                    out.push((path, InodeStat::from(st), None));
                     if out.len() >= MAX_FILES {
                         return out;
                     }
@@ -228,7 +242,8 @@ fn reveal(
     ctx: &Context,
     space: &MountNs,
     target: &MountEntry,
-) -> Option<(Option<u64>, Vec<(PathBuf, InodeStat)>)> {
+    swap_in_use: bool,
+) -> Option<(Option<u64>, Files)> {
     let mut covering: Vec<PathBuf> = mountinfo::covering(&space.entries, target)
         .into_iter()
         .map(|m| m.mount_point.clone())
@@ -297,7 +312,17 @@ fn reveal(
                 return None;
             }
             let used = used_bytes(&dir);
-            Some((used, walk(dir, &target.mount_point, target.dev)))
+            let mut files = walk(dir, &target.mount_point, target.dev);
+            if swap_in_use {
+                // No path reaches these once the copy is gone: split resident from swapped
+                // here (the walk's names are paths in the copy).
+                for (path, st, resident) in &mut files {
+                    *resident =
+                        super::residency::resident_bytes(path, (st.dev, st.ino), ctx.page_size)
+                            .ok();
+                }
+            }
+            Some((used, files))
         })
         .join()
         .ok()
@@ -350,22 +375,16 @@ fn nsfs_ipc(root: &[u8]) -> Option<u64> {
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
-/// The container process `pid` runs in, as its cgroup names one (docker, containerd, CRI-O,
-/// podman scopes, or a 64-hex-digit id), else its cgroup path.
+/// The container process `pid` runs in, where its cgroup names one (docker, containerd, CRI-O,
+/// podman scopes, or a 64-hex-digit id).
 fn container_of(ctx: &Context, pid: Pid) -> Option<String> {
     let text = std::fs::read(ctx.pid_path(pid, "cgroup")).ok()?;
     let text = String::from_utf8_lossy(&text);
-    // cgroup v2's line (`0::/path`), else the first v1 line with a path below the root.
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .filter(|p| *p != "/")
-        .or_else(|| {
-            text.lines()
-                .filter_map(|l| l.splitn(3, ':').nth(2))
-                .find(|p| *p != "/")
-        })?;
-    Some(container_id(path).unwrap_or(path).to_string())
+    // Any hierarchy's path will do: v1 and v2 lines name the same container.
+    text.lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .find_map(container_id)
+        .map(str::to_string)
 }
 
 /// The container id in a cgroup path, if it names one.

@@ -21,14 +21,14 @@ pub(super) enum Handle {
     MapFiles(PathBuf),
     /// No path reaches it any more (a file on a hidden mount, seen in a copy of its
     /// namespace that is gone): the `lstat` taken there.
-    Measured(InodeStat),
+    Measured(InodeStat, Option<u64>),
 }
 
 impl Handle {
     fn path(&self) -> &Path {
         match self {
             Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(p) => p,
-            Handle::Measured(_) => Path::new(""),
+            Handle::Measured(..) => Path::new(""),
         }
     }
     fn rank(&self) -> u8 {
@@ -36,7 +36,7 @@ impl Handle {
             Handle::Fd(_) => 0,
             Handle::Path(_) => 1,
             Handle::MapFiles(_) => 2,
-            Handle::Measured(_) => 3,
+            Handle::Measured(..) => 3,
         }
     }
 }
@@ -75,7 +75,7 @@ impl Draft {
         let handles = std::mem::take(&mut self.handles);
         for h in &handles {
             let taken = match h {
-                Handle::Measured(st) => Ok(*st),
+                Handle::Measured(st, _) => Ok(*st),
                 _ => measure::stat(h.path()),
             };
             let st: InodeStat = match taken {
@@ -94,8 +94,16 @@ impl Draft {
             if let Some(f) = self.obj.file_mut() {
                 fix_deleted(f, st.nlink);
             }
-            if swap_in_use && matches!(h, Handle::Measured(_)) {
-                self.obj.accuracy = Accuracy::Estimate(EstimateReason::SwapSplitUnavailable);
+            if let (true, Handle::Measured(_, resident)) = (swap_in_use, h) {
+                match resident {
+                    Some(r) => {
+                        self.obj.resident_bytes = (*r).min(st.allocated);
+                        self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
+                    }
+                    None => {
+                        self.obj.accuracy = Accuracy::Estimate(EstimateReason::SwapSplitUnavailable)
+                    }
+                }
             } else if swap_in_use {
                 match super::super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
                     Ok(resident) => {

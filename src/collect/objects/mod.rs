@@ -58,7 +58,7 @@ pub(crate) fn build(
     gather_holders(ctx, processes, raws, &mut drafts);
     add_segments(ctx, segments, &mut drafts);
     add_dev_shm_files(ctx, &mut drafts);
-    let mut scans = super::namespaces::scan_mounts(ctx);
+    let mut scans = super::namespaces::scan_mounts(ctx, meminfo.swap_used_bytes() > 0);
     add_mount_files(&mut scans, &mut drafts);
     notes.unmeasured_mounts = scans.iter().filter(|m| !m.reached).count() as u32;
     let mut list = drafts.list;
@@ -204,7 +204,7 @@ fn add_mount_files(scans: &mut [super::namespaces::MountScan], drafts: &mut Draf
             if let Some(reach) = f.reach {
                 d.handles.push(Handle::Path(reach));
             }
-            d.handles.push(Handle::Measured(f.stat));
+            d.handles.push(Handle::Measured(f.stat, f.resident));
         }
     }
 }

@@ -289,7 +289,7 @@ fn host_proc_and_root_mounted_in_a_container() {
         return;
     }
     let page = page();
-    let mut mfd = Memfd::new("shmwho-test-hostroot", 6 * page);
+    let mfd = Memfd::new("shmwho-test-hostroot", 6 * page);
     pwrite_pages(mfd.raw(), 0, 3);
     let seg = SysvSeg::new(4 * page);
     let mut posix = PosixShm::new("-hostroot", 5 * page);

@@ -62,6 +62,11 @@ pub fn refuse_when_elevated(what: &str) -> anyhow::Result<()> {
 
 /// `--proc-root` other than `/proc`, or `--host-root` other than `/`, would aim the
 /// capabilities at a directory of the caller's choosing.
+pub fn check_paths(paths: &crate::collect::HostPaths) -> anyhow::Result<()> {
+    check_roots(&paths.proc_root, &paths.mount_root)
+}
+
+/// As [`check_paths`], on the two flags' values.
 pub fn check_roots(proc_root: &std::path::Path, host_root: &std::path::Path) -> anyhow::Result<()> {
     if proc_root != std::path::Path::new("/proc") {
         refuse_when_elevated("--proc-root")?;

@@ -7,7 +7,9 @@
 
 pub mod bounds;
 pub mod cgroup;
+pub mod container;
 mod context;
+pub mod drill;
 pub mod measure;
 mod namespaces;
 pub mod objects;
@@ -26,7 +28,6 @@ pub use parse::{maps, meminfo, mountinfo, smaps, stat, status, sysv};
 pub use paths::HostPaths;
 
 pub(crate) use context::Context;
-pub use namespaces::container_id;
 pub(crate) use parallel::parallel_map;
 pub use process::under;
 pub(crate) use process::RawProcess;

@@ -383,39 +383,12 @@ fn container_of(ctx: &Context, pid: Pid) -> Option<String> {
     // Any hierarchy's path will do: v1 and v2 lines name the same container.
     text.lines()
         .filter_map(|l| l.splitn(3, ':').nth(2))
-        .find_map(container_id)
-        .map(str::to_string)
-}
-
-/// The container id in a cgroup path, if it names one.
-pub fn container_id(path: &str) -> Option<&str> {
-    path.rsplit('/').find_map(|part| {
-        let id = ["docker-", "cri-containerd-", "crio-", "libpod-"]
-            .iter()
-            .find_map(|pre| part.strip_prefix(pre)?.strip_suffix(".scope"))
-            .unwrap_or(part);
-        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(id)
-    })
+        .find_map(|path| super::container::parse(path).container_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_ids() {
-        let id = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        for path in [
-            format!("/system.slice/docker-{id}.scope"),
-            format!("/kubepods/besteffort/pod1234/{id}"),
-            format!("/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"),
-            format!("/machine.slice/libpod-{id}.scope/container"),
-        ] {
-            assert_eq!(container_id(&path), Some(id), "{path}");
-        }
-        assert_eq!(container_id("/user.slice/session-2.scope"), None);
-        assert_eq!(container_id("/docker-xyz.scope"), None);
-    }
 
     #[test]
     fn nsfs_roots() {

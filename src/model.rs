@@ -546,6 +546,10 @@ pub struct TmpfsMount {
     /// Blocks in use × block size from statfs: resident + swapped of every file, held or not.
     /// None when the mount has no size limit (statfs reports no blocks) or could not be read.
     pub used_bytes: Option<u64>,
+    /// Hidden under another mount: measured in a private copy of its mount namespace.
+    pub hidden: bool,
+    /// The container of the namespace's process, from its cgroup (an id, else the cgroup path).
+    pub container: Option<String>,
 }
 
 /// Why a process's maps and fds could not be read.
@@ -601,6 +605,14 @@ pub struct ScanNotes {
     /// IPC namespaces other than shmwho's that could not be entered: SysV segments there that
     /// no process attaches are not listed.
     pub foreign_ipc_ns: u32,
+    /// How far the kernel's per-CPU counters may keep `Shmem` off, either way (from
+    /// /proc/zoneinfo; 0 when unknown).
+    pub shmem_drift_bytes: u64,
+    /// IPC namespaces no process is in, pinned by an nsfs bind mount, whose segments are listed.
+    pub pinned_ipc_ns: u32,
+    /// tmpfs mounts that could not be measured: hidden under another mount and not revealed
+    /// (needs CAP_SYS_ADMIN), or not reachable.
+    pub unmeasured_mounts: u32,
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
     /// Processes left out because the caller of a restricted install could not see them

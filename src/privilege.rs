@@ -60,11 +60,19 @@ pub fn refuse_when_elevated(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--proc-root` other than `/proc` would aim the capabilities at a directory of the caller's
-/// choosing.
-pub fn check_proc_root(root: &std::path::Path) -> anyhow::Result<()> {
-    if root != std::path::Path::new("/proc") {
+/// `--proc-root` other than `/proc`, or `--host-root` other than `/`, would aim the
+/// capabilities at a directory of the caller's choosing.
+pub fn check_paths(paths: &crate::collect::HostPaths) -> anyhow::Result<()> {
+    check_roots(&paths.proc_root, &paths.mount_root)
+}
+
+/// As [`check_paths`], on the two flags' values.
+pub fn check_roots(proc_root: &std::path::Path, host_root: &std::path::Path) -> anyhow::Result<()> {
+    if proc_root != std::path::Path::new("/proc") {
         refuse_when_elevated("--proc-root")?;
+    }
+    if host_root != std::path::Path::new("/") {
+        refuse_when_elevated("--host-root")?;
     }
     Ok(())
 }
@@ -122,7 +130,7 @@ fn set_effective(on: bool) -> anyhow::Result<()> {
 pub fn scan(opts: &crate::collect::Options) -> anyhow::Result<crate::model::Snapshot> {
     // Any host path but the real ones would aim the capabilities at the caller's choice.
     if opts.paths != crate::collect::HostPaths::default() {
-        refuse_when_elevated("--proc-root")?;
+        refuse_when_elevated("--proc-root and --host-root")?;
     }
     let snap = with_caps(|| crate::collect::collect(opts))?;
     if !elevated() {

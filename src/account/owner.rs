@@ -6,14 +6,14 @@ use crate::model::{Object, Pid, Snapshot};
 /// The object's owner: the SysV creator while it lives, else the holder that started first.
 pub fn owner(snap: &Snapshot, obj: &Object) -> Option<Pid> {
     if let Some(seg) = obj.sysv() {
-        // cpid is a pid of the segment's namespace; only ours can be looked up.
-        if obj.foreign_ns.is_none() {
-            if let Some(p) = snap.process(seg.cpid) {
-                // A pid reused after the creator died started after the segment was made.
-                let started = snap.boot_time + (p.start_ticks / snap.clock_ticks.max(1)) as i64;
-                if snap.boot_time == 0 || started <= seg.ctime + 1 {
-                    return Some(p.pid);
-                }
+        // /proc/sysvipc/shm gives cpid in the reader's pid namespace whichever IPC namespace
+        // it was read in (ipc/shm.c), so it names a scanned process in every one (0 when the
+        // creator is not visible from ours).
+        if let Some(p) = snap.process(seg.cpid).filter(|_| seg.cpid > 0) {
+            // A pid reused after the creator died started after the segment was made.
+            let started = snap.boot_time + (p.start_ticks / snap.clock_ticks.max(1)) as i64;
+            if snap.boot_time == 0 || started <= seg.ctime + 1 {
+                return Some(p.pid);
             }
         }
     }

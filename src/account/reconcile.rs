@@ -9,6 +9,12 @@ use std::path::PathBuf;
 pub struct MountRest {
     /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// Its mount namespace when not shmwho's own.
+    pub namespace: Option<u64>,
+    /// The container of that namespace, from a cgroup.
+    pub container: Option<String>,
+    /// Hidden under another mount (measured in a private copy of its namespace).
+    pub hidden: bool,
     /// statfs usage of the mount (resident + swapped), None when it has no size limit or is
     /// hidden under another mount.
     pub used_bytes: Option<u64>,
@@ -29,11 +35,13 @@ pub struct Reconciliation {
     pub mounts: Vec<MountRest>,
     /// objects + unheld tmpfs files.
     pub explained_bytes: u64,
-    /// Shmem − explained. Negative when explained exceeds Shmem (per-CPU counter drift of
-    /// ~100 kB per CPU, or swapped pages of unheld tmpfs files counted by statfs).
+    /// Shmem − explained. Negative when explained exceeds Shmem (per-CPU counter drift, or
+    /// swapped pages of unheld tmpfs files counted by statfs).
     pub unexplained_bytes: i64,
     /// The hugetlb pools set against the hugetlb objects, which `Shmem` does not count.
     pub hugetlb: HugetlbRec,
+    /// What the unexplained part may come from.
+    pub causes: Causes,
 }
 
 /// The huge pages in use set against the hugetlb objects listed.
@@ -72,6 +80,27 @@ pub fn reconcile_hugetlb(snap: &Snapshot) -> HugetlbRec {
     }
 }
 
+
+/// What may leave part of `Shmem` unexplained, from what the scan could not do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Causes {
+    /// How far the kernel's per-CPU counters may keep `Shmem` off, either way.
+    pub drift_bytes: u64,
+    /// Processes whose maps or fds could not be read: objects only they hold are missing.
+    pub unreadable_processes: u32,
+    /// IPC namespaces not entered: their unattached segments are missing.
+    pub ipc_namespaces_not_entered: u32,
+    /// tmpfs mounts not measured (hidden and not revealed, or unreachable).
+    pub mounts_not_measured: u32,
+}
+
+impl Causes {
+    /// Whether `unexplained` is within the counters' drift.
+    pub fn within_drift(&self, unexplained: i64) -> bool {
+        unexplained.unsigned_abs() <= self.drift_bytes
+    }
+}
+
 /// Sets the objects of `snap` against `Shmem` (hugetlb segments left out: not Shmem).
 pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     // hugetlb pool pages are not Shmem: listed, but not part of the reconciliation.
@@ -84,7 +113,6 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     let mounts: Vec<MountRest> = snap
         .mounts
         .iter()
-        .filter(|m| m.foreign_ns.is_none())
         .map(|m| {
             let listed_bytes = sum_bytes(
                 snap.objects
@@ -94,6 +122,9 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
             );
             MountRest {
                 mount_point: m.mount_point.clone(),
+                namespace: m.foreign_ns,
+                container: m.container.clone(),
+                hidden: m.hidden,
                 used_bytes: m.used_bytes,
                 listed_bytes,
                 unheld_files_bytes: m.used_bytes.map(|u| u.saturating_sub(listed_bytes)),
@@ -110,6 +141,12 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
         explained_bytes,
         unexplained_bytes: signed_delta(explained_bytes, snap.meminfo.shmem_bytes),
         hugetlb: reconcile_hugetlb(snap),
+        causes: Causes {
+            drift_bytes: snap.notes.shmem_drift_bytes,
+            unreadable_processes: snap.notes.unreadable,
+            ipc_namespaces_not_entered: snap.notes.foreign_ipc_ns,
+            mounts_not_measured: snap.notes.unmeasured_mounts,
+        },
     }
 }
 
@@ -134,12 +171,16 @@ mod tests {
                 dev: 9,
                 foreign_ns: None,
                 used_bytes: Some(800),
+                hidden: false,
+                container: None,
             },
             TmpfsMount {
                 mount_point: "/hidden".into(),
                 dev: 10,
                 foreign_ns: None,
                 used_bytes: None,
+                hidden: true,
+                container: None,
             },
         ];
         let r = reconcile(&snap);

@@ -9,6 +9,37 @@ use clap::builder::PossibleValue;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
+/// Where the host's files are, for a shmwho running in a container (node_exporter's
+/// `--path.procfs` and `--path.rootfs`).
+#[derive(Args, Debug, Clone)]
+pub struct HostArgs {
+    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
+    /// node_exporter's --path.procfs); pids are those of the pid namespace it was mounted in;
+    /// see docs/permissions.md
+    #[arg(long, value_name = "DIR", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// The host's / is mounted at DIR (a container, as node_exporter's --path.rootfs):
+    /// /dev/shm, tmpfs and hugetlbfs mounts, cgroups and /etc/passwd are read under it, and
+    /// the host's mount table is that of its pid 1
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub host_root: PathBuf,
+}
+
+impl Default for HostArgs {
+    fn default() -> Self {
+        HostArgs {
+            proc_root: PathBuf::from("/proc"),
+            host_root: PathBuf::from("/"),
+        }
+    }
+}
+
+impl From<HostArgs> for crate::collect::HostPaths {
+    fn from(a: HostArgs) -> Self {
+        crate::collect::HostPaths::with_roots(a.proc_root, a.host_root)
+    }
+}
+
 /// Flags every listing view takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct OutputArgs {
@@ -30,10 +61,8 @@ pub struct OutputArgs {
         value_delimiter = ','
     )]
     pub columns: Vec<String>,
-    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
-    /// node_exporter's --path.procfs); see docs/permissions.md
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: HostArgs,
 }
 
 /// `shmwho` and `shmwho objects`.

@@ -73,10 +73,8 @@ pub struct TopArgs {
     /// Start with this filter (as typed after `/`)
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
-    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
-    /// node_exporter's --path.procfs); see docs/permissions.md
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: super::args::HostArgs,
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -168,10 +166,8 @@ pub struct ExportArgs {
     /// Time a client has to send its request line (likewise raised by tests)
     #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = crate::export::parse_duration)]
     pub request_line_timeout: Duration,
-    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
-    /// node_exporter's --path.procfs); see docs/permissions.md
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: super::args::HostArgs,
 }
 
 #[derive(Args, Debug)]
@@ -193,10 +189,8 @@ pub struct RecordArgs {
     /// Charging policy of the per-process figures (see `shmwho procs --help`)
     #[arg(long, value_enum, default_value_t = PolicyArg::Owner)]
     pub charge: PolicyArg,
-    /// Read procfs from DIR instead of /proc: the host's /proc mounted in a container (as
-    /// node_exporter's --path.procfs); see docs/permissions.md
-    #[arg(long, value_name = "DIR", default_value = "/proc")]
-    pub proc_root: PathBuf,
+    #[command(flatten)]
+    pub host: super::args::HostArgs,
 }
 
 #[derive(Args, Debug)]

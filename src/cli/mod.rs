@@ -124,7 +124,8 @@ fn check_no_objects_flags(a: &ObjectsArgs, command: &str) -> anyhow::Result<()> 
         || a.top.is_some()
         || a.charge != PolicyArg::Owner
         || !a.output.columns.is_empty()
-        || a.output.proc_root != std::path::Path::new("/proc");
+        || a.output.host.proc_root != std::path::Path::new("/proc")
+        || a.output.host.host_root != std::path::Path::new("/");
     if given {
         return Err(usage(format!(
             "the flags before '{command}' belong to 'objects': put them after '{command}' (only --json, --bytes and --no-headings go anywhere)"
@@ -245,8 +246,10 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let mut ro = render_opts(&a.output);
     ro.object_columns = columns(&a.output.columns)?;
     let output = render::output(a.output.json, ro);
+    let paths = collect::HostPaths::from(a.output.host.clone());
+    crate::privilege::check_paths(&paths)?;
     let snap = crate::privilege::scan_once(&Options {
-        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
+        paths,
         smaps: policy.needs_smaps(),
         cgroups: false,
     })?;
@@ -285,8 +288,10 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if a.exact && !collect::pagemap::can_read_pfns() {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
+    let paths = collect::HostPaths::from(a.output.host.clone());
+    crate::privilege::check_paths(&paths)?;
     let snap = crate::privilege::scan_once(&Options {
-        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
+        paths,
         smaps,
         cgroups: true,
     })?;
@@ -294,7 +299,7 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let acc = account::account(&snap, policy);
     let exact = a.exact.then(|| {
         std::sync::Arc::new(collect::pagemap::snapshot_phys_pages(
-            &a.output.proc_root,
+            &a.output.host.proc_root,
             &snap,
         ))
     });
@@ -357,7 +362,7 @@ impl From<ShowArgs> for crate::show::ShowOptions {
             charge: a.charge.into(),
             json: a.output.json,
             bytes: a.output.bytes,
-            proc_root: a.output.proc_root,
+            paths: a.output.host.into(),
         }
     }
 }
@@ -368,7 +373,7 @@ impl From<TopArgs> for crate::top::TopOptions {
             interval: a.interval,
             charge: a.charge.into(),
             filter: a.filter,
-            proc_root: a.proc_root,
+            paths: a.host.into(),
         }
     }
 }
@@ -388,7 +393,7 @@ impl From<ExportArgs> for crate::export::ExportOptions {
             format: a.format.into(),
             request_timeout: a.request_timeout,
             request_line_timeout: a.request_line_timeout,
-            proc_root: a.proc_root,
+            paths: a.host.into(),
         }
     }
 }
@@ -398,7 +403,7 @@ impl From<RecordArgs> for crate::record::RecordOptions {
         crate::record::RecordOptions {
             file: a.file,
             charge: a.charge.into(),
-            proc_root: a.proc_root,
+            paths: a.host.into(),
         }
     }
 }

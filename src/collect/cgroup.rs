@@ -30,6 +30,14 @@ pub struct Hierarchies {
 }
 
 impl Hierarchies {
+    /// The mount points as reached from here (under `--host-root`).
+    pub fn reached(mut self, paths: &super::HostPaths) -> Hierarchies {
+        for m in [&mut self.v1_memory, &mut self.v2].into_iter().flatten() {
+            m.mount_point = paths.reach(&m.mount_point);
+        }
+        self
+    }
+
     /// The hierarchy that accounts memory: v1's memory controller when it is mounted (a v1
     /// controller cannot be enabled on v2 at the same time), else v2.
     pub fn memory_version(&self) -> Option<CgroupVersion> {

@@ -8,6 +8,15 @@ use crate::model::Pid;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// One mount namespace, read once through one of its processes.
+pub(crate) struct MountNs {
+    /// The process its mounts are reached through (`/proc/PID/root/...`); `None` for ours,
+    /// reached through [`HostPaths::reach`].
+    pub pid: Option<Pid>,
+    /// Its mount table, mount points as that process sees them.
+    pub entries: Vec<mountinfo::MountEntry>,
+}
+
 /// Scan-wide facts.
 pub(crate) struct Context {
     pub paths: HostPaths,
@@ -27,6 +36,9 @@ pub(crate) struct Context {
     pub default_huge_page: u64,
     /// tmpfs and hugetlbfs mount points per mount namespace, for telling fd paths worth a stat.
     pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
+    /// Every mount namespace read (ours under `None`): the process it was read through and
+    /// its mount table.
+    pub namespaces: HashMap<Option<u64>, MountNs>,
     /// Where the memory cgroup controller is mounted.
     pub cgroups: cgroup::Hierarchies,
 }
@@ -45,27 +57,47 @@ impl Context {
             page_size,
             shmem_dev: shmem_device()?,
             own_ipc_ns: ns_inode(&paths.proc_root.join("self/ns/ipc")),
-            own_mnt_ns: ns_inode(&paths.proc_root.join("self/ns/mnt")),
+            own_mnt_ns: ns_inode(
+                &paths
+                    .proc_root
+                    .join(super::own_mnt_proc(paths))
+                    .join("ns/mnt"),
+            ),
             tmpfs: HashMap::new(),
             hugetlbfs: HashMap::new(),
             hugetlb_internal: super::hugetlb::internal_devices(pools),
             default_huge_page,
             mount_points: HashMap::new(),
-            cgroups: cgroup::parse_mounts(own_mountinfo),
+            namespaces: HashMap::new(),
+            cgroups: cgroup::parse_mounts(own_mountinfo).reached(paths),
         };
-        ctx.add_mounts(None, own_mountinfo);
+        ctx.add_mounts(None, None, own_mountinfo);
         Ok(ctx)
     }
 
-    /// Files the tmpfs mounts of mount namespace `ns` (seen in its mountinfo `text`).
-    pub(crate) fn add_mounts(&mut self, ns: Option<u64>, text: &[u8]) {
-        let ns = if ns == self.own_mnt_ns { None } else { ns };
-        let found = mountinfo::tmpfs(text);
+    /// Files the tmpfs mounts of mount namespace `ns` (seen in the mountinfo `text` of process
+    /// `pid`, `None` for our own).
+    pub(crate) fn add_mounts(&mut self, ns: Option<u64>, pid: Option<Pid>, text: &[u8]) {
+        let ns = self.mnt_key(ns);
+        let pid = if ns.is_none() { None } else { pid };
+        let entries: Vec<mountinfo::MountEntry> = mountinfo::parse(text).collect();
         let points = self.mount_points.entry(ns).or_default();
-        for m in found {
+        for m in entries.iter().filter(|m| m.fs_type == "tmpfs") {
             points.push(m.mount_point.clone());
-            // The first namespace that shows a device names it; ours is read first.
-            self.tmpfs.entry(m.dev).or_insert((m, ns));
+            // The first namespace that shows a device names it; ours is read first. Within a
+            // namespace, the mount not hidden by another of the same device names it.
+            match self.tmpfs.get_mut(&m.dev) {
+                None => {
+                    self.tmpfs.insert(m.dev, (m.clone(), ns));
+                }
+                Some((seen, seen_ns)) if *seen_ns == ns => {
+                    if !mountinfo::covering(&entries, m).is_empty() {
+                        continue;
+                    }
+                    *seen = m.clone();
+                }
+                Some(_) => {}
+            }
         }
         for m in mountinfo::hugetlbfs(text) {
             points.push(m.mount_point.clone());
@@ -75,6 +107,9 @@ impl Context {
                 .unwrap_or(self.default_huge_page);
             self.hugetlbfs.entry(m.dev).or_insert((m, ns, size));
         }
+        self.namespaces
+            .entry(ns)
+            .or_insert(MountNs { pid, entries });
     }
 
     /// The huge page size of hugetlb memory on `dev`; None for any other device.

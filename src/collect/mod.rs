@@ -13,6 +13,7 @@ pub mod deadline;
 pub mod drill;
 mod hugetlb;
 pub mod measure;
+mod namespaces;
 pub mod objects;
 pub mod pagemap;
 mod parallel;
@@ -83,7 +84,9 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .and_then(|t| parse_btime(&t))
         .unwrap_or(0);
 
-    let own_mountinfo = read::read_required(&root.join("self/mountinfo"))?;
+    // With the host's / elsewhere, the host's mount table is its init's, reached under it.
+    let own_mountinfo =
+        read::read_required(&root.join(own_mnt_proc(&opts.paths)).join("mountinfo"))?;
     let huge_pools = hugetlb::read_pools(&opts.paths);
     let mut ctx = Context::new(
         &opts.paths,
@@ -94,6 +97,9 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     )?;
     let mut notes = ScanNotes {
         hidepid: mountinfo::proc_hidepid(&own_mountinfo),
+        shmem_drift_bytes: std::fs::read(root.join("zoneinfo"))
+            .map(|t| parse::zoneinfo::shmem_drift_pages(&t).saturating_mul(page_size))
+            .unwrap_or(0),
         ..ScanNotes::default()
     };
     let own_segments = std::fs::read(opts.paths.sysvipc_shm())
@@ -136,6 +142,16 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     })
 }
 
+/// The `/proc` entry whose mount namespace counts as ours: `self`, or the host's init with
+/// `--host-root`.
+pub(crate) fn own_mnt_proc(paths: &HostPaths) -> &'static str {
+    if paths.host_root_moved() {
+        "1"
+    } else {
+        "self"
+    }
+}
+
 /// Pass 1, in parallel: the O(1) files of every process. Then, in order, user names and the
 /// mount table of each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
 fn scan_heads(
@@ -156,9 +172,11 @@ fn scan_heads(
             Read::Ok(Some(mut p)) => {
                 p.user = users.name(p.uid);
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
+                // One process per mount namespace: its mountinfo names the namespace's
+                // mounts, and its root reaches them.
                 if !ctx.mount_points.contains_key(&mnt_key) {
                     if let Ok(text) = reader.read(&ctx.pid_path(p.pid, "mountinfo")) {
-                        ctx.add_mounts(p.mnt_ns, text);
+                        ctx.add_mounts(p.mnt_ns, Some(p.pid), text);
                     }
                 }
                 heads.push(p);

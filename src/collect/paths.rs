@@ -41,6 +41,28 @@ impl HostPaths {
         }
     }
 
+    /// The defaults with procfs at `proc_root` and the host's `/` at `host_root` (`--proc-root`,
+    /// `--host-root`: a containerised shmwho with the host's /proc and / mounted inside).
+    pub fn with_roots(proc_root: impl Into<PathBuf>, host_root: impl Into<PathBuf>) -> HostPaths {
+        let host_root = host_root.into();
+        let moved = HostPaths {
+            mount_root: host_root.clone(),
+            ..HostPaths::default()
+        };
+        HostPaths {
+            proc_root: proc_root.into(),
+            passwd: moved.reach(Path::new("/etc/passwd")),
+            mount_root: host_root,
+            ..HostPaths::default()
+        }
+    }
+
+    /// The host's `/` is elsewhere (`--host-root`): the host's mount table is that of its init
+    /// (pid 1), not ours.
+    pub fn host_root_moved(&self) -> bool {
+        self.mount_root != Path::new("/")
+    }
+
     /// `/proc/sysvipc/shm`.
     pub fn sysvipc_shm(&self) -> PathBuf {
         self.proc_root.join("sysvipc/shm")
@@ -86,5 +108,9 @@ mod tests {
             HostPaths::with_proc_root("/p").sysvipc_shm(),
             Path::new("/p/sysvipc/shm")
         );
+        let p = HostPaths::with_roots("/hp", "/host");
+        assert_eq!(p.passwd, Path::new("/host/etc/passwd"));
+        assert_eq!(p.dev_shm, Path::new("/dev/shm"));
+        assert!(p.host_root_moved() && !HostPaths::default().host_root_moved());
     }
 }

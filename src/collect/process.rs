@@ -112,7 +112,9 @@ pub(crate) fn scan_body(
     match classify(text) {
         Read::Ok(text) => {
             let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64)>| {
-                if e.inode == 0 {
+                // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode
+                // is its shmid, and the first segment of every IPC namespace is shmid 0.
+                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && e.dev() == ctx.shmem_dev) {
                     return false;
                 }
                 if ctx.is_shmem_dev(e.dev()) {

@@ -3,6 +3,8 @@
 use super::context::Context;
 use super::parse::sysv;
 use crate::model::{self, Pid, Process, ScanNotes};
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 /// SysV segments with their IPC namespace: `own` (our table, already read) and those of the
@@ -29,19 +31,33 @@ pub(crate) fn segments(
         .collect();
     foreign.sort_unstable();
     foreign.dedup_by_key(|f| f.0);
+    let mut known: HashSet<u64> = foreign.iter().map(|f| f.0).collect();
+    known.extend(ctx.own_ipc_ns);
     for (ns, pid) in foreign {
-        match sysv_in_namespace(&ctx.pid_path(pid, "ns/ipc"), &ctx.paths.sysvipc_shm()) {
+        let segs = std::fs::File::open(ctx.pid_path(pid, "ns/ipc"))
+            .ok()
+            .and_then(|fd| sysv_in_namespace(fd.into(), &ctx.paths.sysvipc_shm()));
+        match segs {
             Some(segs) => segments.extend(segs.into_iter().map(|s| (ns, s))),
+            None => notes.foreign_ipc_ns += 1,
+        }
+    }
+    // Namespaces no process is in, kept alive by a bind mount of their nsfs file.
+    for (ns, fd) in super::namespaces::pinned_ipc(ctx, &known) {
+        match sysv_in_namespace(fd, &ctx.paths.sysvipc_shm()) {
+            Some(segs) => {
+                notes.pinned_ipc_ns += 1;
+                segments.extend(segs.into_iter().map(|s| (ns, s)));
+            }
             None => notes.foreign_ipc_ns += 1,
         }
     }
     segments
 }
 
-/// `/proc/sysvipc/shm` (at `table`) as seen from the IPC namespace behind `ns_link`; None
-/// without CAP_SYS_ADMIN or when the namespace is gone.
-fn sysv_in_namespace(ns_link: &Path, table: &Path) -> Option<Vec<model::SysvSegment>> {
-    let ns = std::fs::File::open(ns_link).ok()?;
+/// `/proc/sysvipc/shm` (at `table`) as seen from the IPC namespace `ns` (an open nsfs file);
+/// None without CAP_SYS_ADMIN.
+fn sysv_in_namespace(ns: OwnedFd, table: &Path) -> Option<Vec<model::SysvSegment>> {
     std::thread::scope(|s| {
         s.spawn(|| {
             use std::os::fd::AsFd;

@@ -51,8 +51,8 @@ pub struct ExportOptions {
     pub request_timeout: Duration,
     /// Time a client has to send its request line.
     pub request_line_timeout: Duration,
-    /// Where procfs is mounted.
-    pub proc_root: PathBuf,
+    /// Where procfs and the host's files are.
+    pub paths: crate::collect::HostPaths,
 }
 
 /// Serves, writes or prints the metrics.
@@ -61,14 +61,14 @@ pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<
         bail!("--interval must be more than 0 with --loop");
     }
     let scanner = Scanner {
-        proc_root: args.proc_root.clone(),
+        paths: args.paths.clone(),
         policy: args.charge,
         opts: MetricsOptions {
             top: args.top,
             top_objects: args.top_objects,
         },
     };
-    crate::privilege::check_proc_root(&args.proc_root)?;
+    crate::privilege::check_paths(&args.paths)?;
     if args.listen.is_some() || args.repeat {
         // A server rescans for as long as it runs, so it would keep the capabilities: run it
         // as a service granted them (README: Restricted install).
@@ -86,7 +86,7 @@ pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<
 }
 
 struct Scanner {
-    proc_root: PathBuf,
+    paths: crate::collect::HostPaths,
     policy: Policy,
     opts: MetricsOptions,
 }
@@ -97,7 +97,7 @@ impl Scanner {
         let start = Instant::now();
         // A one-shot export (the only kind an elevated run allows) drops every capability here.
         let snap = crate::privilege::scan_once(&Options {
-            paths: crate::collect::HostPaths::with_proc_root(self.proc_root.clone()),
+            paths: self.paths.clone(),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;

@@ -30,8 +30,8 @@ pub struct RecordOptions {
     pub file: PathBuf,
     /// Charging policy of the per-process figures.
     pub charge: Policy,
-    /// Where procfs is mounted.
-    pub proc_root: PathBuf,
+    /// Where procfs and the host's files are.
+    pub paths: crate::collect::HostPaths,
 }
 
 /// What `shmwho diff` was asked for.
@@ -51,8 +51,9 @@ pub struct DiffOptions {
 
 /// `shmwho record FILE`: one scan, written atomically.
 pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    crate::privilege::check_paths(&args.paths)?;
     let snap = crate::privilege::scan_once(&Options {
-        paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
+        paths: args.paths.clone(),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;

@@ -7,8 +7,8 @@ use crate::report::{
     address_text, dev_text, object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow,
 };
 use crate::schema::{
-    ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc,
-    PidComm, ProcDoc, ProcsDoc, UnreadableDoc,
+    CausesDoc, ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc,
+    ObjectsDoc, PidComm, ProcDoc, ProcsDoc, UnreadableDoc,
 };
 use serde::Serialize;
 
@@ -120,6 +120,13 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
         meminfo_shmem_bytes: r.shmem_bytes,
         explained_bytes: r.explained_bytes,
         unexplained_bytes: r.unexplained_bytes,
+        unexplained: CausesDoc {
+            counter_drift_bytes: r.causes.drift_bytes,
+            within_counter_drift: r.causes.within_drift(r.unexplained_bytes),
+            unreadable_processes: r.causes.unreadable_processes,
+            ipc_namespaces_not_entered: r.causes.ipc_namespaces_not_entered,
+            mounts_not_measured: r.causes.mounts_not_measured,
+        },
         objects_resident_bytes: r.objects_bytes,
         unheld_bytes: acc.unheld_bytes,
         mounts: r
@@ -127,6 +134,9 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
             .iter()
             .map(|m| MountDoc {
                 mount_point: m.mount_point.to_string_lossy().into_owned(),
+                namespace: m.namespace,
+                container: m.container.clone(),
+                hidden: m.hidden,
                 used_bytes: m.used_bytes,
                 listed_bytes: m.listed_bytes,
                 unheld_files_bytes: m.unheld_files_bytes,
@@ -157,6 +167,7 @@ pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
             vanished_processes: snap.notes.vanished,
             unreadable_processes: snap.notes.unreadable,
             foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
+            pinned_ipc_namespaces: snap.notes.pinned_ipc_ns,
             hidepid: snap.notes.hidepid,
             hidden_processes: snap.notes.hidden,
             addresses_hidden: snap.notes.addresses_hidden,

@@ -178,7 +178,11 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
                         escape(&m.mount_point.to_string_lossy())
                     ),
                     b(u),
-                    "statfs of the mount less the files listed above".to_string(),
+                    format!(
+                        "statfs of the {}mount{} less the files listed above",
+                        if m.hidden { "hidden " } else { "" },
+                        mount_where(m)
+                    ),
                 ]);
             }
         }
@@ -207,8 +211,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     rows.push(vec![
         "  unexplained".to_string(),
         ro.units.signed(rest),
-        "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
-            .to_string(),
+        unexplained_causes(&r.causes, rest, ro),
     ]);
     let h = &r.hugetlb;
     let huge_objects = snap.objects.iter().filter(|o| o.hugetlb()).count();
@@ -246,6 +249,57 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let mut out: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
     out.push_str(&notes(acc, ro));
     out
+}
+
+/// ` in mount namespace N (container C)`, or nothing for our own.
+fn mount_where(m: &crate::account::reconcile::MountRest) -> String {
+    match (m.namespace, &m.container) {
+        (None, _) => String::new(),
+        (Some(ns), None) => format!(" in mount namespace {ns}"),
+        (Some(ns), Some(c)) => format!(" in mount namespace {ns} (container {})", escape(c)),
+    }
+}
+
+/// What the unexplained part comes from, by cause.
+fn unexplained_causes(
+    c: &crate::account::reconcile::Causes,
+    unexplained: i64,
+    ro: &RenderOptions,
+) -> String {
+    let drift = format!(
+        "per-CPU counter drift (up to ±{})",
+        ro.units.bytes(c.drift_bytes)
+    );
+    if c.drift_bytes > 0 && c.within_drift(unexplained) {
+        return format!("within {drift}");
+    }
+    let mut causes = Vec::new();
+    if c.unreadable_processes > 0 {
+        causes.push(format!(
+            "objects of {} unreadable process(es)",
+            c.unreadable_processes
+        ));
+    }
+    if c.ipc_namespaces_not_entered > 0 {
+        causes.push(format!(
+            "unattached SysV segments of {} IPC namespace(s) not entered",
+            c.ipc_namespaces_not_entered
+        ));
+    }
+    if c.mounts_not_measured > 0 {
+        causes.push(format!(
+            "files on {} tmpfs mount(s) not measured",
+            c.mounts_not_measured
+        ));
+    }
+    if causes.is_empty() {
+        // Nothing the scan missed: what no /proc file names.
+        causes.push("memfds in flight in sockets, GPU buffers".to_string());
+    }
+    if c.drift_bytes > 0 {
+        causes.push(drift);
+    }
+    causes.join("; ")
 }
 
 pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {

@@ -160,12 +160,16 @@ fn host() -> Snapshot {
             dev: 27,
             foreign_ns: None,
             used_bytes: Some(10 * MIB),
+            hidden: false,
+            container: None,
         },
         TmpfsMount {
             mount_point: "/run".into(),
             dev: 25,
             foreign_ns: None,
             used_bytes: None,
+            hidden: true,
+            container: None,
         },
     ];
     snap.notes.vanished = 2;

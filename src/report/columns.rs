@@ -240,10 +240,14 @@ impl Column for ObjectColumn {
             ObjectColumn::Swap => 90,
             ObjectColumn::Holders => 80,
             ObjectColumn::Owner => 70,
+            ObjectColumn::Label => 60,
         }
     }
     fn elidable(self) -> bool {
-        matches!(self, ObjectColumn::Name | ObjectColumn::Owner)
+        matches!(
+            self,
+            ObjectColumn::Name | ObjectColumn::Owner | ObjectColumn::Label
+        )
     }
 }
 
@@ -312,6 +316,7 @@ impl Column for ProcColumn {
             Shmem => 90,
             Swap => 80,
             Owned => 70,
+            Title => 65,
             User => 60,
             File => 50,
             Ppid => 40,
@@ -320,19 +325,20 @@ impl Column for ProcColumn {
     fn elidable(self) -> bool {
         matches!(
             self,
-            ProcColumn::User | ProcColumn::Command | ProcColumn::Cgroup
+            ProcColumn::User | ProcColumn::Command | ProcColumn::Title | ProcColumn::Cgroup
         )
     }
 }
 
 impl ProcColumn {
     /// Every column, in table order (what `-o` takes).
-    pub const ALL: [ProcColumn; 18] = [
+    pub const ALL: [ProcColumn; 19] = [
         ProcColumn::Pid,
         ProcColumn::Ppid,
         ProcColumn::Procs,
         ProcColumn::User,
         ProcColumn::Command,
+        ProcColumn::Title,
         ProcColumn::Cgroup,
         ProcColumn::Rss,
         ProcColumn::Anon,

@@ -10,8 +10,8 @@ pub mod record;
 
 pub use diff::{Change, DiffDoc, Figures, ObjectDiff, ProcDiff, Side, SignedDelta};
 pub use objects::{
-    ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc,
-    PidComm, UnreadableDoc,
+    CausesDoc, ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc,
+    ObjectsDoc, PidComm, UnreadableDoc,
 };
 pub use procs::{CgroupDoc, ProcDoc, ProcsDoc};
 pub use record::RecordDoc;

@@ -20,6 +20,9 @@ pub struct ObjectsDoc {
     /// Shmem less what is explained (negative when the objects add up to more).
     #[serde(default)]
     pub unexplained_bytes: i64,
+    /// What the unexplained part may come from.
+    #[serde(default)]
+    pub unexplained: CausesDoc,
     /// Resident bytes of all objects.
     #[serde(default)]
     pub objects_resident_bytes: u64,
@@ -105,11 +108,35 @@ impl From<&crate::model::StuckProcess> for StuckProcessDoc {
     }
 }
 
+/// What the unexplained part may come from.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct CausesDoc {
+    /// How far the kernel's per-CPU counters may keep Shmem off, either way.
+    pub counter_drift_bytes: u64,
+    /// The unexplained part is within that drift.
+    pub within_counter_drift: bool,
+    /// Processes whose maps or fds could not be read.
+    pub unreadable_processes: u32,
+    /// IPC namespaces not entered.
+    pub ipc_namespaces_not_entered: u32,
+    /// tmpfs mounts not measured.
+    pub mounts_not_measured: u32,
+}
+
 /// One tmpfs mount, reconciled with what its files use.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct MountDoc {
-    /// Where it is mounted.
+    /// Where it is mounted, as its namespace names it.
     pub mount_point: String,
+    /// Its mount namespace when not shmwho's own.
+    #[serde(default)]
+    pub namespace: Option<u64>,
+    /// The container of that namespace, from a cgroup.
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Hidden under another mount: measured in a private copy of its namespace.
+    #[serde(default)]
+    pub hidden: bool,
     /// What the mount uses (statfs), when readable.
     pub used_bytes: Option<u64>,
     /// What its listed objects hold.
@@ -127,6 +154,10 @@ pub struct NotesDoc {
     pub unreadable_processes: u32,
     /// SysV segments of other IPC namespaces that could not be read.
     pub foreign_ipc_ns_unreadable: u32,
+    /// IPC namespaces with no process, pinned by a bind mount, whose segments are listed.
+    #[serde(skip_serializing_if = "super::is_zero")]
+    #[serde(default)]
+    pub pinned_ipc_namespaces: u32,
     /// /proc is mounted with hidepid: other users' processes are hidden.
     pub hidepid: bool,
     /// Processes hidden from the caller of a restricted install (README): counted, not listed.

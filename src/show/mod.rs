@@ -40,18 +40,18 @@ pub struct ShowOptions {
     pub json: bool,
     /// Exact byte counts instead of human units.
     pub bytes: bool,
-    /// Where procfs is mounted.
-    pub proc_root: std::path::PathBuf,
+    /// Where procfs and the host's files are.
+    pub paths: crate::collect::HostPaths,
 }
 
 /// `shmwho show OBJECT|pid:N`.
 pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
-    let proc_root = args.proc_root.clone();
-    crate::privilege::check_proc_root(&proc_root)?;
+    let proc_root = args.paths.proc_root.clone();
+    crate::privilege::check_paths(&args.paths)?;
     let mut snap = privilege::with_caps(|| {
         collect::collect(&Options {
-            paths: collect::HostPaths::with_proc_root(proc_root.clone()),
+            paths: args.paths.clone(),
             smaps: false,
             cgroups: false,
         })

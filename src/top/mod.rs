@@ -26,7 +26,6 @@ use ratatui::Terminal;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal as _, Write as _};
 use std::os::fd::AsFd as _;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Once};
@@ -41,8 +40,8 @@ pub struct TopOptions {
     pub charge: Policy,
     /// Filter to start with.
     pub filter: Option<String>,
-    /// Where procfs is mounted.
-    pub proc_root: PathBuf,
+    /// Where procfs and the host's files are.
+    pub paths: crate::collect::HostPaths,
 }
 
 /// Runs the live view until `q` or a signal.
@@ -50,7 +49,7 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
     if !std::io::stdout().is_terminal() {
         bail!("top is a full-screen view and needs a terminal on stdout; for text use `shmwho` or `shmwho procs`");
     }
-    crate::privilege::check_proc_root(&args.proc_root)?;
+    crate::privilege::check_paths(&args.paths)?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(args.charge, args.interval, color);
     if let Some(f) = args.filter {
@@ -58,7 +57,7 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
     }
     let collector = Collector::spawn(
         Options {
-            paths: crate::collect::HostPaths::with_proc_root(args.proc_root),
+            paths: args.paths,
             smaps: args.charge.needs_smaps(),
             cgroups: false,
         },

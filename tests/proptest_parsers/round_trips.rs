@@ -166,7 +166,9 @@ proptest! {
         lines.extend_from_slice(&base[k..]);
         let got = mountinfo::tmpfs(&lines.join(&b'\n'));
         let mut want = mountinfo::tmpfs(&base[..k].join(&b'\n'));
-        want.extend(points.iter().map(|(mp, maj, min)| mountinfo::MountEntry {
+        want.extend(points.iter().enumerate().map(|(i, (mp, maj, min))| mountinfo::MountEntry {
+            id: 900 + i as u32,
+            parent: 25,
             dev: rustix::fs::makedev(*maj, *min),
             root: b"/".to_vec(),
             mount_point: PathBuf::from(std::ffi::OsStr::from_bytes(mp)),

@@ -1,9 +1,8 @@
-//! What is on the host beyond the processes: `/dev/shm` files nobody holds, and what each
-//! tmpfs mount uses in all.
+//! What is on the host beyond the processes: `/dev/shm` files nobody holds (the tmpfs mounts
+//! themselves are measured in `collect::namespaces`).
 
 use super::super::measure::{self, InodeStat};
 use super::super::Context;
-use crate::model::TmpfsMount;
 use std::path::{Path, PathBuf};
 
 /// Regular files under our `/dev/shm` (shm_open objects, POSIX semaphores), at most 8 levels
@@ -70,32 +69,4 @@ fn walk(ctx: &Context, named: &Path, wanted: impl Fn(u64) -> bool) -> Vec<(PathB
         }
     }
     out
-}
-
-/// What each of our own tmpfs mounts uses in all (statfs), for the reconciliation.
-pub(super) fn tmpfs_usage(ctx: &Context) -> Vec<TmpfsMount> {
-    let mut mounts: Vec<TmpfsMount> = ctx
-        .tmpfs
-        .iter()
-        .map(|(&dev, (m, ns))| {
-            let here = ctx.paths.reach(&m.mount_point);
-            let visible = ns.is_none() && measure::stat(&here).is_ok_and(|st| st.dev == dev);
-            let used_bytes = if visible {
-                rustix::fs::statfs(&here).ok().and_then(|sf| {
-                    let blocks = sf.f_blocks;
-                    (blocks > 0).then(|| (blocks - sf.f_bfree) * sf.f_bsize as u64)
-                })
-            } else {
-                None
-            };
-            TmpfsMount {
-                mount_point: m.mount_point.clone(),
-                dev,
-                foreign_ns: *ns,
-                used_bytes,
-            }
-        })
-        .collect();
-    mounts.sort_by(|a, b| a.mount_point.cmp(&b.mount_point).then(a.dev.cmp(&b.dev)));
-    mounts
 }

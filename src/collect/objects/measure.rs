@@ -22,12 +22,16 @@ pub(super) enum Handle {
     /// `/proc/PID/map_files/START-END`: needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN, and
     /// takes PID's mmap_lock (so is read under `collect::deadline`).
     MapFiles(Pid, PathBuf),
+    /// No path reaches it any more (a file on a hidden mount, seen in a copy of its
+    /// namespace that is gone): the `lstat` taken there.
+    Measured(InodeStat, Option<u64>),
 }
 
 impl Handle {
     fn path(&self) -> &Path {
         match self {
             Handle::Fd(p) | Handle::Path(p) | Handle::MapFiles(_, p) => p,
+            Handle::Measured(..) => Path::new(""),
         }
     }
     fn rank(&self) -> u8 {
@@ -35,6 +39,7 @@ impl Handle {
             Handle::Fd(_) => 0,
             Handle::Path(_) => 1,
             Handle::MapFiles(..) => 2,
+            Handle::Measured(..) => 3,
         }
     }
 }
@@ -75,6 +80,7 @@ impl Draft {
         let handles = std::mem::take(&mut self.handles);
         for h in &handles {
             let stat = match h {
+                Handle::Measured(st, _) => Ok(*st),
                 Handle::MapFiles(pid, path) => {
                     let path = path.clone();
                     match super::super::deadline::call(*pid, "map_files", move || {
@@ -105,8 +111,17 @@ impl Draft {
             if let Some(f) = self.obj.file_mut() {
                 fix_deleted(f, st.nlink);
             }
-            // hugetlb pages never swap.
-            if swap_in_use && !self.obj.hugetlb {
+            if let (true, Handle::Measured(_, resident)) = (swap_in_use, h) {
+                match resident {
+                    Some(r) => {
+                        self.obj.resident_bytes = (*r).min(st.allocated);
+                        self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
+                    }
+                    None => {
+                        self.obj.accuracy = Accuracy::Estimate(EstimateReason::SwapSplitUnavailable)
+                    }
+                }
+            } else if swap_in_use && !self.obj.hugetlb {
                 let page_size = ctx.page_size;
                 let resident = match h {
                     Handle::MapFiles(pid, path) => {

@@ -59,6 +59,9 @@ pub(crate) fn build(
     add_segments(ctx, segments, &mut drafts);
     add_dev_shm_files(ctx, &mut drafts);
     add_hugetlbfs_files(ctx, &mut drafts);
+    let mut scans = super::namespaces::scan_mounts(ctx, meminfo.swap_used_bytes() > 0);
+    add_mount_files(&mut scans, &mut drafts);
+    notes.unmeasured_mounts = scans.iter().filter(|m| !m.reached).count() as u32;
     let mut list = drafts.list;
     for d in &mut list {
         if d.obj.page_size_bytes == 0 {
@@ -70,7 +73,7 @@ pub(crate) fn build(
     let objects = finish(list, &vanished, meminfo, notes);
     Built {
         objects,
-        mounts: host::tmpfs_usage(ctx),
+        mounts: scans.into_iter().map(|m| m.mount).collect(),
     }
 }
 
@@ -203,6 +206,46 @@ fn add_hugetlbfs_files(ctx: &Context, drafts: &mut Drafts) {
         }
         d.obj.foreign_ns = None;
         d.handles.push(Handle::Path(ctx.paths.reach(&path)));
+    }
+}
+
+/// Files on the tmpfs mounts of other mount namespaces and on hidden mounts, held or not:
+/// named as their namespace names them.
+fn add_mount_files(scans: &mut [super::namespaces::MountScan], drafts: &mut Drafts) {
+    for scan in scans {
+        let m = &scan.mount;
+        for f in std::mem::take(&mut scan.files) {
+            let id = ObjectId::Inode {
+                dev: f.stat.dev,
+                ino: f.stat.ino,
+            };
+            let file = FileDetail {
+                path: f.path.clone(),
+                deleted: false,
+                mount_point: Some(m.mount_point.clone()),
+            };
+            let d = drafts.get_or_add(id, || Object {
+                dev: Some(f.stat.dev),
+                inode: f.stat.ino,
+                foreign_ns: m.foreign_ns,
+                ..blank(
+                    id,
+                    if scan.dev_shm {
+                        ObjectDetail::PosixShm(file)
+                    } else {
+                        ObjectDetail::Tmpfs(file)
+                    },
+                )
+            });
+            if let Some(fd) = d.obj.file_mut() {
+                fd.path = f.path;
+                fd.deleted = false;
+            }
+            if let Some(reach) = f.reach {
+                d.handles.push(Handle::Path(reach));
+            }
+            d.handles.push(Handle::Measured(f.stat, f.resident));
+        }
     }
 }
 

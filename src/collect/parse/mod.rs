@@ -13,3 +13,4 @@ pub mod stat;
 pub mod status;
 pub mod system_stat;
 pub mod sysv;
+pub mod zoneinfo;

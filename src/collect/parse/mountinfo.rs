@@ -16,6 +16,10 @@ use std::path::PathBuf;
 /// One mount.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Mount id, unique in the mount namespace it was read in.
+    pub id: u32,
+    /// Id of the mount this one is mounted on (itself or outside the namespace for the root).
+    pub parent: u32,
     /// Device of the mounted filesystem (`st_dev` of files on it).
     pub dev: u64,
     /// The directory of the filesystem mounted here (`/` unless a subtree is bind-mounted).
@@ -53,6 +57,8 @@ pub fn parse_line(line: &[u8]) -> Option<MountEntry> {
     let majmin = std::str::from_utf8(fields[2]).ok()?;
     let (maj, min) = majmin.split_once(':')?;
     Some(MountEntry {
+        id: std::str::from_utf8(fields[0]).ok()?.parse().ok()?,
+        parent: std::str::from_utf8(fields[1]).ok()?.parse().ok()?,
         dev: rustix::fs::makedev(maj.parse().ok()?, min.parse().ok()?),
         root: unescape_octal(fields[3]),
         mount_point: PathBuf::from(OsString::from_vec(unescape_octal(fields[4]))),
@@ -75,6 +81,24 @@ pub fn tmpfs(text: &[u8]) -> Vec<MountEntry> {
 /// The hugetlbfs mounts in a mountinfo text.
 pub fn hugetlbfs(text: &[u8]) -> Vec<MountEntry> {
     parse(text).filter(|m| m.fs_type == "hugetlbfs").collect()
+}
+
+/// The mounts that hide `target` (an entry of `all`) from path lookup: those not on its chain
+/// of parents whose mount point is its own or above it. Listed in mount order, so each one
+/// lies on top of those before it.
+pub fn covering<'a>(all: &'a [MountEntry], target: &MountEntry) -> Vec<&'a MountEntry> {
+    let mut chain = vec![target.id];
+    let mut at = target;
+    while let Some(p) = all
+        .iter()
+        .find(|m| m.id == at.parent && !chain.contains(&m.id))
+    {
+        chain.push(p.id);
+        at = p;
+    }
+    all.iter()
+        .filter(|m| !chain.contains(&m.id) && target.mount_point.starts_with(&m.mount_point))
+        .collect()
 }
 
 /// Whether mountinfo shows `/proc` mounted with `hidepid` (other users' processes hidden).
@@ -129,6 +153,7 @@ mod tests {
             b"36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 shared:7 - ext3 /dev/root rw,errors=continue",
         )
         .unwrap();
+        assert_eq!((m.id, m.parent), (36, 35));
         assert_eq!(m.dev, rustix::fs::makedev(98, 0));
         assert_eq!(m.root, b"/mnt1");
         assert_eq!(m.mount_point, PathBuf::from("/mnt2"));
@@ -173,6 +198,24 @@ mod tests {
     }
 
     #[test]
+    fn covering_mounts() {
+        let all: Vec<_> = parse(
+            b"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n\
+              2 1 0:20 / /mnt rw - tmpfs tmpfs rw\n\
+              3 2 0:21 / /mnt/t rw - tmpfs tmpfs rw\n\
+              4 3 0:22 / /mnt/t rw - tmpfs tmpfs rw\n\
+              5 2 0:23 / /mnt/other rw - tmpfs tmpfs rw\n\
+              6 2 0:24 / /mnt rw - tmpfs tmpfs rw\n",
+        )
+        .collect();
+        let ids = |t: usize| -> Vec<u32> { covering(&all, &all[t]).iter().map(|m| m.id).collect() };
+        assert_eq!(ids(2), [4, 6]);
+        assert_eq!(ids(3), [6]);
+        assert_eq!(ids(5), Vec::<u32>::new());
+        assert_eq!(ids(4), [6]);
+    }
+
+    #[test]
     fn malformed_lines_are_skipped() {
         for bad in [
             &b""[..],
@@ -181,6 +224,7 @@ mod tests {
             b"1 2 0:3 / /x rw - tmpfs",
             b"1 2 x:3 / /x rw - tmpfs tmpfs rw",
             b"1 2 0:3 / /x rw tmpfs tmpfs rw",
+            b"x 2 0:3 / /x rw - tmpfs tmpfs rw",
             b"1 2 0:99999999999 / /x rw - tmpfs tmpfs rw",
         ] {
             assert_eq!(parse_line(bad), None, "{}", String::from_utf8_lossy(bad));

@@ -118,6 +118,8 @@ pub(crate) struct RawProcess {
     pub other_anon_dev_mapped: u64,
     pub fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
     pub smaps_by_start: HashMap<u64, (u64, u64)>,
+    /// A live thread to read the process through when its leader has exited.
+    pub task: Option<Pid>,
 }
 
 pub(crate) struct Context {
@@ -181,15 +183,15 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     let mut heads = Vec::with_capacity(firsts.len());
     for first in firsts {
         match first {
-            Read::Ok(Some(mut p)) => {
+            Read::Ok(Some((mut p, task))) => {
                 p.user = users.name(p.uid);
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
                 if !ctx.mount_points.contains_key(&mnt_key) {
-                    if let Ok(text) = reader.read(&ctx.pid_path(p.pid, "mountinfo")) {
+                    if let Ok(text) = reader.read(&ctx.task_path(p.pid, task, "mountinfo")) {
                         ctx.add_mounts(p.mnt_ns, text);
                     }
                 }
-                heads.push(p);
+                heads.push((p, task));
             }
             Read::Ok(None) => {} // kernel thread
             Read::Vanished => notes.vanished += 1,
@@ -199,8 +201,8 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     // Pass 2, in parallel: maps (or smaps) and fds. The kernel formats these (and walks page
     // tables for smaps) in the reading thread, so threads divide the wall time.
     let ctx_ref = &ctx;
-    let bodies = parallel_map(heads, 64, |reader, p| {
-        scan_body(ctx_ref, reader, p, opts.smaps)
+    let bodies = parallel_map(heads, 64, |reader, (p, task)| {
+        scan_body(ctx_ref, reader, p, task, opts.smaps)
     });
     let mut processes = Vec::with_capacity(bodies.len());
     let mut raws = Vec::with_capacity(bodies.len());
@@ -285,10 +287,24 @@ impl Context {
     fn pid_path(&self, pid: Pid, rest: &str) -> PathBuf {
         self.proc_root.join(format!("{pid}/{rest}"))
     }
+
+    /// `PID/REST`, or `PID/task/TID/REST` for a process read through a live thread.
+    pub(crate) fn task_path(&self, pid: Pid, task: Option<Pid>, rest: &str) -> PathBuf {
+        match task {
+            Some(tid) => self.proc_root.join(format!("{pid}/task/{tid}/{rest}")),
+            None => self.pid_path(pid, rest),
+        }
+    }
 }
 
-/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process.
-fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Process>> {
+/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process. With the
+/// process, the live thread to read it through when its leader has exited.
+fn scan_head(
+    ctx: &Context,
+    reader: &mut Reader,
+    pid: Pid,
+    cgroups: bool,
+) -> Read<Option<(Process, Option<Pid>)>> {
     let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
@@ -297,7 +313,20 @@ fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Rea
     let Some(stat) = stat::parse(stat) else {
         return Read::Vanished;
     };
-    let status = match classify(reader.read(&ctx.pid_path(pid, "status"))) {
+    if stat.is_kernel_thread() {
+        return Read::Ok(None);
+    }
+    // A leader that called pthread_exit stays a zombie while its other threads run on; its own
+    // maps, fd, status and namespaces are empty then, a live thread's task directory has them.
+    let task = if stat.is_zombie() {
+        match live_thread(ctx, reader, pid) {
+            Some(tid) => Some(tid),
+            None => return Read::Ok(None), // exited, not yet reaped: holds nothing
+        }
+    } else {
+        None
+    };
+    let status = match classify(reader.read(&ctx.task_path(pid, task, "status"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
@@ -305,9 +334,6 @@ fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Rea
     let Some(status) = status::parse(status) else {
         return Read::Vanished;
     };
-    if status.is_kernel_thread() {
-        return Read::Ok(None);
-    }
     let p = Process {
         pid,
         ppid: status.ppid,
@@ -320,20 +346,38 @@ fn scan_head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Rea
         rss_file_bytes: status.rss_file,
         rss_shmem_bytes: status.rss_shmem,
         swap_bytes: status.vm_swap,
-        ipc_ns: ns_inode(&ctx.pid_path(pid, "ns/ipc")),
-        mnt_ns: ns_inode(&ctx.pid_path(pid, "ns/mnt")),
+        ipc_ns: ns_inode(&ctx.task_path(pid, task, "ns/ipc")),
+        mnt_ns: ns_inode(&ctx.task_path(pid, task, "ns/mnt")),
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
         cgroup: if cgroups {
             reader
-                .read(&ctx.pid_path(pid, "cgroup"))
+                .read(&ctx.task_path(pid, task, "cgroup"))
                 .ok()
                 .and_then(|t| ctx.cgroups.process_cgroup(t))
         } else {
             None
         },
     };
-    Read::Ok(Some(p))
+    Read::Ok(Some((p, task)))
+}
+
+/// The first thread of `pid` other than the leader that is not a zombie.
+fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
+    let dir = std::fs::read_dir(ctx.pid_path(pid, "task")).ok()?;
+    let mut tids: Vec<Pid> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .filter(|&tid| tid != pid)
+        .collect();
+    tids.sort_unstable();
+    tids.into_iter().find(|&tid| {
+        reader
+            .read(&ctx.pid_path(pid, &format!("task/{tid}/stat")))
+            .ok()
+            .and_then(stat::parse)
+            .is_some_and(|s| !s.is_zombie())
+    })
 }
 
 /// Maps (or smaps) and fds. Returns whether they were unreadable (permissions), in which case
@@ -342,17 +386,21 @@ fn scan_body(
     ctx: &Context,
     reader: &mut Reader,
     mut p: Process,
+    task: Option<Pid>,
     want_smaps: bool,
 ) -> Read<(Process, RawProcess, bool)> {
     let pid = p.pid;
     let mnt_key = ctx.mnt_key(p.mnt_ns);
-    let mut raw = RawProcess::default();
+    let mut raw = RawProcess {
+        task,
+        ..RawProcess::default()
+    };
     let mut denied = false;
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let text = if want_smaps {
-        reader.read_chunked(&ctx.pid_path(pid, "smaps"), SMAPS_CHUNK)
+        reader.read_chunked(&ctx.task_path(pid, task, "smaps"), SMAPS_CHUNK)
     } else {
-        reader.read(&ctx.pid_path(pid, "maps"))
+        reader.read(&ctx.task_path(pid, task, "maps"))
     };
     match classify(text) {
         Read::Ok(text) => {
@@ -390,7 +438,7 @@ fn scan_body(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
-    match scan_fds(ctx, pid, mnt_key) {
+    match scan_fds(ctx, pid, task, mnt_key) {
         Read::Ok(fds) => raw.fds = fds,
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
@@ -452,9 +500,10 @@ pub(crate) fn parallel_map<T: Send, R: Send>(
 fn scan_fds(
     ctx: &Context,
     pid: Pid,
+    task: Option<Pid>,
     mnt_key: Option<u64>,
 ) -> Read<Vec<(i32, Vec<u8>, measure::InodeStat)>> {
-    let dir = ctx.pid_path(pid, "fd");
+    let dir = ctx.task_path(pid, task, "fd");
     let entries = match classify(std::fs::read_dir(&dir)) {
         Read::Ok(e) => e,
         Read::Vanished => return Read::Vanished,
@@ -475,7 +524,11 @@ fn scan_fds(
             continue; // closed meanwhile
         };
         let target = target.into_os_string().into_encoded_bytes();
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping or a SysV
+        // attachment (checkpoint/restore tools do this) names the shmem inode as maps does.
         let candidate = target.starts_with(b"/memfd:")
+            || target == b"/dev/zero (deleted)"
+            || target.starts_with(b"/SYSV")
             || points.is_some_and(|pts| {
                 pts.iter()
                     .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))

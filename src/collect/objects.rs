@@ -92,8 +92,7 @@ pub(crate) fn build(
             d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
             d.mapped_extent = d.mapped_extent.max(e.offset + len);
             d.handles.push(Handle::MapFiles(
-                ctx.proc_root
-                    .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
+                ctx.task_path(p.pid, raw.task, &format!("map_files/{:x}-{:x}", e.start, e.end)),
             ));
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
@@ -116,7 +115,7 @@ pub(crate) fn build(
                 via: Via::Fd { fd: *fd },
             });
             d.handles
-                .push(Handle::Fd(ctx.proc_root.join(format!("{}/fd/{fd}", p.pid))));
+                .push(Handle::Fd(ctx.task_path(p.pid, raw.task, &format!("fd/{fd}"))));
         }
     }
 

@@ -123,6 +123,9 @@ pub enum EstimateReason {
     MapFilesDenied,
     /// Swap is in use and the object could not be opened to tell resident from swapped pages.
     SwapSplitUnavailable,
+    /// Mapped only by processes whose leader thread exited: their `map_files` is empty and
+    /// task directories have none.
+    LeaderExited,
 }
 
 impl EstimateReason {
@@ -133,6 +136,9 @@ impl EstimateReason {
             }
             EstimateReason::SwapSplitUnavailable => {
                 "resident plus swapped is exact, the split between them is not: the object could not be opened for mincore"
+            }
+            EstimateReason::LeaderExited => {
+                "a lower bound from holders' RssShmem: the only holders are processes whose main thread exited, whose map_files the kernel no longer lists"
             }
         }
     }

@@ -250,7 +250,7 @@ fn run_smaps(t: &[u8]) -> usize {
     smaps::parse(t).len()
 }
 fn run_status(t: &[u8]) -> bool {
-    status::parse(t).is_some_and(|s| s.is_kernel_thread())
+    status::parse(t).is_some_and(|s| s.vm_rss.is_none())
 }
 fn run_stat(t: &[u8]) -> bool {
     stat::parse(t).is_some()
@@ -711,14 +711,13 @@ proptest! {
         prop_assert_eq!(st.uid, uid);
         match kb {
             Some(v) => {
-                prop_assert!(!st.is_kernel_thread());
                 prop_assert_eq!(st.vm_rss, Some(v[0] * 1024));
                 prop_assert_eq!(
                     [st.rss_anon, st.rss_file, st.rss_shmem, st.vm_swap],
                     [v[1] * 1024, v[2] * 1024, v[3] * 1024, v[4] * 1024]
                 );
             }
-            None => prop_assert!(st.is_kernel_thread()),
+            None => prop_assert_eq!(st.vm_rss, None),
         }
     }
 

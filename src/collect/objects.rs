@@ -53,6 +53,8 @@ struct Draft {
     max_mapping_rss: u64,
     /// Size as far as mappings show it (end of the furthest mapping), when unmeasured.
     mapped_extent: u64,
+    /// Mapped by a process read through a thread (leader exited), which has no map_files.
+    leader_exited: bool,
 }
 
 pub(crate) fn build(
@@ -91,9 +93,15 @@ pub(crate) fn build(
             *d.mapped_len.entry(pi).or_default() += len;
             d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
             d.mapped_extent = d.mapped_extent.max(e.offset + len);
-            d.handles.push(Handle::MapFiles(
-                ctx.task_path(p.pid, raw.task, &format!("map_files/{:x}-{:x}", e.start, e.end)),
-            ));
+            // A process whose leader exited lists no map_files, and task directories have none.
+            if raw.task.is_some() {
+                d.leader_exited = true;
+            } else {
+                d.handles.push(Handle::MapFiles(ctx.proc_root.join(format!(
+                    "{}/map_files/{:x}-{:x}",
+                    p.pid, e.start, e.end
+                ))));
+            }
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
             if let (Some(path), false, None) = (&d.obj.path, d.obj.deleted, d.obj.foreign_ns) {
@@ -190,6 +198,10 @@ pub(crate) fn build(
         match d.measure(ctx, swap_in_use) {
             Ok(()) => {}
             Err(Errno::PERM) | Err(Errno::ACCESS) => unmeasured.push(i),
+            Err(_) if d.leader_exited => {
+                d.obj.estimate = Some(EstimateReason::LeaderExited);
+                unmeasured.push(i);
+            }
             Err(_) => vanished.push(i),
         }
     }
@@ -264,6 +276,7 @@ impl Draft {
             mapped_len: HashMap::new(),
             max_mapping_rss: 0,
             mapped_extent: 0,
+            leader_exited: false,
         }
     }
 

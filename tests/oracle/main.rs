@@ -1,0 +1,178 @@
+//! The kernel as the oracle: random scenarios of shared-memory objects in a few processes,
+//! checked against the real binary's JSON (rules: docs/oracle.md).
+//!
+//! `cargo test --test oracle` runs a few hundred scenarios (root only; skipped with a reason
+//! otherwise, failed under CI=true). Environment:
+//! - `SHMWHO_ORACLE_SEED=N`: run only scenario N (of the plain mix), printing its operations;
+//! - `SHMWHO_ORACLE_BASE=N`: first seed of the run (default: from the clock, printed);
+//! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 240);
+//! - `SHMWHO_ORACLE_JOBS=N`: scenarios at a time (default 4).
+//!
+//! A failing scenario is shrunk (operations removed while it still fails) and printed.
+
+mod actor;
+mod check;
+mod gen;
+mod run;
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use gen::{Scenario, Variant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+fn env_num(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+#[derive(Default)]
+struct Totals {
+    scenarios: AtomicUsize,
+    objects: AtomicUsize,
+    ops: AtomicUsize,
+    checks: AtomicUsize,
+}
+
+/// Runs one scenario; Err carries the failure text.
+fn run_one(sc: &Scenario, env: &run::Env, tag: &str, totals: Option<&Totals>) -> Result<(), String> {
+    let mut r = run::Running::start(sc, tag)?;
+    for (i, op) in sc.ops.iter().enumerate() {
+        r.step(op, env).map_err(|e| format!("op {i} {op:?}: {e}"))?;
+    }
+    let checks = check::check(&mut r)?;
+    if let Some(t) = totals {
+        t.scenarios.fetch_add(1, Ordering::Relaxed);
+        t.objects.fetch_add(r.model.objs.len(), Ordering::Relaxed);
+        t.ops.fetch_add(r.ops_run, Ordering::Relaxed);
+        t.checks.fetch_add(checks, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Delta reduction: drop chunks of operations while the scenario still fails.
+fn shrink(sc: &Scenario, env: &run::Env, tag: &str) -> Scenario {
+    let mut best = sc.clone();
+    let mut chunk = best.ops.len().div_ceil(2).max(1);
+    let mut tries = 0;
+    while chunk >= 1 && tries < 80 {
+        let mut i = 0;
+        let mut progress = false;
+        while i < best.ops.len() && tries < 80 {
+            let mut cand = best.clone();
+            cand.ops.drain(i..(i + chunk).min(cand.ops.len()));
+            tries += 1;
+            if run_one(&cand, env, &format!("{tag}s{tries}"), None).is_err() {
+                best = cand;
+                progress = true;
+            } else {
+                i += chunk;
+            }
+        }
+        if !progress {
+            if chunk == 1 {
+                break;
+            }
+            chunk /= 2;
+        }
+    }
+    best
+}
+
+fn phase(name: &str, base: u64, count: u64, v: Variant, env: &run::Env, jobs: usize, totals: &Totals) -> Vec<String> {
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as u64;
+                if i >= count || failures.lock().unwrap().len() >= 3 {
+                    break;
+                }
+                let seed = base + i;
+                let sc = gen::generate(seed, v);
+                let tag = format!("{}-{seed}", std::process::id());
+                if let Err(e) = run_one(&sc, env, &tag, Some(totals)) {
+                    let small = shrink(&sc, env, &tag);
+                    let again = run_one(&small, env, &format!("{tag}m"), None).err().unwrap_or_default();
+                    failures.lock().unwrap().push(format!(
+                        "{name} seed {seed} (rerun: SHMWHO_ORACLE_SEED={seed}{}) failed:\n{e}\n\
+                         shrunk to {} actors, ops {:#?}\nwhich fails with:\n{again}",
+                        if name == "plain" { "" } else { " with the variant" },
+                        small.actors,
+                        small.ops
+                    ));
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+fn main() {
+    if let Ok(sock) = std::env::var(actor::ENV_SOCKET) {
+        actor::run(&sock);
+    }
+    // `cargo test -- --list` and the like: one test named oracle.
+    if std::env::args().any(|a| a == "--list") {
+        println!("oracle: test");
+        return;
+    }
+    if !common::is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            eprintln!("oracle: needs root (map_files, mounts, swap), and CI=true");
+            std::process::exit(1);
+        }
+        eprintln!("skipped: needs root (map_files, tmpfs mounts, swap)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let tmpfs = common::TmpfsMount::new("64m");
+    let huge = common::TmpfsMount::new("64m,huge=always");
+    let env = run::Env {
+        tmpfs: tmpfs.path.clone(),
+        tmpfs_huge: huge.path.clone(),
+    };
+    let plain = Variant { swap: false, big: false };
+    if let Some(seed) = env_num("SHMWHO_ORACLE_SEED") {
+        let sc = gen::generate(seed, plain);
+        println!("oracle: seed {seed}: {} actors, ops {:#?}", sc.actors, sc.ops);
+        match run_one(&sc, &env, &format!("{}-{seed}", std::process::id()), None) {
+            Ok(()) => println!("oracle: seed {seed} passed"),
+            Err(e) => {
+                eprintln!("oracle: seed {seed} failed:\n{e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let base = env_num("SHMWHO_ORACLE_BASE").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() * 1000)
+    });
+    let count = env_num("SHMWHO_ORACLE_SCENARIOS").unwrap_or(240);
+    let jobs = env_num("SHMWHO_ORACLE_JOBS").unwrap_or(4) as usize;
+    println!("oracle: base seed {base}, {count} scenarios, {jobs} at a time");
+    let totals = Totals::default();
+    let mut failures = phase("plain", base, count, plain, &env, jobs, &totals);
+    let _ = (huge, tmpfs);
+    report(&totals, started);
+    if !failures.is_empty() {
+        for f in failures.drain(..) {
+            eprintln!("{f}\n");
+        }
+        std::process::exit(1);
+    }
+}
+
+fn report(t: &Totals, started: std::time::Instant) {
+    println!(
+        "oracle: {} scenarios, {} objects, {} operations, {} checks in {:.1} s",
+        t.scenarios.load(Ordering::Relaxed),
+        t.objects.load(Ordering::Relaxed),
+        t.ops.load(Ordering::Relaxed),
+        t.checks.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64()
+    );
+}

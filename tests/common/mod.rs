@@ -19,7 +19,8 @@ use serde_json::Value;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::io::Write as _;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -1023,4 +1024,78 @@ pub fn object_metric(
                 && s.labels.get("id").map(String::as_str) == Some(id)
         })
         .map(|s| s.value.parse().expect("integer value"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host settings, restored by guards
+
+/// A swap file in the target directory, swapped on; swapped off and deleted on drop.
+pub struct SwapFile {
+    path: PathBuf,
+    on: bool,
+}
+
+impl SwapFile {
+    pub fn new(mib: usize) -> Result<SwapFile, String> {
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("swap-{}", unique()));
+        let mut s = SwapFile {
+            path: path.clone(),
+            on: false,
+        };
+        // Written, not sparse: swapon refuses files with holes.
+        let mut f = std::fs::File::create(&path).map_err(|e| format!("create {path:?}: {e}"))?;
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            f.write_all(&chunk)
+                .map_err(|e| format!("write swap file: {e}"))?;
+        }
+        f.sync_all().map_err(|e| e.to_string())?;
+        drop(f);
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| e.to_string())?;
+        let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
+        if !ok(Command::new("mkswap").arg(&path)) {
+            return Err("mkswap failed (or is missing)".into());
+        }
+        if !ok(Command::new("swapon").arg(&path)) {
+            return Err("swapon refused the file (no swap support here?)".into());
+        }
+        s.on = true;
+        Ok(s)
+    }
+}
+
+impl Drop for SwapFile {
+    fn drop(&mut self) {
+        if self.on {
+            let _ = Command::new("swapoff").arg(&self.path).output();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `shmem_enabled` set to a mode; the previous mode is restored on drop.
+pub struct ShmemThp {
+    saved: String,
+}
+
+pub const SHMEM_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
+
+impl ShmemThp {
+    pub fn set(mode: &str) -> Option<ShmemThp> {
+        let text = std::fs::read_to_string(SHMEM_ENABLED).ok()?;
+        let saved = text
+            .split_whitespace()
+            .find(|w| w.starts_with('['))?
+            .trim_matches(['[', ']'])
+            .to_string();
+        std::fs::write(SHMEM_ENABLED, mode).ok()?;
+        Some(ShmemThp { saved })
+    }
+}
+
+impl Drop for ShmemThp {
+    fn drop(&mut self) {
+        let _ = std::fs::write(SHMEM_ENABLED, &self.saved);
+    }
 }

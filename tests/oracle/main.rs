@@ -3,9 +3,10 @@
 //!
 //! `cargo test --test oracle` runs a few hundred scenarios (root only; skipped with a reason
 //! otherwise, failed under CI=true). Environment:
-//! - `SHMWHO_ORACLE_SEED=N`: run only scenario N (of the plain mix), printing its operations;
+//! - `SHMWHO_ORACLE_SEED=N`: run only scenario N, printing its operations
+//!   (`SHMWHO_ORACLE_VARIANT=big|swap` for the mixes of the THP and swap phases);
 //! - `SHMWHO_ORACLE_BASE=N`: first seed of the run (default: from the clock, printed);
-//! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 240);
+//! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 200; the THP and swap phases run an eighth of that each);
 //! - `SHMWHO_ORACLE_JOBS=N`: scenarios at a time (default 4).
 //!
 //! A failing scenario is shrunk (operations removed while it still fails) and printed.
@@ -13,6 +14,7 @@
 mod actor;
 mod check;
 mod gen;
+mod regress;
 mod run;
 
 #[path = "../common/mod.rs"]
@@ -98,7 +100,11 @@ fn phase(name: &str, base: u64, count: u64, v: Variant, env: &run::Env, jobs: us
                     failures.lock().unwrap().push(format!(
                         "{name} seed {seed} (rerun: SHMWHO_ORACLE_SEED={seed}{}) failed:\n{e}\n\
                          shrunk to {} actors, ops {:#?}\nwhich fails with:\n{again}",
-                        if name == "plain" { "" } else { " with the variant" },
+                        match (v.swap, v.big) {
+                            (true, _) => " SHMWHO_ORACLE_VARIANT=swap, with a swap file on",
+                            (_, true) => " SHMWHO_ORACLE_VARIANT=big, with shmem_enabled set",
+                            _ => "",
+                        },
                         small.actors,
                         small.ops
                     ));
@@ -135,7 +141,14 @@ fn main() {
     };
     let plain = Variant { swap: false, big: false };
     if let Some(seed) = env_num("SHMWHO_ORACLE_SEED") {
-        let sc = gen::generate(seed, plain);
+        // Seeds of the variants' phases are offset by 1,000,000 (THP) and 2,000,000 (swap);
+        // rerunning one re-creates its mix, not the host setting (set it by hand).
+        let v = match () {
+            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("big") => Variant { swap: false, big: true },
+            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("swap") => Variant { swap: true, big: false },
+            _ => plain,
+        };
+        let sc = gen::generate(seed, v);
         println!("oracle: seed {seed}: {} actors, ops {:#?}", sc.actors, sc.ops);
         match run_one(&sc, &env, &format!("{}-{seed}", std::process::id()), None) {
             Ok(()) => println!("oracle: seed {seed} passed"),
@@ -151,12 +164,44 @@ fn main() {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() * 1000)
     });
-    let count = env_num("SHMWHO_ORACLE_SCENARIOS").unwrap_or(240);
+    let count = env_num("SHMWHO_ORACLE_SCENARIOS").unwrap_or(200);
     let jobs = env_num("SHMWHO_ORACLE_JOBS").unwrap_or(4) as usize;
     println!("oracle: base seed {base}, {count} scenarios, {jobs} at a time");
     let totals = Totals::default();
-    let mut failures = phase("plain", base, count, plain, &env, jobs, &totals);
-    let _ = (huge, tmpfs);
+    let mut failures = Vec::new();
+    for (name, sc) in regress::scenarios() {
+        let tag = format!("{}-r{}", std::process::id(), failures.len());
+        match run_one(&sc, &env, &tag, Some(&totals)) {
+            Ok(()) => println!("oracle: regression scenario passed: {name}"),
+            Err(e) => failures.push(format!("regression scenario {name:?} failed:\n{e}")),
+        }
+    }
+    failures.extend(phase("plain", base, count, plain, &env, jobs, &totals));
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    // shmem THP on for every shmem object, then only where asked, with objects big enough
+    // (2-4 MiB) for huge pages: st_blocks counts a huge page whole.
+    let big = Variant { swap: false, big: true };
+    for mode in ["always", "advise"] {
+        match common::ShmemThp::set(mode) {
+            Some(_guard) => {
+                println!("oracle: shmem_enabled={mode}");
+                failures.extend(phase(&format!("shmem_enabled={mode}"), base + 1_000_000, count / 8, big, &env, jobs, &totals));
+            }
+            None if ci => failures.push(format!("cannot set {} to {mode}", common::SHMEM_ENABLED)),
+            None => eprintln!("skipped shmem_enabled={mode}: cannot set {}", common::SHMEM_ENABLED),
+        }
+    }
+    // Pages pushed out to a swap file with MADV_PAGEOUT: resident + swap still st_blocks.
+    match common::SwapFile::new(64) {
+        Ok(_swap) => {
+            println!("oracle: with a swap file");
+            let v = Variant { swap: true, big: false };
+            failures.extend(phase("swap", base + 2_000_000, count / 8, v, &env, jobs, &totals));
+        }
+        Err(e) if ci => failures.push(format!("swap variant: {e}")),
+        Err(e) => eprintln!("skipped the swap variant: {e}"),
+    }
+    drop((huge, tmpfs));
     report(&totals, started);
     if !failures.is_empty() {
         for f in failures.drain(..) {

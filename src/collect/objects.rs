@@ -97,10 +97,10 @@ pub(crate) fn build(
             if raw.task.is_some() {
                 d.leader_exited = true;
             } else {
-                d.handles.push(Handle::MapFiles(ctx.proc_root.join(format!(
-                    "{}/map_files/{:x}-{:x}",
-                    p.pid, e.start, e.end
-                ))));
+                d.handles.push(Handle::MapFiles(
+                    ctx.proc_root
+                        .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
+                ));
             }
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
@@ -122,8 +122,11 @@ pub(crate) fn build(
                 pid: p.pid,
                 via: Via::Fd { fd: *fd },
             });
-            d.handles
-                .push(Handle::Fd(ctx.task_path(p.pid, raw.task, &format!("fd/{fd}"))));
+            d.handles.push(Handle::Fd(ctx.task_path(
+                p.pid,
+                raw.task,
+                &format!("fd/{fd}"),
+            )));
         }
     }
 

@@ -84,7 +84,9 @@ fn serve(socket: String, stream: UnixStream, mut st: State) -> ! {
                     let path = format!("/proc/{pid}/stat");
                     for _ in 0..2000 {
                         let s = std::fs::read_to_string(&path).unwrap_or_default();
-                        if s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')) {
+                        if s.rsplit_once(')')
+                            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+                        {
                             break;
                         }
                         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -199,23 +201,41 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     if a == libc::MAP_FAILED {
                         return Err(format!("mmap: {}", errno()));
                     }
-                    st.maps.push(Map { obj, addr: a as usize, len, shared: true, sysv: false });
+                    st.maps.push(Map {
+                        obj,
+                        addr: a as usize,
+                        len,
+                        shared: true,
+                        sysv: false,
+                    });
                     Ok(String::new())
                 }
                 "memfd" | "posix" | "tmpfs" => {
                     let len = num(w, 2) * pg;
                     let fd = match w[0] {
                         "memfd" => {
-                            let flags = if w[3] == "1" { libc::MFD_ALLOW_SEALING } else { 0 };
+                            let flags = if w[3] == "1" {
+                                libc::MFD_ALLOW_SEALING
+                            } else {
+                                0
+                            };
                             libc::memfd_create(c"oracle".as_ptr(), flags)
                         }
                         "posix" => {
                             let n = CString::new(w[3]).unwrap();
-                            libc::shm_open(n.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
+                            libc::shm_open(
+                                n.as_ptr(),
+                                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                                0o600,
+                            )
                         }
                         _ => {
                             let n = CString::new(w[3]).unwrap();
-                            libc::open(n.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_EXCL, 0o600)
+                            libc::open(
+                                n.as_ptr(),
+                                libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+                                0o600,
+                            )
                         }
                     };
                     rc(fd as _, w[0])?;
@@ -225,12 +245,21 @@ fn op(st: &mut State, w: &[&str]) -> String {
                 }
                 "sysv" => {
                     let len = num(w, 2) * pg;
-                    let id = rc(libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) as _, "shmget")?;
+                    let id = rc(
+                        libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) as _,
+                        "shmget",
+                    )?;
                     let a = libc::shmat(id as i32, std::ptr::null(), 0);
                     if a as isize == -1 {
                         return Err(format!("shmat: {}", errno()));
                     }
-                    st.maps.push(Map { obj, addr: a as usize, len, shared: true, sysv: true });
+                    st.maps.push(Map {
+                        obj,
+                        addr: a as usize,
+                        len,
+                        shared: true,
+                        sysv: true,
+                    });
                     Ok(format!("{id}"))
                 }
                 "map" | "mapp" => {
@@ -241,13 +270,30 @@ fn op(st: &mut State, w: &[&str]) -> String {
                         if a as isize == -1 {
                             return Err(format!("shmat: {}", errno()));
                         }
-                        st.maps.push(Map { obj, addr: a as usize, len, shared: true, sysv: true });
+                        st.maps.push(Map {
+                            obj,
+                            addr: a as usize,
+                            len,
+                            shared: true,
+                            sysv: true,
+                        });
                         return Ok(String::new());
                     }
                     let fd = fd_of(st, obj).ok_or("no fd")?;
                     let shared = w[0] == "map";
-                    let flags = if shared { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
-                    let a = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, fd, 0);
+                    let flags = if shared {
+                        libc::MAP_SHARED
+                    } else {
+                        libc::MAP_PRIVATE
+                    };
+                    let a = libc::mmap(
+                        std::ptr::null_mut(),
+                        len,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        flags,
+                        fd,
+                        0,
+                    );
                     if a == libc::MAP_FAILED {
                         return Err(format!("mmap: {}", errno()));
                     }
@@ -255,7 +301,13 @@ fn op(st: &mut State, w: &[&str]) -> String {
                         // A copy-on-write page of our own: not the object's.
                         std::ptr::write_volatile(a as *mut u8, 7);
                     }
-                    st.maps.push(Map { obj, addr: a as usize, len, shared, sysv: false });
+                    st.maps.push(Map {
+                        obj,
+                        addr: a as usize,
+                        len,
+                        shared,
+                        sysv: false,
+                    });
                     Ok(String::new())
                 }
                 "write" => {
@@ -281,7 +333,11 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     } else {
                         libc::FALLOC_FL_KEEP_SIZE
                     };
-                    rc(libc::fallocate(fd, mode, (num(w, 2) * pg) as _, (num(w, 3) * pg) as _) as _, w[0])?;
+                    rc(
+                        libc::fallocate(fd, mode, (num(w, 2) * pg) as _, (num(w, 3) * pg) as _)
+                            as _,
+                        w[0],
+                    )?;
                     Ok(String::new())
                 }
                 "trunc" => {
@@ -297,11 +353,22 @@ fn op(st: &mut State, w: &[&str]) -> String {
                 }
                 "seal" => {
                     let fd = fd_of(st, obj).ok_or("no fd")?;
-                    rc(libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_GROW | libc::F_SEAL_SHRINK) as _, "seal")?;
+                    rc(
+                        libc::fcntl(
+                            fd,
+                            libc::F_ADD_SEALS,
+                            libc::F_SEAL_GROW | libc::F_SEAL_SHRINK,
+                        ) as _,
+                        "seal",
+                    )?;
                     Ok(String::new())
                 }
                 "madvrm" | "pageout" => {
-                    let advice = if w[0] == "madvrm" { libc::MADV_REMOVE } else { libc::MADV_PAGEOUT };
+                    let advice = if w[0] == "madvrm" {
+                        libc::MADV_REMOVE
+                    } else {
+                        libc::MADV_PAGEOUT
+                    };
                     let m = shared_map(st, obj).ok_or("no mapping")?;
                     rc(libc::madvise(m.addr as *mut _, m.len, advice) as _, w[0])?;
                     Ok(String::new())
@@ -309,7 +376,11 @@ fn op(st: &mut State, w: &[&str]) -> String {
                 "mremap" => {
                     // Shrink the first shared mapping to NEW pages, moving it elsewhere.
                     let new = num(w, 2) * pg;
-                    let i = st.maps.iter().position(|m| m.obj == obj && m.shared && !m.sysv).ok_or("no mapping")?;
+                    let i = st
+                        .maps
+                        .iter()
+                        .position(|m| m.obj == obj && m.shared && !m.sysv)
+                        .ok_or("no mapping")?;
                     let m = &mut st.maps[i];
                     let a = libc::mremap(m.addr as *mut _, m.len, new, 0);
                     if a == libc::MAP_FAILED {
@@ -319,7 +390,11 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     Ok(String::new())
                 }
                 "unmap" => {
-                    let i = st.maps.iter().rposition(|m| m.obj == obj).ok_or("no mapping")?;
+                    let i = st
+                        .maps
+                        .iter()
+                        .rposition(|m| m.obj == obj)
+                        .ok_or("no mapping")?;
                     let m = st.maps.remove(i);
                     if m.sysv {
                         rc(libc::shmdt(m.addr as *const _) as _, "shmdt")?;
@@ -341,13 +416,21 @@ fn op(st: &mut State, w: &[&str]) -> String {
                 "mapfd" => {
                     // What checkpoint/restore tools do: open the mapping's map_files entry.
                     let m = shared_map(st, obj).ok_or("no mapping")?;
-                    let p = CString::new(format!("/proc/self/map_files/{:x}-{:x}", m.addr, m.addr + m.len)).unwrap();
+                    let p = CString::new(format!(
+                        "/proc/self/map_files/{:x}-{:x}",
+                        m.addr,
+                        m.addr + m.len
+                    ))
+                    .unwrap();
                     let fd = rc(libc::open(p.as_ptr(), libc::O_RDWR) as _, "open map_files")?;
                     st.fds.push((obj, fd as RawFd));
                     Ok(String::new())
                 }
                 "rmid" => {
-                    rc(libc::shmctl(num(w, 2) as i32, libc::IPC_RMID, std::ptr::null_mut()) as _, "IPC_RMID")?;
+                    rc(
+                        libc::shmctl(num(w, 2) as i32, libc::IPC_RMID, std::ptr::null_mut()) as _,
+                        "IPC_RMID",
+                    )?;
                     Ok(String::new())
                 }
                 "unlink" => {
@@ -375,7 +458,10 @@ fn op(st: &mut State, w: &[&str]) -> String {
                         }
                         Err(e) => return Err(format!("stat {path}: {e}")),
                     };
-                    Ok(format!("{} {} {} {}", s.st_dev, s.st_ino, s.st_size, s.st_blocks))
+                    Ok(format!(
+                        "{} {} {} {}",
+                        s.st_dev, s.st_ino, s.st_size, s.st_blocks
+                    ))
                 }
                 other => Err(format!("unknown command {other}")),
             }
@@ -395,14 +481,20 @@ fn maps_identity(addr: usize) -> Option<(u64, u64)> {
     let line = text.lines().find(|l| l.starts_with(&start))?;
     let f: Vec<&str> = line.split_whitespace().collect();
     let (maj, min) = f.get(3)?.split_once(':')?;
-    let dev = rustix::fs::makedev(u32::from_str_radix(maj, 16).ok()?, u32::from_str_radix(min, 16).ok()?);
+    let dev = rustix::fs::makedev(
+        u32::from_str_radix(maj, 16).ok()?,
+        u32::from_str_radix(min, 16).ok()?,
+    );
     Some((dev, f.get(4)?.parse().ok()?))
 }
 
 /// Sends one byte with `fd` attached (SCM_RIGHTS).
 pub fn send_fd(sock: RawFd, fd: RawFd) {
     let mut byte = [b'F'];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
@@ -426,7 +518,10 @@ pub fn send_fd(sock: RawFd, fd: RawFd) {
 /// copy is close-on-exec so no process it spawns meanwhile inherits it.
 pub fn recv_fd(sock: RawFd, cloexec: bool) -> Option<RawFd> {
     let mut byte = [0u8];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // SAFETY: as in send_fd.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];

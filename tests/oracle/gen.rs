@@ -31,36 +31,111 @@ impl Kind {
     }
     /// Made with an fd whose size can change.
     pub fn file(self) -> bool {
-        matches!(self, Kind::Memfd | Kind::Posix | Kind::Tmpfs | Kind::TmpfsHuge)
+        matches!(
+            self,
+            Kind::Memfd | Kind::Posix | Kind::Tmpfs | Kind::TmpfsHuge
+        )
     }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Create { a: usize, kind: Kind, pages: usize, sealable: bool },
-    Write { a: usize, o: usize, first: usize, n: usize },
-    Map { a: usize, o: usize },
-    MapPrivate { a: usize, o: usize },
-    Falloc { a: usize, o: usize, first: usize, n: usize },
-    Punch { a: usize, o: usize, first: usize, n: usize },
-    Truncate { a: usize, o: usize, pages: usize },
-    Seal { a: usize, o: usize },
-    MadvRemove { a: usize, o: usize },
-    Mremap { a: usize, o: usize },
-    Unmap { a: usize, o: usize },
-    Close { a: usize, o: usize },
-    Dup { a: usize, o: usize },
+    Create {
+        a: usize,
+        kind: Kind,
+        pages: usize,
+        sealable: bool,
+    },
+    Write {
+        a: usize,
+        o: usize,
+        first: usize,
+        n: usize,
+    },
+    Map {
+        a: usize,
+        o: usize,
+    },
+    MapPrivate {
+        a: usize,
+        o: usize,
+    },
+    Falloc {
+        a: usize,
+        o: usize,
+        first: usize,
+        n: usize,
+    },
+    Punch {
+        a: usize,
+        o: usize,
+        first: usize,
+        n: usize,
+    },
+    Truncate {
+        a: usize,
+        o: usize,
+        pages: usize,
+    },
+    Seal {
+        a: usize,
+        o: usize,
+    },
+    MadvRemove {
+        a: usize,
+        o: usize,
+    },
+    Mremap {
+        a: usize,
+        o: usize,
+    },
+    Unmap {
+        a: usize,
+        o: usize,
+    },
+    Close {
+        a: usize,
+        o: usize,
+    },
+    Dup {
+        a: usize,
+        o: usize,
+    },
     /// Open `/proc/self/map_files/RANGE` of a shared mapping.
-    MapFd { a: usize, o: usize },
+    MapFd {
+        a: usize,
+        o: usize,
+    },
     /// Pass an fd with SCM_RIGHTS.
-    Send { a: usize, to: usize, o: usize },
-    Rmid { a: usize, o: usize },
-    Unlink { a: usize, o: usize },
-    Pageout { a: usize, o: usize },
-    Fork { a: usize },
-    Exit { a: usize },
-    Exec { a: usize },
-    LeaderExit { a: usize },
+    Send {
+        a: usize,
+        to: usize,
+        o: usize,
+    },
+    Rmid {
+        a: usize,
+        o: usize,
+    },
+    Unlink {
+        a: usize,
+        o: usize,
+    },
+    Pageout {
+        a: usize,
+        o: usize,
+    },
+    Fork {
+        a: usize,
+    },
+    Exit {
+        a: usize,
+    },
+    Exec {
+        a: usize,
+    },
+    LeaderExit {
+        a: usize,
+    },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -163,7 +238,9 @@ impl Model {
             Create { a, .. } => self.alive(a),
             Write { a, o, first, n } => {
                 let Some(ob) = self.obj(o) else { return false };
-                n > 0 && first + n <= ob.pages && (self.write_fd(a, o) || self.write_map(a, o, first + n))
+                n > 0
+                    && first + n <= ob.pages
+                    && (self.write_fd(a, o) || self.write_map(a, o, first + n))
             }
             Map { a, o } | MapPrivate { a, o } => {
                 let Some(ob) = self.obj(o) else { return false };
@@ -175,9 +252,9 @@ impl Model {
                         self.has_fd(a, o)
                     }
             }
-            Falloc { a, o, first, n } | Punch { a, o, first, n } => self
-                .obj(o)
-                .is_some_and(|ob| ob.kind.file() && n > 0 && first + n <= ob.pages && self.has_fd(a, o)),
+            Falloc { a, o, first, n } | Punch { a, o, first, n } => self.obj(o).is_some_and(|ob| {
+                ob.kind.file() && n > 0 && first + n <= ob.pages && self.has_fd(a, o)
+            }),
             Truncate { a, o, .. } => self
                 .obj(o)
                 .is_some_and(|ob| ob.kind.file() && !ob.sealed && self.has_fd(a, o)),
@@ -195,13 +272,23 @@ impl Model {
                 // map_files is gone with the leader thread.
                 self.alive(a)
                     && !self.actors[a].leader_gone
-                    && self.obj(o).is_some_and(|ob| matches!(ob.kind, Kind::Anon | Kind::Sysv))
+                    && self
+                        .obj(o)
+                        .is_some_and(|ob| matches!(ob.kind, Kind::Anon | Kind::Sysv))
                     && self.shared_map(a, o).is_some()
             }
             Send { a, to, o } => self.has_fd(a, o) && self.alive(to) && a != to,
-            Rmid { a, o } => self.alive(a) && self.obj(o).is_some_and(|ob| ob.kind == Kind::Sysv && !ob.removed),
+            Rmid { a, o } => {
+                self.alive(a)
+                    && self
+                        .obj(o)
+                        .is_some_and(|ob| ob.kind == Kind::Sysv && !ob.removed)
+            }
             Unlink { a, o } => {
-                self.alive(a) && self.obj(o).is_some_and(|ob| ob.kind.has_path() && !ob.unlinked)
+                self.alive(a)
+                    && self
+                        .obj(o)
+                        .is_some_and(|ob| ob.kind.has_path() && !ob.unlinked)
             }
             Fork { a } => self.alive(a) && self.actors.len() < MAX_ACTORS,
             Exit { a } => self.alive(a) && self.actors.iter().filter(|x| x.alive).count() > 1,
@@ -214,7 +301,12 @@ impl Model {
     pub fn apply(&mut self, op: &Op) {
         use Op::*;
         match *op {
-            Create { a, kind, pages, sealable } => {
+            Create {
+                a,
+                kind,
+                pages,
+                sealable,
+            } => {
                 self.objs.push(MObj {
                     kind,
                     creator: a,
@@ -242,7 +334,11 @@ impl Model {
             Truncate { o, pages, .. } => self.objs[o].pages = pages,
             Seal { o, .. } => self.objs[o].sealed = true,
             Mremap { a, o } => {
-                let m = self.actors[a].maps.iter_mut().find(|m| m.0 == o && m.1).unwrap();
+                let m = self.actors[a]
+                    .maps
+                    .iter_mut()
+                    .find(|m| m.0 == o && m.1)
+                    .unwrap();
                 m.2 = m.2.div_ceil(2);
             }
             Unmap { a, o } => {
@@ -332,19 +428,44 @@ pub fn generate(seed: u64, v: Variant) -> Scenario {
         let pages = m.objs.get(o).map_or(1, |x| x.pages.max(1));
         let first = r.below(pages);
         let n = 1 + r.below(pages - first);
-        let op = match r.below(if v.swap { 26 } else { 25 }) {
+        // The swap mix pushes pages out often: about one operation in five.
+        let pick = if v.swap && r.chance(20) {
+            25
+        } else {
+            r.below(25)
+        };
+        let op = match pick {
             0..=3 => {
-                let kind = [Kind::Anon, Kind::Sysv, Kind::Memfd, Kind::Posix, Kind::Tmpfs, Kind::TmpfsHuge]
-                    [r.below(6)];
-                let pages = if v.big && r.chance(50) { 512 + r.below(512) } else { 1 + r.below(48) };
-                Op::Create { a, kind, pages, sealable: r.chance(50) }
+                let kind = [
+                    Kind::Anon,
+                    Kind::Sysv,
+                    Kind::Memfd,
+                    Kind::Posix,
+                    Kind::Tmpfs,
+                    Kind::TmpfsHuge,
+                ][r.below(6)];
+                let pages = if v.big && r.chance(50) {
+                    512 + r.below(512)
+                } else {
+                    1 + r.below(48)
+                };
+                Op::Create {
+                    a,
+                    kind,
+                    pages,
+                    sealable: r.chance(50),
+                }
             }
             4..=6 => Op::Write { a, o, first, n },
             7 => Op::Map { a, o },
             8 => Op::MapPrivate { a, o },
             9 => Op::Falloc { a, o, first, n },
             10 => Op::Punch { a, o, first, n },
-            11 => Op::Truncate { a, o, pages: r.below(2 * pages + 1) },
+            11 => Op::Truncate {
+                a,
+                o,
+                pages: r.below(2 * pages + 1),
+            },
             12 => Op::Seal { a, o },
             13 => Op::MadvRemove { a, o },
             14 => Op::Mremap { a, o },
@@ -352,7 +473,11 @@ pub fn generate(seed: u64, v: Variant) -> Scenario {
             16 => Op::Close { a, o },
             17 => Op::Dup { a, o },
             18 => Op::MapFd { a, o },
-            19 => Op::Send { a, to: r.below(na), o },
+            19 => Op::Send {
+                a,
+                to: r.below(na),
+                o,
+            },
             20 => Op::Rmid { a, o },
             21 => Op::Unlink { a, o },
             22 => [Op::Fork { a }, Op::Fork { a }, Op::Exit { a }][r.below(3)].clone(),

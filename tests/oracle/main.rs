@@ -37,7 +37,12 @@ struct Totals {
 }
 
 /// Runs one scenario; Err carries the failure text.
-fn run_one(sc: &Scenario, env: &run::Env, tag: &str, totals: Option<&Totals>) -> Result<(), String> {
+fn run_one(
+    sc: &Scenario,
+    env: &run::Env,
+    tag: &str,
+    totals: Option<&Totals>,
+) -> Result<(), String> {
     let mut r = run::Running::start(sc, tag)?;
     for (i, op) in sc.ops.iter().enumerate() {
         r.step(op, env).map_err(|e| format!("op {i} {op:?}: {e}"))?;
@@ -81,7 +86,15 @@ fn shrink(sc: &Scenario, env: &run::Env, tag: &str) -> Scenario {
     best
 }
 
-fn phase(name: &str, base: u64, count: u64, v: Variant, env: &run::Env, jobs: usize, totals: &Totals) -> Vec<String> {
+fn phase(
+    name: &str,
+    base: u64,
+    count: u64,
+    v: Variant,
+    env: &run::Env,
+    jobs: usize,
+    totals: &Totals,
+) -> Vec<String> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -96,7 +109,9 @@ fn phase(name: &str, base: u64, count: u64, v: Variant, env: &run::Env, jobs: us
                 let tag = format!("{}-{seed}", std::process::id());
                 if let Err(e) = run_one(&sc, env, &tag, Some(totals)) {
                     let small = shrink(&sc, env, &tag);
-                    let again = run_one(&small, env, &format!("{tag}m"), None).err().unwrap_or_default();
+                    let again = run_one(&small, env, &format!("{tag}m"), None)
+                        .err()
+                        .unwrap_or_default();
                     failures.lock().unwrap().push(format!(
                         "{name} seed {seed} (rerun: SHMWHO_ORACLE_SEED={seed}{}) failed:\n{e}\n\
                          shrunk to {} actors, ops {:#?}\nwhich fails with:\n{again}",
@@ -139,17 +154,29 @@ fn main() {
         tmpfs: tmpfs.path.clone(),
         tmpfs_huge: huge.path.clone(),
     };
-    let plain = Variant { swap: false, big: false };
+    let plain = Variant {
+        swap: false,
+        big: false,
+    };
     if let Some(seed) = env_num("SHMWHO_ORACLE_SEED") {
         // Seeds of the variants' phases are offset by 1,000,000 (THP) and 2,000,000 (swap);
         // rerunning one re-creates its mix, not the host setting (set it by hand).
         let v = match () {
-            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("big") => Variant { swap: false, big: true },
-            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("swap") => Variant { swap: true, big: false },
+            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("big") => Variant {
+                swap: false,
+                big: true,
+            },
+            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("swap") => Variant {
+                swap: true,
+                big: false,
+            },
             _ => plain,
         };
         let sc = gen::generate(seed, v);
-        println!("oracle: seed {seed}: {} actors, ops {:#?}", sc.actors, sc.ops);
+        println!(
+            "oracle: seed {seed}: {} actors, ops {:#?}",
+            sc.actors, sc.ops
+        );
         match run_one(&sc, &env, &format!("{}-{seed}", std::process::id()), None) {
             Ok(()) => println!("oracle: seed {seed} passed"),
             Err(e) => {
@@ -180,23 +207,51 @@ fn main() {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     // shmem THP on for every shmem object, then only where asked, with objects big enough
     // (2-4 MiB) for huge pages: st_blocks counts a huge page whole.
-    let big = Variant { swap: false, big: true };
+    let big = Variant {
+        swap: false,
+        big: true,
+    };
     for mode in ["always", "advise"] {
         match common::ShmemThp::set(mode) {
             Some(_guard) => {
                 println!("oracle: shmem_enabled={mode}");
-                failures.extend(phase(&format!("shmem_enabled={mode}"), base + 1_000_000, count / 8, big, &env, jobs, &totals));
+                failures.extend(phase(
+                    &format!("shmem_enabled={mode}"),
+                    base + 1_000_000,
+                    count / 8,
+                    big,
+                    &env,
+                    jobs,
+                    &totals,
+                ));
             }
             None if ci => failures.push(format!("cannot set {} to {mode}", common::SHMEM_ENABLED)),
-            None => eprintln!("skipped shmem_enabled={mode}: cannot set {}", common::SHMEM_ENABLED),
+            None => eprintln!(
+                "skipped shmem_enabled={mode}: cannot set {}",
+                common::SHMEM_ENABLED
+            ),
         }
     }
     // Pages pushed out to a swap file with MADV_PAGEOUT: resident + swap still st_blocks.
     match common::SwapFile::new(64) {
         Ok(_swap) => {
             println!("oracle: with a swap file");
-            let v = Variant { swap: true, big: false };
-            failures.extend(phase("swap", base + 2_000_000, count / 8, v, &env, jobs, &totals));
+            let v = Variant {
+                swap: true,
+                big: false,
+            };
+            failures.extend(phase(
+                "swap",
+                base + 2_000_000,
+                count / 8,
+                v,
+                &env,
+                jobs,
+                &totals,
+            ));
+            if count >= 80 && check::SWAPPED.load(Ordering::Relaxed) == 0 {
+                failures.push("swap phase: no object had a page swapped out".into());
+            }
         }
         Err(e) if ci => failures.push(format!("swap variant: {e}")),
         Err(e) => eprintln!("skipped the swap variant: {e}"),
@@ -212,6 +267,11 @@ fn main() {
 }
 
 fn report(t: &Totals, started: std::time::Instant) {
+    println!(
+        "oracle: objects seen with swapped pages: {}, resident in whole 2 MiB pages: {}",
+        check::SWAPPED.load(Ordering::Relaxed),
+        check::HUGE.load(Ordering::Relaxed)
+    );
     println!(
         "oracle: {} scenarios, {} objects, {} operations, {} checks in {:.1} s",
         t.scenarios.load(Ordering::Relaxed),

@@ -5,7 +5,12 @@ use crate::gen::{Kind, Op, Scenario};
 
 pub fn scenarios() -> Vec<(&'static str, Scenario)> {
     use Op::*;
-    let create = |a, kind, pages| Create { a, kind, pages, sealable: false };
+    let create = |a, kind, pages| Create {
+        a,
+        kind,
+        pages,
+        sealable: false,
+    };
     vec![
         (
             // The leader calls pthread_exit while a thread runs on: its fd-held memfd, its SysV
@@ -16,11 +21,26 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                 actors: 1,
                 ops: vec![
                     create(0, Kind::Memfd, 4),
-                    Write { a: 0, o: 0, first: 0, n: 3 },
+                    Write {
+                        a: 0,
+                        o: 0,
+                        first: 0,
+                        n: 3,
+                    },
                     create(0, Kind::Sysv, 4),
-                    Write { a: 0, o: 1, first: 0, n: 2 },
+                    Write {
+                        a: 0,
+                        o: 1,
+                        first: 0,
+                        n: 2,
+                    },
                     create(0, Kind::Anon, 4),
-                    Write { a: 0, o: 2, first: 1, n: 3 },
+                    Write {
+                        a: 0,
+                        o: 2,
+                        first: 1,
+                        n: 3,
+                    },
                     Fork { a: 0 },
                     LeaderExit { a: 0 },
                 ],
@@ -34,7 +54,12 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                 actors: 1,
                 ops: vec![
                     create(0, Kind::Anon, 4),
-                    Write { a: 0, o: 0, first: 0, n: 2 },
+                    Write {
+                        a: 0,
+                        o: 0,
+                        first: 0,
+                        n: 2,
+                    },
                     LeaderExit { a: 0 },
                 ],
             },
@@ -48,11 +73,21 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                 actors: 2,
                 ops: vec![
                     create(0, Kind::Anon, 4),
-                    Write { a: 0, o: 0, first: 0, n: 3 },
+                    Write {
+                        a: 0,
+                        o: 0,
+                        first: 0,
+                        n: 3,
+                    },
                     MapFd { a: 0, o: 0 },
                     Unmap { a: 0, o: 0 },
                     create(0, Kind::Anon, 4),
-                    Write { a: 0, o: 1, first: 2, n: 2 },
+                    Write {
+                        a: 0,
+                        o: 1,
+                        first: 2,
+                        n: 2,
+                    },
                     MapFd { a: 0, o: 1 },
                     Send { a: 0, to: 1, o: 1 },
                     Exit { a: 0 },
@@ -66,7 +101,12 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                 actors: 1,
                 ops: vec![
                     create(0, Kind::Sysv, 4),
-                    Write { a: 0, o: 0, first: 0, n: 1 },
+                    Write {
+                        a: 0,
+                        o: 0,
+                        first: 0,
+                        n: 1,
+                    },
                     MapFd { a: 0, o: 0 },
                     Unmap { a: 0, o: 0 },
                 ],

@@ -142,7 +142,10 @@ impl Running {
 
     /// Sends one command to actor `a` and returns its reply line.
     pub fn ask(&mut self, a: usize, cmd: &str) -> Result<String, String> {
-        let conn = self.actors[a].conn.as_mut().ok_or("actor has no connection")?;
+        let conn = self.actors[a]
+            .conn
+            .as_mut()
+            .ok_or("actor has no connection")?;
         writeln!(conn.writer, "{cmd}").map_err(|e| format!("send {cmd:?}: {e}"))?;
         let mut line = String::new();
         conn.reader
@@ -183,16 +186,29 @@ impl Running {
         let shmid = |r: &Running, o: usize| r.idents[o].shmid.unwrap_or(-1);
         let done = |x: Option<String>| Ok(x.is_some());
         match *op {
-            Create { a, kind, pages, sealable } => {
+            Create {
+                a,
+                kind,
+                pages,
+                sealable,
+            } => {
                 let o = self.model.objs.len();
                 let path = match kind {
-                    Kind::Posix => Some(PathBuf::from(format!("/dev/shm{}", posix_name(&self.tag, o)))),
+                    Kind::Posix => Some(PathBuf::from(format!(
+                        "/dev/shm{}",
+                        posix_name(&self.tag, o)
+                    ))),
                     Kind::Tmpfs => Some(env.tmpfs.join(format!("o-{}-{o}", self.tag))),
                     Kind::TmpfsHuge => Some(env.tmpfs_huge.join(format!("o-{}-{o}", self.tag))),
                     _ => None,
                 };
                 // Recorded before the call, so the guard cleans up even if it fails half-way.
-                self.idents.push(Ident { dev: 0, ino: 0, shmid: None, path: path.clone() });
+                self.idents.push(Ident {
+                    dev: 0,
+                    ino: 0,
+                    shmid: None,
+                    path: path.clone(),
+                });
                 let cmd = match kind {
                     Kind::Anon => format!("anon {o} {pages}"),
                     Kind::Sysv => format!("sysv {o} {pages}"),
@@ -218,7 +234,11 @@ impl Running {
                 Ok(true)
             }
             Write { a, o, first, n } => {
-                let via = if self.model.write_fd(a, o) { "fd" } else { "map" };
+                let via = if self.model.write_fd(a, o) {
+                    "fd"
+                } else {
+                    "map"
+                };
                 done(self.ok(a, &format!("write {o} {first} {n} {via}"))?)
             }
             Map { a, o } => {
@@ -240,7 +260,12 @@ impl Running {
             MadvRemove { a, o } => done(self.ok(a, &format!("madvrm {o}"))?),
             Pageout { a, o } => done(self.ok(a, &format!("pageout {o}"))?),
             Mremap { a, o } => {
-                let len = self.model.actors[a].maps.iter().find(|m| m.0 == o && m.1).unwrap().2;
+                let len = self.model.actors[a]
+                    .maps
+                    .iter()
+                    .find(|m| m.0 == o && m.1)
+                    .unwrap()
+                    .2;
                 done(self.ok(a, &format!("mremap {o} {}", len.div_ceil(2)))?)
             }
             Unmap { a, o } => done(self.ok(a, &format!("unmap {o}"))?),
@@ -268,7 +293,9 @@ impl Running {
                 actor::send_fd(conn.writer.as_raw_fd(), fd.as_raw_fd());
                 drop(fd);
                 let mut line = String::new();
-                conn.reader.read_line(&mut line).map_err(|e| e.to_string())?;
+                conn.reader
+                    .read_line(&mut line)
+                    .map_err(|e| e.to_string())?;
                 if line.trim() != "ok" {
                     return Err(format!("recv: {line}"));
                 }
@@ -281,7 +308,10 @@ impl Running {
                 if hello != pid {
                     return Err(format!("fork: child said {hello}, parent {pid}"));
                 }
-                self.actors.push(RActor { pid, conn: Some(conn) });
+                self.actors.push(RActor {
+                    pid,
+                    conn: Some(conn),
+                });
                 Ok(true)
             }
             Exit { a } => {
@@ -294,7 +324,10 @@ impl Running {
                 self.ok(a, "exec")?;
                 let (pid, conn) = self.accept()?;
                 if pid != self.actors[a].pid {
-                    return Err(format!("exec: {pid} said hello, expected {}", self.actors[a].pid));
+                    return Err(format!(
+                        "exec: {pid} said hello, expected {}",
+                        self.actors[a].pid
+                    ));
                 }
                 self.actors[a].conn = Some(conn);
                 Ok(true)
@@ -312,7 +345,9 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
             let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
             if stat.is_empty() || (zombie && threads <= 1) {
                 self.actors[a].pid = -pid; // not ours to signal any more

@@ -7,13 +7,7 @@ use crate::run::Running;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-
-/// Objects seen with swapped pages, and with a resident size that is a whole number of 2 MiB
-/// huge pages: evidence that the swap and THP phases tested what they meant to.
-pub static SWAPPED: AtomicUsize = AtomicUsize::new(0);
-pub static HUGE: AtomicUsize = AtomicUsize::new(0);
 
 /// Objects seen with swapped pages, and with a resident size that is a whole number of 2 MiB
 /// huge pages: evidence that the swap and THP phases tested what they meant to.
@@ -277,12 +271,6 @@ fn compare(
             continue;
         };
         let u = |k: &str| j[k].as_u64().unwrap_or(u64::MAX);
-        if u("swap_bytes") > 0 {
-            SWAPPED.fetch_add(1, Ordering::Relaxed);
-        }
-        if u("resident_bytes") > 0 && u("resident_bytes") % (2 << 20) == 0 {
-            HUGE.fetch_add(1, Ordering::Relaxed);
-        }
         if u("swap_bytes") > 0 {
             SWAPPED.fetch_add(1, Ordering::Relaxed);
         }

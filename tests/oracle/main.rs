@@ -7,7 +7,7 @@
 //!   (`SHMWHO_ORACLE_VARIANT=big|swap` for the mixes of the THP and swap phases);
 //! - `SHMWHO_ORACLE_BASE=N`: first seed of the run (default: from the clock, printed);
 //! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 200; the THP and swap phases run an eighth of that each);
-//! - `SHMWHO_ORACLE_JOBS=N`: scenarios at a time (default 4).
+//! - `SHMWHO_ORACLE_JOBS=N`: scenarios at a time (default 6).
 //!
 //! A failing scenario is shrunk (operations removed while it still fails) and printed.
 
@@ -192,7 +192,7 @@ fn main() {
             .map_or(1, |d| d.as_secs() * 1000)
     });
     let count = env_num("SHMWHO_ORACLE_SCENARIOS").unwrap_or(200);
-    let jobs = env_num("SHMWHO_ORACLE_JOBS").unwrap_or(4) as usize;
+    let jobs = env_num("SHMWHO_ORACLE_JOBS").unwrap_or(6) as usize;
     println!("oracle: base seed {base}, {count} scenarios, {jobs} at a time");
     let totals = Totals::default();
     let mut failures = Vec::new();

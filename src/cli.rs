@@ -317,7 +317,7 @@ fn check_pids(snap: &crate::model::Snapshot, pids: &[Pid]) -> anyhow::Result<()>
 
 fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
-        proc_root: a.output.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps: a.charge.needs_smaps(),
         cgroups: false,
     })?;
@@ -344,7 +344,7 @@ fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
     let snap = collect::collect(&Options {
-        proc_root: a.output.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps,
         cgroups: true,
     })?;

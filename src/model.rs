@@ -88,22 +88,57 @@ pub struct Holder {
     pub via: Via,
 }
 
+/// A SysV IPC key, the first argument of `shmget`; 0 is `IPC_PRIVATE`. Printed as the kernel
+/// does in `/SYSV%08x`, serialized as the signed number `/proc/sysvipc/shm` shows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct SysvKey(pub i32);
+
+impl SysvKey {
+    /// The key in a SysV mapping's name, `/SYSV0000abcd`: eight hex digits.
+    pub fn from_map_name(hex8: &[u8]) -> Option<SysvKey> {
+        if hex8.len() != 8 {
+            return None;
+        }
+        let text = std::str::from_utf8(hex8).ok()?;
+        u32::from_str_radix(text, 16)
+            .ok()
+            .map(|k| SysvKey(k as i32))
+    }
+}
+
+impl std::fmt::Display for SysvKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x{:08x}", self.0 as u32)
+    }
+}
+
 /// A SysV segment as `/proc/sysvipc/shm` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SysvSegment {
-    pub key: i32,
+    /// The key it was created with.
+    pub key: SysvKey,
+    /// The segment id (`shmget`'s result), also the inode number of its mappings.
     pub shmid: i32,
+    /// Mode bits, plus `SHM_DEST` (0o1000) once `IPC_RMID` was called.
     pub perms: u32,
+    /// Size asked for at creation.
     pub size_bytes: u64,
+    /// Creator's pid.
     pub cpid: Pid,
+    /// Pid of the last `shmat`/`shmdt`.
     pub lpid: Pid,
+    /// Number of attaches.
     pub nattch: u64,
+    /// Owner's uid.
     pub uid: u32,
+    /// Creator's uid.
     pub cuid: u32,
     /// Seconds since the epoch of the last change (creation, IPC_SET or IPC_RMID).
     pub ctime: i64,
     /// Resident and swapped bytes; absent on kernels before 4.1.
     pub rss_bytes: Option<u64>,
+    /// See `rss_bytes`.
     pub swap_bytes: Option<u64>,
 }
 
@@ -129,6 +164,7 @@ pub enum EstimateReason {
 }
 
 impl EstimateReason {
+    /// One sentence for the views' notes.
     pub fn explain(self) -> &'static str {
         match self {
             EstimateReason::MapFilesDenied => {
@@ -144,36 +180,173 @@ impl EstimateReason {
     }
 }
 
-/// One shared-memory object: a shmem inode or a SysV segment.
-#[derive(Clone, Debug)]
-pub struct Object {
-    pub id: ObjectId,
-    pub kind: ObjectKind,
-    /// Device of the inode (`st_dev`), when known.
-    pub dev: Option<u64>,
-    pub inode: u64,
-    /// memfd name (without the `memfd:` prefix).
-    pub name: Option<String>,
-    /// Path of a posix_shm or tmpfs file, as seen inside the holder's mount namespace.
-    pub path: Option<PathBuf>,
-    /// The file was unlinked (only meaningful for posix_shm and tmpfs).
+/// How far an object's size, resident and swapped figures can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Accuracy {
+    /// Measured from the kernel (st_blocks, mincore, `/proc/sysvipc/shm`).
+    Exact,
+    /// Not measured; the figures are what the reason says they are.
+    Estimate(EstimateReason),
+}
+
+impl Accuracy {
+    /// Whether the figures are measurements.
+    pub fn is_exact(self) -> bool {
+        self == Accuracy::Exact
+    }
+
+    /// Why the figures are an estimate, if they are.
+    pub fn estimate(self) -> Option<EstimateReason> {
+        match self {
+            Accuracy::Exact => None,
+            Accuracy::Estimate(r) => Some(r),
+        }
+    }
+}
+
+/// A file on a tmpfs (POSIX shared memory or any other tmpfs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileDetail {
+    /// Path as seen inside the holder's mount namespace.
+    pub path: PathBuf,
+    /// The file was unlinked.
     pub deleted: bool,
-    pub sysv: Option<SysvSegment>,
-    pub size_bytes: u64,
-    pub resident_bytes: u64,
-    pub swap_bytes: u64,
-    pub exact: bool,
-    pub estimate: Option<EstimateReason>,
-    /// A `SHM_HUGETLB` SysV segment: hugetlb pool memory, which `Shmem` does not count.
-    pub hugetlb: bool,
-    pub holders: Vec<Holder>,
-    /// The IPC namespace (SysV) or mount namespace (files) when it is not shmwho's own.
-    pub foreign_ns: Option<u64>,
     /// Mount point of the tmpfs it lives on, when known.
     pub mount_point: Option<PathBuf>,
 }
 
+/// What only one kind of object has. The kind is the variant: adding a kind is one variant
+/// here, and every `match` on it (no `_` arms on kinds) shows what else needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ObjectDetail {
+    /// `mmap(MAP_SHARED|MAP_ANONYMOUS)`: nothing to it but its inode.
+    AnonShared,
+    /// A System V segment.
+    Sysv {
+        /// From the segment table, or from the mapping's name (`/SYSV%08x`) when the table of
+        /// its IPC namespace could not be read.
+        key: Option<SysvKey>,
+        /// Its row of `/proc/sysvipc/shm`, when seen.
+        segment: Option<SysvSegment>,
+        /// `SHM_HUGETLB`: hugetlb pool memory, which `Shmem` does not count.
+        hugetlb: bool,
+    },
+    /// A `memfd_create` object.
+    Memfd {
+        /// Its name, without the `memfd:` prefix.
+        name: String,
+    },
+    /// A file on the tmpfs mounted at `/dev/shm` (`shm_open`, POSIX semaphores).
+    PosixShm(FileDetail),
+    /// A file on any other tmpfs mount.
+    Tmpfs(FileDetail),
+}
+
+impl ObjectDetail {
+    /// A SysV segment seen in the segment table, not (yet) known as hugetlb.
+    pub fn sysv(segment: SysvSegment) -> ObjectDetail {
+        ObjectDetail::Sysv {
+            key: Some(segment.key),
+            segment: Some(segment),
+            hugetlb: false,
+        }
+    }
+
+    /// The kind this detail belongs to.
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            ObjectDetail::AnonShared => ObjectKind::AnonShared,
+            ObjectDetail::Sysv { .. } => ObjectKind::Sysv,
+            ObjectDetail::Memfd { .. } => ObjectKind::Memfd,
+            ObjectDetail::PosixShm(_) => ObjectKind::PosixShm,
+            ObjectDetail::Tmpfs(_) => ObjectKind::Tmpfs,
+        }
+    }
+}
+
+/// One shared-memory object: a shmem inode or a SysV segment.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// What makes it one object.
+    pub id: ObjectId,
+    /// Kind and what only that kind has.
+    pub detail: ObjectDetail,
+    /// Device of the inode (`st_dev`), when known.
+    pub dev: Option<u64>,
+    /// Inode number (the shmid for SysV).
+    pub inode: u64,
+    /// Apparent size.
+    pub size_bytes: u64,
+    /// Bytes in RAM.
+    pub resident_bytes: u64,
+    /// Bytes in swap.
+    pub swap_bytes: u64,
+    /// Whether the three figures above are measured.
+    pub accuracy: Accuracy,
+    /// Every mapping and fd of it.
+    pub holders: Vec<Holder>,
+    /// The IPC namespace (SysV) or mount namespace (files) when it is not shmwho's own.
+    pub foreign_ns: Option<u64>,
+}
+
 impl Object {
+    /// Its kind.
+    pub fn kind(&self) -> ObjectKind {
+        self.detail.kind()
+    }
+
+    /// Whether its figures are measured.
+    pub fn is_exact(&self) -> bool {
+        self.accuracy.is_exact()
+    }
+
+    /// The SysV segment table row, for a SysV segment whose table was read.
+    pub fn sysv(&self) -> Option<&SysvSegment> {
+        match &self.detail {
+            ObjectDetail::Sysv { segment, .. } => segment.as_ref(),
+            ObjectDetail::AnonShared
+            | ObjectDetail::Memfd { .. }
+            | ObjectDetail::PosixShm(_)
+            | ObjectDetail::Tmpfs(_) => None,
+        }
+    }
+
+    /// The key of a SysV segment, when known.
+    pub fn sysv_key(&self) -> Option<SysvKey> {
+        match &self.detail {
+            ObjectDetail::Sysv { key, .. } => *key,
+            ObjectDetail::AnonShared
+            | ObjectDetail::Memfd { .. }
+            | ObjectDetail::PosixShm(_)
+            | ObjectDetail::Tmpfs(_) => None,
+        }
+    }
+
+    /// The file, for POSIX shm and tmpfs objects.
+    pub fn file(&self) -> Option<&FileDetail> {
+        match &self.detail {
+            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => Some(f),
+            ObjectDetail::AnonShared | ObjectDetail::Sysv { .. } | ObjectDetail::Memfd { .. } => {
+                None
+            }
+        }
+    }
+
+    /// The file, mutably.
+    pub fn file_mut(&mut self) -> Option<&mut FileDetail> {
+        match &mut self.detail {
+            ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => Some(f),
+            ObjectDetail::AnonShared | ObjectDetail::Sysv { .. } | ObjectDetail::Memfd { .. } => {
+                None
+            }
+        }
+    }
+
+    /// A `SHM_HUGETLB` SysV segment: hugetlb pool memory, which `Shmem` does not count.
+    pub fn hugetlb(&self) -> bool {
+        matches!(self.detail, ObjectDetail::Sysv { hugetlb: true, .. })
+    }
+
     /// Distinct processes holding the object.
     pub fn holder_pids(&self) -> Vec<Pid> {
         let mut pids: Vec<Pid> = self.holders.iter().map(|h| h.pid).collect();
@@ -305,6 +478,6 @@ impl Snapshot {
     }
 
     pub fn exact(&self) -> bool {
-        self.objects.iter().all(|o| o.exact)
+        self.objects.iter().all(|o| o.is_exact())
     }
 }

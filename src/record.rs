@@ -73,7 +73,7 @@ pub struct DiffArgs {
 
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let snap = collect::collect(&Options {
-        proc_root: args.proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;

@@ -12,7 +12,7 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use shmwho::collect::{cgroup, maps, meminfo, mounts, pagemap, smaps, stat, status, sysv};
+use shmwho::collect::{cgroup, maps, meminfo, mountinfo, pagemap, smaps, stat, status, sysv};
 use shmwho::model::{CgroupVersion, SysvSegment};
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -259,7 +259,7 @@ fn run_sysv(t: &[u8]) -> usize {
     sysv::parse(t).iter().filter(|s| s.removed()).count()
 }
 fn run_mounts(t: &[u8]) -> (usize, bool) {
-    (mounts::parse_tmpfs(t).len(), mounts::proc_hidepid(t))
+    (mountinfo::tmpfs(t).len(), mountinfo::proc_hidepid(t))
 }
 fn run_btime(t: &[u8]) -> Option<i64> {
     shmwho::collect::parse_btime(t)
@@ -308,7 +308,7 @@ proptest! {
 
     #[test]
     fn mountinfo_never_panics(t in any_input(MOUNTINFO)) {
-        bounded("mounts::parse_tmpfs/proc_hidepid", &t, run_mounts);
+        bounded("mountinfo::tmpfs/proc_hidepid", &t, run_mounts);
     }
 
     #[test]
@@ -544,7 +544,7 @@ fn sysv_segment() -> impl Strategy<Value = SysvSegment> {
         .prop_map(
             |((key, shmid, perms, size), (cpid, lpid, nattch, uid, cuid), (ctime, rss, swap))| {
                 SysvSegment {
-                    key,
+                    key: shmwho::model::SysvKey(key),
                     shmid,
                     perms,
                     size_bytes: size,
@@ -565,7 +565,7 @@ fn sysv_segment() -> impl Strategy<Value = SysvSegment> {
 fn kernel_sysv_row(s: &SysvSegment) -> String {
     format!(
         "{:>10} {:>10}  {:>4o} {:>21} {:>5} {:>5}  {:>5} {:>5} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10} {:>21} {:>21}\n",
-        s.key,
+        s.key.0,
         s.shmid,
         s.perms,
         s.size_bytes,
@@ -797,14 +797,16 @@ proptest! {
         let mut lines = base[..k].to_vec();
         lines.extend(ours);
         lines.extend_from_slice(&base[k..]);
-        let got = mounts::parse_tmpfs(&lines.join(&b'\n'));
-        let mut want = mounts::parse_tmpfs(&base[..k].join(&b'\n'));
-        want.extend(points.iter().map(|(mp, maj, min)| mounts::Mount {
+        let got = mountinfo::tmpfs(&lines.join(&b'\n'));
+        let mut want = mountinfo::tmpfs(&base[..k].join(&b'\n'));
+        want.extend(points.iter().map(|(mp, maj, min)| mountinfo::MountEntry {
             dev: rustix::fs::makedev(*maj, *min),
+            root: b"/".to_vec(),
             mount_point: PathBuf::from(std::ffi::OsStr::from_bytes(mp)),
             fs_type: "tmpfs".to_string(),
+            super_options: "rw,size=1024k".to_string(),
         }));
-        want.extend(mounts::parse_tmpfs(&base[k..].join(&b'\n')));
+        want.extend(mountinfo::tmpfs(&base[k..].join(&b'\n')));
         prop_assert_eq!(got, want);
     }
 
@@ -817,7 +819,7 @@ proptest! {
         let line = format!("22 1 0:21 / {mp} rw,nosuid,nodev,noexec,relatime - proc proc rw{extra},hidepid={value}\n");
         let text = [MOUNTINFO, line.as_bytes()].concat();
         let hidden = mp == "/proc" && !matches!(value, "0" | "off");
-        prop_assert_eq!(mounts::proc_hidepid(&text), hidden);
+        prop_assert_eq!(mountinfo::proc_hidepid(&text), hidden);
     }
 
     #[test]
@@ -849,7 +851,7 @@ proptest! {
 #[test]
 fn mountinfo_non_utf8_mount_point_keeps_its_bytes() {
     let line = b"99 25 0:77 / /mnt/bad\xff\\040x rw - tmpfs tmpfs rw\n";
-    let m = mounts::parse_tmpfs(line);
+    let m = mountinfo::tmpfs(line);
     assert_eq!(m.len(), 1);
     assert_eq!(
         m[0].mount_point.as_os_str().as_encoded_bytes(),
@@ -905,11 +907,11 @@ fn fixtures_parse_as_captured() {
         (0, 1 << 20, 1)
     );
 
-    let tmpfs = mounts::parse_tmpfs(MOUNTINFO);
+    let tmpfs = mountinfo::tmpfs(MOUNTINFO);
     assert!(tmpfs
         .iter()
         .any(|m| m.mount_point == std::path::Path::new("/dev/shm")));
-    assert!(!mounts::proc_hidepid(MOUNTINFO));
+    assert!(!mountinfo::proc_hidepid(MOUNTINFO));
 
     let mi = meminfo::parse(MEMINFO).unwrap();
     assert_eq!(mi.mem_total_bytes, 24684084 * 1024);

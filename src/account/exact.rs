@@ -7,7 +7,7 @@
 
 use super::Accounted;
 use crate::collect::pagemap::PhysPages;
-use crate::model::{Object, ObjectKind, Pid, Process};
+use crate::model::{Object, ObjectDetail, Pid, Process};
 use std::collections::HashMap;
 
 /// One group's exact figures.
@@ -82,10 +82,10 @@ pub fn count_pages(sets: &[(Option<usize>, &[u64])], groups: usize) -> Vec<(u64,
 /// memfds, files already unlinked, SysV segments marked for removal. A SysV segment not yet
 /// removed or a file still linked stays (PostgreSQL's segment after a crash, a /dev/shm file).
 pub fn dies_with_holders(o: &Object) -> bool {
-    match o.kind {
-        ObjectKind::AnonShared | ObjectKind::Memfd => true,
-        ObjectKind::Sysv => o.sysv.as_ref().is_some_and(|s| s.removed()),
-        ObjectKind::PosixShm | ObjectKind::Tmpfs => o.deleted,
+    match &o.detail {
+        ObjectDetail::AnonShared | ObjectDetail::Memfd { .. } => true,
+        ObjectDetail::Sysv { segment, .. } => segment.as_ref().is_some_and(|s| s.removed()),
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => f.deleted,
     }
 }
 
@@ -180,6 +180,7 @@ mod tests {
     use super::*;
     use crate::account::tests::{object, process, snapshot};
     use crate::account::{account, Policy};
+    use crate::model::FileDetail;
 
     #[test]
     fn counts_distinct_pages_and_pages_only_the_group_maps() {
@@ -246,9 +247,13 @@ mod tests {
     fn persistent_objects_survive_their_holders() {
         let mut o = object(1, 100, &[10]);
         assert!(dies_with_holders(&o));
-        o.kind = ObjectKind::PosixShm;
+        o.detail = ObjectDetail::PosixShm(FileDetail {
+            path: "/dev/shm/x".into(),
+            deleted: false,
+            mount_point: None,
+        });
         assert!(!dies_with_holders(&o));
-        o.deleted = true;
+        o.file_mut().unwrap().deleted = true;
         assert!(dies_with_holders(&o));
     }
 

@@ -80,7 +80,7 @@ impl Accounted<'_> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::model::{Holder, Object, ObjectId, ObjectKind, Process, Via};
+    use crate::model::{Accuracy, Holder, Object, ObjectDetail, ObjectId, Process, Via};
 
     pub fn process(pid: Pid, start_ticks: u64) -> Process {
         Process {
@@ -96,19 +96,13 @@ pub(crate) mod tests {
         let id = ObjectId::Inode { dev: 1, ino };
         Object {
             id,
-            kind: ObjectKind::AnonShared,
+            detail: ObjectDetail::AnonShared,
             dev: Some(1),
             inode: ino,
-            name: None,
-            path: None,
-            deleted: false,
-            sysv: None,
             size_bytes: resident * 2,
             resident_bytes: resident,
             swap_bytes: 0,
-            exact: true,
-            estimate: None,
-            hugetlb: false,
+            accuracy: Accuracy::Exact,
             holders: holders
                 .iter()
                 .map(|&pid| Holder {
@@ -124,7 +118,6 @@ pub(crate) mod tests {
                 })
                 .collect(),
             foreign_ns: None,
-            mount_point: None,
         }
     }
 

@@ -9,7 +9,7 @@
 use crate::model::{Object, Pid, Process, Snapshot};
 
 pub fn owner(snap: &Snapshot, obj: &Object) -> Option<Pid> {
-    if let Some(seg) = &obj.sysv {
+    if let Some(seg) = obj.sysv() {
         // cpid is a pid of the segment's namespace; only ours can be looked up.
         if obj.foreign_ns.is_none() {
             if let Some(p) = snap.process(seg.cpid) {
@@ -61,7 +61,7 @@ fn is_ancestor(snap: &Snapshot, a: Pid, d: Pid) -> bool {
 mod tests {
     use super::*;
     use crate::account::tests::{object, process, snapshot};
-    use crate::model::SysvSegment;
+    use crate::model::{ObjectDetail, SysvKey, SysvSegment};
 
     #[test]
     fn first_started_holder_owns() {
@@ -75,8 +75,8 @@ mod tests {
     #[test]
     fn sysv_creator_owns_while_alive_and_not_reused() {
         let mut obj = object(1, 100, &[11]);
-        obj.sysv = Some(SysvSegment {
-            key: 1,
+        obj.detail = ObjectDetail::sysv(SysvSegment {
+            key: SysvKey(1),
             shmid: 1,
             perms: 0o600,
             size_bytes: 100,

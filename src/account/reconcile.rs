@@ -34,7 +34,7 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     let objects_bytes: u64 = snap
         .objects
         .iter()
-        .filter(|o| !o.hugetlb)
+        .filter(|o| !o.hugetlb())
         .map(|o| o.resident_bytes)
         .sum();
     let mounts: Vec<MountRest> = snap

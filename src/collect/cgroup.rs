@@ -4,6 +4,7 @@
 //!
 //! Parsers take bytes; [`Hierarchies::read_shmem`] is the only I/O.
 
+use super::parse::mountinfo;
 use crate::model::{CgroupMem, CgroupVersion};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -106,22 +107,13 @@ pub fn parse_process(text: &[u8], version: CgroupVersion) -> Option<String> {
 /// cgroup mounts in a mountinfo text.
 pub fn parse_mounts(mountinfo: &[u8]) -> Hierarchies {
     let mut h = Hierarchies::default();
-    for line in String::from_utf8_lossy(mountinfo).lines() {
-        // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 5 || right.len() < 3 {
-            continue;
-        }
+    for m in mountinfo::parse(mountinfo) {
         let mounted = || Mounted {
-            mount_point: PathBuf::from(unescape_octal(left[4])),
-            root: unescape_octal(left[3]),
+            mount_point: m.mount_point.clone(),
+            root: String::from_utf8_lossy(&m.root).into_owned(),
         };
-        match right[0] {
-            "cgroup" if right[2].split(',').any(|o| o == "memory") => {
+        match m.fs_type.as_str() {
+            "cgroup" if m.has_option("memory") => {
                 h.v1_memory.get_or_insert_with(mounted);
             }
             "cgroup2" => {
@@ -139,31 +131,6 @@ pub fn parse_stat_shmem(text: &[u8]) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("shmem "))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = u32::from(b[i + 1] - b'0') * 64
-                + u32::from(b[i + 2] - b'0') * 8
-                + u32::from(b[i + 3] - b'0');
-            if let Ok(c) = u8::try_from(v) {
-                out.push(c);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

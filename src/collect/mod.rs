@@ -4,18 +4,17 @@
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
 pub mod cgroup;
-pub mod maps;
 pub mod measure;
-pub mod meminfo;
-pub mod mounts;
 pub mod objects;
 pub mod pagemap;
+pub mod parse;
+pub mod paths;
 pub mod residency;
-pub mod smaps;
-pub mod stat;
-pub mod status;
-pub mod sysv;
 pub mod users;
+
+pub use parse::system_stat::parse_btime;
+pub use parse::{maps, meminfo, mountinfo, smaps, stat, status, sysv};
+pub use paths::HostPaths;
 
 use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, SmapsTotals, Snapshot};
@@ -26,8 +25,8 @@ use std::path::{Path, PathBuf};
 /// What to collect.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Where procfs is mounted; tests point it elsewhere.
-    pub proc_root: PathBuf,
+    /// Where procfs, `/dev/shm`, passwd and the mounts are; tests point them elsewhere.
+    pub paths: HostPaths,
     /// Read smaps for PSS and per-mapping presence (a page-table walk).
     pub smaps: bool,
     /// Read each process's memory cgroup and each cgroup's memory.stat (procs, export,
@@ -38,7 +37,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            proc_root: PathBuf::from("/proc"),
+            paths: HostPaths::default(),
             smaps: false,
             cgroups: true,
         }
@@ -123,14 +122,14 @@ pub(crate) struct RawProcess {
 }
 
 pub(crate) struct Context {
-    pub proc_root: PathBuf,
+    pub paths: HostPaths,
     pub page_size: u64,
     /// Device of the kernel's internal shmem mount (anonymous shared, SysV, memfd).
     pub shmem_dev: u64,
     pub own_ipc_ns: Option<u64>,
     pub own_mnt_ns: Option<u64>,
     /// tmpfs mounts by device, with the mount namespace they were seen in.
-    pub tmpfs: HashMap<u64, (mounts::Mount, Option<u64>)>,
+    pub tmpfs: HashMap<u64, (mountinfo::MountEntry, Option<u64>)>,
     /// tmpfs mount points per mount namespace, for telling fd paths worth a stat.
     pub mount_points: HashMap<Option<u64>, Vec<PathBuf>>,
     /// Where the memory cgroup controller is mounted.
@@ -139,7 +138,7 @@ pub(crate) struct Context {
 
 /// Collects a snapshot of the whole host.
 pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
-    let root = &opts.proc_root;
+    let root = &opts.paths.proc_root;
     let meminfo_text = read_required(&root.join("meminfo"))?;
     let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
         path: root.join("meminfo"),
@@ -153,7 +152,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
 
     let own_mountinfo = read_required(&root.join("self/mountinfo"))?;
     let mut ctx = Context {
-        proc_root: root.clone(),
+        paths: opts.paths.clone(),
         page_size,
         shmem_dev: shmem_device()?,
         own_ipc_ns: ns_inode(&root.join("self/ns/ipc")),
@@ -164,15 +163,15 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     };
     ctx.add_mounts(None, &own_mountinfo);
     let mut notes = ScanNotes {
-        hidepid: mounts::proc_hidepid(&own_mountinfo),
+        hidepid: mountinfo::proc_hidepid(&own_mountinfo),
         ..ScanNotes::default()
     };
-    let segments = std::fs::read(root.join("sysvipc/shm"))
+    let segments = std::fs::read(opts.paths.sysvipc_shm())
         .map(|t| sysv::parse(&t))
         .unwrap_or_default();
 
     let pids = list_pids(root)?;
-    let mut users = users::Users::load();
+    let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
     // Pass 1, in parallel: the O(1) files. Then, in order, user names and the mount table of
     // each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
@@ -235,7 +234,7 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
     foreign.sort_unstable();
     foreign.dedup_by_key(|f| f.0);
     for (ns, pid) in foreign {
-        match sysv_in_namespace(&ctx.pid_path(pid, "ns/ipc")) {
+        match sysv_in_namespace(&ctx.pid_path(pid, "ns/ipc"), &ctx.paths.sysvipc_shm()) {
             Some(segs) => segments.extend(segs.into_iter().map(|s| (ns, s))),
             None => notes.foreign_ipc_ns += 1,
         }
@@ -260,9 +259,9 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
 }
 
 impl Context {
-    fn add_mounts(&mut self, ns: Option<u64>, mountinfo: &[u8]) {
+    fn add_mounts(&mut self, ns: Option<u64>, text: &[u8]) {
         let ns = if ns == self.own_mnt_ns { None } else { ns };
-        let found = mounts::parse_tmpfs(mountinfo);
+        let found = mountinfo::tmpfs(text);
         let points = self.mount_points.entry(ns).or_default();
         for m in found {
             points.push(m.mount_point.clone());
@@ -285,13 +284,13 @@ impl Context {
     }
 
     fn pid_path(&self, pid: Pid, rest: &str) -> PathBuf {
-        self.proc_root.join(format!("{pid}/{rest}"))
+        self.paths.pid_file(pid, rest)
     }
 
     /// `PID/REST`, or `PID/task/TID/REST` for a process read through a live thread.
     pub(crate) fn task_path(&self, pid: Pid, task: Option<Pid>, rest: &str) -> PathBuf {
         match task {
-            Some(tid) => self.proc_root.join(format!("{pid}/task/{tid}/{rest}")),
+            Some(tid) => self.paths.pid_file(pid, &format!("task/{tid}/{rest}")),
             None => self.pid_path(pid, rest),
         }
     }
@@ -580,9 +579,9 @@ fn ns_inode(link: &Path) -> Option<u64> {
     t.split_once('[')?.1.strip_suffix(']')?.parse().ok()
 }
 
-/// `/proc/sysvipc/shm` as seen from the IPC namespace behind `ns_link`; None without
-/// CAP_SYS_ADMIN or when the namespace is gone.
-fn sysv_in_namespace(ns_link: &Path) -> Option<Vec<model::SysvSegment>> {
+/// `/proc/sysvipc/shm` (at `table`) as seen from the IPC namespace behind `ns_link`; None
+/// without CAP_SYS_ADMIN or when the namespace is gone.
+fn sysv_in_namespace(ns_link: &Path, table: &Path) -> Option<Vec<model::SysvSegment>> {
     let ns = std::fs::File::open(ns_link).ok()?;
     std::thread::scope(|s| {
         s.spawn(|| {
@@ -593,22 +592,12 @@ fn sysv_in_namespace(ns_link: &Path) -> Option<Vec<model::SysvSegment>> {
             )
             .ok()?;
             // procfs resolves the namespace when the file is opened, by the opening thread.
-            std::fs::read("/proc/sysvipc/shm")
-                .ok()
-                .map(|t| sysv::parse(&t))
+            std::fs::read(table).ok().map(|t| sysv::parse(&t))
         })
         .join()
         .ok()
         .flatten()
     })
-}
-
-/// `btime` (boot time, seconds since the epoch) from `/proc/stat`.
-pub fn parse_btime(text: &[u8]) -> Option<i64> {
-    let text = std::str::from_utf8(text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The internal shmem mount's device, learnt without privileges from a memfd of our own
@@ -638,14 +627,5 @@ mod tests {
         assert!(!under(b"/dev/shmx", b"/dev/shm"));
         assert!(under(b"/anything", b"/"));
         assert!(under(b"/run", b"/run"));
-    }
-
-    #[test]
-    fn btime() {
-        assert_eq!(
-            parse_btime(b"cpu 1 2\nbtime 1795748280\n"),
-            Some(1795748280)
-        );
-        assert_eq!(parse_btime(b"cpu 1 2\n"), None);
     }
 }

@@ -4,8 +4,8 @@
 use super::measure::{self, InodeStat};
 use super::{maps, Context, RawProcess};
 use crate::model::{
-    EstimateReason, Holder, Meminfo, Object, ObjectId, ObjectKind, Process, ScanNotes, SysvSegment,
-    TmpfsMount, Via,
+    Accuracy, EstimateReason, FileDetail, Holder, Meminfo, Object, ObjectDetail, ObjectId, Process,
+    ScanNotes, SysvKey, SysvSegment, TmpfsMount, Via,
 };
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -98,15 +98,15 @@ pub(crate) fn build(
                 d.leader_exited = true;
             } else {
                 d.handles.push(Handle::MapFiles(
-                    ctx.proc_root
-                        .join(format!("{}/map_files/{:x}-{:x}", p.pid, e.start, e.end)),
+                    ctx.paths
+                        .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
                 ));
             }
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
-            if let (Some(path), false, None) = (&d.obj.path, d.obj.deleted, d.obj.foreign_ns) {
-                if !d.handles.iter().any(|h| matches!(h, Handle::Path(_))) {
-                    d.handles.push(Handle::Path(path.clone()));
+            if let (Some(f), None) = (d.obj.file(), d.obj.foreign_ns) {
+                if !f.deleted && !d.handles.iter().any(|h| matches!(h, Handle::Path(_))) {
+                    d.handles.push(Handle::Path(ctx.paths.reach(&f.path)));
                 }
             }
         }
@@ -139,16 +139,17 @@ pub(crate) fn build(
         };
         let i = *index.entry(id).or_insert_with(|| {
             drafts.push(Draft::new(Object {
-                id,
-                kind: ObjectKind::Sysv,
                 dev: Some(ctx.shmem_dev),
                 inode: seg.shmid as u64,
                 foreign_ns: (ipc_ns != own_ipc).then_some(ipc_ns),
-                ..blank(id)
+                ..blank(id, sysv_detail(None))
             }));
             drafts.len() - 1
         });
-        drafts[i].obj.sysv = Some(seg);
+        if let ObjectDetail::Sysv { key, segment, .. } = &mut drafts[i].obj.detail {
+            *key = Some(seg.key);
+            *segment = Some(seg);
+        }
     }
 
     // POSIX shared memory: every file under /dev/shm, held or not.
@@ -160,22 +161,27 @@ pub(crate) fn build(
         match index.get(&id) {
             Some(&i) => {
                 let d = &mut drafts[i];
-                d.obj.path = Some(path.clone());
-                d.obj.deleted = false;
+                if let Some(f) = d.obj.file_mut() {
+                    f.path = path.clone();
+                    f.deleted = false;
+                }
                 d.obj.foreign_ns = None;
-                d.handles.push(Handle::Path(path));
+                d.handles.push(Handle::Path(ctx.paths.reach(&path)));
             }
             None => {
                 let mut d = Draft::new(Object {
-                    id,
-                    kind: ObjectKind::PosixShm,
                     dev: Some(st.dev),
                     inode: st.ino,
-                    path: Some(path.clone()),
-                    mount_point: Some(PathBuf::from("/dev/shm")),
-                    ..blank(id)
+                    ..blank(
+                        id,
+                        ObjectDetail::PosixShm(FileDetail {
+                            path: path.clone(),
+                            deleted: false,
+                            mount_point: Some(ctx.paths.dev_shm.clone()),
+                        }),
+                    )
                 });
-                d.handles.push(Handle::Path(path));
+                d.handles.push(Handle::Path(ctx.paths.reach(&path)));
                 index.insert(id, drafts.len());
                 drafts.push(d);
             }
@@ -186,26 +192,31 @@ pub(crate) fn build(
     let mut unmeasured = Vec::new();
     let mut vanished = Vec::new();
     for (i, d) in drafts.iter_mut().enumerate() {
-        if let Some(seg) = d.obj.sysv.clone() {
+        if let ObjectDetail::Sysv {
+            segment: Some(seg),
+            hugetlb,
+            ..
+        } = &mut d.obj.detail
+        {
             if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
-                let (huge_rss, hugetlb) = hugetlb_rss(&seg, rss + swap, meminfo, ctx.page_size);
+                let (huge_rss, huge) = hugetlb_rss(seg, rss + swap, meminfo, ctx.page_size);
+                *hugetlb = huge;
                 d.obj.size_bytes = seg.size_bytes;
                 // hugetlb pages never swap.
                 (d.obj.resident_bytes, d.obj.swap_bytes) =
-                    if hugetlb { (huge_rss, 0) } else { (rss, swap) };
-                d.obj.hugetlb = hugetlb;
-                d.obj.exact = true;
+                    if huge { (huge_rss, 0) } else { (rss, swap) };
+                d.obj.accuracy = Accuracy::Exact;
                 continue;
             }
         }
         match d.measure(ctx, swap_in_use) {
             Ok(()) => {}
-            Err(Errno::PERM) | Err(Errno::ACCESS) => unmeasured.push(i),
-            Err(_) if d.leader_exited => {
-                d.obj.estimate = Some(EstimateReason::LeaderExited);
+            Err(Unmeasured::Denied) => unmeasured.push(i),
+            Err(Unmeasured::Vanished) if d.leader_exited => {
+                d.obj.accuracy = Accuracy::Estimate(EstimateReason::LeaderExited);
                 unmeasured.push(i);
             }
-            Err(_) => vanished.push(i),
+            Err(Unmeasured::Vanished) => vanished.push(i),
         }
     }
 
@@ -214,7 +225,7 @@ pub(crate) fn build(
     // RssShmem(p) minus what p can map of everything else. Never above the truth.
     let upper: Vec<Option<u64>> = drafts
         .iter()
-        .map(|d| d.obj.exact.then_some(d.obj.resident_bytes))
+        .map(|d| d.obj.is_exact().then_some(d.obj.resident_bytes))
         .collect();
     // What each process can map of each object, summed per process once: summing it over
     // every other object for each unmeasured one was quadratic (100,000 mappings of one
@@ -241,8 +252,9 @@ pub(crate) fn build(
         d.obj.size_bytes = d.obj.size_bytes.max(d.mapped_extent);
         d.obj.resident_bytes = lb;
         d.obj.swap_bytes = 0;
-        d.obj.exact = false;
-        d.obj.estimate.get_or_insert(EstimateReason::MapFilesDenied);
+        if d.obj.accuracy != Accuracy::Estimate(EstimateReason::LeaderExited) {
+            d.obj.accuracy = Accuracy::Estimate(EstimateReason::MapFilesDenied);
+        }
     }
     let mut gone = vec![false; drafts.len()];
     for &i in &vanished {
@@ -258,7 +270,7 @@ pub(crate) fn build(
 
     let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
     for o in &objects {
-        if let Some(r) = o.estimate {
+        if let Some(r) = o.accuracy.estimate() {
             *counts.entry(r).or_default() += 1;
         }
     }
@@ -283,9 +295,8 @@ impl Draft {
         }
     }
 
-    /// `stat`s the first handle that still names the object. Errors: EPERM/EACCES when every
-    /// handle was refused, ENOENT when every holder vanished.
-    fn measure(&mut self, ctx: &Context, swap_in_use: bool) -> Result<(), Errno> {
+    /// `stat`s the first handle that still names the object.
+    fn measure(&mut self, ctx: &Context, swap_in_use: bool) -> Result<(), Unmeasured> {
         self.handles.sort_by_key(Handle::rank);
         let expect = match self.obj.id {
             ObjectId::Inode { dev, ino } => (dev, ino),
@@ -306,9 +317,9 @@ impl Draft {
             self.obj.size_bytes = st.size;
             self.obj.resident_bytes = st.allocated;
             self.obj.swap_bytes = 0;
-            self.obj.exact = true;
-            if matches!(self.obj.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs) {
-                self.fix_deleted(st.nlink);
+            self.obj.accuracy = Accuracy::Exact;
+            if let Some(f) = self.obj.file_mut() {
+                fix_deleted(f, st.nlink);
             }
             if swap_in_use {
                 match super::residency::resident_bytes(h.path(), expect, ctx.page_size) {
@@ -317,29 +328,41 @@ impl Draft {
                         self.obj.swap_bytes = st.allocated - self.obj.resident_bytes;
                     }
                     Err(_) => {
-                        self.obj.exact = false;
-                        self.obj.estimate = Some(EstimateReason::SwapSplitUnavailable);
+                        self.obj.accuracy =
+                            Accuracy::Estimate(EstimateReason::SwapSplitUnavailable);
                     }
                 }
             }
             return Ok(());
         }
-        Err(if denied { Errno::PERM } else { Errno::NOENT })
+        Err(if denied {
+            Unmeasured::Denied
+        } else {
+            Unmeasured::Vanished
+        })
     }
+}
 
-    /// maps and fd links append ` (deleted)` to unlinked files, but a file may be *named* so;
-    /// `st_nlink` settles it.
-    fn fix_deleted(&mut self, nlink: u64) {
-        let now_deleted = nlink == 0;
-        if self.obj.deleted && !now_deleted {
-            if let Some(p) = self.obj.path.take() {
-                let mut b = p.into_os_string().into_encoded_bytes();
-                b.extend_from_slice(b" (deleted)");
-                self.obj.path = Some(PathBuf::from(OsString::from_vec(b)));
-            }
-        }
-        self.obj.deleted = now_deleted;
+/// Why no handle of an object could be `stat`ed.
+enum Unmeasured {
+    /// Every handle was refused (EPERM/EACCES): estimate it.
+    Denied,
+    /// Every holder went away: drop it.
+    Vanished,
+}
+
+/// maps and fd links append ` (deleted)` to unlinked files, but a file may be *named* so;
+/// `st_nlink` settles it.
+fn fix_deleted(f: &mut FileDetail, nlink: u64) {
+    let now_deleted = nlink == 0;
+    if f.deleted && !now_deleted {
+        let mut b = std::mem::take(&mut f.path)
+            .into_os_string()
+            .into_encoded_bytes();
+        b.extend_from_slice(b" (deleted)");
+        f.path = PathBuf::from(OsString::from_vec(b));
     }
+    f.deleted = now_deleted;
 }
 
 /// `/proc/sysvipc/shm` overstates a SHM_HUGETLB segment's `rss` by the huge page factor
@@ -355,25 +378,27 @@ fn hugetlb_rss(seg: &SysvSegment, held: u64, meminfo: &Meminfo, page: u64) -> (u
     (held / (hp / page), true)
 }
 
-fn blank(id: ObjectId) -> Object {
+/// An object not measured yet: `build` sets its figures and accuracy, or drops it.
+fn blank(id: ObjectId, detail: ObjectDetail) -> Object {
     Object {
         id,
-        kind: ObjectKind::AnonShared,
+        detail,
         dev: None,
         inode: 0,
-        name: None,
-        path: None,
-        deleted: false,
-        sysv: None,
         size_bytes: 0,
         resident_bytes: 0,
         swap_bytes: 0,
-        exact: false,
-        estimate: None,
-        hugetlb: false,
+        accuracy: Accuracy::Estimate(EstimateReason::MapFilesDenied),
         holders: Vec::new(),
         foreign_ns: None,
-        mount_point: None,
+    }
+}
+
+fn sysv_detail(key: Option<SysvKey>) -> ObjectDetail {
+    ObjectDetail::Sysv {
+        key,
+        segment: None,
+        hugetlb: false,
     }
 }
 
@@ -387,36 +412,34 @@ fn describe(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (Obj
                 ipc_ns,
                 shmid: ino as i32,
             };
-            let key = rest.get(..8).and_then(maps::hex).map(|k| k as u32 as i32);
-            let mut obj = Object {
-                kind: ObjectKind::Sysv,
+            // Segments of other namespaces are not in our /proc/sysvipc/shm; keep the key.
+            let key = rest.get(..8).and_then(SysvKey::from_map_name);
+            let obj = Object {
                 dev: Some(dev),
                 inode: ino,
                 foreign_ns: (p.ipc_ns.is_some() && p.ipc_ns != ctx.own_ipc_ns).then_some(ipc_ns),
-                ..blank(id)
+                ..blank(id, sysv_detail(key))
             };
-            // Segments of other namespaces are not in our /proc/sysvipc/shm; keep the key.
-            if let Some(key) = key {
-                obj.name = Some(format!("0x{:08x}", key as u32));
-            }
             return (id, obj);
         }
         if let Some(rest) = path.strip_prefix(b"/memfd:") {
             let (name, _) = maps::strip_deleted(rest);
             let obj = Object {
-                kind: ObjectKind::Memfd,
                 dev: Some(dev),
                 inode: ino,
-                name: Some(String::from_utf8_lossy(name).into_owned()),
-                ..blank(inode_id)
+                ..blank(
+                    inode_id,
+                    ObjectDetail::Memfd {
+                        name: String::from_utf8_lossy(name).into_owned(),
+                    },
+                )
             };
             return (inode_id, obj);
         }
         let obj = Object {
-            kind: ObjectKind::AnonShared,
             dev: Some(dev),
             inode: ino,
-            ..blank(inode_id)
+            ..blank(inode_id, ObjectDetail::AnonShared)
         };
         return (inode_id, obj);
     }
@@ -425,51 +448,58 @@ fn describe(ctx: &Context, p: &Process, dev: u64, ino: u64, path: &[u8]) -> (Obj
         .get(&dev)
         .map(|(m, ns)| (Some(m.mount_point.clone()), *ns))
         .unwrap_or((None, None));
-    let kind = if mount_point.as_deref() == Some(Path::new("/dev/shm")) {
-        ObjectKind::PosixShm
-    } else {
-        ObjectKind::Tmpfs
-    };
+    let posix = mount_point.as_deref() == Some(ctx.paths.dev_shm.as_path());
     let (p, deleted) = maps::strip_deleted(path);
+    let file = FileDetail {
+        path: PathBuf::from(OsString::from_vec(p.to_vec())),
+        deleted,
+        mount_point,
+    };
     let obj = Object {
-        kind,
         dev: Some(dev),
         inode: ino,
-        path: Some(PathBuf::from(OsString::from_vec(p.to_vec()))),
-        deleted,
         foreign_ns: ns,
-        mount_point,
-        ..blank(inode_id)
+        ..blank(
+            inode_id,
+            if posix {
+                ObjectDetail::PosixShm(file)
+            } else {
+                ObjectDetail::Tmpfs(file)
+            },
+        )
     };
     (inode_id, obj)
 }
 
 /// Regular files under our `/dev/shm` (shm_open objects, POSIX semaphores), at most 8 levels
-/// deep. Files on a `/dev/shm` hidden under another mount cannot be reached by path.
+/// deep, named as mountinfo names them. Files on a `/dev/shm` hidden under another mount
+/// cannot be reached by path.
 fn walk_dev_shm(ctx: &Context) -> Vec<(PathBuf, InodeStat)> {
-    let root = PathBuf::from("/dev/shm");
-    let Ok(top) = measure::stat(&root) else {
+    let named = &ctx.paths.dev_shm;
+    let reached = ctx.paths.reach(named);
+    let Ok(top) = measure::stat(&reached) else {
         return Vec::new();
     };
     if !ctx.tmpfs.contains_key(&top.dev) {
         return Vec::new();
     }
     let mut out = Vec::new();
-    let mut stack = vec![(root, 0u32)];
-    while let Some((dir, depth)) = stack.pop() {
+    let mut stack = vec![(named.clone(), reached, 0u32)];
+    while let Some((name, dir, depth)) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
+            let name = name.join(entry.file_name());
             if ft.is_dir() && depth < 8 {
-                stack.push((path, depth + 1));
+                stack.push((name, path, depth + 1));
             } else if ft.is_file() {
                 // lstat: no symlink following, and no open (contents untouched).
                 if let Ok(st) = measure::lstat(&path) {
                     if st.dev == top.dev && st.regular {
-                        out.push((path, st));
+                        out.push((name, st));
                     }
                 }
             }
@@ -484,10 +514,10 @@ fn tmpfs_usage(ctx: &Context) -> Vec<TmpfsMount> {
         .tmpfs
         .iter()
         .map(|(&dev, (m, ns))| {
-            let visible =
-                ns.is_none() && measure::stat(&m.mount_point).is_ok_and(|st| st.dev == dev);
+            let here = ctx.paths.reach(&m.mount_point);
+            let visible = ns.is_none() && measure::stat(&here).is_ok_and(|st| st.dev == dev);
             let used_bytes = if visible {
-                rustix::fs::statfs(&m.mount_point).ok().and_then(|sf| {
+                rustix::fs::statfs(&here).ok().and_then(|sf| {
                     let blocks = sf.f_blocks;
                     (blocks > 0).then(|| (blocks - sf.f_bfree) * sf.f_bsize as u64)
                 })
@@ -512,7 +542,7 @@ mod tests {
 
     fn seg(size: u64) -> SysvSegment {
         SysvSegment {
-            key: 0,
+            key: SysvKey(0),
             shmid: 1,
             perms: 0o600,
             size_bytes: size,

@@ -58,19 +58,53 @@ impl Residency {
 /// Pages per `mincore` call: bounds the vector at 64 KiB whatever the object's size.
 const MINCORE_WINDOW: u64 = 64 * 1024;
 
+/// Why an object's residency could not be read through one handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResidencyError {
+    /// A system call failed (EPERM/EACCES: no right to open it; ENOENT: the holder is gone).
+    Sys(Errno),
+    /// The handle now names another file (pid or fd number reused).
+    Replaced,
+    /// Only data extents could be read (mincore would not answer truthfully), and with swap in
+    /// use those include swapped pages: no resident/swapped split.
+    NoSplit,
+}
+
+impl From<Errno> for ResidencyError {
+    fn from(e: Errno) -> Self {
+        ResidencyError::Sys(e)
+    }
+}
+
+impl ResidencyError {
+    /// Opening the handle was refused.
+    pub fn denied(self) -> bool {
+        matches!(self, ResidencyError::Sys(Errno::PERM | Errno::ACCESS))
+    }
+}
+
+impl std::fmt::Display for ResidencyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResidencyError::Sys(e) => write!(f, "{e}"),
+            ResidencyError::Replaced => f.write_str("the handle names another file now"),
+            ResidencyError::NoSplit => f.write_str("no resident/swapped split"),
+        }
+    }
+}
+
 /// Opens the object behind `path` (an fd link, a map_files link or a path) read-only and
-/// returns its residency. `expect` is (dev, inode): a handle that now names another file
-/// answers ENOENT.
+/// returns its residency. `expect` is (dev, inode), checked against the opened file.
 pub fn object_residency(
     path: &Path,
     expect: (u64, u64),
     page_size: u64,
     swap_in_use: bool,
-) -> Result<Residency, Errno> {
+) -> Result<Residency, ResidencyError> {
     let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
     let st = rustix::fs::fstat(&fd)?;
     if (st.st_dev, st.st_ino) != expect {
-        return Err(Errno::NOENT);
+        return Err(ResidencyError::Replaced);
     }
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if !mincore_truthful(st.st_uid) {
@@ -104,11 +138,14 @@ pub fn object_residency(
 /// Resident bytes of the object behind `path`, for the objects view's swap split: pages in RAM
 /// by mincore on a never-touched read-only mapping, swap-cache pages not counted when
 /// cachestat can tell them.
-pub fn resident_bytes(path: &Path, expect: (u64, u64), page_size: u64) -> Result<u64, Errno> {
+pub fn resident_bytes(
+    path: &Path,
+    expect: (u64, u64),
+    page_size: u64,
+) -> Result<u64, ResidencyError> {
     let r = object_residency(path, expect, page_size, true)?;
     if r.method == Method::SeekData {
-        // Extents include swap: no split to be had.
-        return Err(Errno::ACCESS);
+        return Err(ResidencyError::NoSplit);
     }
     Ok(r.resident.pages() * page_size)
 }
@@ -370,7 +407,7 @@ mod tests {
         assert_eq!(r.size_bytes, 8 * page);
         assert_eq!(
             object_residency(Path::new(&link), (st.st_dev, st.st_ino + 1), page, false),
-            Err(Errno::NOENT)
+            Err(ResidencyError::Replaced)
         );
     }
 }

@@ -137,7 +137,7 @@ impl Scanner {
     fn scan(&self, formats: &[Format]) -> anyhow::Result<Vec<Arc<String>>> {
         let start = Instant::now();
         let snap = collect::collect(&Options {
-            proc_root: self.proc_root.clone(),
+            paths: collect::HostPaths::with_proc_root(self.proc_root.clone()),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;

@@ -3,7 +3,7 @@
 
 use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
 use crate::account::Accounted;
-use crate::model::{EstimateReason, Object, ObjectKind, Pid, Via};
+use crate::model::{EstimateReason, Object, ObjectDetail, ObjectKind, Pid, SysvKey, Via};
 use serde::Serialize;
 
 pub const SCHEMA: u32 = 1;
@@ -66,7 +66,7 @@ pub(crate) struct ObjectDoc<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     shmid: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<i32>,
+    key: Option<SysvKey>,
     #[serde(skip_serializing_if = "Option::is_none")]
     nattch: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,9 +154,9 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
             d
         })
         .collect();
-    let is_file = matches!(o.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs);
+    let file = o.file();
     ObjectDoc {
-        kind: o.kind,
+        kind: o.kind(),
         id: object_id(o),
         inode: o.inode,
         dev: o
@@ -165,9 +165,9 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         size_bytes: o.size_bytes,
         resident_bytes: o.resident_bytes,
         swap_bytes: o.swap_bytes,
-        exact: o.exact,
-        estimate_reason: o.estimate,
-        hugetlb: o.hugetlb,
+        exact: o.is_exact(),
+        estimate_reason: o.accuracy.estimate(),
+        hugetlb: o.hugetlb(),
         holders,
         owner: acc.owners[i].map(|pid| PidComm {
             pid,
@@ -177,33 +177,24 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
             .iter()
             .map(|&(pid, bytes)| ChargeDoc { pid, bytes })
             .collect(),
-        shmid: o.sysv.as_ref().map(|s| s.shmid).or(match o.id {
+        shmid: o.sysv().map(|s| s.shmid).or(match o.id {
             crate::model::ObjectId::Sysv { shmid, .. } => Some(shmid),
-            _ => None,
+            crate::model::ObjectId::Inode { .. } => None,
         }),
-        key: o.sysv.as_ref().map(|s| s.key).or_else(|| {
-            (o.kind == ObjectKind::Sysv)
-                .then(|| {
-                    o.name
-                        .as_deref()
-                        .and_then(|k| k.strip_prefix("0x"))
-                        .and_then(|k| u32::from_str_radix(k, 16).ok())
-                        .map(|k| k as i32)
-                })
-                .flatten()
-        }),
-        nattch: o.sysv.as_ref().map(|s| s.nattch),
-        removed: o.sysv.as_ref().map(|s| s.removed()),
-        name: (o.kind == ObjectKind::Memfd)
-            .then_some(o.name.as_deref())
-            .flatten(),
-        path: is_file
-            .then(|| o.path.as_ref().map(|p| p.to_string_lossy().into_owned()))
-            .flatten(),
-        deleted: is_file.then_some(o.deleted),
-        mount_point: o
-            .mount_point
-            .as_ref()
+        key: o.sysv_key(),
+        nattch: o.sysv().map(|s| s.nattch),
+        removed: o.sysv().map(|s| s.removed()),
+        name: match &o.detail {
+            ObjectDetail::Memfd { name } => Some(name.as_str()),
+            ObjectDetail::AnonShared
+            | ObjectDetail::Sysv { .. }
+            | ObjectDetail::PosixShm(_)
+            | ObjectDetail::Tmpfs(_) => None,
+        },
+        path: file.map(|f| f.path.to_string_lossy().into_owned()),
+        deleted: file.map(|f| f.deleted),
+        mount_point: file
+            .and_then(|f| f.mount_point.as_ref())
             .map(|p| p.to_string_lossy().into_owned()),
         namespace: o.foreign_ns,
     }

@@ -179,13 +179,13 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ObjectId::Sysv { .. } => (String::new(), o.foreign_ns),
         };
         let labels: Labels = vec![
-            ("kind", o.kind.as_str().to_string()),
+            ("kind", o.kind().as_str().to_string()),
             ("dev", dev),
             ("id", object_id(o)),
             ("ns", ns.map(|n| n.to_string()).unwrap_or_default()),
             ("name", object_name(o)),
             ("owner", acc.owners[i].map(comm).unwrap_or("").to_string()),
-            ("exact", o.exact.to_string()),
+            ("exact", o.is_exact().to_string()),
         ];
         resident.add(labels.clone(), Value::U(o.resident_bytes));
         swap.add(labels.clone(), Value::U(o.swap_bytes));
@@ -195,7 +195,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         let of_kind: Vec<_> = rest
             .iter()
             .map(|&i| &snap.objects[i])
-            .filter(|o| o.kind == kind)
+            .filter(|o| o.kind() == kind)
             .collect();
         if of_kind.is_empty() {
             continue;
@@ -207,7 +207,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("ns", String::new()),
             ("name", String::new()),
             ("owner", String::new()),
-            ("exact", of_kind.iter().all(|o| o.exact).to_string()),
+            ("exact", of_kind.iter().all(|o| o.is_exact()).to_string()),
         ];
         let sum = |f: fn(&&crate::model::Object) -> u64| of_kind.iter().map(f).sum::<u64>();
         resident.add(labels.clone(), Value::U(sum(|o| o.resident_bytes)));
@@ -220,10 +220,10 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "Shared-memory objects on the host, by kind (all of them, not only those with a series)",
     );
     for kind in ObjectKind::ALL {
-        let n = snap.objects.iter().filter(|o| o.kind == kind).count() as u64;
+        let n = snap.objects.iter().filter(|o| o.kind() == kind).count() as u64;
         count.add(vec![("kind", kind.as_str().to_string())], Value::U(n));
     }
-    let estimated = snap.objects.iter().filter(|o| !o.exact).count() as u64;
+    let estimated = snap.objects.iter().filter(|o| !o.is_exact()).count() as u64;
 
     // Processes: the `top` largest charges, the rest in `other`.
     let mut charged: Vec<(Pid, u64)> = acc
@@ -377,8 +377,9 @@ mod tests {
             p.user = "www-data".into();
         }
         let mut hostile = object(7, 65536, &[12]);
-        hostile.kind = ObjectKind::Memfd;
-        hostile.name = Some("a\"b\\c\nd".into());
+        hostile.detail = crate::model::ObjectDetail::Memfd {
+            name: "a\"b\\c\nd".into(),
+        };
         let mut objs = vec![hostile];
         for i in 0..6 {
             objs.push(object(100 + i, 4096 * (i + 1), &[10 + i as Pid]));

@@ -8,7 +8,7 @@ pub mod units;
 
 use crate::account::Accounted;
 use crate::cli::{GroupBy, ObjectSort, ProcSort};
-use crate::model::{Object, ObjectId, ObjectKind, Pid, Process};
+use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Process};
 
 #[derive(Clone, Debug, Default)]
 pub struct RenderOptions {
@@ -41,7 +41,7 @@ impl Default for ObjectFilter {
 pub fn select_objects(acc: &Accounted, f: &ObjectFilter) -> Vec<usize> {
     let objs = &acc.snapshot.objects;
     let mut idx: Vec<usize> = (0..objs.len())
-        .filter(|&i| f.kinds.is_empty() || f.kinds.contains(&objs[i].kind))
+        .filter(|&i| f.kinds.is_empty() || f.kinds.contains(&objs[i].kind()))
         .filter(|&i| {
             f.pids.is_empty()
                 || f.pids.iter().any(|p| {
@@ -76,30 +76,20 @@ pub fn object_id(o: &Object) -> String {
 
 /// A readable name: the memfd name, SysV key or path. Raw: the table escapes it.
 pub fn object_name(o: &Object) -> String {
-    let mut s = match o.kind {
-        ObjectKind::AnonShared => "(anonymous)".to_string(),
-        ObjectKind::Sysv => {
-            let key = o
-                .sysv
-                .as_ref()
-                .map(|s| format!("key 0x{:08x}", s.key as u32))
-                .or_else(|| o.name.as_ref().map(|k| format!("key {k}")))
-                .unwrap_or_default();
-            let removed = o.sysv.as_ref().is_some_and(|s| s.removed());
-            if removed {
+    let mut s = match &o.detail {
+        ObjectDetail::AnonShared => "(anonymous)".to_string(),
+        ObjectDetail::Sysv { key, segment, .. } => {
+            let key = key.map(|k| format!("key {k}")).unwrap_or_default();
+            if segment.as_ref().is_some_and(|s| s.removed()) {
                 format!("{key} (removed)")
             } else {
                 key
             }
         }
-        ObjectKind::Memfd => format!("memfd:{}", o.name.as_deref().unwrap_or("")),
-        ObjectKind::PosixShm | ObjectKind::Tmpfs => {
-            let p = o
-                .path
-                .as_ref()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if o.deleted {
+        ObjectDetail::Memfd { name } => format!("memfd:{name}"),
+        ObjectDetail::PosixShm(f) | ObjectDetail::Tmpfs(f) => {
+            let p = f.path.to_string_lossy().into_owned();
+            if f.deleted {
                 format!("{p} (deleted)")
             } else {
                 p
@@ -107,7 +97,7 @@ pub fn object_name(o: &Object) -> String {
         }
     };
     if let Some(ns) = o.foreign_ns {
-        let what = if o.kind == ObjectKind::Sysv {
+        let what = if o.kind() == ObjectKind::Sysv {
             "ipc"
         } else {
             "mnt"

@@ -61,7 +61,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter, ro: &RenderOptions) -> String 
     let shown = select_objects(acc, f);
     for &i in &shown {
         let o = &snap.objects[i];
-        let mark = if o.exact { "" } else { "~" };
+        let mark = if o.is_exact() { "" } else { "~" };
         let owner = acc.owners[i]
             .map(|pid| {
                 let comm = snap.process(pid).map_or("", |p| p.comm.as_str());
@@ -69,7 +69,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter, ro: &RenderOptions) -> String 
             })
             .unwrap_or_else(|| "-".to_string());
         t.add_row(vec![
-            o.kind.as_str().to_string(),
+            o.kind().as_str().to_string(),
             object_id(o),
             escape(&object_name(o)),
             format!("{mark}{}", bytes(o.size_bytes, ro.bytes)),

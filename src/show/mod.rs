@@ -15,7 +15,9 @@ pub mod text;
 
 use crate::account::Policy;
 use crate::collect::{self, measure, Options};
-use crate::model::{Object, ObjectId, ObjectKind, Snapshot};
+use crate::model::{
+    Accuracy, EstimateReason, FileDetail, Object, ObjectDetail, ObjectId, Snapshot,
+};
 use anyhow::anyhow;
 use std::path::Path;
 
@@ -64,7 +66,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
     let proc_root = args.output.proc_root.clone();
     let mut snap = collect::collect(&Options {
-        proc_root: proc_root.clone(),
+        paths: collect::HostPaths::with_proc_root(proc_root.clone()),
         smaps: false,
         cgroups: false,
     })?;
@@ -121,30 +123,32 @@ fn add_unheld_file(snap: &mut Snapshot, path: &Path) {
         return;
     };
     let swap_in_use = snap.meminfo.swap_used_bytes() > 0;
-    let kind = if mount.mount_point == Path::new("/dev/shm") {
-        ObjectKind::PosixShm
+    let file = FileDetail {
+        path: path.to_path_buf(),
+        deleted: false,
+        mount_point: Some(mount.mount_point.clone()),
+    };
+    let detail = if mount.mount_point == Path::new("/dev/shm") {
+        ObjectDetail::PosixShm(file)
     } else {
-        ObjectKind::Tmpfs
+        ObjectDetail::Tmpfs(file)
     };
     snap.objects.push(Object {
         id,
-        kind,
+        detail,
         dev: Some(st.dev),
         inode: st.ino,
-        name: None,
-        path: Some(path.to_path_buf()),
-        deleted: false,
-        sysv: None,
         size_bytes: st.size,
         resident_bytes: st.allocated,
         swap_bytes: 0,
         // With swap in use st_blocks is resident + swapped; show's ranges split it.
-        exact: !swap_in_use,
-        estimate: swap_in_use.then_some(crate::model::EstimateReason::SwapSplitUnavailable),
-        hugetlb: false,
+        accuracy: if swap_in_use {
+            Accuracy::Estimate(EstimateReason::SwapSplitUnavailable)
+        } else {
+            Accuracy::Exact
+        },
         holders: Vec::new(),
         foreign_ns: None,
-        mount_point: Some(mount.mount_point.clone()),
     });
 }
 

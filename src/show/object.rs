@@ -9,7 +9,6 @@
 use crate::collect::pagemap::{self, PageRanges, Unread};
 use crate::collect::residency::{self, Residency};
 use crate::model::{Object, ObjectId, ObjectKind, Snapshot, Via};
-use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 
 /// One holder (mapping or fd) of the object.
@@ -75,8 +74,10 @@ pub fn handles(proc_root: &Path, o: &Object) -> Vec<PathBuf> {
             out.push(proc_root.join(format!("{}/fd/{fd}", h.pid)));
         }
     }
-    if let (Some(p), false, None) = (&o.path, o.deleted, o.foreign_ns) {
-        out.push(p.clone());
+    if let (Some(f), None) = (o.file(), o.foreign_ns) {
+        if !f.deleted {
+            out.push(f.path.clone());
+        }
     }
     for h in &o.holders {
         if let Via::Map { start, end, .. } = h.via {
@@ -101,7 +102,7 @@ fn read_residency(
     page_size: u64,
     swap_in_use: bool,
 ) -> Result<Residency, String> {
-    if o.hugetlb {
+    if o.hugetlb() {
         return Err("a SHM_HUGETLB segment: hugetlb pages cannot be seen from a mapping that never touched them".into());
     }
     let Some(expect) = expected_identity(o) else {
@@ -109,7 +110,7 @@ fn read_residency(
     };
     let handles = handles(proc_root, o);
     if handles.is_empty() {
-        return Err(match o.kind {
+        return Err(match o.kind() {
             ObjectKind::Sysv => "no process attaches the segment, and shmwho never attaches one itself: only its totals are known".into(),
             _ => "no handle reaches the object from here (another mount namespace?)".into(),
         });
@@ -118,7 +119,7 @@ fn read_residency(
     for h in &handles {
         match residency::object_residency(h, expect, page_size, swap_in_use) {
             Ok(r) => return Ok(r),
-            Err(Errno::PERM) | Err(Errno::ACCESS) => denied = true,
+            Err(e) if e.denied() => denied = true,
             Err(_) => {} // holder gone or fd reused: next handle
         }
     }

@@ -8,7 +8,7 @@
 //! - a bare number: the process with that pid, or else the object with that inode; when it is
 //!   both, shmwho refuses and asks for `pid:N` or `inode:N`.
 
-use crate::model::{Object, ObjectId, ObjectKind, Pid, Snapshot, Via};
+use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Snapshot, SysvKey, Via};
 use std::path::PathBuf;
 
 /// The argument, parsed; nothing looked up yet.
@@ -167,7 +167,7 @@ pub fn resolve(
     };
     let by_inode = |ino: u64, dev: Option<(u32, u32)>| {
         select(&|o| {
-            o.kind != ObjectKind::Sysv
+            o.kind() != ObjectKind::Sysv
                 && o.inode == ino
                 && dev.is_none_or(|(maj, min)| o.dev == Some(rustix::fs::makedev(maj, min)))
         })
@@ -205,18 +205,13 @@ pub fn resolve(
                         .to_string(),
                 );
             }
-            let want = format!("0x{:08x}", *key as u32);
-            let found = select(&|o| {
-                o.kind == ObjectKind::Sysv
-                    && (o.sysv.as_ref().map(|s| s.key) == Some(*key)
-                        || (o.sysv.is_none() && o.name.as_deref() == Some(want.as_str())))
-            });
+            let found = select(&|o| o.sysv_key() == Some(SysvKey(*key)));
             one(snap, arg, own_first(snap, found))
         }
         Spec::Memfd(name) => one(
             snap,
             arg,
-            select(&|o| o.kind == ObjectKind::Memfd && o.name.as_deref() == Some(name.as_str())),
+            select(&|o| matches!(&o.detail, ObjectDetail::Memfd { name: n } if n == name)),
         ),
         Spec::Path(path) => {
             let by_id =
@@ -225,10 +220,7 @@ pub fn resolve(
                 Some(found) if !found.is_empty() => one(snap, arg, found),
                 // Deleted files and other namespaces' files: by the path shown.
                 _ => {
-                    let shown = |o: &Object| {
-                        o.path.as_deref() == Some(path.as_path())
-                            && matches!(o.kind, ObjectKind::PosixShm | ObjectKind::Tmpfs)
-                    };
+                    let shown = |o: &Object| o.file().is_some_and(|f| f.path == *path);
                     one(snap, arg, own_first(snap, select(&shown)))
                 }
             }
@@ -305,8 +297,7 @@ mod tests {
 
     fn snap() -> Snapshot {
         let mut o1 = object(100, 4096, &[10]);
-        o1.kind = ObjectKind::Memfd;
-        o1.name = Some("buf".into());
+        o1.detail = ObjectDetail::Memfd { name: "buf".into() };
         let mut o2 = object(10, 4096, &[11]); // inode 10 = pid 10
         o2.dev = Some(rustix::fs::makedev(0, 1));
         o2.id = ObjectId::Inode {
@@ -329,13 +320,12 @@ mod tests {
             pss_bytes: None,
             rss_bytes: None,
         };
-        s.kind = ObjectKind::Sysv;
         s.id = ObjectId::Sysv {
             ipc_ns: 1,
             shmid: 5,
         };
-        s.sysv = Some(SysvSegment {
-            key: 0x1234,
+        s.detail = ObjectDetail::sysv(SysvSegment {
+            key: SysvKey(0x1234),
             shmid: 5,
             perms: 0o600,
             size_bytes: 4096,

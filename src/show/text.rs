@@ -68,7 +68,7 @@ fn unread_text(u: Unread) -> &'static str {
 fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOptions) -> String {
     let o: &Object = &snap.objects[i];
     let b = |v| bytes(v, ro.bytes);
-    let mark = if o.exact { "" } else { "~" };
+    let mark = if o.is_exact() { "" } else { "~" };
     let mut s = String::new();
     let dev = o
         .dev
@@ -77,7 +77,7 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
     let _ = writeln!(
         s,
         "{} {}  {}{dev}",
-        o.kind.as_str(),
+        o.kind().as_str(),
         object_id(o),
         escape(&object_name(o))
     );
@@ -90,9 +90,9 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
         b(o.size_bytes),
         b(o.resident_bytes),
         b(o.swap_bytes),
-        if o.exact { "exact" } else { "estimate" },
+        if o.is_exact() { "exact" } else { "estimate" },
     );
-    if let Some(r) = o.estimate {
+    if let Some(r) = o.accuracy.estimate() {
         let _ = writeln!(s, "~ estimate: {}.", r.explain());
     }
     s
@@ -276,7 +276,7 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
         let _ = writeln!(
             s,
             "\norphaned: all {}{} resident: no process maps it.",
-            if o.exact { "" } else { "~" },
+            if o.is_exact() { "" } else { "~" },
             b(orph)
         );
     }
@@ -407,9 +407,9 @@ pub fn process(snap: &Snapshot, view: &ProcessView, ro: &RenderOptions) -> Strin
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            let mark = if o.exact { "" } else { "~" };
+            let mark = if o.is_exact() { "" } else { "~" };
             t.add_row(vec![
-                o.kind.as_str().to_string(),
+                o.kind().as_str().to_string(),
                 object_id(o),
                 escape(&object_name(o)),
                 holds_text,
@@ -445,7 +445,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView, ro: &RenderOptions) -> Strin
             let obj = &snap.objects[o.view.index];
             format!(
                 "{} {} ({} resident)",
-                obj.kind.as_str(),
+                obj.kind().as_str(),
                 object_id(obj),
                 b(obj.resident_bytes)
             )

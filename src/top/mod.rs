@@ -79,7 +79,7 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     }
     let collector = Collector::spawn(
         Options {
-            proc_root: args.proc_root,
+            paths: crate::collect::HostPaths::with_proc_root(args.proc_root),
             smaps: args.charge.needs_smaps(),
             cgroups: false,
         },

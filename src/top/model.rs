@@ -205,7 +205,7 @@ impl Model {
                 let owner = acc.owners[i].map(|pid| (pid, comm(pid)));
                 let id = object_id(o);
                 let name = escape(&object_name(o));
-                let mut search = format!("{} {id} {name}", o.kind.as_str());
+                let mut search = format!("{} {id} {name}", o.kind().as_str());
                 if let Some((pid, c)) = &owner {
                     search.push_str(&format!(" {pid} {c}"));
                 }
@@ -214,7 +214,7 @@ impl Model {
                 }
                 ObjRow {
                     key: o.id,
-                    kind: o.kind,
+                    kind: o.kind(),
                     id,
                     name,
                     dev: o.dev,
@@ -222,9 +222,9 @@ impl Model {
                     size: Fig::new(o.size_bytes, before.map(|b| b.size.now)),
                     resident: Fig::new(o.resident_bytes, before.map(|b| b.resident.now)),
                     swap: Fig::new(o.swap_bytes, before.map(|b| b.swap.now)),
-                    exact: o.exact,
-                    estimate: o.estimate,
-                    hugetlb: o.hugetlb,
+                    exact: o.is_exact(),
+                    estimate: o.accuracy.estimate(),
+                    hugetlb: o.hugetlb(),
                     holder_pids: o.holder_pids().len(),
                     holders,
                     owner,
@@ -241,7 +241,7 @@ impl Model {
         }
         let mut estimated: std::collections::HashSet<Pid> = Default::default();
         for (o, ch) in snap.objects.iter().zip(&acc.charges) {
-            if !o.exact {
+            if !o.is_exact() {
                 estimated.extend(ch.iter().map(|c| c.0));
             }
         }

@@ -5,7 +5,7 @@ use super::app::{Action, App, Overlay, Pane};
 use super::ui::{draw, short};
 use crate::account::tests::{object, process, snapshot};
 use crate::account::Policy;
-use crate::model::{Meminfo, ObjectKind, Snapshot, SysvSegment, Via};
+use crate::model::{Meminfo, ObjectDetail, Snapshot, SysvKey, SysvSegment, Via};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
@@ -35,13 +35,12 @@ fn host(region_resident: u64) -> Snapshot {
 
     let region = object(4242, region_resident, &[100, 101]);
     let mut seg = object(7, 24 * MIB, &[]);
-    seg.kind = ObjectKind::Sysv;
     seg.id = crate::model::ObjectId::Sysv {
         ipc_ns: 1,
         shmid: 7,
     };
-    seg.sysv = Some(SysvSegment {
-        key: 0x1234,
+    seg.detail = ObjectDetail::sysv(SysvSegment {
+        key: SysvKey(0x1234),
         shmid: 7,
         perms: 0o600,
         size_bytes: 32 * MIB,
@@ -55,8 +54,9 @@ fn host(region_resident: u64) -> Snapshot {
         swap_bytes: Some(0),
     });
     let mut memfd = object(5151, 16 * MIB, &[300]);
-    memfd.kind = ObjectKind::Memfd;
-    memfd.name = Some("buffer".into());
+    memfd.detail = ObjectDetail::Memfd {
+        name: "buffer".into(),
+    };
     memfd.holders[0].via = Via::Fd { fd: 9 };
     let mut s = snapshot(vec![master, w1, other], vec![region, seg, memfd]);
     s.meminfo = Meminfo {
@@ -171,8 +171,9 @@ fn growth_is_marked_after_a_second_snapshot() {
         app.color = color;
         let mut next = host(56 * MIB);
         let mut newcomer = object(6000, MIB, &[300]);
-        newcomer.kind = ObjectKind::Memfd;
-        newcomer.name = Some("late".into());
+        newcomer.detail = ObjectDetail::Memfd {
+            name: "late".into(),
+        };
         next.objects.push(newcomer);
         app.on_snapshot(next, Duration::from_millis(10));
         let mut t = terminal(80, 24);
@@ -456,8 +457,8 @@ fn changes_mode_shows_every_figure_as_a_change() {
 #[test]
 fn estimates_are_marked() {
     let mut s = host(48 * MIB);
-    s.objects[0].exact = false;
-    s.objects[0].estimate = Some(crate::model::EstimateReason::MapFilesDenied);
+    s.objects[0].accuracy =
+        crate::model::Accuracy::Estimate(crate::model::EstimateReason::MapFilesDenied);
     s.notes.estimates = vec![(crate::model::EstimateReason::MapFilesDenied, 1)];
     let mut app = app_with(s);
     let lines = screen(&app);

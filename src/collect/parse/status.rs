@@ -69,7 +69,7 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let st = parse(include_bytes!("../../tests/fixtures/status_lab.txt")).unwrap();
+        let st = parse(include_bytes!("../../../tests/fixtures/status_lab.txt")).unwrap();
         assert_eq!(st.name, "python3");
         assert!(st.vm_rss.unwrap() > 0);
         assert_eq!(st.vm_rss.unwrap(), st.rss_anon + st.rss_file + st.rss_shmem);

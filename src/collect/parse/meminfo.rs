@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let m = parse(include_bytes!("../../tests/fixtures/meminfo.txt")).unwrap();
+        let m = parse(include_bytes!("../../../tests/fixtures/meminfo.txt")).unwrap();
         assert_eq!(m.mem_total_bytes, 24684084 * 1024);
         assert_eq!(m.hugepage_bytes, 2048 * 1024);
         assert!(m.shmem_bytes > 0);

@@ -5,7 +5,7 @@
 //! (100000) fails its whole read.
 
 use super::maps::dec;
-use crate::model::SysvSegment;
+use crate::model::{SysvKey, SysvSegment};
 
 /// Parses the table by its header, so a kernel that lacks the `rss`/`swap` columns (before 4.1)
 /// still parses. Malformed rows are skipped.
@@ -51,7 +51,7 @@ pub fn parse(text: &[u8]) -> Vec<SysvSegment> {
                 return None;
             }
             Some(SysvSegment {
-                key: f[key].parse().ok()?,
+                key: SysvKey(f[key].parse().ok()?),
                 shmid: f[shmid].parse().ok()?,
                 perms: u32::from_str_radix(f[perms], 8).ok()?,
                 size_bytes: dec(f[size].as_bytes())?,
@@ -82,10 +82,10 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let segs = parse(include_bytes!("../../tests/fixtures/sysvipc_shm.txt"));
+        let segs = parse(include_bytes!("../../../tests/fixtures/sysvipc_shm.txt"));
         assert_eq!(segs.len(), 1);
         let s = &segs[0];
-        assert_eq!(s.key, 0x1234abcd);
+        assert_eq!(s.key, SysvKey(0x1234abcd));
         assert_eq!(s.size_bytes, 1 << 20);
         assert_eq!(s.perms, 0o600);
         assert_eq!(s.nattch, 1);
@@ -100,7 +100,7 @@ mod tests {
         );
         let segs = parse(text.as_bytes());
         assert_eq!(segs.len(), 1);
-        assert_eq!(segs[0].key, -1);
+        assert_eq!(segs[0].key, SysvKey(-1));
         assert_eq!(segs[0].uid, 100000);
         assert!(segs[0].removed());
         assert_eq!(segs[0].rss_bytes, Some(1048576));

@@ -62,7 +62,7 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let st = parse(include_bytes!("../../tests/fixtures/stat_lab.txt")).unwrap();
+        let st = parse(include_bytes!("../../../tests/fixtures/stat_lab.txt")).unwrap();
         assert_eq!(st.comm, "python3");
         assert!(st.start_ticks > 0);
     }

@@ -186,7 +186,7 @@ mod tests {
 
     #[test]
     fn captured_fixture_parses() {
-        let text = include_bytes!("../../tests/fixtures/maps_lab.txt");
+        let text = include_bytes!("../../../tests/fixtures/maps_lab.txt");
         let entries: Vec<_> = parse(text).collect();
         assert!(entries.len() > 10);
         let shared: Vec<_> = entries.iter().filter(|e| e.shared).collect();

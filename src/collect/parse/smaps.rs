@@ -49,9 +49,9 @@ mod tests {
 
     #[test]
     fn captured_fixture() {
-        let vmas = parse(include_bytes!("../../tests/fixtures/smaps_lab.txt"));
+        let vmas = parse(include_bytes!("../../../tests/fixtures/smaps_lab.txt"));
         let maps: Vec<_> =
-            super::super::maps::parse(include_bytes!("../../tests/fixtures/maps_lab.txt"))
+            super::super::maps::parse(include_bytes!("../../../tests/fixtures/maps_lab.txt"))
                 .collect();
         assert!(!vmas.is_empty());
         let zero = vmas

@@ -350,7 +350,9 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         groups,
         unheld_bytes: acc.unheld_bytes,
         charged_bytes: acc.per_process.values().sum(),
-        objects_resident_bytes: acc.reconciliation.objects_bytes,
+        // Every object, hugetlb included (the reconciliation's figure leaves hugetlb out, as it
+        // is not Shmem), so that charged + unheld adds up to it.
+        objects_resident_bytes: acc.snapshot.objects.iter().map(|o| o.resident_bytes).sum(),
         vanished_processes: acc.snapshot.notes.vanished,
         cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
         cgroups,

@@ -23,6 +23,8 @@ struct Truth {
     sysv: Option<(u64, u64)>,
     /// Mapped only by actors without a leader thread: no handle on the object exists.
     unmeasurable: bool,
+    /// SysV: (cpid, ctime) from /proc/sysvipc/shm.
+    creator: Option<(i32, u64)>,
 }
 
 fn sysv_table() -> HashMap<i32, Vec<u64>> {
@@ -83,6 +85,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                 blocks_bytes: f[14] + f[15],
                 sysv: Some((f[14], f[15])),
                 unmeasurable: false,
+                creator: Some((f[4] as i32, f[13])),
             }
         } else if id.shmid.is_some() && !r.model.held(o) {
             return Err(format!(
@@ -101,6 +104,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                         blocks_bytes: s.st_blocks as u64 * 512,
                         sysv: None,
                         unmeasurable: false,
+                        creator: None,
                     },
                 );
                 continue;
@@ -113,6 +117,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                         blocks_bytes: 0,
                         sysv: None,
                         unmeasurable: true,
+                        creator: None,
                     },
                 );
                 continue;
@@ -134,6 +139,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                 blocks_bytes: f[3] * 512,
                 sysv: None,
                 unmeasurable: false,
+                creator: None,
             }
         } else {
             let p = id
@@ -146,6 +152,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                 blocks_bytes: s.st_blocks as u64 * 512,
                 sysv: None,
                 unmeasurable: false,
+                creator: None,
             }
         };
         out.insert(o, t);
@@ -184,6 +191,12 @@ fn describe_pid(pid: i64) -> String {
     format!("{pid} ({comm}) ppid {ppid}")
 }
 
+fn boot_time() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())
+}
+
 fn is_ancestor(a: i32, d: i32) -> bool {
     let mut cur = d;
     for _ in 0..64 {
@@ -196,11 +209,18 @@ fn is_ancestor(a: i32, d: i32) -> bool {
     false
 }
 
-/// The documented owner rule, from the model and the kernel's start times and parents.
-fn owner(r: &Running, o: usize, holders: &[i32], in_table: bool) -> Option<i32> {
-    let ob = &r.model.objs[o];
-    if in_table && r.model.actors[ob.creator].alive {
-        return Some(r.actors[ob.creator].pid);
+/// The documented owner rule, from the kernel's SysV table, start times and parents.
+fn owner(holders: &[i32], creator: Option<(i32, u64)>) -> Option<i32> {
+    // The SysV creator while alive: process cpid exists and started no later than a second
+    // after the segment's ctime (a pid reused later is another process; /proc/stat's btime
+    // and ctime have whole seconds).
+    if let Some((cpid, ctime)) = creator {
+        let hz = rustix::param::clock_ticks_per_second();
+        if let (Some((_, start)), Some(btime)) = (stat_of(cpid), boot_time()) {
+            if btime + start / hz <= ctime + 1 {
+                return Some(cpid);
+            }
+        }
     }
     let starts: Vec<(i32, u64)> = holders
         .iter()
@@ -420,7 +440,14 @@ fn compare(
         );
         let mut pids: Vec<i32> = want.iter().map(|h| h.0 as i32).collect();
         pids.dedup();
-        let own = owner(r, o, &pids, t.sysv.is_some());
+        let own = owner(&pids, t.creator);
+        if let (Some((cpid, _)), true) = (t.creator, r.model.actors[ob.creator].alive) {
+            let want = r.actors[ob.creator].pid;
+            expect(
+                cpid == want,
+                format!("object {o}: cpid {cpid} is not the creator {want}"),
+            );
+        }
         let got_owner = j["owner"]["pid"].as_i64().map(|p| p as i32);
         expect(
             got_owner == own,

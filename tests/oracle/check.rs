@@ -160,18 +160,50 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
     Ok(out)
 }
 
+/// Runs the binary with a deadline: a scan that hangs fails the scenario instead of the run.
 fn shmwho(args: &[&str]) -> Result<Value, String> {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shmwho"))
+    use std::io::Read as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_shmwho"))
         .args(args)
-        .output()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("run shmwho: {e}"))?;
-    if !out.status.success() {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    // Drained on threads: a host's JSON outgrows a pipe buffer.
+    let reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(st) => break st,
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("shmwho {args:?} ran over 60 s"));
+            }
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    let stdout = reader.join().unwrap_or_default();
+    let stderr = err_reader.join().unwrap_or_default();
+    if !status.success() {
         return Err(format!(
             "shmwho {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&stderr)
         ));
     }
-    serde_json::from_slice(&out.stdout).map_err(|e| format!("shmwho {args:?}: bad JSON: {e}"))
+    serde_json::from_slice(&stdout).map_err(|e| format!("shmwho {args:?}: bad JSON: {e}"))
 }
 
 fn stat_of(pid: i32) -> Option<(i32, u64)> {

@@ -24,6 +24,21 @@ use gen::{Scenario, Variant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+/// Seeds of the scenarios in progress, for the watchdog's message.
+static RUNNING: Mutex<std::collections::BTreeSet<u64>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// Says which scenarios are still running when the whole run takes over `minutes`.
+fn watchdog(minutes: u64) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(minutes * 60));
+        eprintln!(
+            "oracle: still running after {minutes} min: seeds {:?}",
+            RUNNING.lock().unwrap()
+        );
+    });
+}
+
 fn env_num(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
@@ -105,6 +120,7 @@ fn phase(
                     break;
                 }
                 let seed = base + i;
+                RUNNING.lock().unwrap().insert(seed);
                 let sc = gen::generate(seed, v);
                 let tag = format!("{}-{seed}", std::process::id());
                 if let Err(e) = run_one(&sc, env, &tag, Some(totals)) {
@@ -124,6 +140,7 @@ fn phase(
                         small.ops
                     ));
                 }
+                RUNNING.lock().unwrap().remove(&seed);
             });
         }
     });
@@ -148,6 +165,7 @@ fn main() {
         return;
     }
     let started = std::time::Instant::now();
+    watchdog(5);
     let tmpfs = common::TmpfsMount::new("64m");
     let huge = common::TmpfsMount::new("64m,huge=always");
     let env = run::Env {
@@ -181,6 +199,7 @@ fn main() {
             Ok(()) => println!("oracle: seed {seed} passed"),
             Err(e) => {
                 eprintln!("oracle: seed {seed} failed:\n{e}");
+                drop((huge, tmpfs)); // exit runs no destructors
                 std::process::exit(1);
             }
         }

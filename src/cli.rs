@@ -286,6 +286,7 @@ pub struct PoolArgs {
 
 /// Runs the parsed command, writing to `out`.
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    crate::privilege::init()?;
     match cli.command {
         None => objects(cli.objects, out),
         Some(Command::Objects(a)) => objects(a, out),
@@ -294,8 +295,15 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Some(Command::Top(a)) => crate::top::run(a, out),
         Some(Command::Export(a)) => crate::export::run(a, out),
         Some(Command::Record(a)) => crate::record::record(a, out),
-        Some(Command::Diff(a)) => crate::record::diff(a, out),
-        Some(Command::Lab(a)) => lab_cmd(a),
+        Some(Command::Diff(a)) => {
+            // Reads only the caller's files: with the caller's rights.
+            crate::privilege::drop_all()?;
+            crate::record::diff(a, out)
+        }
+        Some(Command::Lab(a)) => {
+            crate::privilege::drop_all()?;
+            lab_cmd(a)
+        }
     }
 }
 
@@ -316,7 +324,7 @@ fn check_pids(snap: &crate::model::Snapshot, pids: &[Pid]) -> anyhow::Result<()>
 }
 
 fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let snap = collect::collect(&Options {
+    let snap = crate::privilege::scan_once(&Options {
         paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps: a.charge.needs_smaps(),
         cgroups: false,
@@ -340,10 +348,14 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 
 fn procs(a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let smaps = a.pss || a.charge.needs_smaps();
+    if a.exact {
+        // Physical page numbers of every process: more than any caller may learn.
+        crate::privilege::refuse_when_elevated("procs --exact")?;
+    }
     if a.exact && !collect::pagemap::can_read_pfns() {
         bail!("--exact needs CAP_SYS_ADMIN (run as root): it counts physical pages, and without it /proc/PID/pagemap shows every page frame number as 0");
     }
-    let snap = collect::collect(&Options {
+    let snap = crate::privilege::scan_once(&Options {
         paths: collect::HostPaths::with_proc_root(a.output.proc_root.clone()),
         smaps,
         cgroups: true,

@@ -13,4 +13,22 @@ pub enum Error {
     },
     #[error("cannot parse {path}: {what}")]
     Parse { path: PathBuf, what: String },
+    /// EMFILE or ENFILE during the scan: processes would be skipped as if they had exited.
+    #[error("too many open files: raise ulimit -n (the limit here is {limit})")]
+    TooManyOpenFiles { limit: String },
+}
+
+/// Whether `e` says this process (EMFILE) or the system (ENFILE) ran out of file descriptors.
+pub fn out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+impl Error {
+    /// The error for an exhausted descriptor table, with the soft limit named.
+    pub fn too_many_open_files() -> Error {
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+        Error::TooManyOpenFiles { limit }
+    }
 }

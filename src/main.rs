@@ -15,7 +15,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // Not eprintln!: it panics when stderr is closed.
             let _ = writeln!(std::io::stderr(), "shmwho: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<shmwho::privilege::Refused>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

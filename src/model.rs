@@ -3,9 +3,12 @@
 //! Everything is in bytes. `collect` fills these types, `account` derives owners and charges from
 //! them, `render` prints them.
 
+#![warn(missing_docs)]
+
 use serde::Serialize;
 use std::path::PathBuf;
 
+/// A process id.
 pub type Pid = i32;
 
 /// The kinds of shared memory shmwho knows. Adding a kind means one collector branch and one
@@ -26,6 +29,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
+    /// The name in tables, JSON and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectKind::AnonShared => "anon_shared",
@@ -36,6 +40,7 @@ impl ObjectKind {
         }
     }
 
+    /// Every kind, in display order.
     pub const ALL: [ObjectKind; 5] = [
         ObjectKind::AnonShared,
         ObjectKind::Sysv,
@@ -49,8 +54,20 @@ impl ObjectKind {
 /// maps inode equals the shmid and repeats across namespaces; everything else by (device, inode).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub enum ObjectId {
-    Sysv { ipc_ns: u64, shmid: i32 },
-    Inode { dev: u64, ino: u64 },
+    /// A SysV segment.
+    Sysv {
+        /// Inode of its IPC namespace (0 when unknown).
+        ipc_ns: u64,
+        /// Its id in that namespace.
+        shmid: i32,
+    },
+    /// A shmem or tmpfs inode.
+    Inode {
+        /// `st_dev`.
+        dev: u64,
+        /// `st_ino`.
+        ino: u64,
+    },
 }
 
 /// How a process holds an object.
@@ -58,8 +75,11 @@ pub enum ObjectId {
 pub enum Via {
     /// A mapping `start..end` of the object at byte `offset`.
     Map {
+        /// First address.
         start: u64,
+        /// Address after the last.
         end: u64,
+        /// Offset of `start` in the object, in bytes.
         offset: u64,
         /// MAP_SHARED (`s` in maps); a MAP_PRIVATE mapping of a tmpfs file can hold private
         /// copies that are not the object's pages.
@@ -70,10 +90,14 @@ pub enum Via {
         rss_bytes: Option<u64>,
     },
     /// An open file descriptor.
-    Fd { fd: i32 },
+    Fd {
+        /// The descriptor number.
+        fd: i32,
+    },
 }
 
 impl Via {
+    /// `map` or `fd`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Via::Map { .. } => "map",
@@ -82,9 +106,12 @@ impl Via {
     }
 }
 
+/// One process's hold on an object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Holder {
+    /// The process.
     pub pid: Pid,
+    /// How it holds it.
     pub via: Via,
 }
 
@@ -161,6 +188,9 @@ pub enum EstimateReason {
     /// Mapped only by processes whose leader thread exited: their `map_files` is empty and
     /// task directories have none.
     LeaderExited,
+    /// The kernel reported more resident and swapped bytes than the host's memory and swap
+    /// together (`collect::bounds`): capped there.
+    AbsurdValue,
 }
 
 impl EstimateReason {
@@ -175,6 +205,9 @@ impl EstimateReason {
             }
             EstimateReason::LeaderExited => {
                 "a lower bound from holders' RssShmem: the only holders are processes whose main thread exited, whose map_files the kernel no longer lists"
+            }
+            EstimateReason::AbsurdValue => {
+                "the kernel reported more resident and swapped bytes than memory and swap together: capped at MemTotal + SwapTotal"
             }
         }
     }
@@ -359,19 +392,31 @@ impl Object {
 /// One process, with the O(1) counters from `/proc/PID/status`.
 #[derive(Clone, Debug, Default)]
 pub struct Process {
+    /// Process id.
     pub pid: Pid,
+    /// Parent process id.
     pub ppid: Pid,
+    /// Command name (from `stat`: all bytes kept).
     pub comm: String,
+    /// Real uid.
     pub uid: u32,
+    /// User name of `uid` (the number when passwd has none).
     pub user: String,
     /// Start time in clock ticks after boot (field 22 of `/proc/PID/stat`).
     pub start_ticks: u64,
+    /// `VmRSS`.
     pub rss_bytes: u64,
+    /// `RssAnon`.
     pub rss_anon_bytes: u64,
+    /// `RssFile`.
     pub rss_file_bytes: u64,
+    /// `RssShmem`: every shmem page it maps (FACTS #9).
     pub rss_shmem_bytes: u64,
+    /// `VmSwap`.
     pub swap_bytes: u64,
+    /// IPC namespace inode, when readable.
     pub ipc_ns: Option<u64>,
+    /// Mount namespace inode, when readable.
     pub mnt_ns: Option<u64>,
     /// PSS and USS from smaps, read only on request.
     pub smaps: Option<SmapsTotals>,
@@ -384,7 +429,9 @@ pub struct Process {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupVersion {
+    /// cgroup v1 (the memory controller's own hierarchy).
     V1,
+    /// cgroup v2 (the unified hierarchy).
     V2,
 }
 
@@ -394,14 +441,17 @@ pub enum CgroupVersion {
 pub struct CgroupMem {
     /// As in [`Process::cgroup`].
     pub path: String,
+    /// Which hierarchy `path` is in.
     pub version: CgroupVersion,
     /// `shmem` from the cgroup's `memory.stat`: resident shmem pages charged to it (v1: this
     /// cgroup only; v2: including child cgroups). None when the file could not be read.
     pub shmem_bytes: Option<u64>,
 }
 
+/// PSS and USS of one process, from smaps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SmapsTotals {
+    /// Proportional set size.
     pub pss_bytes: u64,
     /// Private (mapcount 1) pages outside shmem: what killing the process surely frees.
     pub uss_bytes: u64,
@@ -410,15 +460,20 @@ pub struct SmapsTotals {
 /// `/proc/meminfo` figures shmwho uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Meminfo {
+    /// `MemTotal`.
     pub mem_total_bytes: u64,
+    /// `Shmem`: every shmem and tmpfs page in RAM.
     pub shmem_bytes: u64,
+    /// `SwapTotal`.
     pub swap_total_bytes: u64,
+    /// `SwapFree`.
     pub swap_free_bytes: u64,
     /// Default huge page size (`Hugepagesize`), 0 when the kernel has no hugetlb.
     pub hugepage_bytes: u64,
 }
 
 impl Meminfo {
+    /// Swap in use.
     pub fn swap_used_bytes(&self) -> u64 {
         self.swap_total_bytes.saturating_sub(self.swap_free_bytes)
     }
@@ -427,7 +482,9 @@ impl Meminfo {
 /// A tmpfs mount and what its files use, for the reconciliation with `Shmem`.
 #[derive(Clone, Debug)]
 pub struct TmpfsMount {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
+    /// Its device.
     pub dev: u64,
     /// Mount namespace when not shmwho's own.
     pub foreign_ns: Option<u64>,
@@ -450,18 +507,33 @@ pub struct ScanNotes {
     pub foreign_ipc_ns: u32,
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
+    /// Processes left out because the caller of a restricted install could not see them
+    /// (`crate::redact`).
+    pub hidden: u32,
+    /// Mapping addresses were removed for the caller of a restricted install.
+    pub addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there (`collect::bounds`).
+    pub absurd_processes: u32,
 }
 
 /// Everything one scan saw.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
+    /// Page size.
     pub page_size: u64,
+    /// Clock ticks per second (for start times).
     pub clock_ticks: u64,
+    /// Boot time, seconds since the epoch (0 when unknown).
     pub boot_time: i64,
+    /// `/proc/meminfo`.
     pub meminfo: Meminfo,
+    /// Every process, sorted by pid.
     pub processes: Vec<Process>,
+    /// Every object, sorted by identity.
     pub objects: Vec<Object>,
+    /// Every tmpfs mount seen.
     pub mounts: Vec<TmpfsMount>,
+    /// What the scan could not see.
     pub notes: ScanNotes,
     /// smaps was read (PSS and per-mapping presence available).
     pub with_smaps: bool,
@@ -470,6 +542,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The process with pid `pid`.
     pub fn process(&self, pid: Pid) -> Option<&Process> {
         self.processes
             .binary_search_by_key(&pid, |p| p.pid)
@@ -477,7 +550,41 @@ impl Snapshot {
             .map(|i| &self.processes[i])
     }
 
+    /// Whether every object's figures are measured.
     pub fn exact(&self) -> bool {
         self.objects.iter().all(|o| o.is_exact())
     }
+}
+
+/// Physical pages of one process, as sorted distinct page frame numbers (`procs --exact`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PhysPages {
+    /// Anonymous pages: private memory (including copy-on-write pages shared after fork).
+    pub anon: Vec<u64>,
+    /// File pages (page cache) of mappings that are not shared-memory objects.
+    pub file: Vec<u64>,
+}
+
+impl PhysPages {
+    /// Sorts and deduplicates both lists, as the type promises.
+    pub fn finish(mut self) -> PhysPages {
+        for v in [&mut self.anon, &mut self.file] {
+            v.sort_unstable();
+            v.dedup();
+        }
+        self
+    }
+}
+
+/// What one read of every wanted process's pagemap found.
+#[derive(Clone, Debug, Default)]
+pub struct PhysScan {
+    /// Pages by process.
+    pub pages: std::collections::HashMap<Pid, PhysPages>,
+    /// Processes that exited before their pages were read.
+    pub vanished: u32,
+    /// Processes whose pagemap could not be read.
+    pub denied: u32,
+    /// The processes of `vanished` and `denied`: rows holding one have no exact figure.
+    pub unread: Vec<Pid>,
 }

@@ -6,7 +6,7 @@
 //! grew or shrank.
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::units::{bytes, escape};
 use crate::render::{self, ObjectFilter, ProcFilter};
 use crate::size::parse_size;
@@ -14,7 +14,6 @@ use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Version of the record format; bumped only when a field changes meaning or disappears.
@@ -72,8 +71,8 @@ pub struct DiffArgs {
 }
 
 pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
-    let snap = collect::collect(&Options {
-        paths: collect::HostPaths::with_proc_root(args.proc_root.clone()),
+    let snap = crate::privilege::scan_once(&Options {
+        paths: crate::collect::HostPaths::with_proc_root(args.proc_root.clone()),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
     })?;
@@ -109,36 +108,7 @@ pub fn record(args: RecordArgs, out: &mut dyn std::io::Write) -> anyhow::Result<
         out.write_all(text.as_bytes())?;
         return Ok(());
     }
-    write_atomic(&args.file, text.as_bytes(), 0o644)
-}
-
-/// Writes `path` through a temporary file in the same directory and a rename, so readers see
-/// the old content or the new, never a part.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: not a file name", path.display()))?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    // A dot name that does not end in `.prom`: node_exporter's textfile collector skips it.
-    let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id());
-    let tmp = dir.map_or_else(|| PathBuf::from(&tmp_name), |d| d.join(&tmp_name));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
+    crate::output_file::write_atomic(&args.file, text.as_bytes(), 0o644)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,12 +181,15 @@ struct Loaded {
     hostname: Option<String>,
     objects: ObjectsDoc,
     procs: Option<ProcsDoc>,
+    /// Byte figures beyond any host's memory, capped on reading.
+    capped: usize,
 }
 
 fn load(path: &Path) -> anyhow::Result<Loaded> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let capped = crate::collect::bounds::cap_json_bytes(&mut value);
     let is_record = value.get("objects").is_some_and(|o| o.is_object());
     let loaded = if is_record {
         let r: RecordDoc = serde_json::from_value(value)
@@ -233,6 +206,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
             hostname: r.hostname,
             objects: r.objects,
             procs: r.procs,
+            capped,
         }
     } else {
         let o: ObjectsDoc = serde_json::from_value(value).with_context(|| {
@@ -246,6 +220,7 @@ fn load(path: &Path) -> anyhow::Result<Loaded> {
             hostname: None,
             objects: o,
             procs: None,
+            capped,
         }
     };
     if loaded.objects.schema != render::json::SCHEMA {
@@ -527,6 +502,14 @@ pub fn diff(args: DiffArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> 
     let a = load(&args.a)?;
     let b = load(&args.b)?;
     let mut notes = Vec::new();
+    for (side, l) in [("A", &a), ("B", &b)] {
+        if l.capped > 0 {
+            notes.push(format!(
+                "{side} holds {} byte figure(s) beyond 8 PiB, more than any host has: capped at 8 PiB",
+                l.capped
+            ));
+        }
+    }
     let charge = match (&a.procs, &b.procs) {
         (Some(pa), Some(pb)) if pa.charge != pb.charge => {
             notes.push(format!(

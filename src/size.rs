@@ -44,3 +44,30 @@ mod tests {
         assert!(parse_size("-1M").is_err());
     }
 }
+
+/// Sum of byte figures that stops at `u64::MAX` instead of wrapping: figures come from the
+/// kernel (or a file) and are bounded where they are read (`collect::bounds`), so a sum this
+/// large only follows an absurd input that already carries a note.
+pub fn sum_bytes(figures: impl IntoIterator<Item = u64>) -> u64 {
+    figures.into_iter().fold(0, u64::saturating_add)
+}
+
+/// `to - from` as a signed figure, saturating at the ends of `i64` instead of wrapping.
+pub fn signed_delta(from: u64, to: u64) -> i64 {
+    let d = i128::from(to) - i128::from(from);
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
+}
+
+#[cfg(test)]
+mod arithmetic_tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_deltas_never_wrap() {
+        assert_eq!(sum_bytes([u64::MAX, 1]), u64::MAX);
+        assert_eq!(sum_bytes([1, 2]), 3);
+        assert_eq!(signed_delta(0, u64::MAX), i64::MAX);
+        assert_eq!(signed_delta(u64::MAX, 0), i64::MIN);
+        assert_eq!(signed_delta(5, 3), -2);
+    }
+}

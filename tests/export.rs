@@ -138,23 +138,99 @@ fn slow_and_malformed_clients_block_no_scrape() {
 }
 
 #[test]
-fn read_only_get_metrics_only() {
+fn read_only_get_and_head() {
     let (_exporter, addr) = start_exporter(&[]);
-    for method in ["POST", "PUT", "DELETE", "HEAD", "OPTIONS"] {
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
         let (status, head, _) = http_raw(
             &addr,
             format!("{method} /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
                 .as_bytes(),
         );
         assert_eq!(status, 405, "{method}");
-        assert!(head.contains("\r\nAllow: GET\r\n"), "{head}");
+        assert!(head.contains("\r\nAllow: GET, HEAD\r\n"), "{head}");
     }
-    for path in ["/", "/metricsx", "/metrics/", "/../etc/passwd"] {
+    for path in ["/metricsx", "/metrics/", "/../etc/passwd", "/index.html"] {
         let (status, _, _) = http_get(&addr, path);
         assert_eq!(status, 404, "{path}");
     }
     let (status, _, _) = http_get(&addr, "/metrics?name[]=x");
     assert_eq!(status, 200, "query strings are ignored");
+    // A landing page links /metrics.
+    let (status, head, body) = http_get(&addr, "/");
+    assert_eq!(status, 200);
+    assert!(head.contains("Content-Type: text/html"), "{head}");
+    assert!(body.contains("<a href=\"/metrics\">"), "{body}");
+    // HEAD: the headers of the GET answer, no body.
+    let (status, head, body) = http_raw(&addr, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert!(body.is_empty(), "{body}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .expect("Content-Length");
+    assert!(len > 1000, "the length of the metrics: {len}");
+}
+
+/// 64 connections that say nothing, trickle a request line or never read their answer, opened
+/// again as fast as the server drops them, delay no scrape by more than a second. The request
+/// deadlines are raised to 10 minutes, so only evicting idle connections can make room.
+#[test]
+fn sixty_four_idle_connections_delay_no_scrape() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (mut exporter, addr) = start_exporter(&[
+        "--request-timeout",
+        "600s",
+        "--request-line-timeout",
+        "600s",
+        "--min-interval",
+        "1h",
+    ]);
+    let mut held = Vec::new();
+    for i in 0..64 {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        match i % 4 {
+            0 => {} // silent
+            1 => s.write_all(b"GET /metr").unwrap(),
+            2 => s
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap(),
+            // A whole request whose answer it never reads.
+            _ => s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap(),
+        }
+        held.push(s);
+    }
+    // An attacker keeps opening idle connections while the scrapes run.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut more = Vec::new();
+            while !stop.load(Ordering::Relaxed) && more.len() < 400 {
+                if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+                    let _ = s.write_all(b"G");
+                    more.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            more.len()
+        })
+    };
+    for i in 0..10 {
+        let t = std::time::Instant::now();
+        let (status, _, body) = http_get(&addr, "/metrics");
+        let took = t.elapsed();
+        assert_eq!(status, 200, "scrape {i}");
+        assert!(body.ends_with("# EOF\n"));
+        assert!(took < Duration::from_secs(1), "scrape {i} took {took:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(flood.join().unwrap() > 0);
+    assert!(
+        exporter.child.try_wait().unwrap().is_none(),
+        "still running"
+    );
 }
 
 /// The textfile holds every series once, in the 0.0.4 format, and is never seen half written.
@@ -288,5 +364,148 @@ fn bad_flags_fail_with_one_line() {
         if out.status.code() == Some(1) {
             assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         }
+    }
+}
+
+/// Names that would drive a terminal (an escape sequence, a bell, a right-to-left override)
+/// reach the scrape as visible escapes: the text holds none of those characters.
+#[test]
+fn terminal_controls_in_names_escaped() {
+    let name = "t\x1b]0;owned\x07\u{202e}gpj";
+    let memfd = Memfd::new(name, 4 * page());
+    pwrite_pages(memfd.raw(), 0, 1);
+    let (dev, ino) = memfd.identity();
+    for format in ["openmetrics", "prometheus"] {
+        let out = run(&["export", "--top-objects", "100000", "--format", format]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            !text.contains(['\x1b', '\x07', '\u{202e}']),
+            "raw terminal controls in the scrape"
+        );
+        let samples = parse_metrics(&text);
+        let s = samples
+            .iter()
+            .find(|s| {
+                s.name == "shmwho_object_resident_bytes"
+                    && s.labels["dev"] == dev
+                    && s.labels["id"] == ino.to_string()
+            })
+            .expect("the memfd's series");
+        assert_eq!(s.labels["name"], "memfd:t\\x1b]0;owned\\x07\\u{202e}gpj");
+    }
+}
+
+/// `:PORT` listens on every address (like node_exporter) and, without TLS and auth, warns.
+#[test]
+fn every_address_warns_without_tls_and_auth() {
+    let mut s = Spawned::start(&["export", "--listen", ":0"]);
+    let line = s.first_line.trim().to_string();
+    let port = line
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        line.starts_with("shmwho: serving http://[::]:")
+            || line.starts_with("shmwho: serving http://0.0.0.0:"),
+        "{line}"
+    );
+    let (status, _, _) = http_get(&format!("127.0.0.1:{port}"), "/metrics");
+    assert_eq!(status, 200, "reached over IPv4 loopback");
+    s.stop();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("warning: serving") && err.contains("without TLS and basic auth"),
+        "{err}"
+    );
+    // Loopback: no warning.
+    let mut s = Spawned::start(&["export", "--listen", "127.0.0.1:0"]);
+    s.stop();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut s.child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("warning"), "{err}");
+}
+
+/// A self-signed certificate and a bcrypt password file in exporter-toolkit's format: only
+/// the right user and password over TLS get the metrics; no credentials, a wrong password or
+/// an unknown user get 401; a client in the clear gets nothing.
+#[test]
+fn tls_and_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = write_web_config(dir.path(), "prometheus", "s3cret");
+    let (_exporter, addr) = start_exporter(&["--web-config", web.to_str().unwrap()]);
+    let ca = std::fs::read_to_string(dir.path().join("server.crt")).unwrap();
+    let get = |auth: Option<(&str, &str)>, method: &str| {
+        let mut req = format!("{method} /metrics HTTP/1.1\r\nHost: {addr}\r\n");
+        if let Some((u, p)) = auth {
+            req += &format!("Authorization: {}\r\n", basic(u, p));
+        }
+        req += "\r\n";
+        https_raw(&addr, &ca, req.as_bytes()).unwrap_or_else(|e| panic!("{method} {auth:?}: {e}"))
+    };
+    let (status, head, body) = get(Some(("prometheus", "s3cret")), "GET");
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("shmwho_meminfo_shmem_bytes "), "{body}");
+    let (status, _, body) = get(Some(("prometheus", "s3cret")), "HEAD");
+    assert_eq!((status, body.as_str()), (200, ""));
+    for auth in [
+        None,
+        Some(("prometheus", "wrong")),
+        Some(("mallory", "s3cret")),
+    ] {
+        let (status, head, body) = get(auth, "GET");
+        assert_eq!(status, 401, "{auth:?}");
+        assert!(head.contains("WWW-Authenticate: Basic"), "{head}");
+        assert!(!body.contains("shmwho_"), "{body}");
+    }
+    // Plain HTTP to the TLS port: no answer in the clear.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut resp);
+    assert!(!String::from_utf8_lossy(&resp).contains("shmwho_"));
+    // 64 clients that never start their handshake delay no authorized scrape by a second.
+    let idle: Vec<_> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (status, _, _) = get(Some(("prometheus", "s3cret")), "GET");
+        assert_eq!(status, 200);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    drop(idle);
+    // A client that does not trust the certificate gets no connection.
+    let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    assert!(https_raw(&addr, &other.cert.pem(), b"GET / HTTP/1.1\r\n\r\n").is_err());
+}
+
+#[test]
+fn bad_web_config_fails_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    for (text, want) in [
+        ("basic_auth_users:\n  a: plaintext\n", "not a bcrypt hash"),
+        (
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+            "missing.crt",
+        ),
+        ("tls_server_config:\n  cert: inline\n", "unknown field"),
+    ] {
+        std::fs::write(&web, text).unwrap();
+        let out = run(&[
+            "export",
+            "--listen",
+            "127.0.0.1:0",
+            "--web-config",
+            web.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{text}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(out.stdout.is_empty());
     }
 }

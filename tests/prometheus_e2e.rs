@@ -1,15 +1,18 @@
 //! A real Prometheus server scrapes `shmwho export` on loopback every second; its query API
 //! returns the lab object's resident bytes to the byte.
 //!
-//! Needs the `prometheus` binary (Debian package `prometheus`); skipped with a message without
-//! it. Waits are bounded polls (Prometheus needs a few seconds to start and scrape), never
+//! A second run serves over TLS with basic auth (`--web-config`): Prometheus scrapes it with
+//! the CA file and the password, and a job with a wrong password is down.
+//!
+//! Needs the `prometheus` binary (Debian package `prometheus`, installed by `.ci/run`); skipped
+//! with a message without it, and failed under CI=true, where a missing tool is a defect. Waits are bounded polls (Prometheus needs a few seconds to start and scrape), never
 //! assertions on time.
 
 mod common;
 
 use common::*;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn prometheus_binary() -> Option<PathBuf> {
@@ -72,12 +75,40 @@ fn poll<T>(tries: u32, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     None
 }
 
+/// The prometheus binary; None (the test skips) without it, a failure under CI=true.
+fn prometheus_or_skip() -> Option<PathBuf> {
+    let found = prometheus_binary();
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and the prometheus binary is missing: .ci/run installs the Debian package"
+        );
+        eprintln!("skipped: the prometheus binary is not installed (apt-get install prometheus)");
+    }
+    found
+}
+
 #[test]
 fn prometheus_scrapes_the_lab_object_exactly() {
-    let Some(prom) = prometheus_binary() else {
-        eprintln!("skipped: the prometheus binary is not installed (apt-get install prometheus)");
+    let Some(prom) = prometheus_or_skip() else {
         return;
     };
+    scrape_the_lab(&prom, None);
+}
+
+#[test]
+fn prometheus_scrapes_over_tls_with_basic_auth() {
+    let Some(prom) = prometheus_or_skip() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let web = write_web_config(certs.path(), "prometheus", "s3cret");
+    scrape_the_lab(&prom, Some((&web, &certs.path().join("server.crt"))));
+}
+
+/// Starts the lab, an exporter (over TLS with basic auth when `tls` gives the web config and
+/// the CA certificate) and Prometheus, and checks the lab's memfd through Prometheus' API.
+fn scrape_the_lab(prom: &Path, tls: Option<(&Path, &Path)>) {
     let lab = Spawned::start(&[
         "lab", "--size", "4M", "--memfd", "3M", "--json", "--for", "600",
     ]);
@@ -89,22 +120,45 @@ fn prometheus_scrapes_the_lab_object_exactly() {
         .find(|o| o["kind"] == "memfd")
         .unwrap()
         .clone();
-    let (_exporter, target) = start_exporter(&["--min-interval", "0", "--top-objects", "100000"]);
+    let mut args = vec!["--min-interval", "0", "--top-objects", "100000"];
+    let web_config = tls.map(|(web, _)| web.to_str().unwrap().to_string());
+    if let Some(w) = &web_config {
+        args.extend(["--web-config", w]);
+    }
+    let (exporter, target) = start_exporter(&args);
+    if tls.is_some() {
+        assert!(
+            exporter.first_line.contains("https://"),
+            "{}",
+            exporter.first_line
+        );
+    }
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: shmwho\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .unwrap();
+    let mut yaml =
+        String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+    match tls {
+        None => {
+            yaml += &format!(
+                "  - job_name: shmwho\n    static_configs:\n      - targets: ['{target}']\n"
+            )
+        }
+        Some((_, ca)) => {
+            for (job, password) in [("shmwho", "s3cret"), ("shmwho_wrong_password", "wrong")] {
+                yaml += &format!(
+                    "  - job_name: {job}\n    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      username: prometheus\n      password: {password}\n    static_configs:\n      - targets: ['{target}']\n",
+                    ca.display()
+                );
+            }
+        }
+    }
+    std::fs::write(&config, yaml).unwrap();
     let web = format!("127.0.0.1:{}", free_port());
     let mut server = Spawned {
         child: {
             let _g = lock();
-            std::process::Command::new(&prom)
+            std::process::Command::new(prom)
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!(
                     "--storage.tsdb.path={}",
@@ -150,6 +204,18 @@ fn prometheus_scrapes_the_lab_object_exactly() {
     // The scrape was OpenMetrics (the UNIT line gives the metadata API its unit).
     let meta = try_get(&web, "/api/v1/metadata?metric=shmwho_object_resident_bytes").unwrap();
     assert!(meta.contains("\"unit\":\"bytes\""), "{meta}");
+
+    if tls.is_some() {
+        // The job with the wrong password is scraped and refused: down, not absent.
+        let down = poll(120, || {
+            query(&web, "up{job=\"shmwho_wrong_password\"} == 0").filter(|r| !r.is_empty())
+        });
+        assert!(
+            down.is_some(),
+            "the wrong password was not refused:\n{}",
+            log()
+        );
+    }
 
     server.stop();
 }

@@ -17,12 +17,15 @@ pub const NOTE: &str = "The kernel charges a shmem page to the memory cgroup of 
 pub struct CgroupRow {
     /// Path as `/proc/PID/cgroup` prints it; None for processes whose cgroup was unreadable.
     pub path: Option<String>,
+    /// Memory controller version of the cgroup, when known.
     pub version: Option<CgroupVersion>,
     /// Listed processes in it.
     pub processes: u32,
     /// Shared bytes charged to its processes under the accounted policy.
     pub charged_bytes: u64,
+    /// Charged under the owner policy.
     pub owner_bytes: u64,
+    /// Charged under the split policy.
     pub split_bytes: u64,
     /// Under `touched`, which needs smaps: None when it was not read.
     pub touched_bytes: Option<u64>,
@@ -34,7 +37,7 @@ impl CgroupRow {
     /// Kernel minus shmwho's owner charge: positive when the kernel charges the cgroup more.
     pub fn kernel_minus_owner(&self) -> Option<i64> {
         self.kernel_shmem_bytes
-            .map(|k| k as i64 - self.owner_bytes as i64)
+            .map(|k| crate::size::signed_delta(self.owner_bytes, k))
     }
 }
 
@@ -76,11 +79,15 @@ pub fn by_cgroup(acc: &Accounted) -> Vec<CgroupRow> {
             }
         });
         row.processes += 1;
-        row.charged_bytes += acc.charged(p.pid);
-        row.owner_bytes += pick(Policy::Owner, &owner, p.pid);
-        row.split_bytes += pick(Policy::Split, &split, p.pid);
+        row.charged_bytes = row.charged_bytes.saturating_add(acc.charged(p.pid));
+        row.owner_bytes = row
+            .owner_bytes
+            .saturating_add(pick(Policy::Owner, &owner, p.pid));
+        row.split_bytes = row
+            .split_bytes
+            .saturating_add(pick(Policy::Split, &split, p.pid));
         if let Some(t) = row.touched_bytes.as_mut() {
-            *t += pick(Policy::Touched, &touched, p.pid);
+            *t = t.saturating_add(pick(Policy::Touched, &touched, p.pid));
         }
     }
     let mut rows: Vec<CgroupRow> = rows.into_values().collect();
@@ -146,7 +153,7 @@ mod tests {
         assert_eq!(rows[2].kernel_shmem_bytes, None);
         assert_eq!(rows[2].owner_bytes, 30);
         // Whatever the policy, the rows add up to every charge.
-        for policy in [Policy::Owner, Policy::Split] {
+        for policy in Policy::ALL {
             let acc = account(&snap, policy);
             let total: u64 = by_cgroup(&acc).iter().map(|r| r.charged_bytes).sum();
             assert_eq!(total, 1030, "{policy:?}");

@@ -3,6 +3,7 @@
 use crate::model::{Object, Pid, Via};
 use std::collections::BTreeMap;
 
+/// How an object's resident bytes are divided among processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
@@ -16,6 +17,11 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy, in declaration order: tests and views that cover all policies iterate
+    /// this, so a new policy is added here next to its variant and nowhere else.
+    pub const ALL: [Policy; 3] = [Policy::Owner, Policy::Split, Policy::Touched];
+
+    /// The name on the command line and in JSON.
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::Owner => "owner",
@@ -59,7 +65,8 @@ pub fn charge(obj: &Object, owner: Option<Pid>, policy: Policy) -> Vec<(Pid, u64
                     pss_bytes: Some(b), ..
                 } = h.via
                 {
-                    *pss.entry(h.pid).or_default() += b;
+                    let e = pss.entry(h.pid).or_default();
+                    *e = e.saturating_add(b);
                 }
             }
             let mut left = total;
@@ -73,7 +80,7 @@ pub fn charge(obj: &Object, owner: Option<Pid>, policy: Policy) -> Vec<(Pid, u64
                 }
                 out.push((pid, b));
             }
-            let owner_share = total - out.iter().map(|c| c.1).sum::<u64>();
+            let owner_share = total.saturating_sub(crate::size::sum_bytes(out.iter().map(|c| c.1)));
             out.push((owner, owner_share));
             out.sort_unstable();
             out
@@ -85,6 +92,20 @@ pub fn charge(obj: &Object, owner: Option<Pid>, policy: Policy) -> Vec<(Pid, u64
 mod tests {
     use super::*;
     use crate::account::tests::object;
+
+    /// A new policy does not compile here until it is given a position, which is a reminder
+    /// that ALL must hold it there.
+    #[test]
+    fn all_lists_every_policy_once() {
+        let position = |p: Policy| match p {
+            Policy::Owner => 0,
+            Policy::Split => 1,
+            Policy::Touched => 2,
+        };
+        for (i, &p) in Policy::ALL.iter().enumerate() {
+            assert_eq!(position(p), i, "{p:?}");
+        }
+    }
 
     #[test]
     fn split_remainder_is_exact() {

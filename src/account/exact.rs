@@ -1,18 +1,18 @@
 //! Exact memory of groups of processes (`shmwho procs --by ... --exact`): distinct physical
 //! pages instead of summed PSS, and what killing the whole group would give back.
 //!
-//! Pure functions over the physical page sets `collect::pagemap::phys_pages` read. Pages of
+//! Pure functions over the physical page sets `collect::pagemap::phys_pages` reads. Pages of
 //! shared-memory objects are not in those sets: objects are counted whole, through the charges
 //! (`unique`) and through who holds them (`freed-if-gone`), so a page is never counted twice.
 
 use super::Accounted;
-use crate::collect::pagemap::PhysPages;
-use crate::model::{Object, ObjectDetail, Pid, Process};
+use crate::model::{Object, ObjectDetail, PhysPages, Pid, Process};
 use std::collections::HashMap;
 
 /// One group's exact figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GroupMemory {
+    /// Page size the page counts are in.
     pub page_size: u64,
     /// Distinct anonymous pages the group's processes map (copy-on-write pages shared after
     /// fork count once).

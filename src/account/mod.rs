@@ -1,6 +1,8 @@
 //! Pure functions from a [`Snapshot`] and a charging policy to owners, charges and the
 //! reconciliation with the kernel's `Shmem`. No I/O.
 
+#![warn(missing_docs)]
+
 pub mod cgroup;
 pub mod charge;
 pub mod exact;
@@ -16,7 +18,9 @@ pub use reconcile::Reconciliation;
 /// A snapshot with owners and charges worked out under one policy.
 #[derive(Debug)]
 pub struct Accounted<'a> {
+    /// The snapshot accounted.
     pub snapshot: &'a Snapshot,
+    /// The policy charges follow.
     pub policy: Policy,
     /// Owner of each object, by index in `snapshot.objects`.
     pub owners: Vec<Option<Pid>>,
@@ -26,9 +30,11 @@ pub struct Accounted<'a> {
     pub per_process: HashMap<Pid, u64>,
     /// Resident bytes of objects nobody is charged for: no holder and no living SysV creator.
     pub unheld_bytes: u64,
+    /// How the objects' figures explain the kernel's `Shmem`.
     pub reconciliation: Reconciliation,
 }
 
+/// Owners and charges of every object of `snapshot` under `policy`.
 pub fn account(snapshot: &Snapshot, policy: Policy) -> Accounted<'_> {
     let owners: Vec<Option<Pid>> = snapshot
         .objects
@@ -45,10 +51,11 @@ pub fn account(snapshot: &Snapshot, policy: Policy) -> Accounted<'_> {
     let mut unheld_bytes = 0;
     for (o, ch) in snapshot.objects.iter().zip(&charges) {
         if ch.is_empty() {
-            unheld_bytes += o.resident_bytes;
+            unheld_bytes = o.resident_bytes.saturating_add(unheld_bytes);
         }
         for &(pid, bytes) in ch {
-            *per_process.entry(pid).or_default() += bytes;
+            let e = per_process.entry(pid).or_default();
+            *e = e.saturating_add(bytes);
         }
     }
     Accounted {
@@ -63,6 +70,7 @@ pub fn account(snapshot: &Snapshot, policy: Policy) -> Accounted<'_> {
 }
 
 impl Accounted<'_> {
+    /// Shared bytes charged to `pid` (0 when nothing is).
     pub fn charged(&self, pid: Pid) -> u64 {
         self.per_process.get(&pid).copied().unwrap_or(0)
     }
@@ -144,7 +152,7 @@ pub(crate) mod tests {
                 object(4, 1, &[12, 10, 11]),
             ],
         );
-        for policy in [Policy::Owner, Policy::Split, Policy::Touched] {
+        for policy in Policy::ALL {
             let acc = account(&snap, policy);
             let charged: u64 = acc.per_process.values().sum();
             assert_eq!(

@@ -8,6 +8,7 @@
 
 use crate::model::{Object, Pid, Process, Snapshot};
 
+/// The object's owner: the SysV creator while it lives, else the holder that started first.
 pub fn owner(snap: &Snapshot, obj: &Object) -> Option<Pid> {
     if let Some(seg) = obj.sysv() {
         // cpid is a pid of the segment's namespace; only ours can be looked up.

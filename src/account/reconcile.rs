@@ -1,10 +1,13 @@
 //! How much of the kernel's `Shmem` the listed objects explain.
 
 use crate::model::Snapshot;
+use crate::size::{signed_delta, sum_bytes};
 use std::path::PathBuf;
 
+/// A tmpfs mount's bytes that no listed object explains: files nobody holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountRest {
+    /// Where it is mounted.
     pub mount_point: PathBuf,
     /// statfs usage of the mount (resident + swapped), None when it has no size limit or is
     /// hidden under another mount.
@@ -15,12 +18,14 @@ pub struct MountRest {
     pub unheld_files_bytes: Option<u64>,
 }
 
+/// The objects' resident bytes set against the kernel's `Shmem`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reconciliation {
     /// `Shmem` from /proc/meminfo.
     pub shmem_bytes: u64,
     /// Resident bytes of the listed objects.
     pub objects_bytes: u64,
+    /// Per tmpfs mount, its files nobody holds.
     pub mounts: Vec<MountRest>,
     /// objects + unheld tmpfs files.
     pub explained_bytes: u64,
@@ -29,25 +34,26 @@ pub struct Reconciliation {
     pub unexplained_bytes: i64,
 }
 
+/// Sets the objects of `snap` against `Shmem` (hugetlb segments left out: not Shmem).
 pub fn reconcile(snap: &Snapshot) -> Reconciliation {
     // hugetlb pool pages are not Shmem: listed, but not part of the reconciliation.
-    let objects_bytes: u64 = snap
-        .objects
-        .iter()
-        .filter(|o| !o.hugetlb())
-        .map(|o| o.resident_bytes)
-        .sum();
+    let objects_bytes = sum_bytes(
+        snap.objects
+            .iter()
+            .filter(|o| !o.hugetlb())
+            .map(|o| o.resident_bytes),
+    );
     let mounts: Vec<MountRest> = snap
         .mounts
         .iter()
         .filter(|m| m.foreign_ns.is_none())
         .map(|m| {
-            let listed_bytes = snap
-                .objects
-                .iter()
-                .filter(|o| o.dev == Some(m.dev))
-                .map(|o| o.resident_bytes + o.swap_bytes)
-                .sum();
+            let listed_bytes = sum_bytes(
+                snap.objects
+                    .iter()
+                    .filter(|o| o.dev == Some(m.dev))
+                    .map(|o| o.resident_bytes.saturating_add(o.swap_bytes)),
+            );
             MountRest {
                 mount_point: m.mount_point.clone(),
                 used_bytes: m.used_bytes,
@@ -56,17 +62,15 @@ pub fn reconcile(snap: &Snapshot) -> Reconciliation {
             }
         })
         .collect();
-    let explained_bytes = objects_bytes
-        + mounts
-            .iter()
-            .filter_map(|m| m.unheld_files_bytes)
-            .sum::<u64>();
+    let explained_bytes = objects_bytes.saturating_add(sum_bytes(
+        mounts.iter().filter_map(|m| m.unheld_files_bytes),
+    ));
     Reconciliation {
         shmem_bytes: snap.meminfo.shmem_bytes,
         objects_bytes,
         mounts,
         explained_bytes,
-        unexplained_bytes: snap.meminfo.shmem_bytes as i64 - explained_bytes as i64,
+        unexplained_bytes: signed_delta(explained_bytes, snap.meminfo.shmem_bytes),
     }
 }
 

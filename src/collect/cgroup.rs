@@ -2,8 +2,10 @@
 //! kernel charges to it (`memory.stat`). cgroup v2, and v1's memory controller as on hybrid
 //! hosts, where the memory controller stays on v1 while systemd also mounts a v2 tree.
 //!
-//! Parsers take bytes; [`Hierarchies::read_shmem`] is the only I/O.
+//! The two files' parsers are in [`super::parse::cgroup`]; [`Hierarchies::read_shmem`] is the
+//! only I/O.
 
+pub use super::parse::cgroup::{parse_process, parse_stat_shmem};
 use super::parse::mountinfo;
 use crate::model::{CgroupMem, CgroupVersion};
 use std::collections::BTreeSet;
@@ -12,6 +14,7 @@ use std::path::PathBuf;
 /// A mounted cgroup hierarchy: where it is mounted and which cgroup its root shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mounted {
+    /// Where it is mounted, in our mount namespace.
     pub mount_point: PathBuf,
     /// The cgroup at the mount point (`/` unless a subtree is bind-mounted, as in containers).
     pub root: String,
@@ -88,22 +91,6 @@ impl Hierarchies {
     }
 }
 
-/// The memory cgroup in a `/proc/PID/cgroup` text: the v1 line whose controllers include
-/// `memory` for [`CgroupVersion::V1`], the `0::` line for v2. Lines are
-/// `ID:CONTROLLERS:PATH`; the path may itself contain `:`.
-pub fn parse_process(text: &[u8], version: CgroupVersion) -> Option<String> {
-    let text = String::from_utf8_lossy(text);
-    text.lines().find_map(|line| {
-        let mut f = line.splitn(3, ':');
-        let (id, controllers, path) = (f.next()?, f.next()?, f.next()?);
-        let wanted = match version {
-            CgroupVersion::V2 => id == "0" && controllers.is_empty(),
-            CgroupVersion::V1 => id != "0" && controllers.split(',').any(|c| c == "memory"),
-        };
-        (wanted && path.starts_with('/')).then(|| path.to_string())
-    })
-}
-
 /// cgroup mounts in a mountinfo text.
 pub fn parse_mounts(mountinfo: &[u8]) -> Hierarchies {
     let mut h = Hierarchies::default();
@@ -123,14 +110,6 @@ pub fn parse_mounts(mountinfo: &[u8]) -> Hierarchies {
         }
     }
     h
-}
-
-/// `shmem` (bytes) from a `memory.stat` text; the same key in v1 and v2.
-pub fn parse_stat_shmem(text: &[u8]) -> Option<u64> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .find_map(|l| l.strip_prefix("shmem "))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -226,20 +205,5 @@ mod tests {
             parse_mounts(b"short line - cgroup\n"),
             Hierarchies::default()
         );
-    }
-
-    #[test]
-    fn memory_stat_shmem() {
-        assert_eq!(
-            parse_stat_shmem(&fixture("memory_stat_v1.txt")),
-            Some(9084928),
-            "v1: `shmem` is this cgroup's own, `total_shmem` the subtree's"
-        );
-        assert_eq!(
-            parse_stat_shmem(&fixture("memory_stat_v2.txt")),
-            Some(25165824)
-        );
-        assert_eq!(parse_stat_shmem(b"shmem_thp 4096\n"), None);
-        assert_eq!(parse_stat_shmem(b"shmem x\n"), None);
     }
 }

@@ -8,16 +8,22 @@ use std::path::Path;
 /// What `stat` (following the link) says of a shmem inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InodeStat {
+    /// `st_dev`.
     pub dev: u64,
+    /// `st_ino`.
     pub ino: u64,
+    /// `st_size`: the apparent size.
     pub size: u64,
     /// `st_blocks × 512`: resident + swapped bytes of the whole object, including pages that no
     /// live process maps (../shared/FACTS.md #4).
     pub allocated: u64,
+    /// Hard links: 0 once unlinked.
     pub nlink: u64,
+    /// A regular file (not a directory, device or socket).
     pub regular: bool,
 }
 
+/// `stat` of `path`, following the link (an fd or map_files link names the object itself).
 pub fn stat(path: &Path) -> Result<InodeStat, Errno> {
     rustix::fs::stat(path).map(InodeStat::from)
 }

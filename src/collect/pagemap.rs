@@ -10,6 +10,7 @@
 
 use super::{classify, maps, Read, Reader};
 use crate::model::Pid;
+pub use crate::model::{PhysPages, PhysScan};
 use serde::Serialize;
 use std::fs::File;
 use std::io;
@@ -35,8 +36,10 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub struct PageRanges(Vec<(u64, u64)>);
 
 impl PageRanges {
+    /// No pages.
     pub const EMPTY: PageRanges = PageRanges(Vec::new());
 
+    /// No pages.
     pub fn new() -> PageRanges {
         PageRanges(Vec::new())
     }
@@ -68,14 +71,17 @@ impl PageRanges {
         self.0.push((first, count));
     }
 
+    /// The runs, as (first page, count), sorted and disjoint.
     pub fn runs(&self) -> &[(u64, u64)] {
         &self.0
     }
 
+    /// Number of pages in all runs.
     pub fn pages(&self) -> u64 {
         self.0.iter().map(|r| r.1).sum()
     }
 
+    /// Whether no page is in any run.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -146,25 +152,6 @@ pub fn decode_present(entries: &[u64], first_page: u64, out: &mut PageRanges) {
     }
 }
 
-/// Physical pages of one process, as sorted distinct page frame numbers.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct PhysPages {
-    /// Anonymous pages: private memory (including copy-on-write pages shared after fork).
-    pub anon: Vec<u64>,
-    /// File pages (page cache) of mappings that are not shared-memory objects.
-    pub file: Vec<u64>,
-}
-
-impl PhysPages {
-    fn finish(mut self) -> PhysPages {
-        for v in [&mut self.anon, &mut self.file] {
-            v.sort_unstable();
-            v.dedup();
-        }
-        self
-    }
-}
-
 /// Sorts present entries into anonymous and file PFNs.
 pub fn decode_pfns(entries: &[u64], out: &mut PhysPages) {
     for &e in entries {
@@ -190,6 +177,7 @@ pub struct Pagemap {
 }
 
 impl Pagemap {
+    /// Opens `/proc/PID/pagemap` under `proc_root`.
     pub fn open(proc_root: &Path, pid: Pid, page_size: u64) -> io::Result<Pagemap> {
         Ok(Pagemap {
             file: File::open(proc_root.join(format!("{pid}/pagemap")))?,
@@ -360,18 +348,6 @@ pub(crate) fn process_phys_pages(
         }
     }
     Read::Ok(out.finish())
-}
-
-/// What [`phys_pages`] read.
-#[derive(Clone, Debug, Default)]
-pub struct PhysScan {
-    pub pages: std::collections::HashMap<Pid, PhysPages>,
-    /// Processes that exited before their pages were read.
-    pub vanished: u32,
-    /// Processes whose pagemap could not be read.
-    pub denied: u32,
-    /// The processes of `vanished` and `denied`: rows holding one have no exact figure.
-    pub unread: Vec<Pid>,
 }
 
 /// Physical pages of each process in `wanted` (pid, starts of its object mappings to skip), on

@@ -39,9 +39,13 @@ pub enum Method {
 /// Residency of one object, in object pages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Residency {
+    /// Apparent size of the object.
     pub size_bytes: u64,
+    /// Pages in RAM.
     pub resident: PageRanges,
+    /// Pages in swap.
     pub swapped: PageRanges,
+    /// How they were told apart.
     pub method: Method,
 }
 
@@ -101,11 +105,7 @@ pub fn object_residency(
     page_size: u64,
     swap_in_use: bool,
 ) -> Result<Residency, ResidencyError> {
-    let fd = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-    let st = rustix::fs::fstat(&fd)?;
-    if (st.st_dev, st.st_ino) != expect {
-        return Err(ResidencyError::Replaced);
-    }
+    let (fd, st) = open_object(path, expect)?;
     let size = u64::try_from(st.st_size).unwrap_or(0);
     if !mincore_truthful(st.st_uid) {
         let data = data_extents(&fd, size, page_size)?;
@@ -133,6 +133,49 @@ pub fn object_residency(
         swapped,
         method,
     })
+}
+
+/// Opens the shared-memory object behind `path` (another process's `/proc/PID/fd/N` or
+/// `/proc/PID/map_files/RANGE` link, or a path) read-only, in a way that cannot block: the
+/// link's target may be swapped for a FIFO with no writer between the scan and this open, and
+/// a plain `open` of that waits for a writer forever. So: an `O_PATH` descriptor (which never
+/// runs the file's open), `fstat`, and only a regular file on a shared-memory filesystem
+/// (tmpfs/shmem, hugetlbfs, or ramfs where shmem is built without swap) with the device and
+/// inode the scan saw is reopened, through our own `/proc/self/fd/N` of that descriptor, with
+/// `O_NONBLOCK`. That magic link is ours and pinned to the checked inode, so following it
+/// (which `O_NOFOLLOW` would refuse with ELOOP) reaches nothing else. Anything else is
+/// [`ResidencyError::Replaced`]: the handle names another file now.
+pub fn open_object(
+    path: &Path,
+    expect: (u64, u64),
+) -> Result<(OwnedFd, rustix::fs::Stat), ResidencyError> {
+    // From the kernel's include/uapi/linux/magic.h.
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    const HUGETLBFS_MAGIC: u64 = 0x9584_58f6;
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    let pinned = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+    let st = rustix::fs::fstat(&pinned)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile
+        || (st.st_dev, st.st_ino) != expect
+    {
+        return Err(ResidencyError::Replaced);
+    }
+    // f_type's integer type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let fs_type = rustix::fs::fstatfs(&pinned)?.f_type as u64;
+    if ![TMPFS_MAGIC, HUGETLBFS_MAGIC, RAMFS_MAGIC].contains(&fs_type) {
+        return Err(ResidencyError::Replaced);
+    }
+    let fd = rustix::fs::open(
+        format!("/proc/self/fd/{}", pinned.as_raw_fd()),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if (st.st_dev, st.st_ino) != expect {
+        return Err(ResidencyError::Replaced);
+    }
+    Ok((fd, st))
 }
 
 /// Resident bytes of the object behind `path`, for the objects view's swap split: pages in RAM
@@ -392,6 +435,36 @@ mod tests {
             Ok(r) => assert_eq!(r.runs(), &[(4, 4), (12, 1)]),
             Err(e) => eprintln!("cachestat unavailable ({e}): kernel before 6.5"),
         }
+    }
+
+    /// A FIFO with no writer behind the link answers at once (ENOENT), and so do a
+    /// directory, a file on another filesystem and the link itself.
+    #[test]
+    fn open_object_never_blocks_on_a_fifo() {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, Mode::from_raw_mode(0o600)).unwrap();
+        let st = rustix::fs::stat(&fifo).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(
+            open_object(&fifo, (st.st_dev, st.st_ino)).err(),
+            Some(ResidencyError::Replaced)
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        let d = rustix::fs::stat(dir.path()).unwrap();
+        assert_eq!(
+            open_object(dir.path(), (d.st_dev, d.st_ino)).err(),
+            Some(ResidencyError::Replaced)
+        );
+        let page = rustix::param::page_size() as u64;
+        let fd = memfd(2, page);
+        let st = rustix::fs::fstat(&fd).unwrap();
+        let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let (opened, got) = open_object(Path::new(&link), (st.st_dev, st.st_ino)).unwrap();
+        assert_eq!((got.st_dev, got.st_ino), (st.st_dev, st.st_ino));
+        let flags = rustix::fs::fcntl_getfl(&opened).unwrap();
+        assert!(flags.contains(OFlags::NONBLOCK));
+        assert_eq!(flags & OFlags::RWMODE, OFlags::RDONLY);
     }
 
     #[test]

@@ -6,9 +6,10 @@
 //! `--min-interval`.
 
 mod http;
+mod web;
 
 use crate::account::{self, Policy};
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::render::metrics::{self, Format, MetricsOptions, ScanInfo};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
@@ -37,17 +38,24 @@ shmwho_processes, shmwho_processes_skipped, shmwho_scan_duration_seconds,
 shmwho_scan_timestamp_seconds. See docs/export.md; a Grafana dashboard is in
 docs/grafana-dashboard.json.
 
-The HTTP server is read-only: GET /metrics, anything else 404 or 405. Requests are limited to
-8 KiB, 5 s to send and 30 s to read the answer, 16 connections at once.
+The HTTP server is read-only: GET or HEAD of /metrics and of / (a page linking /metrics),
+anything else 404 or 405. Requests are limited to 8 KiB, 2 s to send the request line, 5 s the
+whole head and 30 s to read the answer; 64 connections at once, the oldest idle one evicted when
+all are taken. --web-config FILE adds TLS and basic auth (exporter-toolkit's format):
+  tls_server_config: {cert_file: server.crt, key_file: server.key}
+  basic_auth_users: {prometheus: '$2y$10$...'}    (bcrypt hashes, as htpasswd -B makes)
+Serving beyond loopback without both prints a warning.
 
 Examples:
   sudo shmwho export --listen                    serve http://127.0.0.1:9479/metrics
+  sudo shmwho export --listen :9479 --web-config /etc/shmwho/web.yml
   sudo shmwho export --listen 0.0.0.0:9479 --min-interval 15s
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter
   sudo shmwho export --textfile /var/lib/prometheus/node-exporter --loop --interval 60s
   shmwho export --format prometheus | grep shmwho_meminfo")]
 pub struct ExportArgs {
-    /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]
+    /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]; `:PORT` is every
+    /// address
     #[arg(
         long,
         value_name = "ADDR",
@@ -56,6 +64,10 @@ pub struct ExportArgs {
         conflicts_with = "textfile"
     )]
     pub listen: Option<String>,
+    /// With --listen: TLS and basic auth from FILE, in the format of Prometheus'
+    /// exporter-toolkit (tls_server_config: cert_file, key_file; basic_auth_users)
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub web_config: Option<PathBuf>,
     /// With --listen: scan at most once per DURATION; scrapes in between get the last figures
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub min_interval: Duration,
@@ -86,6 +98,9 @@ pub struct ExportArgs {
     /// blocks nobody else)
     #[arg(long, hide = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Time a client has to send its request line (likewise raised by tests)
+    #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub request_line_timeout: Duration,
     /// Read procfs from this directory instead of /proc
     #[arg(long, hide = true, default_value = "/proc")]
     pub proc_root: PathBuf,
@@ -111,6 +126,12 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
             top_objects: args.top_objects,
         },
     };
+    crate::privilege::check_proc_root(&args.proc_root)?;
+    if args.listen.is_some() || args.repeat {
+        // A server rescans for as long as it runs, so it would keep the capabilities: run it
+        // as a service granted them (README: Restricted install).
+        crate::privilege::refuse_when_elevated("export --listen and --loop")?;
+    }
     if let Some(addr) = &args.listen {
         return listen(scanner, addr, &args, out);
     }
@@ -136,8 +157,9 @@ impl Scanner {
     /// One scan, rendered in each of `formats`.
     fn scan(&self, formats: &[Format]) -> anyhow::Result<Vec<Arc<String>>> {
         let start = Instant::now();
-        let snap = collect::collect(&Options {
-            paths: collect::HostPaths::with_proc_root(self.proc_root.clone()),
+        // A one-shot export (the only kind an elevated run allows) drops every capability here.
+        let snap = crate::privilege::scan_once(&Options {
+            paths: crate::collect::HostPaths::with_proc_root(self.proc_root.clone()),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
         })?;
@@ -168,8 +190,25 @@ fn listen(
     args: &ExportArgs,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let listener =
-        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    // The web config first: a broken file fails before the first scan, which can take seconds.
+    let web = match &args.web_config {
+        Some(path) => web::load(path)?,
+        None => web::WebConfig::default(),
+    };
+    let listener = bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    if !local.ip().is_loopback() && (web.tls.is_none() || web.auth.is_none()) {
+        eprintln!(
+            "shmwho: warning: serving {local} beyond loopback without {}: anyone who reaches it \
+             reads this host's processes and shared-memory names (see --web-config)",
+            match (web.tls.is_some(), web.auth.is_some()) {
+                (false, false) => "TLS and basic auth",
+                (false, true) => "TLS (passwords cross the network in the clear)",
+                _ => "basic auth",
+            }
+        );
+    }
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
     let min_interval = args.min_interval;
     // A first scan now: a host shmwho cannot read fails here, not at the first scrape.
     let first = scanner.scan(&[Format::OpenMetrics, Format::Prometheus])?;
@@ -213,15 +252,32 @@ fn listen(
             body,
         }
     };
-    let local = listener.local_addr()?;
-    writeln!(out, "shmwho: serving http://{local}/metrics")?;
+    writeln!(out, "shmwho: serving {scheme}://{local}/metrics")?;
     out.flush()?;
     let limits = http::Limits {
         request_timeout: args.request_timeout,
+        request_line_timeout: args.request_line_timeout,
         ..http::Limits::default()
     };
-    http::serve(listener, limits, Arc::new(handler))?;
+    http::serve(listener, limits, Arc::new(web), Arc::new(handler))?;
     Ok(())
+}
+
+/// Binds `addr`; `:PORT` means every address, as node_exporter reads it: IPv6 and IPv4 on
+/// one dual-stack socket where the host has IPv6, else every IPv4 address.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let Some(port) = addr.strip_prefix(':') else {
+        return std::net::TcpListener::bind(addr);
+    };
+    let port: u16 = port
+        .parse()
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a port number"))?;
+    match std::net::TcpListener::bind(("::", port)) {
+        Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
+            std::net::TcpListener::bind(("0.0.0.0", port))
+        }
+        r => r,
+    }
 }
 
 fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::Result<()> {
@@ -231,7 +287,7 @@ fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::R
     let target = dir.join(TEXTFILE_NAME);
     let write = || -> anyhow::Result<()> {
         let text = scanner.scan(&[Format::Prometheus])?;
-        crate::record::write_atomic(&target, text[0].as_bytes(), 0o644)
+        crate::output_file::write_atomic(&target, text[0].as_bytes(), 0o644)
     };
     let Some(every) = every else {
         return write();

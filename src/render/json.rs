@@ -36,6 +36,15 @@ struct NotesDoc {
     unreadable_processes: u32,
     foreign_ipc_ns_unreadable: u32,
     hidepid: bool,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    hidden_processes: u32,
+    /// A restricted install prints no mapping addresses.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    addresses_hidden: bool,
+    /// Processes with a counter beyond memory plus swap, capped there.
+    #[serde(skip_serializing_if = "is_zero")]
+    absurd_processes: u32,
     estimates: Vec<EstimateDoc>,
 }
 
@@ -143,8 +152,10 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     rss_bytes,
                     ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    if !snap.notes.addresses_hidden {
+                        d.start = Some(format!("{start:x}"));
+                        d.end = Some(format!("{end:x}"));
+                    }
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
                     d.rss_bytes = rss_bytes;
@@ -226,6 +237,9 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             unreadable_processes: snap.notes.unreadable,
             foreign_ipc_ns_unreadable: snap.notes.foreign_ipc_ns,
             hidepid: snap.notes.hidepid,
+            hidden_processes: snap.notes.hidden,
+            addresses_hidden: snap.notes.addresses_hidden,
+            absurd_processes: snap.notes.absurd_processes,
             estimates: snap
                 .notes
                 .estimates
@@ -259,6 +273,9 @@ struct ProcsDoc {
     charged_bytes: u64,
     objects_resident_bytes: u64,
     vanished_processes: u32,
+    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    hidden_processes: u32,
     /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroups: Option<Vec<super::cgroups::CgroupDoc>>,
@@ -349,11 +366,14 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         processes,
         groups,
         unheld_bytes: acc.unheld_bytes,
-        charged_bytes: acc.per_process.values().sum(),
+        charged_bytes: crate::size::sum_bytes(acc.per_process.values().copied()),
         // Every object, hugetlb included (the reconciliation's figure leaves hugetlb out, as it
         // is not Shmem), so that charged + unheld adds up to it.
-        objects_resident_bytes: acc.snapshot.objects.iter().map(|o| o.resident_bytes).sum(),
+        objects_resident_bytes: crate::size::sum_bytes(
+            acc.snapshot.objects.iter().map(|o| o.resident_bytes),
+        ),
         vanished_processes: acc.snapshot.notes.vanished,
+        hidden_processes: acc.snapshot.notes.hidden,
         cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
         cgroups,
     };
@@ -364,4 +384,8 @@ fn to_string<T: Serialize>(doc: &T) -> String {
     let mut s = serde_json::to_string_pretty(doc).expect("JSON of plain data cannot fail");
     s.push('\n');
     s
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -5,12 +5,15 @@
 //! Cardinality is bounded whatever the host runs: the `top_objects` largest objects get a series
 //! each and the rest one `id="other"` series per kind; the `top` processes with the largest
 //! charge and the `top` cgroups get a series each and the rest one `other` series.
-//! Label values are escaped by prometheus-client (quotes, backslashes and newlines in names).
+//! Label values are escaped by prometheus-client (quotes, backslashes and newlines in names);
+//! before that, [`terminal_safe`] writes other control characters and bidi overrides as
+//! `\xNN` / `\u{NNNN}`, so a terminal printing a scrape is not driven by a process's names.
 
 use super::{object_id, object_name, select_objects, ObjectFilter};
 use crate::account::cgroup::by_cgroup;
 use crate::account::Accounted;
 use crate::model::{ObjectId, ObjectKind, Pid};
+use crate::size::sum_bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -112,9 +115,36 @@ impl Family {
         self
     }
 
-    fn add(&mut self, labels: Labels, v: Value) {
+    fn add(&mut self, mut labels: Labels, v: Value) {
+        for (_, value) in &mut labels {
+            if let Some(safe) = terminal_safe(value) {
+                *value = safe;
+            }
+        }
         self.samples.push((labels, v));
     }
+}
+
+/// A label value with control characters other than newline (which the formats escape
+/// themselves) written `\xNN`, and the bidirectional overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069, which reorder what a terminal shows) written `\u{NNNN}`; None when the value
+/// holds none.
+fn terminal_safe(s: &str) -> Option<String> {
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(|c| (c.is_control() && c != '\n') || bidi(c)) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() && c != '\n' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else if bidi(c) {
+            out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
 }
 
 /// The collect-on-scrape collector: built from one snapshot, encoded once.
@@ -209,7 +239,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("owner", String::new()),
             ("exact", of_kind.iter().all(|o| o.is_exact()).to_string()),
         ];
-        let sum = |f: fn(&&crate::model::Object) -> u64| of_kind.iter().map(f).sum::<u64>();
+        let sum = |f: fn(&&crate::model::Object) -> u64| sum_bytes(of_kind.iter().map(f));
         resident.add(labels.clone(), Value::U(sum(|o| o.resident_bytes)));
         swap.add(labels.clone(), Value::U(sum(|o| o.swap_bytes)));
         size.add(labels, Value::U(sum(|o| o.size_bytes)));
@@ -262,7 +292,7 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("cgroup", String::new()),
             ("charge", policy.to_string()),
         ],
-        Value::U(charged[split..].iter().map(|c| c.1).sum()),
+        Value::U(sum_bytes(charged[split..].iter().map(|c| c.1))),
     );
 
     // Cgroups: shmwho's charge against the kernel's memory.stat shmem.
@@ -293,11 +323,11 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
                 ("cgroup", "other".to_string()),
                 ("charge", policy.to_string()),
             ],
-            Value::U(rest.iter().map(|c| c.charged_bytes).sum()),
+            Value::U(sum_bytes(rest.iter().map(|c| c.charged_bytes))),
         );
         cg_kernel.add(
             vec![("cgroup", "other".to_string())],
-            Value::U(rest.iter().filter_map(|c| c.kernel_shmem_bytes).sum()),
+            Value::U(sum_bytes(rest.iter().filter_map(|c| c.kernel_shmem_bytes))),
         );
     }
 
@@ -452,6 +482,19 @@ mod tests {
             out.entry(name.into()).or_default().push((labels, value));
         }
         out
+    }
+
+    #[test]
+    fn label_values_are_terminal_safe() {
+        assert_eq!(terminal_safe("plain name\nline"), None);
+        assert_eq!(
+            terminal_safe("a\x1b]0;owned\x07b\tc\u{7f}\u{9b}").as_deref(),
+            Some("a\\x1b]0;owned\\x07b\\x09c\\x7f\\x9b")
+        );
+        assert_eq!(
+            terminal_safe("evil\u{202e}gpj.exe\u{2066}x\u{2069}").as_deref(),
+            Some("evil\\u{202e}gpj.exe\\u{2066}x\\u{2069}")
+        );
     }
 
     #[test]

@@ -180,12 +180,12 @@ impl ProcRow {
 
     fn add(&mut self, o: &ProcRow) {
         self.count += o.count;
-        self.rss += o.rss;
-        self.anon += o.anon;
-        self.file += o.file;
-        self.shmem += o.shmem;
-        self.swap += o.swap;
-        self.shared += o.shared;
+        self.rss = self.rss.saturating_add(o.rss);
+        self.anon = self.anon.saturating_add(o.anon);
+        self.file = self.file.saturating_add(o.file);
+        self.shmem = self.shmem.saturating_add(o.shmem);
+        self.swap = self.swap.saturating_add(o.swap);
+        self.shared = self.shared.saturating_add(o.shared);
         self.owned_objects += o.owned_objects;
         self.pss = add_opt(self.pss, o.pss);
         self.uss = add_opt(self.uss, o.uss);
@@ -195,7 +195,7 @@ impl ProcRow {
 
 fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(a + b),
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
         (a, b) => a.or(b),
     }
 }

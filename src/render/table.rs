@@ -171,6 +171,20 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
             "note: /proc is mounted with hidepid: other users' processes are invisible."
         );
     }
+    if n.absurd_processes > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) reported more memory than the host has; capped at MemTotal + SwapTotal.",
+            n.absurd_processes
+        );
+    }
+    if n.hidden > 0 {
+        let _ = writeln!(
+            out,
+            "note: {} process(es) you cannot see in /proc are left out (hidepid); their objects count in the totals.",
+            n.hidden
+        );
+    }
     if n.vanished > 0 {
         let _ = writeln!(
             out,
@@ -295,14 +309,14 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
     } else {
         finish(&t)
     };
-    let charged: u64 = acc.per_process.values().sum();
+    let charged = crate::size::sum_bytes(acc.per_process.values().copied());
     let _ = writeln!(
         out,
         "\nSHARED is charged under '{}': {} to processes + {} owned by nobody = {}, the resident size of all {} objects (shmwho objects).",
         acc.policy.as_str(),
         b(charged),
         b(acc.unheld_bytes),
-        b(charged + acc.unheld_bytes),
+        b(charged.saturating_add(acc.unheld_bytes)),
         acc.snapshot.objects.len()
     );
     let _ = writeln!(out, "TOTAL = ANON (private anonymous) + SHARED.");

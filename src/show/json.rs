@@ -83,8 +83,10 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                 Via::Map {
                     start, end, offset, ..
                 } => {
-                    d.start = Some(format!("{start:x}"));
-                    d.end = Some(format!("{end:x}"));
+                    if !snap.notes.addresses_hidden {
+                        d.start = Some(format!("{start:x}"));
+                        d.end = Some(format!("{end:x}"));
+                    }
                     d.offset = Some(offset);
                 }
                 Via::Fd { fd } => {

@@ -18,7 +18,9 @@ use crate::collect::{self, measure, Options};
 use crate::model::{
     Accuracy, EstimateReason, FileDetail, Object, ObjectDetail, ObjectId, Snapshot,
 };
-use anyhow::anyhow;
+use crate::privilege;
+use crate::redact::{self, CallerView};
+use anyhow::{anyhow, bail};
 use std::path::Path;
 
 const HELP: &str = "\
@@ -65,23 +67,63 @@ pub struct ShowArgs {
 pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
     let proc_root = args.output.proc_root.clone();
-    let mut snap = collect::collect(&Options {
-        paths: collect::HostPaths::with_proc_root(proc_root.clone()),
-        smaps: false,
-        cgroups: false,
+    crate::privilege::check_proc_root(&proc_root)?;
+    let mut snap = privilege::with_caps(|| {
+        collect::collect(&Options {
+            paths: collect::HostPaths::with_proc_root(proc_root.clone()),
+            smaps: false,
+            cgroups: false,
+        })
     })?;
+    // The caller's path is looked up with the caller's rights (capabilities are effective only
+    // inside with_caps).
     if let target::Spec::Path(p) = &spec {
         add_unheld_file(&mut snap, p);
     }
     let path_id = |p: &Path| measure::stat(p).ok().map(|st| (st.dev, st.ino));
-    let found = target::resolve(&snap, &args.target, &spec, &path_id).map_err(|e| anyhow!(e))?;
+    // An elevated run resolves the target in what the caller may see, and shows only what it
+    // could open itself.
+    let caller = privilege::elevated().then(|| CallerView::probe(&snap, &proc_root));
+    let found = match &caller {
+        None => target::resolve(&snap, &args.target, &spec, &path_id),
+        Some(view) => {
+            let seen = redact::redact(snap.clone(), view);
+            target::resolve(&seen, &args.target, &spec, &path_id).map(|f| match f {
+                target::Found::Object(i) => target::Found::Object(
+                    snap.objects
+                        .iter()
+                        .position(|o| o.id == seen.objects[i].id)
+                        .expect("redaction only removes objects"),
+                ),
+                p => p,
+            })
+        }
+    }
+    .map_err(|e| anyhow!(e))?;
+    if let Some(view) = &caller {
+        let allowed = match found {
+            target::Found::Object(i) => view.openable.contains(&snap.objects[i].id),
+            target::Found::Process(pid) => view.readable.contains(&pid),
+        };
+        if !allowed {
+            bail!(
+                "{}: you could not open it yourself, and shmwho with file capabilities shows no more than that (README: Restricted install)",
+                args.target
+            );
+        }
+    }
     let ro = crate::render::RenderOptions {
         bytes: args.output.bytes,
         euid: rustix::process::geteuid().as_raw(),
     };
     let text = match found {
         target::Found::Object(i) => {
-            let view = object::analyse(&snap, &proc_root, i);
+            let mut view = privilege::with_caps(|| object::analyse(&snap, &proc_root, i));
+            privilege::drop_all()?;
+            if let Some(c) = &caller {
+                keep_visible_holders(&mut snap, &mut view, c);
+                snap = redact::hide(snap, c);
+            }
             if args.output.json {
                 json::object(&snap, &view, args.charge)
             } else {
@@ -90,7 +132,19 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
             }
         }
         target::Found::Process(pid) => {
-            let view = process::analyse(&snap, &proc_root, pid);
+            let mut view = privilege::with_caps(|| process::analyse(&snap, &proc_root, pid));
+            privilege::drop_all()?;
+            if let Some(c) = &caller {
+                for o in &mut view.objects {
+                    let moved = keep_visible_holders(&mut snap, &mut o.view, c);
+                    o.held = o
+                        .held
+                        .iter()
+                        .filter_map(|&i| moved.get(i).copied().flatten())
+                        .collect();
+                }
+                snap = redact::hide(snap, c);
+            }
             if args.output.json {
                 json::process(&snap, &view)
             } else {
@@ -100,6 +154,34 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Removes the holders the caller cannot see from the object and its view together (they are
+/// matched by position); returns each old holder index's new one.
+fn keep_visible_holders(
+    snap: &mut Snapshot,
+    view: &mut object::ObjectView,
+    c: &CallerView,
+) -> Vec<Option<usize>> {
+    let o = &mut snap.objects[view.index];
+    let keep: Vec<bool> = o
+        .holders
+        .iter()
+        .map(|h| c.visible.contains(&h.pid))
+        .collect();
+    let mut k = keep.iter();
+    o.holders.retain(|_| *k.next().unwrap_or(&false));
+    let mut k = keep.iter();
+    view.holders.retain(|_| *k.next().unwrap_or(&false));
+    let mut next = 0;
+    keep.iter()
+        .map(|&kept| {
+            kept.then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect()
 }
 
 /// A file on a tmpfs that no process holds is not in the objects view (except under /dev/shm),

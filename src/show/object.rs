@@ -112,7 +112,12 @@ fn read_residency(
     if handles.is_empty() {
         return Err(match o.kind() {
             ObjectKind::Sysv => "no process attaches the segment, and shmwho never attaches one itself: only its totals are known".into(),
-            _ => "no handle reaches the object from here (another mount namespace?)".into(),
+            ObjectKind::AnonShared
+            | ObjectKind::Memfd
+            | ObjectKind::PosixShm
+            | ObjectKind::Tmpfs => {
+                "no handle reaches the object from here (another mount namespace?)".into()
+            }
         });
     }
     let mut denied = false;

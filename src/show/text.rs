@@ -50,6 +50,10 @@ pub fn ranges_text(r: &PageRanges, max: usize) -> String {
 
 fn holds(via: &Via) -> String {
     match *via {
+        // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
+        Via::Map {
+            start: 0, offset, ..
+        } => format!("map (address hidden) offset {offset}"),
         Via::Map {
             start, end, offset, ..
         } => format!("map {start:x}-{end:x} offset {offset}"),
@@ -220,7 +224,7 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
     let per_col = pages as f64 / cols as f64;
     let col_text = if pages % cols as u64 == 0 {
         let n = pages / cols as u64;
-        format!("{n} page(s), {}", b(n * page))
+        format!("{n} page(s), {}", b(n.saturating_mul(page)))
     } else {
         format!("~{per_col:.1} pages")
     };
@@ -229,12 +233,12 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
         "PICTURE  {pages} pages of {}; one column = {col_text}",
         b(page)
     );
-    let size = pages * page;
+    let size = pages.saturating_mul(page);
     let (labels, line) = picture::ruler(cols, &|q| {
         if q == 0 {
             "0".to_string()
         } else {
-            bytes(size * q / 4, ro.bytes)
+            bytes((u128::from(size) * u128::from(q) / 4) as u64, ro.bytes)
         }
     });
     let pad = " ".repeat(label_w + 2);

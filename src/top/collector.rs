@@ -1,7 +1,7 @@
 //! The collector thread: scans every interval and sends each snapshot to the UI, as bottom's
 //! harvester does. The UI never waits for a scan, and never reads `/proc` itself.
 
-use crate::collect::{self, Options};
+use crate::collect::Options;
 use crate::model::Snapshot;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
@@ -72,7 +72,9 @@ fn run(mut opts: Options, interval: Duration, control: Receiver<Control>, tx: Sy
             }
         }
         let start = Instant::now();
-        let msg = match collect::collect(&opts) {
+        // Capabilities are per thread: only this one raises them, only while scanning; the
+        // view draws from a snapshot already redacted for the caller.
+        let msg = match crate::privilege::scan(&opts) {
             Ok(snapshot) => Msg::Sample(Box::new(Sample {
                 snapshot,
                 scan: start.elapsed(),

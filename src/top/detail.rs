@@ -49,7 +49,12 @@ fn via(v: &Via) -> String {
             pss_bytes,
             ..
         } => {
-            let mut s = format!("map {start:x}-{end:x}");
+            // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
+            let mut s = if *start == 0 {
+                "map (address hidden)".to_string()
+            } else {
+                format!("map {start:x}-{end:x}")
+            };
             if *offset > 0 {
                 s.push_str(&format!(" at offset {offset}"));
             }

@@ -72,6 +72,7 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("top is a full-screen view and needs a terminal on stdout; for text use `shmwho` or `shmwho procs`");
     }
+    crate::privilege::check_proc_root(&args.proc_root)?;
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut app = App::new(args.charge, args.interval, color);
     if let Some(f) = args.filter {

@@ -912,6 +912,7 @@ pub fn start_exporter(args: &[&str]) -> (Spawned, String) {
         .first_line
         .trim()
         .strip_prefix("shmwho: serving http://")
+        .or_else(|| s.first_line.trim().strip_prefix("shmwho: serving https://"))
         .and_then(|r| r.strip_suffix("/metrics"))
         .unwrap_or_else(|| panic!("unexpected first line: {}", s.first_line))
         .to_string();
@@ -1098,4 +1099,80 @@ impl Drop for ShmemThp {
     fn drop(&mut self) {
         let _ = std::fs::write(SHMEM_ENABLED, &self.saved);
     }
+}
+
+/// Writes a self-signed certificate for 127.0.0.1 and localhost (`server.crt`, `server.key`)
+/// and a web config in exporter-toolkit's format with one bcrypt user into `dir`; returns the
+/// config's path.
+pub fn write_web_config(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("self-signed certificate");
+    std::fs::write(dir.join("server.crt"), ck.cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), ck.signing_key.serialize_pem()).unwrap();
+    // Cost 4, the least bcrypt allows: the test checks the scheme, not the cost.
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let web = dir.join("web.yml");
+    // Relative file names: exporter-toolkit reads them from the config's directory.
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  {user}: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    web
+}
+
+/// An `Authorization` header value for basic auth.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// One HTTPS exchange trusting only `ca_pem`; Err when TLS fails. (status, head, body).
+pub fn https_raw(
+    addr: &str,
+    ca_pem: &str,
+    request: &[u8],
+) -> Result<(u16, String, String), String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use std::io::{Read as _, Write as _};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).to_string();
+    let name = rustls::pki_types::ServerName::try_from(host).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let sock = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(request).map_err(|e| e.to_string())?;
+    let mut resp = Vec::new();
+    tls.read_to_end(&mut resp).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP head in {text:?}"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    Ok((status, head.to_string(), body.to_string()))
 }

@@ -6,13 +6,19 @@
 /// One line of `/proc/PID/maps`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MapsEntry {
+    /// First address.
     pub start: u64,
+    /// Address after the last.
     pub end: u64,
     /// `s` in the fourth permission column: a MAP_SHARED mapping.
     pub shared: bool,
+    /// Offset in the mapped file, in bytes.
     pub offset: u64,
+    /// Device major number (hex in maps).
     pub dev_major: u32,
+    /// Device minor number (hex in maps).
     pub dev_minor: u32,
+    /// Inode number; 0 for anonymous memory.
     pub inode: u64,
     /// The path as the kernel printed it, with `\012` turned back into a newline. It keeps any
     /// trailing ` (deleted)`; see [`strip_deleted`].
@@ -20,6 +26,7 @@ pub struct MapsEntry {
 }
 
 impl MapsEntry {
+    /// The device as `st_dev` encodes it.
     pub fn dev(&self) -> u64 {
         rustix::fs::makedev(self.dev_major, self.dev_minor)
     }

@@ -1,6 +1,7 @@
 //! One parser per `/proc` (or `/etc`) file: pure functions over bytes, no I/O, each tested on
 //! captured fixtures here and fuzzed in `tests/proptest_parsers/`.
 
+pub mod cgroup;
 pub mod maps;
 pub mod meminfo;
 pub mod mountinfo;

@@ -3,12 +3,18 @@
 
 use super::maps::{dec, parse_line, MapsEntry};
 
+/// One mapping of smaps, with the fields shmwho uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SmapsVma {
+    /// Its maps line.
     pub entry: MapsEntry,
+    /// `Rss`, in bytes.
     pub rss: u64,
+    /// `Pss`, in bytes.
     pub pss: u64,
+    /// `Private_Clean` + `Private_Dirty`, in bytes.
     pub private: u64,
+    /// `Swap`, in bytes.
     pub swap: u64,
 }
 
@@ -26,7 +32,9 @@ pub fn parse(text: &[u8]) -> Vec<SmapsVma> {
             match key {
                 b"Rss" => vma.rss = bytes().unwrap_or(0),
                 b"Pss" => vma.pss = bytes().unwrap_or(0),
-                b"Private_Clean" | b"Private_Dirty" => vma.private += bytes().unwrap_or(0),
+                b"Private_Clean" | b"Private_Dirty" => {
+                    vma.private = vma.private.saturating_add(bytes().unwrap_or(0))
+                }
                 b"Swap" => vma.swap = bytes().unwrap_or(0),
                 _ => {}
             }

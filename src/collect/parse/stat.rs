@@ -3,9 +3,12 @@
 
 use super::maps::dec;
 
+/// The fields of `/proc/PID/stat` shmwho uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
+    /// The command (field 2), without its parentheses.
     pub comm: String,
+    /// Parent pid (field 4).
     pub ppid: i32,
     /// Field 3: `R`, `S`, `Z` (zombie), ...
     pub state: u8,
@@ -51,6 +54,7 @@ impl Stat {
         self.flags & PF_KTHREAD != 0
     }
 
+    /// State `Z`: exited, not yet reaped (for a leader: possibly with other threads running on).
     pub fn is_zombie(&self) -> bool {
         self.state == b'Z'
     }

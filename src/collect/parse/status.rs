@@ -6,15 +6,24 @@
 
 use super::maps::dec;
 
+/// The fields of `/proc/PID/status` shmwho uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Status {
+    /// `Name`.
     pub name: String,
+    /// `PPid`.
     pub ppid: i32,
+    /// Real uid (first of `Uid`).
     pub uid: u32,
+    /// `VmRSS` in bytes; absent for kernel threads.
     pub vm_rss: Option<u64>,
+    /// `RssAnon` in bytes.
     pub rss_anon: u64,
+    /// `RssFile` in bytes.
     pub rss_file: u64,
+    /// `RssShmem` in bytes.
     pub rss_shmem: u64,
+    /// `VmSwap` in bytes.
     pub vm_swap: u64,
 }
 

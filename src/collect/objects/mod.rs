@@ -1,0 +1,283 @@
+//! Turns per-process mappings and fds into objects, adds the objects nobody holds (SysV
+//! segments, `/dev/shm` files), and measures each one once.
+//!
+//! [`build`] runs the steps in order: [`gather_holders`], [`add_segments`],
+//! [`add_dev_shm_files`], [`measure_all`], [`estimate_unmeasured`], [`finish`].
+
+mod describe;
+mod estimate;
+mod host;
+mod measure;
+
+use super::{Context, RawProcess};
+use crate::model::{
+    Accuracy, EstimateReason, FileDetail, Holder, Meminfo, Object, ObjectDetail, ObjectId, Process,
+    ScanNotes, SysvSegment, TmpfsMount, Via,
+};
+use describe::{blank, describe, sysv_detail};
+use measure::{hugetlb_rss, Draft, Handle, Unmeasured};
+use std::collections::HashMap;
+
+/// The objects and tmpfs mounts of one scan.
+pub(crate) struct Built {
+    pub objects: Vec<Object>,
+    pub mounts: Vec<TmpfsMount>,
+}
+
+/// Objects being built, by identity.
+#[derive(Default)]
+struct Drafts {
+    list: Vec<Draft>,
+    index: HashMap<ObjectId, usize>,
+}
+
+impl Drafts {
+    /// The draft of `id`, made from `make` the first time.
+    fn get_or_add(&mut self, id: ObjectId, make: impl FnOnce() -> Object) -> &mut Draft {
+        let list = &mut self.list;
+        let i = *self.index.entry(id).or_insert_with(|| {
+            let mut obj = make();
+            obj.id = id;
+            list.push(Draft::new(obj));
+            list.len() - 1
+        });
+        &mut self.list[i]
+    }
+}
+
+/// Builds and measures every object the scan saw.
+pub(crate) fn build(
+    ctx: &Context,
+    meminfo: &Meminfo,
+    processes: &[Process],
+    raws: &[RawProcess],
+    segments: Vec<(u64, SysvSegment)>,
+    notes: &mut ScanNotes,
+) -> Built {
+    let mut drafts = Drafts::default();
+    gather_holders(ctx, processes, raws, &mut drafts);
+    add_segments(ctx, segments, &mut drafts);
+    add_dev_shm_files(ctx, &mut drafts);
+    let mut list = drafts.list;
+    let (unmeasured, vanished) = measure_all(ctx, meminfo, &mut list);
+    estimate_unmeasured(processes, raws, &mut list, &unmeasured);
+    let objects = finish(list, &vanished, meminfo, notes);
+    Built {
+        objects,
+        mounts: host::tmpfs_usage(ctx),
+    }
+}
+
+/// Every mapping and fd of every process, as holders of their objects, with the handles that
+/// reach each object.
+fn gather_holders(ctx: &Context, processes: &[Process], raws: &[RawProcess], drafts: &mut Drafts) {
+    for (pi, (p, raw)) in processes.iter().zip(raws).enumerate() {
+        for e in &raw.maps {
+            let (id, obj) = describe(ctx, p, e.dev(), e.inode, &e.path);
+            let d = drafts.get_or_add(id, || obj);
+            let smaps = raw.smaps_by_start.get(&e.start).copied();
+            d.obj.holders.push(Holder {
+                pid: p.pid,
+                via: Via::Map {
+                    start: e.start,
+                    end: e.end,
+                    offset: e.offset,
+                    shared: e.shared,
+                    pss_bytes: smaps.map(|s| s.0),
+                    rss_bytes: smaps.map(|s| s.1),
+                },
+            });
+            let len = e.end - e.start;
+            *d.mapped_len.entry(pi).or_default() += len;
+            d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
+            d.mapped_extent = d.mapped_extent.max(e.offset + len);
+            // A process whose leader exited lists no map_files, and task directories have none.
+            if raw.task.is_some() {
+                d.leader_exited = true;
+            } else {
+                d.handles.push(Handle::MapFiles(
+                    ctx.paths
+                        .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
+                ));
+            }
+            // A file still linked in our own mount namespace can be stat'ed by path, which
+            // needs no privilege; measure() checks it is still the same inode.
+            if let (Some(f), None) = (d.obj.file(), d.obj.foreign_ns) {
+                if !f.deleted && !d.handles.iter().any(|h| matches!(h, Handle::Path(_))) {
+                    d.handles.push(Handle::Path(ctx.paths.reach(&f.path)));
+                }
+            }
+        }
+        for (fd, target, st) in &raw.fds {
+            let (id, obj) = describe(ctx, p, st.dev, st.ino, target);
+            let d = drafts.get_or_add(id, || obj);
+            d.obj.holders.push(Holder {
+                pid: p.pid,
+                via: Via::Fd { fd: *fd },
+            });
+            d.handles.push(Handle::Fd(ctx.task_path(
+                p.pid,
+                raw.task,
+                &format!("fd/{fd}"),
+            )));
+        }
+    }
+}
+
+/// SysV segments, attached or not: the table is exact for anyone.
+fn add_segments(ctx: &Context, segments: Vec<(u64, SysvSegment)>, drafts: &mut Drafts) {
+    let own_ipc = ctx.own_ipc_ns.unwrap_or(0);
+    for (ipc_ns, seg) in segments {
+        let id = ObjectId::Sysv {
+            ipc_ns,
+            shmid: seg.shmid,
+        };
+        let d = drafts.get_or_add(id, || Object {
+            dev: Some(ctx.shmem_dev),
+            inode: seg.shmid as u64,
+            foreign_ns: (ipc_ns != own_ipc).then_some(ipc_ns),
+            ..blank(id, sysv_detail(None))
+        });
+        if let ObjectDetail::Sysv { key, segment, .. } = &mut d.obj.detail {
+            *key = Some(seg.key);
+            *segment = Some(seg);
+        }
+    }
+}
+
+/// POSIX shared memory: every file under `/dev/shm`, held or not.
+fn add_dev_shm_files(ctx: &Context, drafts: &mut Drafts) {
+    for (path, st) in host::walk_dev_shm(ctx) {
+        let id = ObjectId::Inode {
+            dev: st.dev,
+            ino: st.ino,
+        };
+        let d = drafts.get_or_add(id, || Object {
+            dev: Some(st.dev),
+            inode: st.ino,
+            ..blank(
+                id,
+                ObjectDetail::PosixShm(FileDetail {
+                    path: path.clone(),
+                    deleted: false,
+                    mount_point: Some(ctx.paths.dev_shm.clone()),
+                }),
+            )
+        });
+        // Held, it was named from a holder's view: our own path names it now.
+        if let Some(f) = d.obj.file_mut() {
+            f.path = path.clone();
+            f.deleted = false;
+        }
+        d.obj.foreign_ns = None;
+        d.handles.push(Handle::Path(ctx.paths.reach(&path)));
+    }
+}
+
+/// Measures every draft: SysV segments from their table row, the rest by `stat` of a handle.
+/// Returns the indices of those every handle refused, and of those whose holders all vanished.
+fn measure_all(ctx: &Context, meminfo: &Meminfo, drafts: &mut [Draft]) -> (Vec<usize>, Vec<usize>) {
+    let swap_in_use = meminfo.swap_used_bytes() > 0;
+    let mut unmeasured = Vec::new();
+    let mut vanished = Vec::new();
+    for (i, d) in drafts.iter_mut().enumerate() {
+        if let ObjectDetail::Sysv {
+            segment: Some(seg),
+            hugetlb,
+            ..
+        } = &mut d.obj.detail
+        {
+            if let (Some(rss), Some(swap)) = (seg.rss_bytes, seg.swap_bytes) {
+                let (huge_rss, huge) =
+                    hugetlb_rss(seg, rss.saturating_add(swap), meminfo, ctx.page_size);
+                *hugetlb = huge;
+                d.obj.size_bytes = seg.size_bytes;
+                // hugetlb pages never swap.
+                (d.obj.resident_bytes, d.obj.swap_bytes) =
+                    if huge { (huge_rss, 0) } else { (rss, swap) };
+                d.obj.accuracy = Accuracy::Exact;
+                continue;
+            }
+        }
+        match d.measure(ctx, swap_in_use) {
+            Ok(()) => {}
+            Err(Unmeasured::Denied) => unmeasured.push(i),
+            Err(Unmeasured::Vanished) if d.leader_exited => {
+                d.obj.accuracy = Accuracy::Estimate(EstimateReason::LeaderExited);
+                unmeasured.push(i);
+            }
+            Err(Unmeasured::Vanished) => vanished.push(i),
+        }
+    }
+    (unmeasured, vanished)
+}
+
+/// Lower bounds for what could not be measured (see [`estimate`]).
+fn estimate_unmeasured(
+    processes: &[Process],
+    raws: &[RawProcess],
+    drafts: &mut [Draft],
+    unmeasured: &[usize],
+) {
+    let mapped: Vec<estimate::Mapped> = drafts
+        .iter()
+        .map(|d| estimate::Mapped {
+            measured: d.obj.is_exact().then_some(d.obj.resident_bytes),
+            mapped_len: &d.mapped_len,
+            max_mapping_rss: d.max_mapping_rss,
+        })
+        .collect();
+    let mappers: Vec<estimate::Mapper> = processes
+        .iter()
+        .zip(raws)
+        .map(|(p, raw)| estimate::Mapper {
+            rss_shmem: p.rss_shmem_bytes,
+            other_anon_dev_mapped: raw.other_anon_dev_mapped,
+        })
+        .collect();
+    let bounds = estimate::lower_bounds(&mapped, &mappers, unmeasured);
+    for (&a, lb) in unmeasured.iter().zip(bounds) {
+        let d = &mut drafts[a];
+        d.obj.size_bytes = d.obj.size_bytes.max(d.mapped_extent);
+        d.obj.resident_bytes = lb;
+        d.obj.swap_bytes = 0;
+        if d.obj.accuracy != Accuracy::Estimate(EstimateReason::LeaderExited) {
+            d.obj.accuracy = Accuracy::Estimate(EstimateReason::MapFilesDenied);
+        }
+    }
+}
+
+/// Drops the vanished, sorts by identity, caps absurd figures, and counts the estimates for
+/// the notes.
+fn finish(
+    drafts: Vec<Draft>,
+    vanished: &[usize],
+    meminfo: &Meminfo,
+    notes: &mut ScanNotes,
+) -> Vec<Object> {
+    let mut gone = vec![false; drafts.len()];
+    for &i in vanished {
+        gone[i] = true;
+    }
+    let mut objects: Vec<Object> = drafts
+        .into_iter()
+        .zip(gone)
+        .filter(|(_, gone)| !gone)
+        .map(|(d, _)| d.obj)
+        .collect();
+    objects.sort_by_key(|o| o.id);
+
+    let ceiling = super::bounds::ceiling(meminfo);
+    for o in &mut objects {
+        super::bounds::object(o, ceiling);
+    }
+    let mut counts: HashMap<EstimateReason, u32> = HashMap::new();
+    for o in &objects {
+        if let Some(r) = o.accuracy.estimate() {
+            *counts.entry(r).or_default() += 1;
+        }
+    }
+    notes.estimates = counts.into_iter().collect();
+    notes.estimates.sort();
+    objects
+}

@@ -1,0 +1,46 @@
+//! Spreading per-process reads over a few threads.
+
+use super::read::Reader;
+
+/// Applies `f` to every item on up to 4 threads (one per CPU), keeping the order. Each thread
+/// has its own [`Reader`]. Fewer than `min_items` items stay on the calling thread.
+pub(crate) fn parallel_map<T: Send, R: Send>(
+    items: Vec<T>,
+    min_items: usize,
+    f: impl Fn(&mut Reader, T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(items.len());
+    if threads <= 1 || items.len() < min_items {
+        let mut reader = Reader::new();
+        return items.into_iter().map(|t| f(&mut reader, t)).collect();
+    }
+    // Interleaved chunks: neighbouring pids (a pool's workers) are spread over all threads.
+    let mut chunks: Vec<Vec<(usize, T)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, t) in items.into_iter().enumerate() {
+        chunks[i % threads].push((i, t));
+    }
+    let f = &f;
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut reader = Reader::new();
+                    chunk
+                        .into_iter()
+                        .map(|(i, t)| (i, f(&mut reader, t)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("scan thread panicked"))
+            .collect()
+    });
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}

@@ -20,7 +20,7 @@ use std::ffi::CString;
 use std::io::Write as _;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -1054,7 +1054,7 @@ impl SwapFile {
         drop(f);
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(|e| e.to_string())?;
-        let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = |c: &mut Command| run_within(c, 60) == Some(true);
         if !ok(Command::new("mkswap").arg(&path)) {
             return Err("mkswap failed (or is missing)".into());
         }
@@ -1068,10 +1068,37 @@ impl SwapFile {
 
 impl Drop for SwapFile {
     fn drop(&mut self) {
-        if self.on {
-            let _ = Command::new("swapoff").arg(&self.path).output();
+        // swapoff reads every swapped page back: bounded, so a host short of memory costs a
+        // warning rather than a hung run.
+        if self.on && run_within(Command::new("swapoff").arg(&self.path), 120) != Some(true) {
+            eprintln!("warning: swapoff {:?} failed or ran over 120 s", self.path);
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs `cmd` (output discarded) for at most `secs` seconds, killing it then. Some(success) when
+/// it finished, None when it could not start or ran over.
+pub fn run_within(cmd: &mut Command, secs: u64) -> Option<bool> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Some(st.success()),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
     }
 }
 

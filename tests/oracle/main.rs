@@ -23,6 +23,7 @@ mod common;
 use gen::{Scenario, Variant};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Seeds of the scenarios in progress, for the watchdog's message.
 static RUNNING: Mutex<std::collections::BTreeSet<u64>> =
@@ -72,15 +73,22 @@ fn run_one(
     Ok(())
 }
 
-/// Delta reduction: drop chunks of operations while the scenario still fails.
+/// Wall time a failure may spend shrinking: a failure that needs the scans' retries or a
+/// timeout to show (seconds per run) would otherwise keep the run going for many minutes.
+const SHRINK_BUDGET: Duration = Duration::from_secs(90);
+
+/// Delta reduction: drop chunks of operations while the scenario still fails, for at most 80
+/// runs and [`SHRINK_BUDGET`].
 fn shrink(sc: &Scenario, env: &run::Env, tag: &str) -> Scenario {
+    let started = Instant::now();
+    let more = |tries: usize| tries < 80 && started.elapsed() < SHRINK_BUDGET;
     let mut best = sc.clone();
     let mut chunk = best.ops.len().div_ceil(2).max(1);
     let mut tries = 0;
-    while chunk >= 1 && tries < 80 {
+    while chunk >= 1 && more(tries) {
         let mut i = 0;
         let mut progress = false;
-        while i < best.ops.len() && tries < 80 {
+        while i < best.ops.len() && more(tries) {
             let mut cand = best.clone();
             cand.ops.drain(i..(i + chunk).min(cand.ops.len()));
             tries += 1;

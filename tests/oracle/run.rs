@@ -54,9 +54,14 @@ impl Drop for Running {
                 unsafe { libc::kill(a.pid, libc::SIGKILL) };
             }
         }
+        // Reaped within a bound: a child stuck in the kernel is left to init rather than hang
+        // the run.
+        let deadline = Instant::now() + Duration::from_secs(10);
         for c in &mut self.spawned {
             let _ = c.kill();
-            let _ = c.wait();
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         for id in &self.idents {
             if let Some(shmid) = id.shmid {
@@ -118,7 +123,10 @@ impl Running {
             match self.listener.accept() {
                 Ok((s, _)) => {
                     s.set_nonblocking(false).map_err(|e| e.to_string())?;
+                    // Every wait on an actor is bounded: replies, fd transfers and sends.
                     s.set_read_timeout(Some(Duration::from_secs(20)))
+                        .map_err(|e| e.to_string())?;
+                    s.set_write_timeout(Some(Duration::from_secs(20)))
                         .map_err(|e| e.to_string())?;
                     let mut reader = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
                     let mut line = String::new();
@@ -339,10 +347,15 @@ impl Running {
     /// Waits until an exited actor holds nothing (reaped, or a zombie: no mm, no files).
     fn wait_gone(&mut self, a: usize) -> Result<(), String> {
         let pid = self.actors[a].pid;
-        if let Some(c) = self.spawned.iter_mut().find(|c| c.id() as i32 == pid) {
-            c.wait().map_err(|e| e.to_string())?;
-        }
         let deadline = Instant::now() + Duration::from_secs(10);
+        if let Some(c) = self.spawned.iter_mut().find(|c| c.id() as i32 == pid) {
+            while c.try_wait().map_err(|e| e.to_string())?.is_none() {
+                if Instant::now() > deadline {
+                    return Err(format!("actor {pid} did not exit within 10 s"));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         while Instant::now() < deadline {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             let zombie = stat

@@ -7,7 +7,7 @@ use crate::run::Running;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Objects seen with swapped pages, and with a resident size that is a whole number of 2 MiB
 /// huge pages: evidence that the swap and THP phases tested what they meant to.
@@ -201,9 +201,20 @@ fn shmwho(args: &[&str]) -> Result<Value, String> {
         match child.try_wait().map_err(|e| e.to_string())? {
             Some(st) => break st,
             None if std::time::Instant::now() > deadline => {
+                // Where it waits, read before the kill: a scan blocked in the kernel (seen:
+                // `proc_map_files_lookup` and `d_alloc_parallel` for 13 minutes, while another
+                // process held the mmap lock of the process whose map_files entry they looked
+                // up) does not die on SIGKILL until the kernel lets it go, so it is not waited for.
+                let wchan = std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+                    .unwrap_or_default();
                 let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("shmwho {args:?} ran over 60 s"));
+                let reaped = Instant::now() + Duration::from_secs(5);
+                while matches!(child.try_wait(), Ok(None)) && Instant::now() < reaped {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return Err(format!(
+                    "shmwho {args:?} ran over 60 s (waiting in the kernel at {wchan:?})"
+                ));
             }
             None => std::thread::sleep(Duration::from_millis(5)),
         }

@@ -13,7 +13,9 @@ pub type Pid = i32;
 
 /// The kinds of shared memory shmwho knows. Adding a kind means one collector branch and one
 /// variant here; the views pick it up through `as_str`.
-#[derive(Serialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[derive(
+    Serialize, serde::Deserialize, Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     /// `mmap(MAP_SHARED|MAP_ANONYMOUS)`: `/dev/zero (deleted)` or `[anon_shmem]` in maps.
@@ -117,7 +119,9 @@ pub struct Holder {
 
 /// A SysV IPC key, the first argument of `shmget`; 0 is `IPC_PRIVATE`. Printed as the kernel
 /// does in `/SYSV%08x`, serialized as the signed number `/proc/sysvipc/shm` shows.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct SysvKey(pub i32);
 
@@ -177,7 +181,9 @@ impl SysvSegment {
 }
 
 /// Why a figure is an estimate rather than a measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EstimateReason {
     /// `stat` of `/proc/PID/map_files` needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (plus
@@ -410,7 +416,7 @@ pub struct Process {
     pub rss_anon_bytes: u64,
     /// `RssFile`.
     pub rss_file_bytes: u64,
-    /// `RssShmem`: every shmem page it maps (FACTS #9).
+    /// `RssShmem`: every shmem page it maps (docs/facts.md #9).
     pub rss_shmem_bytes: u64,
     /// `VmSwap`.
     pub swap_bytes: u64,
@@ -426,7 +432,7 @@ pub struct Process {
 }
 
 /// Which cgroup hierarchy holds the memory controller.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupVersion {
     /// cgroup v1 (the memory controller's own hierarchy).
@@ -508,7 +514,7 @@ pub struct ScanNotes {
     /// `/proc` is mounted with hidepid: other users' processes are invisible.
     pub hidepid: bool,
     /// Processes left out because the caller of a restricted install could not see them
-    /// (`crate::redact`).
+    /// (the redact module).
     pub hidden: u32,
     /// Mapping addresses were removed for the caller of a restricted install.
     pub addresses_hidden: bool,
@@ -587,4 +593,22 @@ pub struct PhysScan {
     pub denied: u32,
     /// The processes of `vanished` and `denied`: rows holding one have no exact figure.
     pub unread: Vec<Pid>,
+}
+
+/// What a cgroup path says about where a process runs. Each field is None when the path does
+/// not say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Workload {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The pod's UID as Kubernetes prints it (`kubectl get pod -o jsonpath={.metadata.uid}`):
+    /// dashes restored from the systemd driver's underscores.
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The container runtime's ID: 64 lowercase hex digits.
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The innermost systemd unit (`foo.service`, `session-3.scope`,
+    /// `cri-containerd-<ID>.scope`).
+    pub unit: Option<String>,
 }

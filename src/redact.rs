@@ -1,4 +1,4 @@
-//! What an elevated run (see [`crate::privilege`]) shows its caller: nothing `ps`, `ipcs` and
+//! What an elevated run (see the privilege module) shows its caller: nothing `ps`, `ipcs` and
 //! `/proc/meminfo` would not, beyond each object's kind, sizes, holders and owners.
 //!
 //! [`CallerView::probe`] finds, with the caller's own rights, which processes the caller can

@@ -197,3 +197,63 @@ fn procs_by_cgroup_against_memory_stat() {
     drop(child);
     drop(cg);
 }
+
+/// A child moved into a cgroup laid out as kubelet's cgroupfs driver does
+/// (`kubepods/burstable/pod<UID>/<container ID>`, below a test cgroup): `procs --json` names
+/// its pod and container.
+#[test]
+fn procs_json_names_pod_and_container_from_the_cgroup_path() {
+    if !require_root("creates memory cgroups") {
+        return;
+    }
+    let Some((top, top_path)) = make_cgroup() else {
+        return;
+    };
+    let uid = "6c4d0a7e-93b1-4f2e-8d5a-1b2c3d4e5f60";
+    let id = "3f7a9c1e5b2d4f6a8c0e1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d";
+    let rel = format!("kubepods/burstable/pod{uid}/{id}");
+    let mut dirs = Nested(Vec::new());
+    let mut path = top.path.clone();
+    for component in rel.split('/') {
+        path = path.join(component);
+        std::fs::create_dir(&path).unwrap();
+        dirs.0.push(CgroupDir { path: path.clone() });
+    }
+    let procs = c_path(&path.join("cgroup.procs"));
+    let child = fork_child(&[], &[], After::Pause, move || {
+        // SAFETY: raw syscalls on a NUL-terminated buffer; "0" moves the writing process.
+        unsafe {
+            let f = libc::open(procs.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
+                libc::_exit(90);
+            }
+            libc::close(f);
+        }
+        0
+    });
+    let doc = json(&["procs", "--json", "--pid", &child.pid().to_string()]);
+    let p = process(&doc, child.pid()).expect("the child");
+    assert_eq!(p["cgroup"], format!("{top_path}/{rel}").as_str());
+    assert_eq!(p["pod_uid"], uid);
+    assert_eq!(p["container_id"], id);
+    assert!(p.get("unit").is_none(), "{p}");
+    // A process outside: no pod, no container.
+    let me = json(&["procs", "--json", "--pid", &my_pid().to_string()]);
+    let me = process(&me, my_pid()).expect("the test process");
+    assert!(me.get("pod_uid").is_none() && me.get("container_id").is_none());
+
+    drop(child);
+    drop(dirs);
+    drop(top);
+}
+
+/// Nested cgroups, outermost first; removed innermost first on drop (also on panic).
+struct Nested(Vec<CgroupDir>);
+
+impl Drop for Nested {
+    fn drop(&mut self) {
+        while let Some(d) = self.0.pop() {
+            drop(d);
+        }
+    }
+}

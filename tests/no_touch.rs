@@ -1,7 +1,7 @@
 //! shmwho never faults in or reads an object's pages.
 //!
 //! Each object is half written: its other half is holes, and a read through a mapping of it
-//! would allocate a page there (FACTS #12), raising `st_blocks`. After every view (objects,
+//! would allocate a page there (docs/facts.md #12), raising `st_blocks`. After every view (objects,
 //! procs, `--pss`, `--charge touched`, `show`) has run on it, `st_blocks` must be unchanged, to
 //! the byte. For file objects the access time is also checked (set far in the past first, so
 //! any `read` would move it); for SysV segments the attach time and last attacher.

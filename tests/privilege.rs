@@ -1,5 +1,5 @@
 //! shmwho under every privilege it may be given: an ordinary user, only the capabilities of
-//! FACTS #8 (ambient, and as file capabilities on a copy of the binary, as a packager would
+//! docs/facts.md #8 (ambient, and as file capabilities on a copy of the binary, as a packager would
 //! set them), root in a user namespace (a container), and `/proc` mounted `hidepid=2`.
 //!
 //! In each case every view exits 0, what could not be measured is marked (`~`, `exact: false`,

@@ -4,7 +4,7 @@ use crate::model::{Object, Pid, Via};
 use std::collections::BTreeMap;
 
 /// How an object's resident bytes are divided among processes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// Whole object to its owner (SysV creator, else the holder that started first).

@@ -8,6 +8,7 @@ pub mod charge;
 pub mod exact;
 pub mod owner;
 pub mod reconcile;
+pub mod show;
 
 use crate::model::{Pid, Snapshot};
 use std::collections::HashMap;

@@ -93,7 +93,7 @@ pub(crate) fn ns_inode(link: &Path) -> Option<u64> {
 }
 
 /// The internal shmem mount's device, learnt without privileges from a memfd of our own
-/// (FACTS #1).
+/// (docs/facts.md #1).
 fn shmem_device() -> Result<u64, Error> {
     let fd =
         rustix::fs::memfd_create("shmwho-probe", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {

@@ -15,7 +15,7 @@ pub struct InodeStat {
     /// `st_size`: the apparent size.
     pub size: u64,
     /// `st_blocks × 512`: resident + swapped bytes of the whole object, including pages that no
-    /// live process maps (../shared/FACTS.md #4).
+    /// live process maps (docs/facts.md #4).
     pub allocated: u64,
     /// Hard links: 0 once unlinked.
     pub nlink: u64,

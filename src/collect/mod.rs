@@ -7,7 +7,9 @@
 
 pub mod bounds;
 pub mod cgroup;
+pub mod container;
 mod context;
+pub mod drill;
 pub mod measure;
 pub mod objects;
 pub mod pagemap;

@@ -1,12 +1,12 @@
 //! `/proc/PID/pagemap`: which pages a process has in its page tables, read only over the ranges
-//! asked for (FACTS #10).
+//! asked for (docs/facts.md #10).
 //!
 //! Presence comes from the `PAGEMAP_SCAN` ioctl (Linux 6.7+), which returns run-length regions:
 //! 100 holders x 2 GiB of fully present 4 KiB pages took 0.56 s of CPU here, against 1.5 s for
 //! reading the 8-byte entries, as long as only "present" is asked (asking "file page" too makes
 //! the kernel look at every page's `struct page`: 3.9 s). Older kernels get the entries read in
 //! 1 MiB preads. Physical page numbers (for `procs --exact`) need the entries themselves, and
-//! CAP_SYS_ADMIN: without it the kernel reports every PFN as 0 (FACTS #8).
+//! CAP_SYS_ADMIN: without it the kernel reports every PFN as 0 (docs/facts.md #8).
 
 use super::{classify, maps, Read, Reader};
 use crate::model::Pid;
@@ -19,7 +19,7 @@ use std::path::Path;
 
 /// Page is present in RAM (bit 63).
 pub const PM_PRESENT: u64 = 1 << 63;
-/// Page is swapped (bit 62); never set for shmem pages (FACTS #14).
+/// Page is swapped (bit 62); never set for shmem pages (docs/facts.md #14).
 pub const PM_SWAP: u64 = 1 << 62;
 /// Page is a file page or shared anonymous (shmem) page (bit 61).
 pub const PM_FILE: u64 = 1 << 61;
@@ -433,7 +433,7 @@ pub fn snapshot_phys_pages(proc_root: &Path, snap: &crate::model::Snapshot) -> P
     phys_pages(proc_root, wanted, snap.page_size)
 }
 
-/// Whether this process may read page frame numbers (CAP_SYS_ADMIN, FACTS #8).
+/// Whether this process may read page frame numbers (CAP_SYS_ADMIN, docs/facts.md #8).
 pub fn can_read_pfns() -> bool {
     rustix::thread::capabilities(None).is_ok_and(|c| {
         c.effective

@@ -1,5 +1,5 @@
 //! Which pages of an object are in RAM and which are in swap, from the object itself, without
-//! touching a page (FACTS #11, #12, #14).
+//! touching a page (docs/facts.md #11, #12, #14).
 //!
 //! Three kernel views, measured on a 2 GiB fully resident memfd here (6.18):
 //! - `mincore` on a read-only mapping that is never touched: per-page residency, 35-45 ms. It
@@ -202,7 +202,7 @@ fn mincore_truthful(file_uid: u32) -> bool {
 }
 
 /// Resident pages by `mincore` on a read-only shared mapping that is never touched (a read
-/// fault would allocate a page: FACTS #12).
+/// fault would allocate a page: docs/facts.md #12).
 pub fn mincore_ranges(fd: &OwnedFd, size: u64, page_size: u64) -> Result<PageRanges, Errno> {
     let mut out = PageRanges::new();
     if size == 0 {

@@ -13,7 +13,7 @@ use crate::collect::Options;
 use crate::render::metrics::{self, Format, MetricsOptions, ScanInfo};
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,97 +24,39 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9479";
 /// File name written in the `--textfile` directory.
 pub const TEXTFILE_NAME: &str = "shmwho.prom";
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Without --listen or --textfile the metrics are printed once (OpenMetrics).
-
-Metrics (all gauges): shmwho_object_{resident,swap,size}_bytes per object (labels kind, dev,
-id, ns, name, owner, exact; beyond --top-objects summed per kind as id=\"other\");
-shmwho_process_shared_charged_bytes per process (pid, comm, user, cgroup, charge; beyond --top
-summed as pid=\"other\"); shmwho_cgroup_shared_charged_bytes and shmwho_cgroup_kernel_shmem_bytes
-per memory cgroup; shmwho_meminfo_shmem_bytes, shmwho_shmem_explained_bytes,
-shmwho_shmem_unexplained_bytes, shmwho_unheld_bytes, shmwho_objects, shmwho_objects_estimated,
-shmwho_processes, shmwho_processes_skipped, shmwho_scan_duration_seconds,
-shmwho_scan_timestamp_seconds. See docs/export.md; a Grafana dashboard is in
-docs/grafana-dashboard.json.
-
-The HTTP server is read-only: GET or HEAD of /metrics and of / (a page linking /metrics),
-anything else 404 or 405. Requests are limited to 8 KiB, 2 s to send the request line, 5 s the
-whole head and 30 s to read the answer; 64 connections at once, the oldest idle one evicted when
-all are taken. --web-config FILE adds TLS and basic auth (exporter-toolkit's format):
-  tls_server_config: {cert_file: server.crt, key_file: server.key}
-  basic_auth_users: {prometheus: '$2y$10$...'}    (bcrypt hashes, as htpasswd -B makes)
-Serving beyond loopback without both prints a warning.
-
-Examples:
-  sudo shmwho export --listen                    serve http://127.0.0.1:9479/metrics
-  sudo shmwho export --listen :9479 --web-config /etc/shmwho/web.yml
-  sudo shmwho export --listen 0.0.0.0:9479 --min-interval 15s
-  sudo shmwho export --textfile /var/lib/prometheus/node-exporter
-  sudo shmwho export --textfile /var/lib/prometheus/node-exporter --loop --interval 60s
-  shmwho export --format prometheus | grep shmwho_meminfo")]
-pub struct ExportArgs {
-    /// Serve GET /metrics over HTTP on ADDR [default: 127.0.0.1:9479]; `:PORT` is every
-    /// address
-    #[arg(
-        long,
-        value_name = "ADDR",
-        num_args = 0..=1,
-        default_missing_value = DEFAULT_LISTEN,
-        conflicts_with = "textfile"
-    )]
+/// What `shmwho export` was asked for.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// Serve GET /metrics on this address.
     pub listen: Option<String>,
-    /// With --listen: TLS and basic auth from FILE, in the format of Prometheus'
-    /// exporter-toolkit (tls_server_config: cert_file, key_file; basic_auth_users)
-    #[arg(long, value_name = "FILE", requires = "listen")]
+    /// With `listen`: TLS and basic auth from this file (exporter-toolkit's format).
     pub web_config: Option<PathBuf>,
-    /// With --listen: scan at most once per DURATION; scrapes in between get the last figures
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// With `listen`: scan at most once per this long.
     pub min_interval: Duration,
-    /// Write DIR/shmwho.prom atomically in the Prometheus text format 0.0.4, for
-    /// node_exporter's textfile collector (--collector.textfile.directory)
-    #[arg(long, value_name = "DIR")]
+    /// Write `shmwho.prom` in this directory.
     pub textfile: Option<PathBuf>,
-    /// With --textfile: rewrite the file every --interval until SIGINT or SIGTERM
-    #[arg(long = "loop", requires = "textfile")]
+    /// With `textfile`: rewrite it every `interval`.
     pub repeat: bool,
-    /// With --textfile --loop: time between scans (e.g. 30s, 2m, 500ms)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    /// With `repeat`: time between scans.
     pub interval: Duration,
-    /// Processes, and memory cgroups, with a series each; the rest are summed in one series
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    /// Processes and cgroups with a series each.
     pub top: usize,
-    /// Objects with a series each; the rest are summed in one series per kind
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Objects with a series each.
     pub top_objects: usize,
-    /// Charging policy of the per-process and per-cgroup series (touched reads smaps: walks
-    /// page tables on every scan)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy of the per-process and per-cgroup series.
     pub charge: Policy,
-    /// Format when printing to stdout
-    #[arg(long, value_enum, default_value_t = FormatArg::Openmetrics)]
-    pub format: FormatArg,
-    /// Time a client has to send its request head (tests raise it to show that a slow client
-    /// blocks nobody else)
-    #[arg(long, hide = true, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Format when printing to stdout.
+    pub format: Format,
+    /// Time a client has to send its request head.
     pub request_timeout: Duration,
-    /// Time a client has to send its request line (likewise raised by tests)
-    #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// Time a client has to send its request line.
     pub request_line_timeout: Duration,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
 
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FormatArg {
-    /// OpenMetrics 1.0 text
-    Openmetrics,
-    /// Prometheus text format 0.0.4
-    Prometheus,
-}
-
-pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Serves, writes or prints the metrics.
+pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if args.repeat && args.interval.is_zero() {
         bail!("--interval must be more than 0 with --loop");
     }
@@ -138,11 +80,7 @@ pub fn run(args: ExportArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()>
     if let Some(dir) = &args.textfile {
         return textfile(&scanner, dir, args.repeat.then_some(args.interval));
     }
-    let format = match args.format {
-        FormatArg::Openmetrics => Format::OpenMetrics,
-        FormatArg::Prometheus => Format::Prometheus,
-    };
-    let text = scanner.scan(&[format])?;
+    let text = scanner.scan(&[args.format])?;
     out.write_all(text[0].as_bytes())?;
     Ok(())
 }
@@ -187,7 +125,7 @@ struct Cached {
 fn listen(
     scanner: Scanner,
     addr: &str,
-    args: &ExportArgs,
+    args: &ExportOptions,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
     // The web config first: a broken file fails before the first scan, which can take seconds.
@@ -292,10 +230,9 @@ fn textfile(scanner: &Scanner, dir: &Path, every: Option<Duration>) -> anyhow::R
     let Some(every) = every else {
         return write();
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
-    }
+    let signals = crate::signals::StopFlag::register(&crate::signals::INTERRUPT)
+        .context("installing a signal handler")?;
+    let stop = signals.flag();
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
         // A failed scan or write is reported and retried next time: the loop runs for days.

@@ -1,13 +1,12 @@
 //! The per-cgroup reconciliation below `procs --by cgroup`: shmwho's charges under every policy
 //! next to the kernel's own `memory.stat` `shmem` of each cgroup.
 
-use super::units::{bytes, escape, signed_bytes};
-use super::ProcRow;
+use super::units::{escape, Units};
 use crate::account::cgroup::{by_cgroup, CgroupRow, NOTE};
 use crate::account::Accounted;
 use crate::model::CgroupVersion;
+use crate::report::ProcRow;
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
-use serde::Serialize;
 use std::fmt::Write as _;
 
 /// Cgroups of the rows shown (all their processes count, not only the ones a filter kept: the
@@ -31,7 +30,7 @@ fn version_name(rows: &[CgroupRow]) -> &'static str {
 }
 
 /// Footer of the table.
-pub fn table_footer(acc: &Accounted, rows: &[ProcRow], raw_bytes: bool) -> String {
+pub fn table_footer(acc: &Accounted, rows: &[ProcRow], units: Units) -> String {
     let cgs = shown(acc, rows);
     let touched = acc.snapshot.with_smaps;
     let mut header = vec!["CGROUP", "PROCS", "OWNER", "SPLIT"];
@@ -50,7 +49,7 @@ pub fn table_footer(acc: &Accounted, rows: &[ProcRow], raw_bytes: bool) -> Strin
             }
         }
     }
-    let b = |v: u64| bytes(v, raw_bytes);
+    let b = |v: u64| units.bytes(v);
     for c in &cgs {
         let mut cells = vec![
             escape(c.path.as_deref().unwrap_or("- (unreadable)")),
@@ -64,7 +63,7 @@ pub fn table_footer(acc: &Accounted, rows: &[ProcRow], raw_bytes: bool) -> Strin
         cells.push(c.kernel_shmem_bytes.map_or("-".into(), b));
         cells.push(
             c.kernel_minus_owner()
-                .map_or("-".into(), |d| signed_bytes(d, raw_bytes)),
+                .map_or("-".into(), |d| units.signed(d)),
         );
         t.add_row(cells);
     }
@@ -100,19 +99,7 @@ fn wrap(text: &str, width: usize) -> String {
     out
 }
 
-#[derive(Serialize)]
-pub(crate) struct CgroupDoc {
-    cgroup: Option<String>,
-    version: Option<CgroupVersion>,
-    processes: u32,
-    /// Under the policy of the document (`charge`).
-    shared_charged_bytes: u64,
-    owner_bytes: u64,
-    split_bytes: u64,
-    touched_bytes: Option<u64>,
-    kernel_shmem_bytes: Option<u64>,
-    kernel_minus_owner_bytes: Option<i64>,
-}
+pub(crate) use crate::schema::CgroupDoc;
 
 pub(crate) fn json_docs(acc: &Accounted, rows: &[ProcRow]) -> Vec<CgroupDoc> {
     shown(acc, rows)

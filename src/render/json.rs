@@ -1,133 +1,27 @@
 //! JSON output, schema 1 (docs/json.md). Always bytes. Field names are a contract: add, never
 //! rename.
 
-use super::{object_id, proc_rows, select_objects, ObjectFilter, ProcFilter, ProcRow};
 use crate::account::Accounted;
-use crate::model::{EstimateReason, Object, ObjectDetail, ObjectKind, Pid, SysvKey, Via};
+use crate::model::{Object, ObjectDetail, Pid, Via};
+use crate::report::{
+    address_text, dev_text, object_id, proc_rows, select_objects, ObjectQuery, ProcQuery, ProcRow,
+};
+use crate::schema::{
+    ChargeDoc, EstimateDoc, HolderDoc, MountDoc, NotesDoc, ObjectDoc, ObjectsDoc, PidComm, ProcDoc,
+    ProcsDoc,
+};
 use serde::Serialize;
 
-pub const SCHEMA: u32 = 1;
+pub use crate::schema::SCHEMA;
 
-#[derive(Serialize)]
-struct ObjectsDoc<'a> {
-    schema: u32,
-    exact: bool,
-    meminfo_shmem_bytes: u64,
-    explained_bytes: u64,
-    unexplained_bytes: i64,
-    objects_resident_bytes: u64,
-    unheld_bytes: u64,
-    mounts: Vec<MountDoc>,
-    notes: NotesDoc,
-    objects: Vec<ObjectDoc<'a>>,
-}
-
-#[derive(Serialize)]
-struct MountDoc {
-    mount_point: String,
-    used_bytes: Option<u64>,
-    listed_bytes: u64,
-    unheld_files_bytes: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct NotesDoc {
-    vanished_processes: u32,
-    unreadable_processes: u32,
-    foreign_ipc_ns_unreadable: u32,
-    hidepid: bool,
-    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
-    #[serde(skip_serializing_if = "is_zero")]
-    hidden_processes: u32,
-    /// A restricted install prints no mapping addresses.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    addresses_hidden: bool,
-    /// Processes with a counter beyond memory plus swap, capped there.
-    #[serde(skip_serializing_if = "is_zero")]
-    absurd_processes: u32,
-    estimates: Vec<EstimateDoc>,
-}
-
-#[derive(Serialize)]
-struct EstimateDoc {
-    reason: EstimateReason,
-    objects: u32,
-    explanation: &'static str,
-}
-
-#[derive(Serialize)]
-pub(crate) struct ObjectDoc<'a> {
-    kind: ObjectKind,
-    id: String,
-    inode: u64,
-    dev: Option<String>,
-    size_bytes: u64,
-    resident_bytes: u64,
-    swap_bytes: u64,
-    exact: bool,
-    estimate_reason: Option<EstimateReason>,
-    /// A SHM_HUGETLB segment (hugetlb pool memory, outside Shmem).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    hugetlb: bool,
-    holders: Vec<HolderDoc<'a>>,
-    owner: Option<PidComm<'a>>,
-    charges: Vec<ChargeDoc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shmid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    key: Option<SysvKey>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    nattch: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    removed: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    deleted: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mount_point: Option<String>,
-    /// IPC (SysV) or mount namespace inode, when not shmwho's own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    namespace: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct PidComm<'a> {
-    pid: Pid,
-    comm: &'a str,
-}
-
-#[derive(Serialize)]
-struct ChargeDoc {
-    pid: Pid,
-    bytes: u64,
-}
-
-#[derive(Serialize)]
-struct HolderDoc<'a> {
-    pid: Pid,
-    comm: &'a str,
-    via: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    offset: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fd: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rss_bytes: Option<u64>,
-}
-
-pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
+pub(crate) fn object_doc(acc: &Accounted, i: usize) -> ObjectDoc {
     let snap = acc.snapshot;
-    let o: &'a Object = &snap.objects[i];
-    let comm = |pid: Pid| snap.process(pid).map_or("", |p| p.comm.as_str());
+    let o: &Object = &snap.objects[i];
+    let comm = |pid: Pid| {
+        snap.process(pid)
+            .map_or("", |p| p.comm.as_str())
+            .to_string()
+    };
     let holders = o
         .holders
         .iter()
@@ -135,7 +29,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
             let mut d = HolderDoc {
                 pid: h.pid,
                 comm: comm(h.pid),
-                via: h.via.as_str(),
+                via: h.via.as_str().to_string(),
                 start: None,
                 end: None,
                 offset: None,
@@ -153,8 +47,8 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
                     ..
                 } => {
                     if !snap.notes.addresses_hidden {
-                        d.start = Some(format!("{start:x}"));
-                        d.end = Some(format!("{end:x}"));
+                        d.start = Some(address_text(start));
+                        d.end = Some(address_text(end));
                     }
                     d.offset = Some(offset);
                     d.pss_bytes = pss_bytes;
@@ -170,9 +64,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         kind: o.kind(),
         id: object_id(o),
         inode: o.inode,
-        dev: o
-            .dev
-            .map(|d| format!("{}:{}", rustix::fs::major(d), rustix::fs::minor(d))),
+        dev: o.dev.map(dev_text),
         size_bytes: o.size_bytes,
         resident_bytes: o.resident_bytes,
         swap_bytes: o.swap_bytes,
@@ -196,7 +88,7 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
         nattch: o.sysv().map(|s| s.nattch),
         removed: o.sysv().map(|s| s.removed()),
         name: match &o.detail {
-            ObjectDetail::Memfd { name } => Some(name.as_str()),
+            ObjectDetail::Memfd { name } => Some(name.clone()),
             ObjectDetail::AnonShared
             | ObjectDetail::Sysv { .. }
             | ObjectDetail::PosixShm(_)
@@ -211,10 +103,11 @@ pub(crate) fn object_doc<'a>(acc: &'a Accounted, i: usize) -> ObjectDoc<'a> {
     }
 }
 
-pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
+/// The objects view as a document.
+pub fn objects_doc(acc: &Accounted, f: &ObjectQuery) -> ObjectsDoc {
     let snap = acc.snapshot;
     let r = &acc.reconciliation;
-    let doc = ObjectsDoc {
+    ObjectsDoc {
         schema: SCHEMA,
         exact: snap.exact(),
         meminfo_shmem_bytes: r.shmem_bytes,
@@ -247,7 +140,7 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
                 .map(|&(reason, objects)| EstimateDoc {
                     reason,
                     objects,
-                    explanation: reason.explain(),
+                    explanation: reason.explain().to_string(),
                 })
                 .collect(),
         },
@@ -255,65 +148,12 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter) -> String {
             .into_iter()
             .map(|i| object_doc(acc, i))
             .collect(),
-    };
-    to_string(&doc)
+    }
 }
 
-#[derive(Serialize)]
-struct ProcsDoc {
-    schema: u32,
-    charge: &'static str,
-    pss: bool,
-    processes: Vec<ProcDoc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    groups: Option<Vec<ProcDoc>>,
-    /// Resident bytes of objects no process holds.
-    unheld_bytes: u64,
-    /// Sum of all charges: with unheld_bytes, equals objects_resident_bytes.
-    charged_bytes: u64,
-    objects_resident_bytes: u64,
-    vanished_processes: u32,
-    /// Processes hidden from the caller of a restricted install (README): counted, not listed.
-    #[serde(skip_serializing_if = "is_zero")]
-    hidden_processes: u32,
-    /// With `--by cgroup`: each cgroup's charges against the kernel's memory.stat shmem.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroups: Option<Vec<super::cgroups::CgroupDoc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroups_note: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct ProcDoc {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<Pid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ppid: Option<Pid>,
-    comm: String,
-    user: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    processes: Option<u32>,
-    rss_bytes: u64,
-    rss_anon_bytes: u64,
-    rss_file_bytes: u64,
-    rss_shmem_bytes: u64,
-    swap_bytes: u64,
-    shared_charged_bytes: u64,
-    total_bytes: u64,
-    owned_objects: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pss_bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uss_bytes: Option<u64>,
-    /// Memory cgroup (of the process, or of the group with `--by cgroup`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cgroup: Option<String>,
-    /// With `--exact`: distinct physical pages mapped plus shared memory charged.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    unique_bytes: Option<u64>,
-    /// With `--exact`: pages and objects no process outside the row holds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    freed_if_gone_bytes: Option<u64>,
+/// The objects view's JSON text.
+pub fn objects(acc: &Accounted, f: &ObjectQuery) -> String {
+    to_string(&objects_doc(acc, f))
 }
 
 fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
@@ -335,13 +175,19 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
         pss_bytes: r.pss,
         uss_bytes: r.uss,
         cgroup: r.cgroup.clone(),
+        workload: r
+            .cgroup
+            .as_deref()
+            .map(crate::collect::container::parse)
+            .unwrap_or_default(),
         unique_bytes: r.unique,
         freed_if_gone_bytes: r.freed_if_gone,
     }
 }
 
-pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
-    let ungrouped = ProcFilter {
+/// The processes view as a document.
+pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
+    let ungrouped = ProcQuery {
         by: None,
         top: if f.by.is_some() { None } else { f.top },
         ..f.clone()
@@ -354,14 +200,14 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
     let groups = group_rows
         .as_ref()
         .map(|rows| rows.iter().map(|r| proc_doc(r, true)).collect());
-    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
+    let by_cgroup = f.by == Some(crate::report::GroupBy::Cgroup);
     let cgroups = group_rows
         .as_deref()
         .filter(|_| by_cgroup)
         .map(|rows| super::cgroups::json_docs(acc, rows));
-    let doc = ProcsDoc {
+    ProcsDoc {
         schema: SCHEMA,
-        charge: acc.policy.as_str(),
+        charge: acc.policy.as_str().to_string(),
         pss: f.pss,
         processes,
         groups,
@@ -374,18 +220,20 @@ pub fn procs(acc: &Accounted, f: &ProcFilter) -> String {
         ),
         vanished_processes: acc.snapshot.notes.vanished,
         hidden_processes: acc.snapshot.notes.hidden,
-        cgroups_note: cgroups.is_some().then_some(crate::account::cgroup::NOTE),
+        cgroups_note: cgroups
+            .is_some()
+            .then(|| crate::account::cgroup::NOTE.to_string()),
         cgroups,
-    };
-    to_string(&doc)
+    }
+}
+
+/// The processes view's JSON text.
+pub fn procs(acc: &Accounted, f: &ProcQuery) -> String {
+    to_string(&procs_doc(acc, f))
 }
 
 fn to_string<T: Serialize>(doc: &T) -> String {
     let mut s = serde_json::to_string_pretty(doc).expect("JSON of plain data cannot fail");
     s.push('\n');
     s
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }

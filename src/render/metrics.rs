@@ -9,10 +9,10 @@
 //! before that, [`terminal_safe`] writes other control characters and bidi overrides as
 //! `\xNN` / `\u{NNNN}`, so a terminal printing a scrape is not driven by a process's names.
 
-use super::{object_id, object_name, select_objects, ObjectFilter};
 use crate::account::cgroup::by_cgroup;
 use crate::account::Accounted;
 use crate::model::{ObjectId, ObjectKind, Pid};
+use crate::report::{dev_text, object_id, object_name, select_objects, ObjectQuery};
 use crate::size::sum_bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -41,12 +41,14 @@ impl Default for MetricsOptions {
 /// Measured by the exporter around the scan that produced the snapshot.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ScanInfo {
+    /// How long the scan took.
     pub duration_seconds: f64,
     /// When the scan finished, seconds since the epoch.
     pub timestamp_seconds: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An exposition format.
 pub enum Format {
     /// OpenMetrics 1.0 text (ends with `# EOF`), what Prometheus asks for first.
     OpenMetrics,
@@ -55,6 +57,7 @@ pub enum Format {
 }
 
 impl Format {
+    /// The HTTP `Content-Type` of the format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -197,15 +200,12 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "shmwho_object_size",
         "Size of the object (st_size or SysV size)",
     );
-    let order = select_objects(acc, &ObjectFilter::default());
+    let order = select_objects(acc, &ObjectQuery::default());
     let (top, rest) = order.split_at(order.len().min(opts.top_objects));
     for &i in top {
         let o = &snap.objects[i];
         let (dev, ns) = match o.id {
-            ObjectId::Inode { dev, .. } => (
-                format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev)),
-                o.foreign_ns,
-            ),
+            ObjectId::Inode { dev, .. } => (dev_text(dev), o.foreign_ns),
             ObjectId::Sysv { .. } => (String::new(), o.foreign_ns),
         };
         let labels: Labels = vec![

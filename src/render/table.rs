@@ -1,11 +1,13 @@
 //! Plain aligned tables for a terminal, with a footer that reconciles with the kernel.
 
-use super::units::{bytes, escape, signed_bytes};
-use super::{
-    object_id, object_name, proc_rows, select_objects, ObjectFilter, ProcFilter, RenderOptions,
-};
+use super::units::{escape, Units};
+use super::RenderOptions;
 use crate::account::Accounted;
 use crate::model::EstimateReason;
+use crate::report::{
+    proc_rows, select_objects, Align, Cell, GroupBy, ObjectColumn, ObjectQuery, ProcColumn,
+    ProcQuery,
+};
 use comfy_table::{presets::NOTHING, CellAlignment, Table};
 use std::fmt::Write as _;
 
@@ -25,10 +27,6 @@ pub(crate) fn plain_table(header: &[&str], right: impl Fn(usize) -> bool) -> Tab
     t
 }
 
-fn table(header: &[&str], right_from: usize) -> Table {
-    plain_table(header, |i| i >= right_from)
-}
-
 /// The table's lines without the trailing padding comfy-table leaves (noise in a pipe).
 pub(crate) fn finish_lines(t: &Table) -> String {
     t.to_string()
@@ -45,39 +43,39 @@ fn finish(t: &Table) -> String {
     s
 }
 
-pub fn objects(acc: &Accounted, f: &ObjectFilter, ro: &RenderOptions) -> String {
-    let snap = acc.snapshot;
-    let mut t = table(
-        &[
-            "KIND", "ID", "NAME", "SIZE", "RESIDENT", "SWAP", "HOLDERS", "OWNER",
-        ],
-        3,
-    );
-    for c in [7] {
-        if let Some(col) = t.column_mut(c) {
-            col.set_cell_alignment(CellAlignment::Left);
-        }
+/// The text of a cell: bytes in the chosen units, text escaped for the terminal.
+pub(crate) fn cell_text(c: &Cell, units: Units) -> String {
+    match c {
+        Cell::Text(t) => escape(t),
+        Cell::Number(n) => n.to_string(),
+        Cell::Bytes(v) => units.bytes(*v),
+        Cell::Estimate(v) => format!("~{}", units.bytes(*v)),
+        Cell::Signed(v) => units.signed(*v),
+        Cell::Missing => "-".to_string(),
     }
+}
+
+/// A table of `columns` with each column's header and alignment.
+pub(crate) fn columns_table<C: Copy>(
+    columns: &[C],
+    header: impl Fn(C) -> &'static str,
+    align: impl Fn(C) -> Align,
+) -> Table {
+    let names: Vec<&str> = columns.iter().map(|&c| header(c)).collect();
+    plain_table(&names, |i| align(columns[i]) == Align::Right)
+}
+
+/// The objects table and its footer.
+pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
+    let cols = ObjectColumn::TABLE;
+    let mut t = columns_table(&cols, ObjectColumn::header, ObjectColumn::align);
     let shown = select_objects(acc, f);
     for &i in &shown {
-        let o = &snap.objects[i];
-        let mark = if o.is_exact() { "" } else { "~" };
-        let owner = acc.owners[i]
-            .map(|pid| {
-                let comm = snap.process(pid).map_or("", |p| p.comm.as_str());
-                format!("{pid} {}", escape(comm))
-            })
-            .unwrap_or_else(|| "-".to_string());
-        t.add_row(vec![
-            o.kind().as_str().to_string(),
-            object_id(o),
-            escape(&object_name(o)),
-            format!("{mark}{}", bytes(o.size_bytes, ro.bytes)),
-            format!("{mark}{}", bytes(o.resident_bytes, ro.bytes)),
-            format!("{mark}{}", bytes(o.swap_bytes, ro.bytes)),
-            o.holder_pids().len().to_string(),
-            owner,
-        ]);
+        t.add_row(
+            cols.iter()
+                .map(|c| cell_text(&c.cell(acc, i), ro.units))
+                .collect::<Vec<_>>(),
+        );
     }
     let mut out = if shown.is_empty() {
         "no shared-memory objects match\n".to_string()
@@ -93,11 +91,8 @@ pub fn objects(acc: &Accounted, f: &ObjectFilter, ro: &RenderOptions) -> String 
 fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     let r = &acc.reconciliation;
     let snap = acc.snapshot;
-    let b = |v| bytes(v, ro.bytes);
-    let mut t = table(&["", "", ""], 1);
-    if let Some(c) = t.column_mut(2) {
-        c.set_cell_alignment(CellAlignment::Left);
-    }
+    let b = |v| ro.units.bytes(v);
+    let mut t = plain_table(&["", "", ""], |i| i == 1);
     t.add_row(vec![
         "Shmem (/proc/meminfo)".to_string(),
         b(r.shmem_bytes),
@@ -127,7 +122,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     }
     t.add_row(vec![
         "  unexplained".to_string(),
-        signed_bytes(r.unexplained_bytes, ro.bytes),
+        ro.units.signed(r.unexplained_bytes),
         "per-CPU counter drift, memfds in flight in sockets, GPU buffers, other namespaces"
             .to_string(),
     ]);
@@ -225,84 +220,19 @@ fn exact_footer(ex: &crate::collect::pagemap::PhysScan) -> String {
     out
 }
 
-pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
+/// The procs table, what its columns mean, and the notes.
+pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     let rows = proc_rows(acc, f);
-    let grouped = f.by.is_some();
-    let by_cgroup = f.by == Some(crate::cli::GroupBy::Cgroup);
-    let by_tree = f.by == Some(crate::cli::GroupBy::Tree);
-    let mut header: Vec<&str> = if by_cgroup {
-        vec!["PROCS", "CGROUP"]
-    } else if by_tree {
-        vec!["PID", "PROCS", "USER", "COMMAND"]
-    } else if grouped {
-        vec!["PROCS", "USER", "COMMAND"]
-    } else {
-        vec!["PID", "PPID", "USER", "COMMAND"]
-    };
-    header.extend(["RSS", "ANON", "FILE", "SHMEM", "SWAP", "SHARED", "TOTAL"]);
-    if f.pss {
-        header.extend(["PSS", "USS"]);
-    }
-    if f.exact.is_some() {
-        header.extend(["UNIQUE", "FREED-IF-GONE"]);
-    }
-    let mut t = table(&header, 0);
-    let text_cols = if by_cgroup {
-        1..2
-    } else if by_tree {
-        2..4
-    } else if grouped {
-        1..3
-    } else {
-        2..4
-    };
-    for c in text_cols {
-        if let Some(col) = t.column_mut(c) {
-            col.set_cell_alignment(CellAlignment::Left);
-        }
-    }
-    let b = |v| bytes(v, ro.bytes);
+    let by_cgroup = f.by == Some(GroupBy::Cgroup);
+    let cols = f.columns();
+    let mut t = columns_table(&cols, ProcColumn::header, ProcColumn::align);
+    let b = |v| ro.units.bytes(v);
     for r in &rows {
-        let mut cells: Vec<String> = if by_cgroup {
-            vec![
-                r.count.to_string(),
-                escape(r.cgroup.as_deref().unwrap_or("- (unreadable)")),
-            ]
-        } else if by_tree {
-            vec![
-                r.pid.to_string(),
-                r.count.to_string(),
-                escape(&r.user),
-                escape(&r.comm),
-            ]
-        } else if grouped {
-            vec![r.count.to_string(), escape(&r.user), escape(&r.comm)]
-        } else {
-            vec![
-                r.pid.to_string(),
-                r.ppid.to_string(),
-                escape(&r.user),
-                escape(&r.comm),
-            ]
-        };
-        cells.extend([
-            b(r.rss),
-            b(r.anon),
-            b(r.file),
-            b(r.shmem),
-            b(r.swap),
-            b(r.shared),
-            b(r.total()),
-        ]);
-        if f.pss {
-            cells.push(r.pss.map_or("-".into(), b));
-            cells.push(r.uss.map_or("-".into(), b));
-        }
-        if f.exact.is_some() {
-            cells.push(r.unique.map_or("-".into(), b));
-            cells.push(r.freed_if_gone.map_or("-".into(), b));
-        }
-        t.add_row(cells);
+        t.add_row(
+            cols.iter()
+                .map(|c| cell_text(&c.cell(r), ro.units))
+                .collect::<Vec<_>>(),
+        );
     }
     let mut out = if rows.is_empty() {
         "no processes match\n".to_string()
@@ -324,7 +254,7 @@ pub fn procs(acc: &Accounted, f: &ProcFilter, ro: &RenderOptions) -> String {
         out.push_str(&exact_footer(ex));
     }
     if by_cgroup {
-        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.bytes));
+        out.push_str(&super::cgroups::table_footer(acc, &rows, ro.units));
     }
     out.push_str(&notes(acc, ro));
     out

@@ -2,22 +2,78 @@
 
 use bytesize::ByteSize;
 
-/// `1.5 GiB`, or the exact count with `exact`.
-pub fn bytes(b: u64, exact: bool) -> String {
-    if exact {
-        b.to_string()
-    } else {
-        ByteSize::b(b).display().iec().to_string()
+/// How the text views print byte counts: the one switch behind `--bytes`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Units {
+    /// `1.5 GiB`: IEC units, one decimal.
+    #[default]
+    Iec,
+    /// `1610612736`: exact byte counts (`--bytes`).
+    Bytes,
+}
+
+impl Units {
+    /// [`Units::Bytes`] when `raw`, as `--bytes` asks.
+    pub fn raw_if(raw: bool) -> Units {
+        if raw {
+            Units::Bytes
+        } else {
+            Units::Iec
+        }
+    }
+
+    /// A byte count in these units.
+    pub fn bytes(self, b: u64) -> String {
+        match self {
+            Units::Bytes => b.to_string(),
+            Units::Iec => ByteSize::b(b).display().iec().to_string(),
+        }
+    }
+
+    /// A change, signed both ways: `+4.0 KiB`, `-4.0 KiB`, `0 B`.
+    pub fn delta(self, b: i64) -> String {
+        match b.signum() {
+            1 => format!("+{}", self.bytes(b.unsigned_abs())),
+            _ => self.signed(b),
+        }
+    }
+
+    /// A difference: `-4.0 KiB`, `4.0 KiB`.
+    pub fn signed(self, b: i64) -> String {
+        let s = self.bytes(b.unsigned_abs());
+        if b < 0 {
+            format!("-{s}")
+        } else {
+            s
+        }
     }
 }
 
-/// Signed variant for differences.
-pub fn signed_bytes(b: i64, exact: bool) -> String {
-    let s = bytes(b.unsigned_abs(), exact);
-    if b < 0 {
-        format!("-{s}")
-    } else {
-        s
+/// Bytes in at most 7 columns, for the live view: `512B`, `4.0K`, `16.0M`, `1023.9M`, `2.5G`
+/// (K, M, G = KiB, MiB, GiB, one decimal as in the tables).
+pub fn short(b: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if b == 0 {
+        return "0".into();
+    }
+    if b < 1024 {
+        return format!("{b}B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1}{}", UNITS[i])
+}
+
+/// A change in [`short`] units: `+4.0K`, `-16.0M`; empty when nothing changed.
+pub fn short_change(d: i64) -> String {
+    match d {
+        0 => String::new(),
+        d if d > 0 => format!("+{}", short(d as u64)),
+        d => format!("-{}", short(d.unsigned_abs())),
     }
 }
 
@@ -46,9 +102,13 @@ mod tests {
 
     #[test]
     fn human_and_exact() {
-        assert_eq!(bytes(512 << 20, false), "512.0 MiB");
-        assert_eq!(bytes(512 << 20, true), "536870912");
-        assert_eq!(signed_bytes(-4096, false), "-4.0 KiB");
+        assert_eq!(Units::Iec.bytes(512 << 20), "512.0 MiB");
+        assert_eq!(Units::Bytes.bytes(512 << 20), "536870912");
+        assert_eq!(Units::Iec.signed(-4096), "-4.0 KiB");
+        assert_eq!(Units::raw_if(true), Units::Bytes);
+        assert_eq!(Units::Iec.delta(4096), "+4.0 KiB");
+        assert_eq!(Units::Bytes.delta(-4096), "-4096");
+        assert_eq!(Units::Iec.delta(0), "0 B");
     }
 
     #[test]

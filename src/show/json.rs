@@ -1,14 +1,14 @@
 //! `shmwho show --json` (docs/show.md). Page ranges are `[[first_page, page_count], ...]` in
 //! object page offsets; sizes in bytes.
 
-use super::object::ObjectView;
-use super::process::{self, ProcessView};
-use crate::account::{self, Policy};
+use crate::account::show::{ObjectView, ProcessView};
+use crate::account::{Accounted, Policy};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::collect::residency::Method;
 use crate::model::{Pid, Snapshot, Via};
-use crate::render::json::{object_doc, ObjectDoc, SCHEMA};
-use crate::render::object_id;
+use crate::render::json::{object_doc, SCHEMA};
+use crate::report::object_id;
+use crate::schema::ObjectDoc;
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -18,7 +18,7 @@ struct ObjectShowDoc<'a> {
     /// The object's size in pages.
     pages: u64,
     /// As in the objects view.
-    object: ObjectDoc<'a>,
+    object: ObjectDoc,
     /// How residency was read; null when it could not be.
     residency_method: Option<Method>,
     /// Why the ranges below are null.
@@ -84,8 +84,8 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
                     start, end, offset, ..
                 } => {
                     if !snap.notes.addresses_hidden {
-                        d.start = Some(format!("{start:x}"));
-                        d.end = Some(format!("{end:x}"));
+                        d.start = Some(crate::report::address_text(start));
+                        d.end = Some(crate::report::address_text(end));
                     }
                     d.offset = Some(offset);
                 }
@@ -100,16 +100,15 @@ fn holder_docs<'a>(snap: &'a Snapshot, view: &'a ObjectView) -> Vec<HolderShowDo
         .collect()
 }
 
-pub fn object(snap: &Snapshot, view: &ObjectView, policy: Policy) -> String {
-    let mut with_pss = snap.clone();
-    process::fill_pss(&mut with_pss, view);
-    let acc = account::account(&with_pss, policy);
+/// `show --json` of an object; `acc` as for [`super::text::object`].
+pub fn object(acc: &Accounted, view: &ObjectView) -> String {
+    let snap = acc.snapshot;
     let res = view.residency.as_ref().ok();
     let doc = ObjectShowDoc {
         schema: SCHEMA,
         page_size: view.page_size,
         pages: view.pages,
-        object: object_doc(&acc, view.index),
+        object: object_doc(acc, view.index),
         residency_method: res.map(|r| r.method),
         ranges_unavailable: view.residency.as_ref().err().map(|s| s.as_str()),
         resident_ranges: res.map(|r| &r.resident),
@@ -155,7 +154,7 @@ struct Charged {
 
 #[derive(Serialize)]
 struct ProcObjectDoc<'a> {
-    object: ObjectDoc<'a>,
+    object: ObjectDoc,
     /// This process's holders of the object (mappings and fds); empty when it only owns it.
     holds: Vec<HolderShowDoc<'a>>,
     /// Bytes of the object in this process's page tables.
@@ -167,18 +166,15 @@ struct ProcObjectDoc<'a> {
     orphaned_bytes: Option<u64>,
 }
 
-pub fn process(snap: &Snapshot, view: &ProcessView) -> String {
+/// `show --json` of a process; `acc` as for [`super::text::process`].
+pub fn process(acc: &Accounted, view: &ProcessView) -> String {
+    let snap = acc.snapshot;
     let Some(p) = snap.process(view.pid) else {
         return format!(
             "{{\"schema\":{SCHEMA},\"pid\":{},\"exited\":true}}\n",
             view.pid
         );
     };
-    let mut with_pss = snap.clone();
-    for po in &view.objects {
-        process::fill_pss(&mut with_pss, &po.view);
-    }
-    let acc = account::account(&with_pss, Policy::Owner);
     let charged = |pol: Policy| view.charged.iter().find(|c| c.0 == pol).map_or(0, |c| c.1);
     let objects = view
         .objects
@@ -192,7 +188,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView) -> String {
                 .map(|(_, d)| d)
                 .collect();
             ProcObjectDoc {
-                object: object_doc(&acc, po.view.index),
+                object: object_doc(acc, po.view.index),
                 holds,
                 mapped_bytes: po.mapped_bytes,
                 pss_bytes: po.pss_bytes,
@@ -226,7 +222,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView) -> String {
             .owned()
             .map(|o| snap.objects[o.view.index].resident_bytes)
             .sum(),
-        verdict: super::text::verdict(snap, view, false),
+        verdict: super::text::verdict(snap, view, crate::render::units::Units::Iec),
     };
     to_string(&doc)
 }

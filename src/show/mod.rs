@@ -1,20 +1,24 @@
 //! `shmwho show`: one object page by page, or one process with everything it maps, holds, owns
 //! and is charged.
 //!
-//! The scan is the objects view's (no smaps); then only what the answer needs is read: the
-//! object's residency from the object itself, and each holder's pagemap over its mapping of
-//! the object (`object.rs`). Text in `text.rs` with the picture from `picture.rs`, JSON in
-//! `json.rs`, the process page in `process.rs`, the argument in `target.rs`.
+//! The pipeline of the other views, with a drill-down: the scan is the objects view's (no
+//! smaps); then only what the answer needs is read (`collect::drill`: the object's residency
+//! from the object itself, each holder's pagemap over its mapping of the object); the PSS and
+//! orphaned pages are worked out and the snapshot accounted (`account::show`); rendering last:
+//! text in `text.rs` with the picture from `picture.rs`, JSON in `json.rs`. The argument is
+//! parsed and resolved in `target.rs`.
 
 pub mod json;
-pub mod object;
 pub mod picture;
-pub mod process;
 pub mod target;
 pub mod text;
 
-use crate::account::Policy;
-use crate::collect::{self, measure, Options};
+#[cfg(test)]
+mod tests;
+
+use crate::account::show::{self as drill_view, ObjectView};
+use crate::account::{self, Policy};
+use crate::collect::{self, drill, measure, Options};
 use crate::model::{
     Accuracy, EstimateReason, FileDetail, Object, ObjectDetail, ObjectId, Snapshot,
 };
@@ -23,50 +27,27 @@ use crate::redact::{self, CallerView};
 use anyhow::{anyhow, bail};
 use std::path::Path;
 
-const HELP: &str = "\
-OBJECT is spelled as the objects view prints it:
-  2707               an inode (the ID column); inode:MAJ:MIN:2707 when two devices share it
-  sysv:32769         a SysV segment by shmid; 0x0001e240 by key
-  memfd:NAME         a memfd by name
-  /dev/shm/NAME      a file on a tmpfs (POSIX shm, /run, ...), by path
-  4242:7f94a0000000  the object process 4242 maps at that address (from maps or the holders list)
-  pid:4242           a process (a bare number is a pid when no object has that inode; when it
-                     is both, shmwho asks for pid:N or inode:N)
-
-For an object it prints its figures, its holders (how each holds it, its pages in that holder's
-page tables and its PSS), and a picture of the object's offsets: where it is resident, what each
-holder maps, and what is orphaned (resident, but mapped by no live process). For a process: its
-memory by kind, each shared object it maps or holds, what it is charged under each policy, what
-it owns, and a one-line verdict.
-
-Reads only the holders' /proc/PID/pagemap over their mappings of the object and the object's
-own residency (mincore on a never-touched read-only mapping, cachestat, SEEK_DATA); never the
-object's contents. Needs root (or CAP_CHECKPOINT_RESTORE) to open most objects.
-
-Examples:
-  sudo shmwho lab --size 256M &     then: sudo shmwho show <the inode it prints>
-  shmwho show sysv:32769 --json | jq '.holders[].mapped_ranges'
-  shmwho show pid:$(pgrep -o php-fpm)";
-
-#[derive(clap::Args, Debug)]
-#[command(after_help = HELP)]
-pub struct ShowArgs {
-    /// An object (inode, sysv:ID, 0xKEY, memfd:NAME, /path, PID:ADDRESS) or a process (pid:N)
-    #[arg(value_name = "OBJECT|PID")]
+/// What `shmwho show` was asked for.
+#[derive(Clone, Debug)]
+pub struct ShowOptions {
+    /// The object or process, as the user spelled it (see [`target::parse`]).
     pub target: String,
-    /// Columns for the picture (default: the terminal's width, else $COLUMNS, else 80)
-    #[arg(long, value_name = "COLUMNS")]
+    /// Columns for the picture; None: the terminal's width.
     pub width: Option<usize>,
-    /// Charging policy for the object's charges (the process page shows all three)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy for the object's charges.
     pub charge: Policy,
-    #[command(flatten)]
-    pub output: crate::cli::OutputArgs,
+    /// JSON instead of text.
+    pub json: bool,
+    /// Exact byte counts instead of human units.
+    pub bytes: bool,
+    /// Where procfs is mounted.
+    pub proc_root: std::path::PathBuf,
 }
 
-pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// `shmwho show OBJECT|pid:N`.
+pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     let spec = target::parse(&args.target).map_err(|e| anyhow!(e))?;
-    let proc_root = args.output.proc_root.clone();
+    let proc_root = args.proc_root.clone();
     crate::privilege::check_proc_root(&proc_root)?;
     let mut snap = privilege::with_caps(|| {
         collect::collect(&Options {
@@ -113,27 +94,44 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         }
     }
     let ro = crate::render::RenderOptions {
-        bytes: args.output.bytes,
+        units: crate::render::units::Units::raw_if(args.bytes),
         euid: rustix::process::geteuid().as_raw(),
     };
     let text = match found {
         target::Found::Object(i) => {
-            let mut view = privilege::with_caps(|| object::analyse(&snap, &proc_root, i));
+            let drilled = privilege::with_caps(|| drill::object(&snap, &proc_root, i));
             privilege::drop_all()?;
+            let mut view = drill_view::object_view(&snap, drilled);
             if let Some(c) = &caller {
                 keep_visible_holders(&mut snap, &mut view, c);
                 snap = redact::hide(snap, c);
             }
-            if args.output.json {
-                json::object(&snap, &view, args.charge)
+            drill_view::fill_pss(&mut snap, &view);
+            let acc = account::account(&snap, args.charge);
+            if args.json {
+                json::object(&acc, &view)
             } else {
                 let width = args.width.unwrap_or_else(terminal_width);
-                text::object(&snap, &view, args.charge, width, &ro)
+                text::object(&acc, &view, width, &ro)
             }
         }
         target::Found::Process(pid) => {
-            let mut view = privilege::with_caps(|| process::analyse(&snap, &proc_root, pid));
+            let wanted = drill_view::process_objects(&account::account(&snap, Policy::Owner), pid);
+            let drilled: Vec<drill::Drill> = privilege::with_caps(|| {
+                wanted
+                    .iter()
+                    .map(|&i| drill::object(&snap, &proc_root, i))
+                    .collect()
+            });
             privilege::drop_all()?;
+            let views: Vec<ObjectView> = drilled
+                .into_iter()
+                .map(|d| drill_view::object_view(&snap, d))
+                .collect();
+            for v in &views {
+                drill_view::fill_pss(&mut snap, v);
+            }
+            let mut view = drill_view::process_view(&snap, pid, views);
             if let Some(c) = &caller {
                 for o in &mut view.objects {
                     let moved = keep_visible_holders(&mut snap, &mut o.view, c);
@@ -145,10 +143,11 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
                 }
                 snap = redact::hide(snap, c);
             }
-            if args.output.json {
-                json::process(&snap, &view)
+            let acc = account::account(&snap, Policy::Owner);
+            if args.json {
+                json::process(&acc, &view)
             } else {
-                text::process(&snap, &view, &ro)
+                text::process(&acc, &view, &ro)
             }
         }
     };
@@ -160,7 +159,7 @@ pub fn run(args: ShowArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
 /// matched by position); returns each old holder index's new one.
 fn keep_visible_holders(
     snap: &mut Snapshot,
-    view: &mut object::ObjectView,
+    view: &mut ObjectView,
     c: &CallerView,
 ) -> Vec<Option<usize>> {
     let o = &mut snap.objects[view.index];

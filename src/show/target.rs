@@ -14,19 +14,30 @@ use std::path::PathBuf;
 /// The argument, parsed; nothing looked up yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spec {
+    /// `pid:N`.
     Pid(Pid),
+    /// `inode:N` or `inode:MAJ:MIN:N`.
     Inode {
+        /// The device, when given.
         dev: Option<(u32, u32)>,
+        /// The inode.
         ino: u64,
     },
     /// A bare number: pid or inode.
     Number(u64),
+    /// `sysv:ID`.
     Shmid(i32),
+    /// `0xKEY`: a SysV key.
     Key(i32),
+    /// `memfd:NAME`.
     Memfd(String),
+    /// A path on a tmpfs.
     Path(PathBuf),
+    /// `PID:ADDRESS`: what a process maps at an address.
     Mapping {
+        /// The process.
         pid: Pid,
+        /// An address inside the mapping.
         addr: u64,
     },
 }
@@ -34,6 +45,7 @@ pub enum Spec {
 /// What the argument names in the snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Found {
+    /// A process.
     Process(Pid),
     /// Index in `snapshot.objects`.
     Object(usize),
@@ -105,11 +117,7 @@ pub fn parse(arg: &str) -> Result<Spec, String> {
 /// An unambiguous spelling of an object, for error messages.
 pub fn spelling(o: &Object) -> String {
     match o.id {
-        ObjectId::Inode { dev, ino } => format!(
-            "inode:{}:{}:{ino}",
-            rustix::fs::major(dev),
-            rustix::fs::minor(dev)
-        ),
+        ObjectId::Inode { dev, ino } => format!("inode:{}:{ino}", crate::report::dev_text(dev)),
         ObjectId::Sysv { shmid, .. } => {
             // Another IPC namespace's segment is reached through a mapping of it.
             let mapping = o.holders.iter().find_map(|h| match h.via {

@@ -1,14 +1,14 @@
 //! `shmwho show` for a terminal.
 
-use super::object::ObjectView;
 use super::picture;
-use super::process::{self, ProcessView};
-use crate::account::{self, Policy};
+use crate::account;
+use crate::account::show::{ObjectView, ProcessView};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::model::{Object, Snapshot, Via};
 use crate::render::table::{finish_lines, plain_table};
-use crate::render::units::{bytes, escape};
-use crate::render::{object_id, object_name, RenderOptions};
+use crate::render::units::{escape, Units};
+use crate::render::RenderOptions;
+use crate::report::{dev_text, holder_text, object_id, object_name};
 use comfy_table::Table;
 use std::fmt::Write as _;
 
@@ -50,14 +50,8 @@ pub fn ranges_text(r: &PageRanges, max: usize) -> String {
 
 fn holds(via: &Via) -> String {
     match *via {
-        // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
-        Via::Map {
-            start: 0, offset, ..
-        } => format!("map (address hidden) offset {offset}"),
-        Via::Map {
-            start, end, offset, ..
-        } => format!("map {start:x}-{end:x} offset {offset}"),
-        Via::Fd { fd } => format!("fd {fd}"),
+        Via::Map { offset, .. } => format!("{} offset {offset}", holder_text(via)),
+        Via::Fd { .. } => holder_text(via),
     }
 }
 
@@ -71,12 +65,12 @@ fn unread_text(u: Unread) -> &'static str {
 /// Kind, identity and figures, with the estimate marked.
 fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOptions) -> String {
     let o: &Object = &snap.objects[i];
-    let b = |v| bytes(v, ro.bytes);
+    let b = |v| ro.units.bytes(v);
     let mark = if o.is_exact() { "" } else { "~" };
     let mut s = String::new();
     let dev = o
         .dev
-        .map(|d| format!(", dev {}:{}", rustix::fs::major(d), rustix::fs::minor(d)))
+        .map(|d| format!(", dev {}", dev_text(d)))
         .unwrap_or_default();
     let _ = writeln!(
         s,
@@ -102,20 +96,20 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
     s
 }
 
+/// The object page: figures, holders, the picture of its pages, orphaned pages. `acc` is the
+/// snapshot with the view's PSS, accounted under the policy asked for.
 pub fn object(
-    snap: &Snapshot,
+    acc: &account::Accounted,
     view: &ObjectView,
-    policy: Policy,
     width: usize,
     ro: &RenderOptions,
 ) -> String {
-    let mut with_pss = snap.clone();
-    process::fill_pss(&mut with_pss, view);
-    let acc = account::account(&with_pss, policy);
+    let snap = acc.snapshot;
+    let policy = acc.policy;
     let o = &snap.objects[view.index];
-    let b = |v| bytes(v, ro.bytes);
+    let b = |v| ro.units.bytes(v);
     let page = view.page_size;
-    let mut s = header(snap, &acc, view.index, ro);
+    let mut s = header(snap, acc, view.index, ro);
     let charges: Vec<String> = acc.charges[view.index]
         .iter()
         .map(|&(pid, v)| format!("{pid} {} {}", comm(snap, pid), b(v)))
@@ -182,7 +176,7 @@ pub fn object(
 
 fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOptions) -> String {
     let o = &snap.objects[view.index];
-    let b = |v| bytes(v, ro.bytes);
+    let b = |v| ro.units.bytes(v);
     let page = view.page_size;
     let pages = view.pages;
     let mut s = String::new();
@@ -238,7 +232,8 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
         if q == 0 {
             "0".to_string()
         } else {
-            bytes((u128::from(size) * u128::from(q) / 4) as u64, ro.bytes)
+            ro.units
+                .bytes((u128::from(size) * u128::from(q) / 4) as u64)
         }
     });
     let pad = " ".repeat(label_w + 2);
@@ -297,8 +292,8 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
 }
 
 /// The one line a sysadmin can paste into a ticket.
-pub fn verdict(snap: &Snapshot, view: &ProcessView, exact_bytes: bool) -> String {
-    let b = |v| bytes(v, exact_bytes);
+pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
+    let b = |v| units.bytes(v);
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
@@ -342,12 +337,14 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, exact_bytes: bool) -> String
     )
 }
 
-pub fn process(snap: &Snapshot, view: &ProcessView, ro: &RenderOptions) -> String {
-    let b = |v| bytes(v, ro.bytes);
+/// The process page: its memory by kind, its shared objects, its charges, a verdict. `acc` is
+/// the snapshot with the views' PSS, accounted under `owner`.
+pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions) -> String {
+    let snap = acc.snapshot;
+    let b = |v| ro.units.bytes(v);
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited\n", view.pid);
     };
-    let acc = account::account(snap, Policy::Owner);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -464,7 +461,7 @@ pub fn process(snap: &Snapshot, view: &ProcessView, ro: &RenderOptions) -> Strin
             owned.join(", ")
         }
     );
-    let _ = writeln!(s, "\nVERDICT\n{}", escape(&verdict(snap, view, ro.bytes)));
+    let _ = writeln!(s, "\nVERDICT\n{}", escape(&verdict(snap, view, ro.units)));
     s
 }
 

@@ -1,87 +1,22 @@
 //! The live view's state and what each key does to it. No terminal and no `/proc` here: the
 //! event loop feeds it snapshots and keys, `ui::draw` renders it.
 
-use super::model::{Model, ObjRow, ProcRow};
+use super::pane::{self, Sort, OBJECT_SORTS, PROC_SORTS};
+use super::rows::Model;
 use crate::account::{self, Policy};
 use crate::model::{ObjectId, Pid, Snapshot};
+use crate::report::{ObjectColumn, ProcColumn};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::cell::Cell;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The two panes.
 pub enum Pane {
+    /// Shared-memory objects.
     Objects,
+    /// Processes.
     Procs,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ObjSort {
-    Resident,
-    /// Change of resident bytes since the last refresh (a new object counts whole).
-    Growth,
-    Size,
-    Swap,
-    Holders,
-}
-
-impl ObjSort {
-    const ALL: [ObjSort; 5] = [
-        ObjSort::Resident,
-        ObjSort::Growth,
-        ObjSort::Size,
-        ObjSort::Swap,
-        ObjSort::Holders,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ObjSort::Resident => "resident",
-            ObjSort::Growth => "growth",
-            ObjSort::Size => "size",
-            ObjSort::Swap => "swap",
-            ObjSort::Holders => "holders",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProcSort {
-    /// Shared memory charged under the policy.
-    Shared,
-    /// Change of the charged shared memory since the last refresh.
-    Growth,
-    Total,
-    Shmem,
-    Rss,
-    Swap,
-    Pid,
-    Command,
-}
-
-impl ProcSort {
-    const ALL: [ProcSort; 8] = [
-        ProcSort::Shared,
-        ProcSort::Growth,
-        ProcSort::Total,
-        ProcSort::Shmem,
-        ProcSort::Rss,
-        ProcSort::Swap,
-        ProcSort::Pid,
-        ProcSort::Command,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProcSort::Shared => "shared",
-            ProcSort::Growth => "growth",
-            ProcSort::Total => "total",
-            ProcSort::Shmem => "shmem",
-            ProcSort::Rss => "rss",
-            ProcSort::Swap => "swap",
-            ProcSort::Pid => "pid",
-            ProcSort::Command => "command",
-        }
-    }
 }
 
 fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, back: bool) -> T {
@@ -93,21 +28,29 @@ fn cycle<T: Copy + PartialEq>(all: &[T], cur: T, back: bool) -> T {
 /// What the selection or the detail view is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// An object, by identity.
     Object(ObjectId),
+    /// A process.
     Process(Pid),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What is drawn over the panes.
 pub enum Overlay {
+    /// Nothing.
     None,
+    /// The key help.
     Help,
+    /// The details of an object or a process.
     Detail(Target),
 }
 
 /// What the event loop must do after a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
+    /// Nothing to do.
     None,
+    /// Leave the live view.
     Quit,
     /// Start or stop reading smaps (and scan at once).
     Smaps(bool),
@@ -139,7 +82,9 @@ impl<K> Default for PaneState<K> {
     }
 }
 
+/// The live view's whole state.
 pub struct App {
+    /// The rows of the last scan, charged under the policy; None before the first scan.
     pub model: Option<Model>,
     /// The last snapshot, kept to charge it again when the policy changes.
     snapshot: Option<Snapshot>,
@@ -148,19 +93,27 @@ pub struct App {
     /// The policy the user chose; the model may still show the previous one while a scan with
     /// smaps is under way.
     pub policy: Policy,
+    /// Time between scans.
     pub interval: Duration,
+    /// The pane the keys act on.
     pub focus: Pane,
-    pub obj_sort: ObjSort,
-    pub proc_sort: ProcSort,
+    /// Sort order of the objects pane.
+    pub obj_sort: Sort<ObjectColumn>,
+    /// Sort order of the processes pane.
+    pub proc_sort: Sort<ProcColumn>,
     /// Applied filter (as typed; matched case-insensitively).
     pub filter: String,
     /// The filter prompt is open.
     pub editing: bool,
     /// Figure columns show their change since the last refresh instead of their value.
     pub show_changes: bool,
+    /// What is drawn over the panes.
     pub overlay: Overlay,
+    /// Lines scrolled in the detail view.
     pub detail_scroll: u16,
+    /// Selection and scroll of the objects pane.
     pub objects: PaneState<ObjectId>,
+    /// Selection and scroll of the processes pane.
     pub procs: PaneState<Pid>,
     /// Colours allowed (NO_COLOR unset).
     pub color: bool,
@@ -170,6 +123,7 @@ pub struct App {
 }
 
 impl App {
+    /// A live view under `policy`, before its first scan.
     pub fn new(policy: Policy, interval: Duration, color: bool) -> App {
         App {
             model: None,
@@ -178,8 +132,8 @@ impl App {
             policy,
             interval,
             focus: Pane::Objects,
-            obj_sort: ObjSort::Resident,
-            proc_sort: ProcSort::Shared,
+            obj_sort: OBJECT_SORTS[0],
+            proc_sort: PROC_SORTS[0],
             filter: String::new(),
             editing: false,
             show_changes: false,
@@ -217,6 +171,7 @@ impl App {
         self.snapshot.as_ref()
     }
 
+    /// A scan failed: said on the status line, the last figures stay.
     pub fn on_scan_failed(&mut self, error: String) {
         self.status = Some(format!("scan failed: {error}"));
     }
@@ -237,33 +192,14 @@ impl App {
         let Some(m) = &self.model else {
             return Vec::new();
         };
-        let needle = self.filter.to_lowercase();
-        let mut idx: Vec<usize> = (0..m.objects.len())
-            .filter(|&i| m.objects[i].matches(&needle))
-            .collect();
-        let key = |o: &ObjRow| -> i128 {
-            match self.obj_sort {
-                ObjSort::Resident => o.resident.now.into(),
-                ObjSort::Growth => {
-                    if o.new {
-                        o.resident.now.into()
-                    } else {
-                        o.resident.change.unwrap_or(0).into()
-                    }
-                }
-                ObjSort::Size => o.size.now.into(),
-                ObjSort::Swap => o.swap.now.into(),
-                ObjSort::Holders => o.holder_pids as i128,
-            }
-        };
-        let objs = &m.objects;
-        idx.sort_by(|&a, &b| {
-            key(&objs[b])
-                .cmp(&key(&objs[a]))
-                .then(objs[b].resident.now.cmp(&objs[a].resident.now))
-                .then(objs[a].key.cmp(&objs[b].key))
-        });
-        idx
+        pane::visible(
+            &m.objects,
+            &self.filter.to_lowercase(),
+            |o, n| o.matches(n),
+            self.obj_sort,
+            |o| o.resident.now,
+            |o| o.key,
+        )
     }
 
     /// Indices into `model.procs` after the filter, sorted.
@@ -271,41 +207,14 @@ impl App {
         let Some(m) = &self.model else {
             return Vec::new();
         };
-        let needle = self.filter.to_lowercase();
-        let mut idx: Vec<usize> = (0..m.procs.len())
-            .filter(|&i| m.procs[i].matches(&needle))
-            .collect();
-        let ps = &m.procs;
-        let key = |p: &ProcRow| -> i128 {
-            match self.proc_sort {
-                ProcSort::Shared => p.shared.now.into(),
-                ProcSort::Growth => {
-                    if p.new {
-                        p.shared.now.into()
-                    } else {
-                        p.shared.change.unwrap_or(0).into()
-                    }
-                }
-                ProcSort::Total => p.total.now.into(),
-                ProcSort::Shmem => p.shmem.now.into(),
-                ProcSort::Rss => p.rss.now.into(),
-                ProcSort::Swap => p.swap.now.into(),
-                ProcSort::Pid | ProcSort::Command => 0,
-            }
-        };
-        match self.proc_sort {
-            ProcSort::Pid => idx.sort_by_key(|&i| ps[i].pid),
-            ProcSort::Command => {
-                idx.sort_by(|&a, &b| ps[a].comm.cmp(&ps[b].comm).then(ps[a].pid.cmp(&ps[b].pid)))
-            }
-            _ => idx.sort_by(|&a, &b| {
-                key(&ps[b])
-                    .cmp(&key(&ps[a]))
-                    .then(ps[b].shmem.now.cmp(&ps[a].shmem.now))
-                    .then(ps[a].pid.cmp(&ps[b].pid))
-            }),
-        }
-        idx
+        pane::visible(
+            &m.procs,
+            &self.filter.to_lowercase(),
+            |p, n| p.matches(n),
+            self.proc_sort,
+            |p| p.shmem.now,
+            |p| p.pid,
+        )
     }
 
     /// Position of the selection among the visible rows of a pane (None when it is empty).
@@ -391,6 +300,7 @@ impl App {
         }
     }
 
+    /// What a key does to the state, and what the event loop must do.
     pub fn on_key(&mut self, key: KeyEvent) -> Action {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && matches!(key.code, KeyCode::Char('c') | KeyCode::Char('d')) {
@@ -456,8 +366,8 @@ impl App {
             KeyCode::Char('s') | KeyCode::Char('S') => {
                 let back = key.code == KeyCode::Char('S');
                 match self.focus {
-                    Pane::Objects => self.obj_sort = cycle(&ObjSort::ALL, self.obj_sort, back),
-                    Pane::Procs => self.proc_sort = cycle(&ProcSort::ALL, self.proc_sort, back),
+                    Pane::Objects => self.obj_sort = cycle(&OBJECT_SORTS, self.obj_sort, back),
+                    Pane::Procs => self.proc_sort = cycle(&PROC_SORTS, self.proc_sort, back),
                 }
                 self.reselect_top();
             }

@@ -7,13 +7,17 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// One scan.
 pub struct Sample {
+    /// What the scan saw.
     pub snapshot: Snapshot,
     /// How long the scan took.
     pub scan: Duration,
 }
 
+/// What the collector thread sends.
 pub enum Msg {
+    /// A scan.
     Sample(Box<Sample>),
     /// A scan failed (the error, with its context, in one line).
     Failed(String),
@@ -26,8 +30,10 @@ enum Control {
     Now,
 }
 
+/// The collector thread.
 pub struct Collector {
     control: Sender<Control>,
+    /// Scans and failures, in order.
     pub samples: Receiver<Msg>,
 }
 
@@ -44,10 +50,12 @@ impl Collector {
         Ok(Collector { control, samples })
     }
 
+    /// Start or stop reading smaps, and scan at once.
     pub fn set_smaps(&self, smaps: bool) {
         let _ = self.control.send(Control::Smaps(smaps));
     }
 
+    /// Scan at once.
     pub fn scan_now(&self) {
         let _ = self.control.send(Control::Now);
     }

@@ -2,12 +2,13 @@
 //! counts next to the rounded ones.
 
 use super::app::Target;
-use super::model::{Fig, Model, ObjRow, ProcRow};
-use super::ui::change;
+use super::rows::{Fig, LiveObject, LiveProc, Model};
 use crate::model::{Pid, Via};
-use crate::render::units::bytes;
+use crate::render::units::{short_change, Units};
+use crate::report::{dev_text, holder_text};
 use ratatui::text::Line;
 
+/// The lines of the detail view of an object or a process.
 pub fn lines(m: &Model, target: Target) -> Vec<Line<'static>> {
     let text = match target {
         Target::Object(key) => match m.object(&key) {
@@ -24,13 +25,13 @@ pub fn lines(m: &Model, target: Target) -> Vec<Line<'static>> {
 
 /// `16.0 MiB (16777216 bytes), +4.0K since the last refresh`.
 fn figure(f: &Fig) -> String {
-    let mut s = bytes(f.now, false);
+    let mut s = Units::Iec.bytes(f.now);
     if f.now >= 1024 {
         s.push_str(&format!(" ({} bytes)", f.now));
     }
     match f.change {
         Some(0) => s.push_str(", unchanged"),
-        Some(c) => s.push_str(&format!(", {} since the last refresh", change(c))),
+        Some(c) => s.push_str(&format!(", {} since the last refresh", short_change(c))),
         None => {}
     }
     s
@@ -43,40 +44,26 @@ fn comm_of(m: &Model, pid: Pid) -> String {
 fn via(v: &Via) -> String {
     match v {
         Via::Map {
-            start,
-            end,
-            offset,
-            pss_bytes,
-            ..
+            offset, pss_bytes, ..
         } => {
-            // Start 0 is no real mapping (mmap_min_addr): a restricted install hid the address.
-            let mut s = if *start == 0 {
-                "map (address hidden)".to_string()
-            } else {
-                format!("map {start:x}-{end:x}")
-            };
+            let mut s = holder_text(v);
             if *offset > 0 {
                 s.push_str(&format!(" at offset {offset}"));
             }
             if let Some(p) = pss_bytes {
-                s.push_str(&format!(", PSS {}", bytes(*p, false)));
+                s.push_str(&format!(", PSS {}", Units::Iec.bytes(*p)));
             }
             s
         }
-        Via::Fd { fd } => format!("fd {fd}"),
+        Via::Fd { .. } => holder_text(v),
     }
 }
 
-fn object(m: &Model, o: &ObjRow) -> Vec<String> {
+fn object(m: &Model, o: &LiveObject) -> Vec<String> {
     let mut v = vec![
         format!("{} {}  {}", o.kind.as_str(), o.id, o.name),
         match o.dev {
-            Some(d) => format!(
-                "device {}:{}  inode {}",
-                rustix::fs::major(d),
-                rustix::fs::minor(d),
-                o.inode
-            ),
+            Some(d) => format!("device {}  inode {}", dev_text(d), o.inode),
             None => format!("inode {}", o.inode),
         },
         String::new(),
@@ -116,13 +103,13 @@ fn object(m: &Model, o: &ObjRow) -> Vec<String> {
             "  {:>7} {:<15} {}",
             pid,
             comm_of(m, pid),
-            bytes(b, false)
+            Units::Iec.bytes(b)
         ));
     }
     v
 }
 
-fn process(m: &Model, p: &ProcRow) -> Vec<String> {
+fn process(m: &Model, p: &LiveProc) -> Vec<String> {
     let mut v = vec![
         format!("{} {}  (parent {}, user {})", p.pid, p.comm, p.ppid, p.user),
         String::new(),
@@ -139,10 +126,10 @@ fn process(m: &Model, p: &ProcRow) -> Vec<String> {
         format!("total      {}  (anon + shared)", figure(&p.total)),
     ];
     if let Some(pss) = p.pss {
-        v.push(format!("PSS        {}", bytes(pss, false)));
+        v.push(format!("PSS        {}", Units::Iec.bytes(pss)));
     }
     v.push(String::new());
-    let related: Vec<&ObjRow> = m
+    let related: Vec<&LiveObject> = m
         .objects
         .iter()
         .filter(|o| {
@@ -173,8 +160,8 @@ fn process(m: &Model, p: &ProcRow) -> Vec<String> {
             o.kind.as_str(),
             o.id,
             o.name,
-            bytes(o.resident.now, false),
-            bytes(charged, false)
+            Units::Iec.bytes(o.resident.now),
+            Units::Iec.bytes(charged)
         ));
         if !how.is_empty() {
             v.push(format!("      {}", how.join("; ")));

@@ -2,7 +2,7 @@
 //!
 //! Shaped like bottom/below: a collector thread scans every `--interval` and sends snapshots over
 //! a channel ([`collector`]); the UI thread charges the last one under the chosen policy and
-//! derives the rows with their changes ([`model`]), keeps the view state ([`app`]), and draws it
+//! derives the rows with their changes ([`rows`]), keeps the view state ([`app`]), and draws it
 //! ([`ui::draw`], a pure function of the state, tested on ratatui's `TestBackend`).
 //!
 //! The terminal is restored on every way out: `q`, errors (a guard), panics (a hook) and
@@ -11,7 +11,8 @@
 pub mod app;
 pub mod collector;
 pub mod detail;
-pub mod model;
+pub mod pane;
+pub mod rows;
 pub mod ui;
 
 use crate::account::Policy;
@@ -31,44 +32,21 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-#[derive(clap::Args, Debug)]
-#[command(after_help = "\
-Keys: q quit, Tab switch pane, Up/Down select, Enter details, s sort, / filter, c charge policy,
-d show changes instead of values, r scan now, ? help.
-
-Each figure's change since the last refresh is highlighted in colour, and each row is marked
-+ grew, - shrank or * new (with NO_COLOR set, only the marks). The charge policy `touched` reads
-smaps (a page-table walk on every scan) only while it is selected.
-
-Examples:
-  sudo shmwho top
-  sudo shmwho top --interval 0.5 --filter php-fpm
-  NO_COLOR=1 shmwho top --charge split")]
-pub struct TopArgs {
-    /// Seconds between scans
-    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_interval)]
+/// What `shmwho top` starts with.
+#[derive(Clone, Debug)]
+pub struct TopOptions {
+    /// Time between scans.
     pub interval: Duration,
-    /// Charging policy to start with (`c` cycles it)
-    #[arg(long, value_enum, default_value_t = Policy::Owner)]
+    /// Charging policy to start with.
     pub charge: Policy,
-    /// Start with this filter (as typed after `/`)
-    #[arg(long, value_name = "TEXT")]
+    /// Filter to start with.
     pub filter: Option<String>,
-    /// Read procfs from this directory instead of /proc
-    #[arg(long, hide = true, default_value = "/proc")]
+    /// Where procfs is mounted.
     pub proc_root: PathBuf,
 }
 
-fn parse_interval(s: &str) -> Result<Duration, String> {
-    match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.1..=86400.0).contains(&v) => Ok(Duration::from_secs_f64(v)),
-        _ => Err(format!(
-            "'{s}' is not a number of seconds from 0.1 to 86400 (e.g. 2 or 0.5)"
-        )),
-    }
-}
-
-pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+/// Runs the live view until `q` or a signal.
+pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if !std::io::stdout().is_terminal() {
         bail!("top is a full-screen view and needs a terminal on stdout; for text use `shmwho` or `shmwho procs`");
     }
@@ -89,7 +67,9 @@ pub fn run(args: TopArgs, _out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     .context("cannot start the collector thread")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let _signals = Signals::register(&stop)?;
+    // SIGTERM, SIGHUP, SIGINT and SIGQUIT stop the loop, so the terminal is restored first.
+    let _signals =
+        crate::signals::StopFlag::register_on(Arc::clone(&stop), &crate::signals::TERMINAL)?;
     // Dropped on every way out of this function: the terminal is restored before the error
     // (if any) is printed.
     let mut tui = Tui::enter()?;
@@ -173,29 +153,6 @@ fn spawn_input() -> anyhow::Result<Receiver<Input>> {
         })
         .context("cannot start the input thread")?;
     Ok(rx)
-}
-
-/// SIGTERM, SIGHUP, SIGINT and SIGQUIT set a flag instead of killing the process, so the loop
-/// restores the terminal before exiting. Unregistered on drop.
-struct Signals(Vec<signal_hook::SigId>);
-
-impl Signals {
-    fn register(flag: &Arc<AtomicBool>) -> anyhow::Result<Signals> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-        let mut ids = Vec::new();
-        for sig in [SIGTERM, SIGHUP, SIGINT, SIGQUIT] {
-            ids.push(signal_hook::flag::register(sig, Arc::clone(flag))?);
-        }
-        Ok(Signals(ids))
-    }
-}
-
-impl Drop for Signals {
-    fn drop(&mut self) {
-        for id in self.0.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-    }
 }
 
 /// The terminal is in raw mode on the alternate screen.

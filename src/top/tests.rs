@@ -2,10 +2,11 @@
 //! growth between two refreshes, and what the keys do.
 
 use super::app::{Action, App, Overlay, Pane};
-use super::ui::{draw, short};
+use super::ui::draw;
 use crate::account::tests::{object, process, snapshot};
 use crate::account::Policy;
 use crate::model::{Meminfo, ObjectDetail, Snapshot, SysvKey, SysvSegment, Via};
+use crate::render::units::short;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;
@@ -472,4 +473,38 @@ fn estimates_are_marked() {
     assert!(screen(&app)
         .join("\n")
         .contains("~ estimate: a lower bound"));
+}
+
+/// A wide terminal with smaps read, after a second scan and under each sort order: every
+/// column, the change column and the order of both panes (guards the generic pane).
+#[test]
+fn frames_wide_with_changes_and_sorts() {
+    let mut s1 = host(48 * MIB);
+    s1.with_smaps = true;
+    for p in &mut s1.processes {
+        p.smaps = Some(crate::model::SmapsTotals {
+            pss_bytes: p.rss_bytes / 2,
+            uss_bytes: p.rss_anon_bytes,
+        });
+    }
+    let mut app = App::new(Policy::Touched, Duration::from_secs(2), false);
+    app.on_snapshot(s1.clone(), Duration::from_millis(12));
+    let mut s2 = s1;
+    s2.objects[0].resident_bytes = 56 * MIB;
+    s2.objects[2].resident_bytes = 8 * MIB;
+    app.on_snapshot(s2, Duration::from_millis(12));
+    let mut frames = Vec::new();
+    for _ in 0..5 {
+        for _ in 0..8 {
+            frames.push(render(&app, &mut terminal(130, 16)).join("\n"));
+            key(&mut app, KeyCode::Char('s'));
+            if app.focus == Pane::Objects {
+                break;
+            }
+        }
+        key(&mut app, KeyCode::Tab);
+    }
+    app.show_changes = true;
+    frames.push(render(&app, &mut terminal(130, 16)).join("\n"));
+    insta::assert_snapshot!("frames_wide", frames.join("\n=====\n"));
 }

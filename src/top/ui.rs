@@ -1,52 +1,28 @@
 //! Drawing: `draw(frame, &app)` renders the whole screen from the app state, nothing else. Each
-//! widget is a small function: status line, objects pane, processes pane, footer, help, detail.
+//! widget is a small function: status line, one generic pane (the objects and processes panes
+//! only list their columns), footer, help, detail.
 //!
 //! Fits 80x24: narrow terminals drop the columns the detail view repeats (size, user, objects
 //! owned). Text is ASCII apart from names, so it reads the same over any ssh session.
 
-use super::app::{App, Overlay, Pane};
+use super::app::{App, Overlay, Pane, PaneState};
 use super::detail;
-use super::model::{Fig, Model, Trend};
+use super::pane::{PaneColumn, PaneRow, Value};
+use super::rows::{Fig, Model, Trend};
+use crate::render::units::{short, short_change};
+use crate::report::{Align, ObjectColumn, ProcColumn};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-/// Bytes in at most 7 columns: `512B`, `4.0K`, `16.0M`, `1023.9M`, `2.5G` (K, M, G = KiB, MiB,
-/// GiB, one decimal as in the tables).
-pub fn short(b: u64) -> String {
-    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
-    if b == 0 {
-        return "0".into();
-    }
-    if b < 1024 {
-        return format!("{b}B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1}{}", UNITS[i])
-}
-
-/// A change: `+4.0K`, `-16.0M`; empty when nothing changed.
-pub fn change(d: i64) -> String {
-    match d {
-        0 => String::new(),
-        d if d > 0 => format!("+{}", short(d as u64)),
-        d => format!("-{}", short(d.unsigned_abs())),
-    }
-}
-
 /// The text of a change column for a row.
 fn change_text(f: &Fig, new: bool) -> String {
     if new {
         "new".into()
     } else {
-        f.change.map(change).unwrap_or_default()
+        f.change.map(short_change).unwrap_or_default()
     }
 }
 
@@ -114,24 +90,11 @@ fn marker_cell(t: Trend, theme: &Theme) -> Cell<'static> {
     Cell::from(Span::styled(marker(t), style))
 }
 
-/// Column headings: numbers are right-aligned, so their headings are too.
-fn header_row(names: &[&'static str], theme: &Theme) -> Row<'static> {
-    const TEXT: [&str; 7] = ["", "KIND", "ID", "NAME", "OWNER", "COMMAND", "USER"];
-    Row::new(names.iter().map(|&n| {
-        let line = Line::from(n);
-        Cell::from(if TEXT.contains(&n) {
-            line
-        } else {
-            line.right_aligned()
-        })
-    }))
-    .style(theme.header())
-}
-
 fn right(s: String, style: Style) -> Cell<'static> {
     Cell::from(Line::from(Span::styled(s, style)).right_aligned())
 }
 
+/// Draws the whole screen from the app state.
 pub fn draw(frame: &mut Frame, app: &App) {
     let theme = Theme { color: app.color };
     let area = frame.area();
@@ -257,7 +220,10 @@ fn figure_cell(theme: &Theme, app: &App, f: &Fig, new: bool, estimate: bool) -> 
     right(text, theme.figure(f))
 }
 
+/// The objects pane: which report columns, how wide; [`pane`] draws them.
 fn objects_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect) {
+    use ObjectColumn::*;
+    use PaneColumn::Data;
     let vis = app.visible_objects();
     let wide = area.width >= 100;
     let title = format!(
@@ -267,88 +233,34 @@ fn objects_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Re
         app.obj_sort.as_str()
     );
     // Columns as wide as their widest visible entry, so the name gets the rest.
-    let owner_text = |o: &super::model::ObjRow| {
-        o.owner
-            .as_ref()
-            .map(|(pid, c)| format!("{pid} {c}"))
-            .unwrap_or_else(|| "-".into())
-    };
-    let width_of = |f: &dyn Fn(&super::model::ObjRow) -> usize, min: usize, max: usize| {
-        let w = vis.iter().map(|&i| f(&m.objects[i])).max().unwrap_or(0);
-        w.clamp(min, max) as u16
-    };
-    let kind_w = width_of(&|o| o.kind.as_str().len(), 4, 11);
-    let id_w = width_of(&|o| o.id.chars().count(), 2, 16);
-    let owner_w = width_of(
-        &|o| owner_text(o).chars().count(),
-        5,
-        if wide { 24 } else { 16 },
-    );
-    let mut header = vec!["", "KIND", "ID", "NAME"];
-    let mut widths = vec![
-        Constraint::Length(1),
-        Constraint::Length(kind_w),
-        Constraint::Length(id_w),
-        Constraint::Fill(1),
+    let fit = |c, min, max| Constraint::Length(text_width(&m.objects, &vis, c, min, max));
+    let columns = vec![
+        (Data(Kind), fit(Kind, 4, 11)),
+        (Data(Id), fit(Id, 2, 16)),
+        (Data(Name), Constraint::Fill(1)),
+        (Data(Size), Constraint::Length(8)),
+        (Data(Resident), Constraint::Length(8)),
+        (PaneColumn::Change, Constraint::Length(8)),
+        (Data(Swap), Constraint::Length(7)),
+        (Data(Holders), Constraint::Length(3)),
+        (Data(Owner), fit(Owner, 5, if wide { 24 } else { 16 })),
     ];
-    if wide {
-        header.push("SIZE");
-        widths.push(Constraint::Length(8));
-    }
-    header.extend(["RESIDENT", "CHANGE", "SWAP", "HLD", "OWNER"]);
-    widths.extend([
-        Constraint::Length(8),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(3),
-        Constraint::Length(owner_w),
-    ]);
-    let rows = vis.iter().map(|&i| {
-        let o = &m.objects[i];
-        let trend = o.trend();
-        let mut cells = vec![
-            marker_cell(trend, theme),
-            Cell::from(o.kind.as_str()),
-            Cell::from(o.id.clone()),
-            Cell::from(o.name.clone()),
-        ];
-        let est = !o.exact;
-        if wide {
-            cells.push(figure_cell(theme, app, &o.size, o.new, est));
-        }
-        cells.push(figure_cell(theme, app, &o.resident, o.new, est));
-        cells.push(right(
-            change_text(&o.resident, o.new),
-            theme.figure(&o.resident),
-        ));
-        cells.push(figure_cell(theme, app, &o.swap, o.new, est));
-        cells.push(right(o.holder_pids.to_string(), Style::new()));
-        cells.push(Cell::from(owner_text(o)));
-        let row = Row::new(cells);
-        if trend == Trend::New {
-            row.style(theme.new_row())
-        } else {
-            row
-        }
-    });
-    let table = Table::new(rows, widths)
-        .header(header_row(&header, theme))
-        .block(pane_block(app, theme, Pane::Objects, title))
-        .column_spacing(1);
-    render_table(
-        frame,
-        table,
-        area,
-        app,
-        Pane::Objects,
-        vis.len(),
-        &app.objects,
-    );
+    let view = PaneView {
+        pane: Pane::Objects,
+        title,
+        rows: &m.objects,
+        visible: &vis,
+        columns,
+        wide,
+    };
+    pane(frame, app, theme, area, view, &app.objects);
 }
 
+/// The processes pane: which report columns, how wide; [`pane`] draws them.
 fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect) {
+    use PaneColumn::Data;
+    use ProcColumn::*;
     let vis = app.visible_procs();
-    let wide = area.width >= 100;
     let title = format!(
         " Processes {}/{}  sort {}  charge {} ",
         vis.len(),
@@ -356,54 +268,104 @@ fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect
         app.proc_sort.as_str(),
         m.policy.as_str()
     );
-    let mut header = vec!["", "PID", "COMMAND"];
-    let mut widths = vec![
-        Constraint::Length(1),
-        Constraint::Length(7),
-        Constraint::Fill(1),
+    let fig = Constraint::Length(8);
+    let mut columns = vec![
+        (Data(Pid), Constraint::Length(7)),
+        (Data(Command), Constraint::Fill(1)),
+        (Data(User), Constraint::Length(10)),
+        (Data(Rss), fig),
+        (Data(Shmem), fig),
+        (Data(Swap), fig),
+        (Data(Shared), fig),
+        (PaneColumn::Change, fig),
+        (Data(Total), fig),
     ];
-    if wide {
-        header.push("USER");
-        widths.push(Constraint::Length(10));
+    if m.with_smaps {
+        columns.push((Data(Pss), fig));
     }
-    header.extend(["RSS", "SHMEM", "SWAP", "SHARED", "CHANGE", "TOTAL"]);
-    widths.extend([Constraint::Length(8); 6]);
-    let pss = wide && m.with_smaps;
-    if pss {
-        header.push("PSS");
-        widths.push(Constraint::Length(8));
+    columns.push((Data(Owned), Constraint::Length(3)));
+    let view = PaneView {
+        pane: Pane::Procs,
+        title,
+        rows: &m.procs,
+        visible: &vis,
+        columns,
+        wide: area.width >= 100,
+    };
+    pane(frame, app, theme, area, view, &app.procs);
+}
+
+/// The widest text of column `c` among the visible rows, within `min..=max`.
+fn text_width<R: PaneRow>(rows: &[R], vis: &[usize], c: R::Column, min: usize, max: usize) -> u16 {
+    let w = vis
+        .iter()
+        .map(|&i| match rows[i].value(c) {
+            Value::Text(t) => t.chars().count(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    w.clamp(min, max) as u16
+}
+
+/// What one pane shows.
+struct PaneView<'a, R: PaneRow> {
+    pane: Pane,
+    title: String,
+    rows: &'a [R],
+    /// Indices into `rows`, filtered and sorted.
+    visible: &'a [usize],
+    /// Columns after the trend marker, with their widths; those of width priority 1 only when
+    /// `wide`.
+    columns: Vec<(PaneColumn<R::Column>, Constraint)>,
+    wide: bool,
+}
+
+/// One pane, for any row type: a trend marker, then each column's value or change.
+fn pane<R: PaneRow, K>(
+    frame: &mut Frame,
+    app: &App,
+    theme: &Theme,
+    area: Rect,
+    view: PaneView<R>,
+    state: &PaneState<K>,
+) {
+    let columns: Vec<_> = view
+        .columns
+        .into_iter()
+        .filter(|(c, _)| match c {
+            PaneColumn::Data(c) => view.wide || R::width_priority(*c) == 0,
+            PaneColumn::Change => true,
+        })
+        .collect();
+    let mut header = vec![Line::from("")];
+    let mut widths = vec![Constraint::Length(1)];
+    for &(c, w) in &columns {
+        header.push(match c {
+            PaneColumn::Data(c) if R::align(c) == Align::Left => Line::from(R::header(c)),
+            PaneColumn::Data(c) => Line::from(R::header(c)).right_aligned(),
+            PaneColumn::Change => Line::from("CHANGE").right_aligned(),
+        });
+        widths.push(w);
     }
-    if wide {
-        header.push("OWN");
-        widths.push(Constraint::Length(3));
-    }
-    let rows = vis.iter().map(|&i| {
-        let p = &m.procs[i];
-        let trend = p.trend();
-        let mut cells = vec![
-            marker_cell(trend, theme),
-            right(p.pid.to_string(), Style::new()),
-            Cell::from(p.comm.clone()),
-        ];
-        if wide {
-            cells.push(Cell::from(p.user.clone()));
-        }
-        for f in [&p.rss, &p.shmem, &p.swap] {
-            cells.push(figure_cell(theme, app, f, p.new, false));
-        }
-        // Charged from an object only estimated: a lower bound, marked ~ like the object.
-        let est = p.shared_estimate;
-        cells.push(figure_cell(theme, app, &p.shared, p.new, est));
-        cells.push(right(
-            change_text(&p.shared, p.new),
-            theme.figure(&p.shared),
-        ));
-        cells.push(figure_cell(theme, app, &p.total, p.new, est));
-        if pss {
-            cells.push(right(p.pss.map(short).unwrap_or("-".into()), Style::new()));
-        }
-        if wide {
-            cells.push(right(p.owned.to_string(), Style::new()));
+    let rows = view.visible.iter().map(|&i| {
+        let r = &view.rows[i];
+        let (trend, new) = (r.trend(), r.is_new());
+        let mut cells = vec![marker_cell(trend, theme)];
+        for &(c, _) in &columns {
+            cells.push(match c {
+                PaneColumn::Data(c) => match r.value(c) {
+                    Value::Text(t) if R::align(c) == Align::Left => Cell::from(t.into_owned()),
+                    Value::Text(t) => right(t.into_owned(), Style::new()),
+                    Value::Count(n) => right(n.to_string(), Style::new()),
+                    Value::Fig { fig, estimate } => figure_cell(theme, app, &fig, new, estimate),
+                    Value::Maybe(v) => right(v.map_or("-".into(), short), Style::new()),
+                },
+                PaneColumn::Change => match r.value(R::CHANGE_OF) {
+                    Value::Fig { fig, .. } => right(change_text(&fig, new), theme.figure(&fig)),
+                    _ => Cell::from(""),
+                },
+            });
         }
         let row = Row::new(cells);
         if trend == Trend::New {
@@ -413,10 +375,18 @@ fn procs_pane(frame: &mut Frame, app: &App, m: &Model, theme: &Theme, area: Rect
         }
     });
     let table = Table::new(rows, widths)
-        .header(header_row(&header, theme))
-        .block(pane_block(app, theme, Pane::Procs, title))
+        .header(Row::new(header).style(theme.header()))
+        .block(pane_block(app, theme, view.pane, view.title))
         .column_spacing(1);
-    render_table(frame, table, area, app, Pane::Procs, vis.len(), &app.procs);
+    render_table(
+        frame,
+        table,
+        area,
+        app,
+        view.pane,
+        view.visible.len(),
+        state,
+    );
 }
 
 fn render_table<K>(
@@ -426,7 +396,7 @@ fn render_table<K>(
     app: &App,
     pane: Pane,
     rows: usize,
-    state: &super::app::PaneState<K>,
+    state: &PaneState<K>,
 ) {
     let focused = app.focus == pane;
     let table = if focused {
@@ -472,7 +442,7 @@ fn reconciliation_line(m: &Model) -> Paragraph<'static> {
         m.shmem
             .change
             .filter(|&c| c != 0)
-            .map(|c| format!(" ({})", change(c)))
+            .map(|c| format!(" ({})", short_change(c)))
             .unwrap_or_default(),
         if m.objects_estimate { "~" } else { "" },
         short(m.objects_bytes)

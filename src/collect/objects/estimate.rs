@@ -1,5 +1,5 @@
 //! Lower bounds for objects that could not be measured, from their holders' `RssShmem`
-//! (FACTS #9). Pure arithmetic.
+//! (docs/facts.md #9). Pure arithmetic.
 //!
 //! `RssShmem(p)` counts every shmem page process `p` maps, so the pages of object A that `p`
 //! maps are at least `RssShmem(p)` minus what `p` can map of everything else (never more than

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// A way to reach an object's inode.
 #[derive(Clone, Debug)]
 pub(super) enum Handle {
-    /// `/proc/PID/fd/N`: works for the owner without capabilities (FACTS #7).
+    /// `/proc/PID/fd/N`: works for the owner without capabilities (docs/facts.md #7).
     Fd(PathBuf),
     /// A path in shmwho's own mount namespace.
     Path(PathBuf),

@@ -7,13 +7,14 @@
 use crate::account::{Accounted, Policy};
 use crate::model::{EstimateReason, ObjectId, ObjectKind, Pid, ScanNotes, Via};
 use crate::render::units::escape;
-use crate::render::{object_id, object_name};
+use crate::report::{self, object_id, object_name};
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// A figure in bytes and its change since the previous refresh.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Fig {
+    /// The figure now.
     pub now: u64,
     /// None when there is nothing to compare with: the first refresh, a row that just appeared,
     /// or a charge computed under another policy than the previous one.
@@ -21,6 +22,7 @@ pub struct Fig {
 }
 
 impl Fig {
+    /// A figure, compared with its value `before` when there is one.
     pub fn new(now: u64, before: Option<u64>) -> Fig {
         Fig {
             now,
@@ -28,10 +30,12 @@ impl Fig {
         }
     }
 
+    /// It grew since the previous refresh.
     pub fn grew(&self) -> bool {
         self.change.is_some_and(|c| c > 0)
     }
 
+    /// It shrank since the previous refresh.
     pub fn shrank(&self) -> bool {
         self.change.is_some_and(|c| c < 0)
     }
@@ -44,7 +48,9 @@ pub enum Trend {
     New,
     /// A figure grew (growth wins over shrinkage: growth is what users watch for).
     Grew,
+    /// A figure shrank and none grew.
     Shrank,
+    /// Nothing changed.
     Same,
 }
 
@@ -61,29 +67,44 @@ fn trend(new: bool, figs: &[Fig]) -> Trend {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+/// A holder of an object.
 pub struct HolderInfo {
+    /// The holding process.
     pub pid: Pid,
     /// Escaped for the terminal.
     pub comm: String,
+    /// How it holds the object.
     pub via: Via,
 }
 
+/// An object as the live view shows it: its figures with their changes.
 #[derive(Clone, Debug)]
-pub struct ObjRow {
+pub struct LiveObject {
+    /// Identity, to follow the object from scan to scan.
     pub key: ObjectId,
+    /// Its kind.
     pub kind: ObjectKind,
     /// What the table prints and `shmwho show` accepts: the inode or `sysv:SHMID`.
     pub id: String,
     /// Escaped for the terminal.
     pub name: String,
+    /// Device of the inode, when known.
     pub dev: Option<u64>,
+    /// Inode (the shmid for SysV).
     pub inode: u64,
+    /// Size.
     pub size: Fig,
+    /// Bytes in RAM.
     pub resident: Fig,
+    /// Bytes in swap.
     pub swap: Fig,
+    /// Measured (false: estimated).
     pub exact: bool,
+    /// Why it is estimated.
     pub estimate: Option<EstimateReason>,
+    /// A hugetlb SysV segment (outside Shmem).
     pub hugetlb: bool,
+    /// Who holds it.
     pub holders: Vec<HolderInfo>,
     /// Distinct processes holding it.
     pub holder_pids: usize,
@@ -91,48 +112,65 @@ pub struct ObjRow {
     pub owner: Option<(Pid, String)>,
     /// Charges under the model's policy.
     pub charges: Vec<(Pid, u64)>,
+    /// Not in the previous refresh.
     pub new: bool,
     /// Lower-case text the filter matches against.
     search: String,
 }
 
-impl ObjRow {
+impl LiveObject {
+    /// How the row moved since the previous refresh.
     pub fn trend(&self) -> Trend {
         trend(self.new, &[self.size, self.resident, self.swap])
     }
 
+    /// Whether the filter (lower case) matches the row.
     pub fn matches(&self, needle_lower: &str) -> bool {
         self.search.contains(needle_lower)
     }
 }
 
+/// A process as the live view shows it: the procs view's row ([`report::ProcRow`]) with the
+/// change of each figure.
 #[derive(Clone, Debug)]
-pub struct ProcRow {
+pub struct LiveProc {
+    /// Process id.
     pub pid: Pid,
+    /// Parent process id.
     pub ppid: Pid,
+    /// Start time, to tell a reused pid from the same process.
     pub start_ticks: u64,
     /// Escaped for the terminal.
     pub comm: String,
+    /// User name, escaped for the terminal.
     pub user: String,
+    /// Resident set size.
     pub rss: Fig,
+    /// Private anonymous resident memory.
     pub anon: Fig,
+    /// File-backed resident memory.
     pub file: Fig,
+    /// Resident shared memory mapped (RssShmem).
     pub shmem: Fig,
+    /// Swapped-out memory.
     pub swap: Fig,
     /// Shared memory charged to it under the model's policy.
     pub shared: Fig,
     /// Private anonymous plus charged shared, as `shmwho procs` prints it.
     pub total: Fig,
+    /// Objects it owns.
     pub owned: u32,
     /// PSS from smaps, when smaps was read (charge policy `touched`).
     pub pss: Option<u64>,
     /// Part of `shared` comes from an object that could only be estimated (a lower bound).
     pub shared_estimate: bool,
+    /// Not in the previous refresh.
     pub new: bool,
     search: String,
 }
 
-impl ProcRow {
+impl LiveProc {
+    /// How the row moved since the previous refresh.
     pub fn trend(&self) -> Trend {
         trend(
             self.new,
@@ -140,21 +178,27 @@ impl ProcRow {
         )
     }
 
+    /// Whether the filter (lower case) matches the row.
     pub fn matches(&self, needle_lower: &str) -> bool {
         self.search.contains(needle_lower)
     }
 }
 
 #[derive(Clone, Debug)]
+/// Everything one refresh of the live view shows.
 pub struct Model {
     /// Number of the scan, from 1.
     pub seq: u64,
     /// How long the scan took.
     pub scan: Duration,
+    /// The policy the charges were made under.
     pub policy: Policy,
+    /// smaps was read (PSS available).
     pub with_smaps: bool,
-    pub objects: Vec<ObjRow>,
-    pub procs: Vec<ProcRow>,
+    /// Every object.
+    pub objects: Vec<LiveObject>,
+    /// Every process.
+    pub procs: Vec<LiveProc>,
     /// `Shmem` from /proc/meminfo.
     pub shmem: Fig,
     /// Resident bytes of the listed objects (hugetlb segments excluded, as in the reconciliation).
@@ -163,13 +207,17 @@ pub struct Model {
     pub objects_estimate: bool,
     /// Files on tmpfs mounts nobody holds: statfs less the listed files.
     pub unheld_files: u64,
+    /// `Shmem` less what the objects and unheld files explain.
     pub unexplained: i64,
     /// Resident bytes of objects nobody is charged for.
     pub unowned: u64,
+    /// Swap in use on the host.
     pub swap_used: u64,
+    /// What the scan could not see.
     pub notes: ScanNotes,
     /// Objects and processes of the previous refresh that are gone.
     pub objects_gone: usize,
+    /// Processes of the previous refresh that are gone.
     pub procs_gone: usize,
 }
 
@@ -183,10 +231,10 @@ impl Model {
                 .unwrap_or_default()
         };
 
-        let prev_objs: HashMap<ObjectId, &ObjRow> = prev
+        let prev_objs: HashMap<ObjectId, &LiveObject> = prev
             .map(|m| m.objects.iter().map(|o| (o.key, o)).collect())
             .unwrap_or_default();
-        let objects: Vec<ObjRow> = snap
+        let objects: Vec<LiveObject> = snap
             .objects
             .iter()
             .enumerate()
@@ -212,7 +260,7 @@ impl Model {
                 for h in &holders {
                     search.push_str(&format!(" {} {}", h.pid, h.comm));
                 }
-                ObjRow {
+                LiveObject {
                     key: o.id,
                     kind: o.kind(),
                     id,
@@ -235,10 +283,7 @@ impl Model {
             })
             .collect();
 
-        let mut owned: HashMap<Pid, u32> = HashMap::new();
-        for pid in acc.owners.iter().flatten() {
-            *owned.entry(*pid).or_default() += 1;
-        }
+        let owned = report::owned_counts(acc);
         let mut estimated: std::collections::HashSet<Pid> = Default::default();
         for (o, ch) in snap.objects.iter().zip(&acc.charges) {
             if !o.is_exact() {
@@ -246,7 +291,7 @@ impl Model {
             }
         }
         // A pid with another start time is another process: compare only with the same one.
-        let prev_procs: HashMap<(Pid, u64), &ProcRow> = prev
+        let prev_procs: HashMap<(Pid, u64), &LiveProc> = prev
             .map(|m| {
                 m.procs
                     .iter()
@@ -255,33 +300,34 @@ impl Model {
             })
             .unwrap_or_default();
         let same_policy = prev.is_some_and(|m| m.policy == acc.policy);
-        let procs: Vec<ProcRow> = snap
+        let procs: Vec<LiveProc> = snap
             .processes
             .iter()
             .map(|p| {
                 let before = prev_procs.get(&(p.pid, p.start_ticks));
                 let new = prev.is_some() && before.is_none();
-                let b = |f: fn(&ProcRow) -> Fig| before.map(|r| f(r).now);
-                let charged = |f: fn(&ProcRow) -> Fig| b(f).filter(|_| same_policy);
-                let shared = acc.charged(p.pid);
-                let comm = escape(&p.comm);
-                let user = escape(&p.user);
-                ProcRow {
-                    pid: p.pid,
-                    ppid: p.ppid,
+                let b = |f: fn(&LiveProc) -> Fig| before.map(|r| f(r).now);
+                let charged = |f: fn(&LiveProc) -> Fig| b(f).filter(|_| same_policy);
+                // The figures are the procs view's row; the live view adds their changes.
+                let r = report::ProcRow::from_process(acc, p, &owned);
+                let comm = escape(&r.comm);
+                let user = escape(&r.user);
+                LiveProc {
+                    pid: r.pid,
+                    ppid: r.ppid,
                     start_ticks: p.start_ticks,
-                    search: format!("{} {comm} {user}", p.pid).to_lowercase(),
+                    search: format!("{} {comm} {user}", r.pid).to_lowercase(),
                     comm,
                     user,
-                    rss: Fig::new(p.rss_bytes, b(|r| r.rss)),
-                    anon: Fig::new(p.rss_anon_bytes, b(|r| r.anon)),
-                    file: Fig::new(p.rss_file_bytes, b(|r| r.file)),
-                    shmem: Fig::new(p.rss_shmem_bytes, b(|r| r.shmem)),
-                    swap: Fig::new(p.swap_bytes, b(|r| r.swap)),
-                    shared: Fig::new(shared, charged(|r| r.shared)),
-                    total: Fig::new(p.rss_anon_bytes + shared, charged(|r| r.total)),
-                    owned: owned.get(&p.pid).copied().unwrap_or(0),
-                    pss: p.smaps.map(|s| s.pss_bytes),
+                    rss: Fig::new(r.rss, b(|l| l.rss)),
+                    anon: Fig::new(r.anon, b(|l| l.anon)),
+                    file: Fig::new(r.file, b(|l| l.file)),
+                    shmem: Fig::new(r.shmem, b(|l| l.shmem)),
+                    swap: Fig::new(r.swap, b(|l| l.swap)),
+                    shared: Fig::new(r.shared, charged(|l| l.shared)),
+                    total: Fig::new(r.total(), charged(|l| l.total)),
+                    owned: r.owned_objects,
+                    pss: r.pss,
                     shared_estimate: estimated.contains(&p.pid),
                     new,
                 }
@@ -329,11 +375,13 @@ impl Model {
         }
     }
 
-    pub fn object(&self, key: &ObjectId) -> Option<&ObjRow> {
+    /// The object with this identity.
+    pub fn object(&self, key: &ObjectId) -> Option<&LiveObject> {
         self.objects.iter().find(|o| o.key == *key)
     }
 
-    pub fn proc(&self, pid: Pid) -> Option<&ProcRow> {
+    /// The process with this pid.
+    pub fn proc(&self, pid: Pid) -> Option<&LiveProc> {
         self.procs.iter().find(|p| p.pid == pid)
     }
 }

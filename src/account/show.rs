@@ -1,15 +1,13 @@
-//! One object page by page: where it is resident, which pages each holder has in its page
-//! tables, and which resident pages no live process maps (orphaned).
-//!
-//! Residency comes from the object itself (`collect::residency`); per-holder presence from each
-//! holder's pagemap over its mapping of the object only (`collect::pagemap`). No smaps is read:
-//! PSS is worked out from the holders' pages (page size / number of mappings of the page), the
-//! way smaps does it, since every process mapping the object is one of its holders.
+//! `show`'s arithmetic, without I/O: each holder's PSS of the object from the pages in its
+//! page tables (page size / number of mappings of the page, as smaps does it: every process
+//! mapping the object is one of its holders), the orphaned pages, and what a process is
+//! charged under each policy.
 
-use crate::collect::pagemap::{self, PageRanges, Unread};
-use crate::collect::residency::{self, Residency};
-use crate::model::{Object, ObjectId, ObjectKind, Snapshot, Via};
-use std::path::{Path, PathBuf};
+use super::{account, Accounted, Policy};
+use crate::collect::drill::{Drill, HolderPages};
+use crate::collect::pagemap::{PageRanges, Unread};
+use crate::collect::residency::Residency;
+use crate::model::{Object, Pid, Snapshot, Via};
 
 /// One holder (mapping or fd) of the object.
 #[derive(Clone, Debug)]
@@ -28,9 +26,11 @@ pub struct HolderView {
 pub struct ObjectView {
     /// Index in `snapshot.objects`.
     pub index: usize,
+    /// Page size in bytes.
     pub page_size: u64,
     /// Size in pages (rounded up).
     pub pages: u64,
+    /// Swap is in use on the host (residency alone cannot tell resident from swapped).
     pub swap_in_use: bool,
     /// Resident and swapped pages, or why they could not be had.
     pub residency: Result<Residency, String>,
@@ -65,118 +65,32 @@ impl ObjectView {
     }
 }
 
-/// Ways to open the object, best first: an fd link (works for the owner without privileges),
-/// a path in our mount namespace, a map_files link (needs CAP_CHECKPOINT_RESTORE).
-pub fn handles(proc_root: &Path, o: &Object) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for h in &o.holders {
-        if let Via::Fd { fd } = h.via {
-            out.push(proc_root.join(format!("{}/fd/{fd}", h.pid)));
-        }
-    }
-    if let (Some(f), None) = (o.file(), o.foreign_ns) {
-        if !f.deleted {
-            out.push(f.path.clone());
-        }
-    }
-    for h in &o.holders {
-        if let Via::Map { start, end, .. } = h.via {
-            out.push(proc_root.join(format!("{}/map_files/{start:x}-{end:x}", h.pid)));
-        }
-    }
-    out
-}
-
-/// (dev, inode) a handle must lead to.
-fn expected_identity(o: &Object) -> Option<(u64, u64)> {
-    match o.id {
-        ObjectId::Inode { dev, ino } => Some((dev, ino)),
-        ObjectId::Sysv { .. } => o.dev.map(|d| (d, o.inode)),
-    }
-}
-
-/// Residency through the first handle that works.
-fn read_residency(
-    proc_root: &Path,
-    o: &Object,
-    page_size: u64,
-    swap_in_use: bool,
-) -> Result<Residency, String> {
-    if o.hugetlb() {
-        return Err("a SHM_HUGETLB segment: hugetlb pages cannot be seen from a mapping that never touched them".into());
-    }
-    let Some(expect) = expected_identity(o) else {
-        return Err("the object's device is unknown".into());
-    };
-    let handles = handles(proc_root, o);
-    if handles.is_empty() {
-        return Err(match o.kind() {
-            ObjectKind::Sysv => "no process attaches the segment, and shmwho never attaches one itself: only its totals are known".into(),
-            ObjectKind::AnonShared
-            | ObjectKind::Memfd
-            | ObjectKind::PosixShm
-            | ObjectKind::Tmpfs => {
-                "no handle reaches the object from here (another mount namespace?)".into()
-            }
-        });
-    }
-    let mut denied = false;
-    for h in &handles {
-        match residency::object_residency(h, expect, page_size, swap_in_use) {
-            Ok(r) => return Ok(r),
-            Err(e) if e.denied() => denied = true,
-            Err(_) => {} // holder gone or fd reused: next handle
-        }
-    }
-    Err(if denied {
-        "opening the object needs CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN (run as root)".into()
-    } else {
-        "every holder went away while it was read".into()
-    })
-}
-
-/// Reads what the view needs for object `index` of the snapshot.
-pub fn analyse(snap: &Snapshot, proc_root: &Path, index: usize) -> ObjectView {
-    let o = &snap.objects[index];
+/// The view of one object from what the drill-down read.
+pub fn object_view(snap: &Snapshot, drill: Drill) -> ObjectView {
+    let o = &snap.objects[drill.index];
     let page_size = snap.page_size;
-    let swap_in_use = snap.meminfo.swap_used_bytes() > 0;
-    let residency = read_residency(proc_root, o, page_size, swap_in_use);
-    let size = residency.as_ref().map_or(o.size_bytes, |r| r.size_bytes);
-    let queries: Vec<pagemap::MappingQuery> = o
+    let size = drill
+        .residency
+        .as_ref()
+        .map_or(o.size_bytes, |r| r.size_bytes);
+    let mut holders: Vec<HolderView> = drill
         .holders
-        .iter()
-        .filter_map(|h| match h.via {
-            Via::Map {
-                start,
-                end,
-                offset,
-                shared,
-                ..
-            } => Some((h.pid, start, end, offset, shared)),
-            Via::Fd { .. } => None,
-        })
-        .collect();
-    let mut answers = pagemap::mapped_ranges_many(proc_root, queries, page_size).into_iter();
-    let mut holders: Vec<HolderView> = o
-        .holders
-        .iter()
-        .map(|h| match h.via {
-            Via::Map { .. } => match answers.next().expect("one answer per mapping") {
-                Ok(r) => HolderView {
-                    mapped: Some(r),
-                    pss_bytes: None,
-                    unread: None,
-                },
-                Err(e) => HolderView {
-                    mapped: None,
-                    pss_bytes: None,
-                    unread: Some(e),
-                },
+        .into_iter()
+        .map(|h| match h {
+            HolderPages::Mapped(r) => HolderView {
+                mapped: Some(r),
+                pss_bytes: None,
+                unread: None,
             },
-            Via::Fd { .. } => HolderView {
+            HolderPages::Fd => HolderView {
                 mapped: None,
                 pss_bytes: None,
                 unread: None,
+            },
+            HolderPages::Unread(e) => HolderView {
+                mapped: None,
+                pss_bytes: None,
+                unread: Some(e),
             },
         })
         .collect();
@@ -186,11 +100,11 @@ pub fn analyse(snap: &Snapshot, proc_root: &Path, index: usize) -> ObjectView {
         h.pss_bytes = p;
     }
     let mut view = ObjectView {
-        index,
+        index: drill.index,
         page_size,
         pages: size.div_ceil(page_size),
-        swap_in_use,
-        residency,
+        swap_in_use: snap.meminfo.swap_used_bytes() > 0,
+        residency: drill.residency,
         holders,
         orphaned: None,
     };
@@ -198,6 +112,98 @@ pub fn analyse(snap: &Snapshot, proc_root: &Path, index: usize) -> ObjectView {
         view.orphaned = Some(r.resident.subtract(&view.mapped_union()));
     }
     view
+}
+
+/// Puts the PSS worked out in `view` into the snapshot's holders of that object, as smaps
+/// would have: the drill-down completes the snapshot before it is accounted.
+pub fn fill_pss(snap: &mut Snapshot, view: &ObjectView) {
+    let o = &mut snap.objects[view.index];
+    for (h, hv) in o.holders.iter_mut().zip(&view.holders) {
+        if let Via::Map { pss_bytes, .. } = &mut h.via {
+            *pss_bytes = hv.pss_bytes;
+        }
+    }
+}
+
+/// An object the process maps, holds as an fd, or owns.
+#[derive(Clone, Debug)]
+pub struct ProcObject {
+    /// The object, analysed.
+    pub view: ObjectView,
+    /// Indices in `object.holders` that are this process's.
+    pub held: Vec<usize>,
+    /// Bytes of the object in this process's page tables (None: an fd only, or unreadable).
+    pub mapped_bytes: Option<u64>,
+    /// This process's PSS of the object.
+    pub pss_bytes: Option<u64>,
+    /// The process owns the object.
+    pub owned: bool,
+}
+
+/// One process and every shared object it maps, holds or owns.
+#[derive(Clone, Debug)]
+pub struct ProcessView {
+    /// The process.
+    pub pid: Pid,
+    /// Its objects, in snapshot order.
+    pub objects: Vec<ProcObject>,
+    /// Shared memory charged to the process under owner, split and touched.
+    pub charged: Vec<(Policy, u64)>,
+}
+
+impl ProcessView {
+    /// The objects the process owns.
+    pub fn owned(&self) -> impl Iterator<Item = &ProcObject> {
+        self.objects.iter().filter(|o| o.owned)
+    }
+}
+
+/// Objects (indices) that `pid` holds or owns: the ones to drill into.
+pub fn process_objects(acc: &Accounted, pid: Pid) -> Vec<usize> {
+    acc.snapshot
+        .objects
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| acc.owners[*i] == Some(pid) || o.holders.iter().any(|h| h.pid == pid))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The process page from the views of [`process_objects`], on a snapshot whose holders carry
+/// the views' PSS ([`fill_pss`]): each policy is accounted once on it.
+pub fn process_view(snap: &Snapshot, pid: Pid, views: Vec<ObjectView>) -> ProcessView {
+    let owners = account(snap, Policy::Owner).owners;
+    let objects = views
+        .into_iter()
+        .map(|view| {
+            let o = &snap.objects[view.index];
+            let held: Vec<usize> = (0..o.holders.len())
+                .filter(|&h| o.holders[h].pid == pid)
+                .collect();
+            let mine = |f: &dyn Fn(&HolderView) -> Option<u64>| -> Option<u64> {
+                let v: Vec<u64> = held.iter().filter_map(|&h| f(&view.holders[h])).collect();
+                (!v.is_empty()).then(|| v.iter().sum())
+            };
+            let mapped_bytes = mine(&|h| h.mapped.as_ref().map(|r| r.pages() * snap.page_size));
+            let pss_bytes = mine(&|h| h.pss_bytes);
+            ProcObject {
+                owned: owners[view.index] == Some(pid),
+                view,
+                held,
+                mapped_bytes,
+                pss_bytes,
+            }
+        })
+        .collect();
+    let charged = [Policy::Owner, Policy::Split, Policy::Touched]
+        .into_iter()
+        .map(|p| (p, account(snap, p).charged(pid)))
+        .collect();
+    ProcessView {
+        pid,
+        objects,
+        charged,
+    }
 }
 
 /// Fixed-point shift for PSS, as the kernel's smaps uses (`PSS_SHIFT`).

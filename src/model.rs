@@ -195,6 +195,9 @@ pub enum EstimateReason {
     MapFilesDenied,
     /// Swap is in use and the object could not be opened to tell resident from swapped pages.
     SwapSplitUnavailable,
+    /// Mapped only by processes whose leader thread exited: their `map_files` is empty and
+    /// task directories have none.
+    LeaderExited,
     /// The kernel reported more resident and swapped bytes than the host's memory and swap
     /// together (`collect::bounds`): capped there.
     AbsurdValue,
@@ -215,6 +218,9 @@ impl EstimateReason {
             }
             EstimateReason::HolderStuck => {
                 "a lower bound from holders' RssShmem: its holders' memory maps are locked (map_files did not answer in time)"
+            }
+            EstimateReason::LeaderExited => {
+                "a lower bound from holders' RssShmem: the only holders are processes whose main thread exited, whose map_files the kernel no longer lists"
             }
             EstimateReason::AbsurdValue => {
                 "the kernel reported more resident and swapped bytes than memory and swap together: capped at MemTotal + SwapTotal"

@@ -11,10 +11,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::ffi::CString;
-use std::io::Write as _;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
-use std::process::Command;
 
 type Runs = Vec<(u64, u64)>;
 
@@ -38,50 +35,6 @@ fn runs_of(pages: impl IntoIterator<Item = u64>) -> Runs {
 }
 
 /// A swap file on this (ext4) file system: swapoff and deleted on drop.
-struct SwapFile {
-    path: PathBuf,
-    on: bool,
-}
-
-impl SwapFile {
-    fn new(mib: usize) -> Result<SwapFile, String> {
-        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("swap-{}", unique()));
-        let mut s = SwapFile {
-            path: path.clone(),
-            on: false,
-        };
-        // Written, not sparse: swapon refuses files with holes.
-        let mut f = std::fs::File::create(&path).map_err(|e| format!("create {path:?}: {e}"))?;
-        let chunk = vec![0u8; 1 << 20];
-        for _ in 0..mib {
-            f.write_all(&chunk)
-                .map_err(|e| format!("write swap file: {e}"))?;
-        }
-        f.sync_all().map_err(|e| e.to_string())?;
-        drop(f);
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .map_err(|e| e.to_string())?;
-        let ok = |c: &mut Command| c.output().map(|o| o.status.success()).unwrap_or(false);
-        if !ok(Command::new("mkswap").arg(&path)) {
-            return Err("mkswap failed (or is missing)".into());
-        }
-        if !ok(Command::new("swapon").arg(&path)) {
-            return Err("swapon refused the file (no swap support here?)".into());
-        }
-        s.on = true;
-        Ok(s)
-    }
-}
-
-impl Drop for SwapFile {
-    fn drop(&mut self) {
-        if self.on {
-            let _ = Command::new("swapoff").arg(&self.path).output();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 /// `cachestat` on one page: Some(true) in RAM, Some(false) a swap entry, None a hole.
 fn page_state(fd: i32, page_no: u64) -> Result<Option<bool>, String> {
     #[repr(C)]
@@ -284,31 +237,6 @@ fn swapped_pages_are_told_from_resident_ones() {
 }
 
 /// Sets shmem_enabled for the life of the guard.
-struct ShmemThp {
-    saved: String,
-}
-
-const SHMEM_ENABLED: &str = "/sys/kernel/mm/transparent_hugepage/shmem_enabled";
-
-impl ShmemThp {
-    fn set(mode: &str) -> Option<ShmemThp> {
-        let text = std::fs::read_to_string(SHMEM_ENABLED).ok()?;
-        let saved = text
-            .split_whitespace()
-            .find(|w| w.starts_with('['))?
-            .trim_matches(['[', ']'])
-            .to_string();
-        std::fs::write(SHMEM_ENABLED, mode).ok()?;
-        Some(ShmemThp { saved })
-    }
-}
-
-impl Drop for ShmemThp {
-    fn drop(&mut self) {
-        let _ = std::fs::write(SHMEM_ENABLED, &self.saved);
-    }
-}
-
 #[test]
 fn huge_pages_count_whole() {
     if !require_root("sets shmem_enabled") {

@@ -80,7 +80,6 @@ pub fn reconcile_hugetlb(snap: &Snapshot) -> HugetlbRec {
     }
 }
 
-
 /// What may leave part of `Shmem` unexplained, from what the scan could not do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Causes {

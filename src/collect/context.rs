@@ -139,6 +139,14 @@ impl Context {
     pub(crate) fn pid_path(&self, pid: Pid, rest: &str) -> PathBuf {
         self.paths.pid_file(pid, rest)
     }
+
+    /// `PID/REST`, or `PID/task/TID/REST` for a process read through a live thread.
+    pub(crate) fn task_path(&self, pid: Pid, task: Option<Pid>, rest: &str) -> PathBuf {
+        match task {
+            Some(tid) => self.paths.pid_file(pid, &format!("task/{tid}/{rest}")),
+            None => self.pid_path(pid, rest),
+        }
+    }
 }
 
 /// `ipc:[4026531839]` → 4026531839.

@@ -36,7 +36,7 @@ pub(crate) use process::RawProcess;
 pub(crate) use read::{classify, note_errno, Read, Reader};
 
 use crate::error::Error;
-use crate::model::{self, Process, ScanNotes, Snapshot};
+use crate::model::{self, Pid, Process, ScanNotes, Snapshot};
 use std::collections::HashMap;
 
 /// What to collect.
@@ -108,7 +108,7 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
 
     let heads = scan_heads(&mut ctx, opts, &mut notes)?;
     let comms: HashMap<model::Pid, String> =
-        heads.iter().map(|p| (p.pid, p.comm.clone())).collect();
+        heads.iter().map(|(p, _)| (p.pid, p.comm.clone())).collect();
     let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
@@ -158,7 +158,7 @@ fn scan_heads(
     ctx: &mut Context,
     opts: &Options,
     notes: &mut ScanNotes,
-) -> Result<Vec<Process>, Error> {
+) -> Result<Vec<(Process, Option<Pid>)>, Error> {
     let pids = process::list_pids(&opts.paths.proc_root)?;
     let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
@@ -169,17 +169,17 @@ fn scan_heads(
     let mut heads = Vec::with_capacity(firsts.len());
     for first in firsts {
         match first {
-            Read::Ok(Some(mut p)) => {
+            Read::Ok(Some((mut p, task))) => {
                 p.user = users.name(p.uid);
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
                 // One process per mount namespace: its mountinfo names the namespace's
                 // mounts, and its root reaches them.
                 if !ctx.mount_points.contains_key(&mnt_key) {
-                    if let Ok(text) = reader.read(&ctx.pid_path(p.pid, "mountinfo")) {
+                    if let Ok(text) = reader.read(&ctx.task_path(p.pid, task, "mountinfo")) {
                         ctx.add_mounts(p.mnt_ns, Some(p.pid), text);
                     }
                 }
-                heads.push(p);
+                heads.push((p, task));
             }
             Read::Ok(None) => {} // kernel thread
             Read::Vanished => notes.vanished += 1,
@@ -193,14 +193,14 @@ fn scan_heads(
 /// tables for smaps) in the reading thread, so threads divide the wall time.
 fn scan_bodies(
     ctx: &Context,
-    heads: Vec<Process>,
+    heads: Vec<(Process, Option<Pid>)>,
     smaps: bool,
     meminfo: &model::Meminfo,
     notes: &mut ScanNotes,
 ) -> (Vec<Process>, Vec<RawProcess>) {
     let euid = rustix::process::geteuid().as_raw();
-    let bodies = parallel_map(heads, 64, |reader, p| {
-        process::scan_body(ctx, reader, p, smaps)
+    let bodies = parallel_map(heads, 64, |reader, (p, task)| {
+        process::scan_body(ctx, reader, p, task, smaps)
     });
     let mut processes = Vec::with_capacity(bodies.len());
     let mut raws = Vec::with_capacity(bodies.len());

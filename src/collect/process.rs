@@ -18,15 +18,18 @@ pub(crate) struct RawProcess {
     pub other_anon_dev_mapped: u64,
     pub fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
     pub smaps_by_start: HashMap<u64, (u64, u64)>,
+    /// A live thread to read the process through when its leader has exited.
+    pub task: Option<Pid>,
 }
 
-/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process.
+/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process. With the
+/// process, the live thread to read it through when its leader has exited.
 pub(crate) fn scan_head(
     ctx: &Context,
     reader: &mut Reader,
     pid: Pid,
     cgroups: bool,
-) -> Read<Option<Process>> {
+) -> Read<Option<(Process, Option<Pid>)>> {
     let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
@@ -35,7 +38,20 @@ pub(crate) fn scan_head(
     let Some(stat) = stat::parse(stat) else {
         return Read::Vanished;
     };
-    let status = match classify(reader.read(&ctx.pid_path(pid, "status"))) {
+    if stat.is_kernel_thread() {
+        return Read::Ok(None);
+    }
+    // A leader that called pthread_exit stays a zombie while its other threads run on; its own
+    // maps, fd, status and namespaces are empty then, a live thread's task directory has them.
+    let task = if stat.is_zombie() {
+        match live_thread(ctx, reader, pid) {
+            Some(tid) => Some(tid),
+            None => return Read::Ok(None), // exited, not yet reaped: holds nothing
+        }
+    } else {
+        None
+    };
+    let status = match classify(reader.read(&ctx.task_path(pid, task, "status"))) {
         Read::Ok(t) => t,
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
@@ -43,9 +59,6 @@ pub(crate) fn scan_head(
     let Some(status) = status::parse(status) else {
         return Read::Vanished;
     };
-    if status.is_kernel_thread() {
-        return Read::Ok(None);
-    }
     let p = Process {
         pid,
         ppid: status.ppid,
@@ -59,20 +72,38 @@ pub(crate) fn scan_head(
         rss_file_bytes: status.rss_file,
         rss_shmem_bytes: status.rss_shmem,
         swap_bytes: status.vm_swap,
-        ipc_ns: ns_inode(&ctx.pid_path(pid, "ns/ipc")),
-        mnt_ns: ns_inode(&ctx.pid_path(pid, "ns/mnt")),
+        ipc_ns: ns_inode(&ctx.task_path(pid, task, "ns/ipc")),
+        mnt_ns: ns_inode(&ctx.task_path(pid, task, "ns/mnt")),
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
         cgroup: if cgroups {
             reader
-                .read(&ctx.pid_path(pid, "cgroup"))
+                .read(&ctx.task_path(pid, task, "cgroup"))
                 .ok()
                 .and_then(|t| ctx.cgroups.process_cgroup(t))
         } else {
             None
         },
     };
-    Read::Ok(Some(p))
+    Read::Ok(Some((p, task)))
+}
+
+/// The first thread of `pid` other than the leader that is not a zombie.
+fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
+    let dir = std::fs::read_dir(ctx.pid_path(pid, "task")).ok()?;
+    let mut tids: Vec<Pid> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .filter(|&tid| tid != pid)
+        .collect();
+    tids.sort_unstable();
+    tids.into_iter().find(|&tid| {
+        reader
+            .read(&ctx.pid_path(pid, &format!("task/{tid}/stat")))
+            .ok()
+            .and_then(stat::parse)
+            .is_some_and(|s| !s.is_zombie())
+    })
 }
 
 /// The process title, bounded to [`TITLE_MAX`] bytes. Read for every process: on the
@@ -94,17 +125,26 @@ pub(crate) fn scan_body(
     ctx: &Context,
     reader: &mut Reader,
     mut p: Process,
+    task: Option<Pid>,
     want_smaps: bool,
 ) -> Read<Option<(Process, RawProcess, bool)>> {
     let pid = p.pid;
     let mnt_key = ctx.mnt_key(p.mnt_ns);
-    let mut raw = RawProcess::default();
+    let mut raw = RawProcess {
+        task,
+        ..RawProcess::default()
+    };
     let mut denied = false;
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let text = if want_smaps {
-        reader.read_locked(pid, "smaps", &ctx.pid_path(pid, "smaps"), SMAPS_CHUNK)
+        reader.read_locked(
+            pid,
+            "smaps",
+            &ctx.task_path(pid, task, "smaps"),
+            SMAPS_CHUNK,
+        )
     } else {
-        reader.read_locked(pid, "maps", &ctx.pid_path(pid, "maps"), usize::MAX)
+        reader.read_locked(pid, "maps", &ctx.task_path(pid, task, "maps"), usize::MAX)
     };
     let Some(text) = text else {
         return Read::Ok(None);
@@ -149,7 +189,7 @@ pub(crate) fn scan_body(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
-    match scan_fds(ctx, pid, mnt_key) {
+    match scan_fds(ctx, pid, task, mnt_key) {
         Read::Ok(fds) => raw.fds = fds,
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
@@ -168,9 +208,10 @@ pub(crate) fn scan_body(
 fn scan_fds(
     ctx: &Context,
     pid: Pid,
+    task: Option<Pid>,
     mnt_key: Option<u64>,
 ) -> Read<Vec<(i32, Vec<u8>, measure::InodeStat)>> {
-    let dir = ctx.pid_path(pid, "fd");
+    let dir = ctx.task_path(pid, task, "fd");
     let entries = match classify(std::fs::read_dir(&dir)) {
         Read::Ok(e) => e,
         Read::Vanished => return Read::Vanished,
@@ -191,7 +232,11 @@ fn scan_fds(
             continue; // closed meanwhile
         };
         let target = target.into_os_string().into_encoded_bytes();
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping or a SysV
+        // attachment (checkpoint/restore tools do this) names the shmem inode as maps does.
         let candidate = target.starts_with(b"/memfd:")
+            || target == b"/dev/zero (deleted)"
+            || target.starts_with(b"/SYSV")
             || points.is_some_and(|pts| {
                 pts.iter()
                     .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))

@@ -253,9 +253,8 @@ pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
         groups,
         unheld_bytes: acc.unheld_bytes,
         charged_bytes: crate::size::sum_bytes(acc.per_process.values().copied()),
-        // All objects, SHM_HUGETLB segments too (they are charged like the rest), so that
-        // charged + unheld = objects holds; the objects view's figure leaves them out (not
-        // Shmem).
+        // Every object, hugetlb included (the reconciliation's figure leaves hugetlb out, as it
+        // is not Shmem), so that charged + unheld adds up to it.
         objects_resident_bytes: crate::size::sum_bytes(
             acc.snapshot.objects.iter().map(|o| o.resident_bytes),
         ),

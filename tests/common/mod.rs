@@ -17,6 +17,7 @@
 
 mod binary;
 mod children;
+mod host;
 mod objects;
 mod region;
 mod spawned;
@@ -25,6 +26,8 @@ mod spawned;
 pub use binary::*;
 #[allow(unused_imports)]
 pub use children::*;
+#[allow(unused_imports)]
+pub use host::*;
 #[allow(unused_imports)]
 pub use objects::*;
 #[allow(unused_imports)]

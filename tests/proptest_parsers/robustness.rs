@@ -17,7 +17,7 @@ pub(crate) fn run_smaps(t: &[u8]) -> usize {
     smaps::parse(t).len()
 }
 pub(crate) fn run_status(t: &[u8]) -> bool {
-    status::parse(t).is_some_and(|s| s.is_kernel_thread())
+    status::parse(t).is_some_and(|s| s.vm_rss.is_none())
 }
 pub(crate) fn run_stat(t: &[u8]) -> bool {
     stat::parse(t).is_some()

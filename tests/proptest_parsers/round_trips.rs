@@ -77,14 +77,13 @@ proptest! {
         prop_assert_eq!(st.uid, uid);
         match kb {
             Some(v) => {
-                prop_assert!(!st.is_kernel_thread());
                 prop_assert_eq!(st.vm_rss, Some(v[0] * 1024));
                 prop_assert_eq!(
                     [st.rss_anon, st.rss_file, st.rss_shmem, st.vm_swap],
                     [v[1] * 1024, v[2] * 1024, v[3] * 1024, v[4] * 1024]
                 );
             }
-            None => prop_assert!(st.is_kernel_thread()),
+            None => prop_assert_eq!(st.vm_rss, None),
         }
     }
 

@@ -54,6 +54,8 @@ pub(super) struct Draft {
     pub max_mapping_rss: u64,
     /// Size as far as mappings show it (end of the furthest mapping), when unmeasured.
     pub mapped_extent: u64,
+    /// Mapped by a process read through a thread (leader exited), which has no map_files.
+    pub leader_exited: bool,
 }
 
 impl Draft {
@@ -64,6 +66,7 @@ impl Draft {
             mapped_len: HashMap::new(),
             max_mapping_rss: 0,
             mapped_extent: 0,
+            leader_exited: false,
         }
     }
 

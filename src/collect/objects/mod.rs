@@ -100,11 +100,16 @@ fn gather_holders(ctx: &Context, processes: &[Process], raws: &[RawProcess], dra
             *d.mapped_len.entry(pi).or_default() += len;
             d.max_mapping_rss = d.max_mapping_rss.max(smaps.map_or(0, |s| s.1));
             d.mapped_extent = d.mapped_extent.max(e.offset + len);
-            d.handles.push(Handle::MapFiles(
-                p.pid,
-                ctx.paths
-                    .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
-            ));
+            // A process whose leader exited lists no map_files, and task directories have none.
+            if raw.task.is_some() {
+                d.leader_exited = true;
+            } else {
+                d.handles.push(Handle::MapFiles(
+                    p.pid,
+                    ctx.paths
+                        .pid_file(p.pid, &format!("map_files/{:x}-{:x}", e.start, e.end)),
+                ));
+            }
             // A file still linked in our own mount namespace can be stat'ed by path, which
             // needs no privilege; measure() checks it is still the same inode.
             if let (Some(f), None) = (d.obj.file(), d.obj.foreign_ns) {
@@ -120,8 +125,11 @@ fn gather_holders(ctx: &Context, processes: &[Process], raws: &[RawProcess], dra
                 pid: p.pid,
                 via: Via::Fd { fd: *fd },
             });
-            d.handles
-                .push(Handle::Fd(ctx.paths.pid_file(p.pid, &format!("fd/{fd}"))));
+            d.handles.push(Handle::Fd(ctx.task_path(
+                p.pid,
+                raw.task,
+                &format!("fd/{fd}"),
+            )));
         }
     }
 }
@@ -285,6 +293,9 @@ fn measure_all(
         match d.measure(ctx, swap_in_use) {
             Ok(()) => {}
             Err(Unmeasured::Denied(reason)) => unmeasured.push((i, reason)),
+            Err(Unmeasured::Vanished) if d.leader_exited => {
+                unmeasured.push((i, EstimateReason::LeaderExited));
+            }
             Err(Unmeasured::Vanished) => vanished.push(i),
         }
     }

@@ -27,13 +27,6 @@ pub struct Status {
     pub vm_swap: u64,
 }
 
-impl Status {
-    /// Kernel threads have no mm: no `VmRSS` line.
-    pub fn is_kernel_thread(&self) -> bool {
-        self.vm_rss.is_none()
-    }
-}
-
 /// Parses status text; `None` when a required line (Name, PPid, Uid) is missing (truncated).
 pub fn parse(text: &[u8]) -> Option<Status> {
     let mut st = Status::default();
@@ -97,7 +90,7 @@ mod tests {
     fn kernel_thread_has_no_rss() {
         let st =
             parse(b"Name:\tkworker/0:1\nState:\tI (idle)\nPPid:\t2\nUid:\t0\t0\t0\t0\n").unwrap();
-        assert!(st.is_kernel_thread());
+        assert_eq!(st.vm_rss, None);
     }
 
     #[test]

@@ -135,13 +135,25 @@ impl Rules {
     }
 
     /// The user's rules (`$XDG_CONFIG_HOME/shmwho/labels.toml`, then the system file), then
-    /// the built-in ones. A missing file is no rules; an unreadable or malformed one is an error.
+    /// the built-in ones. A missing file is no rules, and so is one in a directory the caller
+    /// cannot search (`setpriv`/`su` keep another user's `$HOME`); a file the caller may not read
+    /// is skipped with a warning on stderr; any other failure, or a malformed file, is an error.
     pub fn load(system: &Path, user: Option<&Path>) -> Result<Rules, RulesError> {
         let mut all = Vec::new();
         for path in user.into_iter().chain([system]) {
             match std::fs::read_to_string(path) {
                 Ok(text) => all.extend(Rules::parse(&text, &path.display().to_string())?.rules),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    // stat needs only search rights on the directories: if it fails too, the
+                    // file cannot be the caller's own and is as good as missing.
+                    if std::fs::metadata(path).is_ok() {
+                        eprintln!(
+                            "shmwho: warning: {}: {e}; its label rules are not used",
+                            path.display()
+                        );
+                    }
+                }
                 Err(e) => {
                     return Err(RulesError {
                         path: path.display().to_string(),
@@ -444,6 +456,20 @@ min_size = 4096
             l[0].as_deref(),
             Some("cache of myapp --serve (5, anon_shared)")
         );
+    }
+
+    #[test]
+    fn missing_files_are_no_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = dir.path().join("none.toml");
+        let r = Rules::load(&none, Some(&dir.path().join("nor/this.toml"))).unwrap();
+        assert_eq!(r.rules.len(), Rules::builtin().rules.len());
+        let user = dir.path().join("u.toml");
+        std::fs::write(&user, "[[rule]]\nlabel = \"mine\"\n").unwrap();
+        let r = Rules::load(&none, Some(&user)).unwrap();
+        assert_eq!(r.rules[0].label, "mine");
+        std::fs::write(&user, "[[rule]]\nlabel = \"{nope}\"\n").unwrap();
+        assert!(Rules::load(&none, Some(&user)).is_err());
     }
 
     #[test]

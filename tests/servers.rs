@@ -1,5 +1,5 @@
 //! End to end against real servers from Debian packages (.ci/run installs them): PHP-FPM with
-//! opcache filled by FastCGI requests, Apache prefork. Each server runs from its own config in
+//! opcache filled by FastCGI requests, PostgreSQL 15 with huge_pages=on, Apache prefork. Each server runs from its own config in
 //! a temp dir, on unix sockets or a free loopback port, in its own process group that a guard
 //! kills even when the test panics. Outside CI a missing package skips with a reason; under
 //! CI=true it fails.
@@ -350,4 +350,194 @@ fn apache_prefork_scoreboard_is_found_owned_and_labelled() {
         holders(o).len() >= 3,
         "the parent and its children map it: {o}"
     );
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// uid and gid of the `postgres` user (the package makes it; the server refuses to run as root).
+fn postgres_ids() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+/// A command run as the postgres user.
+fn as_postgres(program: &str, (uid, gid): (u32, u32)) -> Command {
+    let mut c = Command::new(format!("{PG_BIN}/{program}"));
+    c.uid(uid).gid(gid).current_dir("/").env_clear();
+    c
+}
+
+/// Removes the SysV segments a postmaster made if it had to be killed (a clean stop removes
+/// them itself); runs after the server's guard.
+struct SysvOf(std::cell::Cell<i64>);
+
+impl Drop for SysvOf {
+    fn drop(&mut self) {
+        let cpid = self.0.get();
+        let Ok(text) = std::fs::read_to_string("/proc/sysvipc/shm") else {
+            return;
+        };
+        for l in text.lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() > 4 && f[4].parse::<i64>().ok() == Some(cpid) {
+                if let Ok(id) = f[1].parse::<i32>() {
+                    // SAFETY: shmctl(IPC_RMID) on a segment id; no memory passed.
+                    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn postgresql_main_segment_in_huge_pages_is_found_exact_owned_and_labelled() {
+    if !require_root("nr_hugepages, map_files and running as postgres")
+        || !have(
+            &[&format!("{PG_BIN}/postgres"), &format!("{PG_BIN}/initdb")],
+            "postgresql-15",
+        )
+    {
+        return;
+    }
+    let Some(ids) = postgres_ids() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "no postgres user: postgresql-15 makes it"
+        );
+        eprintln!("skipped: no postgres user");
+        return;
+    };
+    let _one = HUGE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in [dir.path(), data.as_path()] {
+        std::os::unix::fs::chown(p, Some(ids.0), Some(ids.1)).unwrap();
+    }
+    let init = as_postgres("initdb", ids)
+        .arg("-D")
+        .arg(&data)
+        .args(["-A", "trust", "-U", "postgres", "--no-sync"])
+        .output()
+        .expect("initdb");
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    // The exact number of huge pages this configuration needs.
+    let settings = ["-c", "shared_buffers=24MB", "-c", "max_connections=20"];
+    let pages: u64 = {
+        let out = as_postgres("postgres", ids)
+            .arg("-D")
+            .arg(&data)
+            .args(settings)
+            .args(["-C", "shared_memory_size_in_huge_pages"])
+            .output()
+            .expect("postgres -C");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("postgres -C: {e}: {out:?}"))
+    };
+    let Some(_pages) = HugePages::reserve(pages + 4) else {
+        eprintln!("skipped: could not reserve huge pages");
+        return;
+    };
+    if free_huge_pages() < pages {
+        eprintln!("skipped: the kernel could not reserve {pages} huge pages");
+        return;
+    }
+    let port = free_port().to_string();
+    let sockets = format!("unix_socket_directories={}", dir.path().display());
+    let postmaster_cell = SysvOf(std::cell::Cell::new(0));
+    let _server = Server::start(
+        as_postgres("postgres", ids)
+            .arg("-D")
+            .arg(&data)
+            .args(settings)
+            .args(["-c", "huge_pages=on", "-c", "listen_addresses=", "-c"])
+            .arg(&sockets)
+            .args(["-c", "fsync=off", "-p", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    // postmaster.pid's 8th line turns "ready" once the server accepts connections.
+    let pid_file = data.join("postmaster.pid");
+    wait_for("postgres ready", || {
+        std::fs::read_to_string(&pid_file)
+            .is_ok_and(|t| t.lines().nth(7).is_some_and(|l| l.trim() == "ready"))
+    });
+    let postmaster = pid_file_first(&pid_file);
+    postmaster_cell.0.set(postmaster);
+    wait_for("the checkpointer", || {
+        std::fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children"))
+            .is_ok_and(|c| c.split_whitespace().count() >= 3)
+    });
+
+    let doc = json(&["--json"]);
+    let found = labelled(&doc, postmaster, "PostgreSQL main shared memory");
+    assert_eq!(
+        found.len(),
+        1,
+        "one main segment owned by {postmaster}: {doc}"
+    );
+    let o = found[0];
+    assert_eq!(o["kind"], "anon_shared", "{o}");
+    assert_eq!(u(&o["page_size_bytes"]), 2 << 20, "huge_pages=on: {o}");
+    assert_eq!(u(&o["size_bytes"]), pages * (2 << 20), "{o}");
+    assert_eq!(
+        u(&o["resident_bytes"]),
+        map_files_bytes(o, postmaster),
+        "{o}"
+    );
+    assert!(u(&o["resident_bytes"]) > 0, "{o}");
+    assert!(
+        o["owner"]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("{PG_BIN}/postgres -D "))),
+        "the postmaster's title: {o}"
+    );
+    let titles: Vec<&str> = o["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["title"].as_str())
+        .collect();
+    assert!(titles.contains(&"postgres: checkpointer"), "{titles:?}");
+    // The SysV interlock beside it, owned by the postmaster too.
+    assert_eq!(
+        labelled(&doc, postmaster, "PostgreSQL SysV interlock").len(),
+        1,
+        "{doc}"
+    );
+    let hugetlb = &doc["hugetlb"];
+    assert!(
+        u(&hugetlb["explained_bytes"]) >= u(&o["resident_bytes"]),
+        "{hugetlb}"
+    );
+    // People see the label and the titles.
+    let table =
+        String::from_utf8(run(&["objects", "--pid", &postmaster.to_string()]).stdout).unwrap();
+    assert!(table.contains("PostgreSQL main shared memory"), "{table}");
+    let procs = json(&["procs", "--json", "--comm", "postgres: checkpointer"]);
+    let list = procs["processes"].as_array().unwrap();
+    assert!(
+        list.iter().any(|p| p["title"] == "postgres: checkpointer"),
+        "--comm matches titles: {procs}"
+    );
+    // A clean stop: SIGINT is PostgreSQL's fast shutdown (the guard's SIGTERM waits for clients).
+    // SAFETY: kill(2) on the postmaster this test started.
+    unsafe { libc::kill(postmaster as i32, libc::SIGINT) };
+}
+
+fn pid_file_first(p: &Path) -> i64 {
+    std::fs::read_to_string(p)
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {}", p.display()))
 }

@@ -106,7 +106,9 @@ impl ProcQuery {
         let mut cols = match self.by {
             Some(GroupBy::Cgroup) => vec![Procs, Cgroup],
             Some(GroupBy::Tree) => vec![Pid, Procs, User, Command],
-            Some(_) => vec![Procs, User, Command],
+            // A group of one command spans users and vice versa: no empty column.
+            Some(GroupBy::Command) => vec![Procs, Command],
+            Some(GroupBy::User) => vec![Procs, User],
             None => vec![Pid, Ppid, User, Command],
         };
         cols.extend([Rss, Anon, File, Shmem, Swap, Shared, Total]);

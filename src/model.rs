@@ -357,6 +357,18 @@ impl Object {
         self.accuracy.is_exact()
     }
 
+    /// Attaches of a SysV segment no listed mapping accounts for: the kernel's `nattch` less
+    /// the mappings seen (processes that could not be read, or in a pid namespace not
+    /// scanned); 0 for every other kind.
+    pub fn hidden_attaches(&self) -> u64 {
+        let seen = self
+            .holders
+            .iter()
+            .filter(|h| matches!(h.via, Via::Map { .. }))
+            .count() as u64;
+        self.sysv().map_or(0, |s| s.nattch.saturating_sub(seen))
+    }
+
     /// The SysV segment table row, for a SysV segment whose table was read.
     pub fn sysv(&self) -> Option<&SysvSegment> {
         match &self.detail {

@@ -42,15 +42,17 @@ pub struct ObjectView {
 
 impl ObjectView {
     /// Resident bytes in no live process's page tables: from the ranges, or, without them,
-    /// all of the object's resident bytes when nothing maps it (an unattached SysV segment).
+    /// all of the object's resident bytes when nothing maps it (an unattached SysV segment;
+    /// unknown while the kernel counts attaches the scan could not see).
     pub fn orphaned_bytes(&self, o: &Object) -> Option<u64> {
         match &self.orphaned {
             Some(r) => Some(r.pages() * self.page_size),
-            None => self
-                .holders
-                .iter()
-                .all(|h| h.mapped.is_none() && h.unread.is_none())
-                .then_some(o.resident_bytes),
+            None => (o.hidden_attaches() == 0
+                && self
+                    .holders
+                    .iter()
+                    .all(|h| h.mapped.is_none() && h.unread.is_none()))
+            .then_some(o.resident_bytes),
         }
     }
 

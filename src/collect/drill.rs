@@ -86,6 +86,7 @@ pub fn read_residency(
     let handles = handles(proc_root, o);
     if handles.is_empty() {
         return Err(match o.kind() {
+            ObjectKind::Sysv if o.hidden_attaches() > 0 => "the processes attaching the segment cannot be read from here, and shmwho never attaches one itself: only its totals are known".into(),
             ObjectKind::Sysv => "no process attaches the segment, and shmwho never attaches one itself: only its totals are known".into(),
             ObjectKind::AnonShared
             | ObjectKind::Memfd

@@ -31,6 +31,8 @@ struct ObjectShowDoc<'a> {
     swapped_pages: Option<u64>,
     orphaned_pages: Option<u64>,
     holders: Vec<HolderShowDoc<'a>>,
+    /// Whose memory this is and whether that is normal (the text page's VERDICT).
+    verdict: String,
 }
 
 #[derive(Serialize)]
@@ -124,6 +126,7 @@ pub fn object(acc: &Accounted, view: &ObjectView) -> String {
             .orphaned_bytes(&snap.objects[view.index])
             .map(|b| b / view.page_size),
         holders: holder_docs(snap, view),
+        verdict: super::words::object_verdict(acc, view, crate::render::units::Units::Iec),
     };
     to_string(&doc)
 }
@@ -229,7 +232,7 @@ pub fn process(acc: &Accounted, view: &ProcessView) -> String {
             .owned()
             .map(|o| snap.objects[o.view.index].resident_bytes)
             .sum(),
-        verdict: super::text::verdict(snap, view, crate::render::units::Units::Iec),
+        verdict: super::text::verdict(acc, view, crate::render::units::Units::Iec),
     };
     to_string(&doc)
 }

@@ -8,10 +8,12 @@
 //! text in `text.rs` with the picture from `picture.rs`, JSON in `json.rs`. The argument is
 //! parsed and resolved in `target.rs`.
 
+pub mod group;
 pub mod json;
 pub mod picture;
 pub mod target;
 pub mod text;
+pub mod words;
 
 #[cfg(test)]
 mod tests;

@@ -184,3 +184,134 @@ fn process_text_and_json() {
     let (snap, view) = fixture();
     insta::assert_snapshot!("process_page", process_page(snap, view));
 }
+
+/// A SysV segment (shmid 5, creator gone) with `nattch` attaches and no listed holder, and a
+/// /dev/shm-like memfd (inode 6) nobody holds; `unreadable` processes could not be read.
+fn unheld(nattch: u64, unreadable: u32) -> Snapshot {
+    use crate::model::{SysvKey, SysvSegment};
+    let mut seg = object(5, 3 * PAGE, &[]);
+    seg.detail = ObjectDetail::sysv(SysvSegment {
+        key: SysvKey(0x1234),
+        shmid: 5,
+        perms: 0o600,
+        size_bytes: 4 * PAGE,
+        cpid: 99,
+        lpid: 99,
+        nattch,
+        uid: 0,
+        cuid: 0,
+        ctime: 0,
+        rss_bytes: Some(3 * PAGE),
+        swap_bytes: Some(0),
+    });
+    let mut file = object(6, 2 * PAGE, &[]);
+    file.detail = ObjectDetail::Memfd { name: "x".into() };
+    let mut snap = snapshot(vec![process(10, 1)], vec![seg, file]);
+    snap.notes.unreadable = unreadable;
+    snap
+}
+
+fn unheld_page(snap: &Snapshot, index: usize) -> String {
+    let view = object_view(
+        snap,
+        Drill {
+            index,
+            residency: Err("no handle".into()),
+            holders: vec![],
+        },
+    );
+    text::object(&account(snap, Policy::Owner), &view, 72, &ro(false))
+}
+
+#[test]
+fn hidden_attaches_and_unread_processes_are_never_no_process() {
+    // Unprivileged: the segment's one attach is a process that could not be read.
+    let page = unheld_page(&unheld(1, 3), 0);
+    assert!(
+        page.contains("HOLDERS  none visible: 1 attach, not visible"),
+        "{page}"
+    );
+    assert!(!page.contains("no process"), "{page}");
+    assert!(!page.contains("leak candidate"), "{page}");
+    assert!(!page.contains("orphaned: all"), "{page}");
+    // nattch 0, creator gone: owned by nobody, a leak candidate, with how to free it.
+    let page = unheld_page(&unheld(0, 3), 0);
+    assert!(page.contains("no process attaches it (nattch 0)"), "{page}");
+    assert!(
+        page.contains("leak candidate; `ipcrm -m 5` frees it"),
+        "{page}"
+    );
+    // A file nobody visible holds: unheld only when every process was read.
+    let page = unheld_page(&unheld(0, 3), 1);
+    assert!(
+        page.contains("none visible: 3 process(es) could not be read"),
+        "{page}"
+    );
+    assert!(page.contains("no visible process maps it"), "{page}");
+    assert!(!page.contains("leak candidate."), "{page}");
+    let page = unheld_page(&unheld(0, 0), 1);
+    assert!(
+        page.contains("none: no process maps it or holds it open"),
+        "{page}"
+    );
+    assert!(page.contains("is owned by nobody"), "{page}");
+    assert!(page.contains("a leak candidate"), "{page}");
+}
+
+#[test]
+fn a_process_owning_many_objects_gets_a_compact_page() {
+    // A browser with 14 memfds and one anonymous region; one other process maps one memfd.
+    let mut browser = process(20, 1);
+    browser.comm = "chrome".into();
+    browser.title = Some("/opt/chrome/chrome --no-sandbox".into());
+    let mut objects: Vec<_> = (0..14)
+        .map(|i| {
+            let mut o = object(100 + i, PAGE, &[20]);
+            o.detail = ObjectDetail::Memfd {
+                name: "shared-memory-region".into(),
+            };
+            o
+        })
+        .collect();
+    objects.push(object(200, 4 * PAGE, &[20]));
+    let mut snap = snapshot(vec![browser, process(21, 2)], objects);
+    let views: Vec<ObjectView> = process_objects(&account(&snap, Policy::Owner), 20)
+        .into_iter()
+        .map(|index| {
+            object_view(
+                &snap,
+                Drill {
+                    index,
+                    residency: Err("no handle".into()),
+                    holders: vec![HolderPages::Mapped(r(&[(0, 1)]))],
+                },
+            )
+        })
+        .collect();
+    for v in &views {
+        fill_pss(&mut snap, v);
+    }
+    let pv = process_view(&snap, 20, views);
+    let acc = account(&snap, Policy::Owner);
+    let page = text::process(&acc, &pv, &ro(false));
+    assert!(
+        page.contains("15 objects, grouped by label, kind and owner"),
+        "{page}"
+    );
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("memfd"))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(row.contains("Chromium shared memory (browser)"), "{row}");
+    assert!(row.contains(" 14 "), "{row}");
+    assert!(row.contains("14 map(s)"), "{row}");
+    assert!(row.contains("this process"), "{row}");
+    assert!(page.lines().count() < 30, "compact: {page}");
+    assert!(
+        page.contains("Chromium shared memory (browser): memfd ×14 (56.0 KiB resident)"),
+        "{page}"
+    );
+    // JSON keeps every object.
+    let doc: serde_json::Value = serde_json::from_str(&json::process(&acc, &pv)).unwrap();
+    assert_eq!(doc["objects"].as_array().unwrap().len(), 15);
+}

@@ -1,6 +1,6 @@
 //! `shmwho show` for a terminal.
 
-use super::picture;
+use super::{group, picture, words};
 use crate::account;
 use crate::account::show::{ObjectView, ProcessView};
 use crate::collect::pagemap::{PageRanges, Unread};
@@ -131,7 +131,7 @@ pub fn object(
     // Holders.
     s.push('\n');
     if o.holders.is_empty() {
-        let _ = writeln!(s, "HOLDERS  none: no process maps it or holds it open");
+        let _ = writeln!(s, "HOLDERS  {}", words::no_holders(snap, o));
     } else {
         let _ = writeln!(s, "HOLDERS");
         let mut t = table(
@@ -171,11 +171,25 @@ pub fn object(
             ]);
         }
         s.push_str(&finish(&t));
+        let hidden = o.hidden_attaches();
+        if hidden > 0 {
+            let _ = writeln!(
+                s,
+                "+ {hidden} more attach(es) counted by the kernel (nattch {}), not visible: {} process(es) could not be read",
+                o.sysv().map_or(0, |g| g.nattch),
+                snap.notes.unreadable
+            );
+        }
     }
 
     // The picture.
     s.push('\n');
     s.push_str(&picture_text(snap, view, width, ro));
+    let _ = writeln!(
+        s,
+        "\nVERDICT\n{}",
+        escape(&words::object_verdict(acc, view, ro.units))
+    );
     s
 }
 
@@ -279,9 +293,10 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
     if let (Err(_), Some(orph)) = (&view.residency, view.orphaned_bytes(o)) {
         let _ = writeln!(
             s,
-            "\norphaned: all {}{} resident: no process maps it.",
+            "\norphaned: all {}{} resident: no {}process maps it.",
             if o.is_exact() { "" } else { "~" },
-            b(orph)
+            b(orph),
+            if snap.complete() { "" } else { "visible " }
         );
     }
     if let Ok(r) = &view.residency {
@@ -297,7 +312,8 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
 }
 
 /// The one line a sysadmin can paste into a ticket.
-pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
+pub fn verdict(acc: &account::Accounted, view: &ProcessView, units: Units) -> String {
+    let snap = acc.snapshot;
     let b = |v| units.bytes(v);
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
@@ -318,7 +334,28 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
             b(p.rss_bytes)
         );
         if orphaned > 0 {
-            let _ = write!(v, "; {} of it is mapped by no live process", b(orphaned));
+            // Its owner is alive (this process): pages nobody maps now are what a cache or
+            // pool keeps (an opcache filled by recycled workers), not a leak.
+            let mut kept: Vec<&str> = view
+                .owned()
+                .filter(|o| {
+                    o.view
+                        .orphaned_bytes(&snap.objects[o.view.index])
+                        .is_some_and(|v| v > 0)
+                })
+                .filter_map(|o| acc.labels[o.view.index].as_deref())
+                .collect();
+            kept.dedup();
+            let what = if kept.is_empty() {
+                "a cache or pool it keeps".to_string()
+            } else {
+                format!("the {} it keeps", kept.join(", "))
+            };
+            let _ = write!(
+                v,
+                "; {} of it is in no live process's page tables, which is normal for {what}: freed when it exits or resets it, not a leak",
+                b(orphaned)
+            );
         }
         return v;
     }
@@ -410,6 +447,8 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
     let _ = writeln!(s, "\nSHARED OBJECTS IT MAPS, HOLDS OR OWNS");
     if view.objects.is_empty() {
         let _ = writeln!(s, "none");
+    } else if view.objects.len() > group::GROUP_ABOVE {
+        s.push_str(&group::objects_table(acc, view, ro));
     } else {
         let mut t = table(
             &[
@@ -471,18 +510,23 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
         .map(|&(pol, v)| format!("{} {}", pol.as_str(), b(v)))
         .collect();
     let _ = writeln!(s, "{}", charged.join("   "));
-    let owned: Vec<String> = view
-        .owned()
-        .map(|o| {
-            let obj = &snap.objects[o.view.index];
-            format!(
-                "{} {} ({} resident)",
-                obj.kind().as_str(),
-                object_id(obj),
-                b(obj.resident_bytes)
-            )
-        })
-        .collect();
+    let owned_objects: Vec<_> = view.owned().collect();
+    let owned: Vec<String> = if owned_objects.len() > group::GROUP_ABOVE {
+        vec![group::owned_summary(acc, &owned_objects, ro)]
+    } else {
+        owned_objects
+            .iter()
+            .map(|o| {
+                let obj = &snap.objects[o.view.index];
+                format!(
+                    "{} {} ({} resident)",
+                    obj.kind().as_str(),
+                    object_id(obj),
+                    b(obj.resident_bytes)
+                )
+            })
+            .collect()
+    };
     let _ = writeln!(
         s,
         "\nOWNS  {}",
@@ -492,7 +536,7 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
             owned.join(", ")
         }
     );
-    let _ = writeln!(s, "\nVERDICT\n{}", escape(&verdict(snap, view, ro.units)));
+    let _ = writeln!(s, "\nVERDICT\n{}", escape(&verdict(acc, view, ro.units)));
     s
 }
 

@@ -235,6 +235,17 @@ fn check_opcache(master: i64, huge: bool) {
         table.contains(&format!("{master} php-fpm: master process")),
         "{table}"
     );
+    // `show pid:` of the master: its opcache is a cache it keeps, never a leak.
+    let page = json(&["show", &format!("pid:{master}"), "--json"]);
+    let verdict = page["verdict"].as_str().unwrap_or_default();
+    assert!(verdict.starts_with("php-fpm: master process"), "{verdict}");
+    assert!(verdict.contains(" owns "), "{verdict}");
+    if verdict.contains("page tables") {
+        assert!(
+            verdict.contains("PHP opcache") && verdict.contains("not a leak"),
+            "{verdict}"
+        );
+    }
     let procs = json(&["procs", "--json", "--comm", "master process"]);
     assert!(
         procs["processes"]

@@ -315,3 +315,16 @@ fn a_process_owning_many_objects_gets_a_compact_page() {
     let doc: serde_json::Value = serde_json::from_str(&json::process(&acc, &pv)).unwrap();
     assert_eq!(doc["objects"].as_array().unwrap().len(), 15);
 }
+
+#[test]
+fn pages_nobody_maps_of_a_live_owners_object_are_a_cache_not_a_leak() {
+    let (mut snap, view) = fixture();
+    fill_pss(&mut snap, &view);
+    let pv = process_view(&snap, 10, vec![view]);
+    let acc = account(&snap, Policy::Owner);
+    let v = text::verdict(&acc, &pv, crate::render::units::Units::Iec);
+    assert_eq!(
+        v,
+        "p10 10 owns 48.0 KiB of shared memory that ps shows as 256.0 KiB RSS; 16.0 KiB of it is in no live process's page tables, which is normal for a cache or pool it keeps: freed when it exits or resets it, not a leak"
+    );
+}

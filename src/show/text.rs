@@ -357,6 +357,18 @@ pub fn verdict(acc: &account::Accounted, view: &ProcessView, units: Units) -> St
                 b(orphaned)
             );
         }
+        if snap
+            .notes
+            .unreadable_processes
+            .iter()
+            .any(|u| u.pid == p.pid)
+        {
+            let _ = write!(
+                v,
+                "; it could not be read, so what else is in its {} RssShmem is hidden",
+                b(p.rss_shmem_bytes)
+            );
+        }
         return v;
     }
     let held: Vec<_> = view.objects.iter().filter(|o| !o.held.is_empty()).collect();

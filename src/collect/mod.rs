@@ -112,6 +112,7 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
+    let processes = titles(&ctx, processes, &raws);
     // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
     notes.stuck = deadline::stuck_now()
         .into_iter()
@@ -228,6 +229,23 @@ fn scan_bodies(
             .then(a.pid.cmp(&b.pid))
     });
     (processes, raws)
+}
+
+/// Pass 3, in parallel: the titles, last, because `cmdline` takes the process's mmap_lock
+/// (see [`process::read_title`]).
+fn titles(ctx: &Context, mut processes: Vec<Process>, raws: &[RawProcess]) -> Vec<Process> {
+    let who: Vec<(Pid, Option<Pid>)> = processes
+        .iter()
+        .zip(raws)
+        .map(|(p, r)| (p.pid, r.task))
+        .collect();
+    let titles = parallel_map(who, 64, |reader, (pid, task)| {
+        process::read_title(ctx, reader, pid, task)
+    });
+    for (p, t) in processes.iter_mut().zip(titles) {
+        p.title = t;
+    }
+    processes
 }
 
 /// What is known of a process whose maps or fds were refused to a caller of uid `euid`.

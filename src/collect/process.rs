@@ -63,7 +63,8 @@ pub(crate) fn scan_head(
         pid,
         ppid: status.ppid,
         comm: stat.comm,
-        title: read_title(ctx, reader, pid),
+        // Read after every other file of every process: [`read_title`].
+        title: None,
         uid: status.uid,
         user: String::new(),
         start_ticks: stat.start_ticks,
@@ -106,14 +107,27 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
     })
 }
 
-/// The process title, bounded to [`TITLE_MAX`] bytes. Read for every process: on the
+/// The process title, bounded to [`TITLE_MAX`] bytes, read through `task` when the leader
+/// has exited. `cmdline` is read from the process's memory under its mmap_lock, so under the
+/// deadline, and last ([`super::collect`]): a process already found stuck in `maps` or
+/// `map_files` is named by that file and keeps its command name. Read for every process: on the
 /// 300-worker pool (`shmwho lab pool --workers 300 --shared 64M`, 779 processes, 2 loaded
 /// cores) `cat /proc/[0-9]*/cmdline` took 20-60 ms against 22-121 ms for every `stat` and
 /// 195-1095 ms for a debug `shmwho objects`, and there every worker holds the pool's object:
 /// reading only holders' and shown processes' titles would save nothing measurable.
-fn read_title(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<String> {
+pub(crate) fn read_title(
+    ctx: &Context,
+    reader: &mut Reader,
+    pid: Pid,
+    task: Option<Pid>,
+) -> Option<String> {
     reader
-        .read_prefix(&ctx.pid_path(pid, "cmdline"), TITLE_MAX)
+        .read_locked_prefix(
+            pid,
+            "cmdline",
+            &ctx.task_path(pid, task, "cmdline"),
+            TITLE_MAX,
+        )?
         .ok()
         .and_then(cmdline::title)
 }

@@ -436,3 +436,56 @@ fn shows_the_callers_own_objects_without_addresses() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The user's label rules are the caller's to choose, so they are read with the caller's
+/// rights: a rules file only root may read labels nothing (CAP_DAC_READ_SEARCH would read it).
+#[test]
+fn reads_the_users_label_rules_with_the_callers_rights() {
+    if !require_root("setcap and setpriv") {
+        return;
+    }
+    let Some((_d, copy)) = setcap_copy() else {
+        return;
+    };
+    let rules = format!("[[rule]]\nlabel = \"{SECRET}\"\n");
+    // A root-only directory: as good as missing to the caller.
+    let private = Private::new_in(&std::env::temp_dir());
+    std::fs::create_dir(private.dir.path().join("shmwho")).unwrap();
+    private.file("shmwho/labels.toml", rules.as_bytes());
+    // A directory the caller may search, with a root-only file: skipped with a warning.
+    let open = tempfile::Builder::new()
+        .prefix("shmwho-open-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(open.path().join("shmwho")).unwrap();
+    let file = open.path().join("shmwho/labels.toml");
+    std::fs::write(&file, &rules).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    for (config, warned) in [(private.dir.path(), false), (open.path(), true)] {
+        let out = {
+            let _g = lock();
+            Command::new("setpriv")
+                .args(NOBODY)
+                .arg(&copy)
+                .arg("--json")
+                .env("XDG_CONFIG_HOME", config)
+                .current_dir("/")
+                .stdin(Stdio::null())
+                .output()
+                .expect("setpriv")
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        let doc = json_of(&["--json"], &out);
+        assert!(
+            !doc.to_string().contains(SECRET),
+            "{config:?}: rules read with the caps"
+        );
+        assert!(!err.contains(SECRET), "{err}");
+        assert_eq!(
+            err.contains("labels.toml") && err.contains("ermission denied"),
+            warned,
+            "{config:?}: {err}"
+        );
+    }
+}

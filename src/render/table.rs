@@ -164,24 +164,43 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     rows.push(vec![
         format!("  objects ({})", snap.objects.len()),
         b(r.objects_bytes),
-        format!(
-            "{} of it owned by nobody (no holder, no living SysV creator)",
-            b(acc.unheld_bytes)
-        ),
+        // "Nobody" only when every process was read: an unread one may hold it.
+        if snap.complete() {
+            format!(
+                "{} of it owned by nobody (no holder, no living SysV creator)",
+                b(acc.unheld_bytes)
+            )
+        } else {
+            format!(
+                "{} of it owned by no visible process (no holder seen, no living SysV creator)",
+                b(acc.unheld_bytes)
+            )
+        },
     ]);
     for m in &r.mounts {
         if let Some(u) = m.unheld_files_bytes {
             if u > 0 {
                 rows.push(vec![
                     format!(
-                        "  unheld files on {}",
+                        "  {} on {}",
+                        // Unheld only when every process was read.
+                        if snap.complete() {
+                            "unheld files"
+                        } else {
+                            "unlisted files"
+                        },
                         escape(&m.mount_point.to_string_lossy())
                     ),
                     b(u),
                     format!(
-                        "statfs of the {}mount{} less the files listed above",
+                        "statfs of the {}mount{} less the files listed above{}",
                         if m.hidden { "hidden " } else { "" },
-                        mount_where(m)
+                        mount_where(m),
+                        if snap.complete() {
+                            ""
+                        } else {
+                            "; processes that could not be read may hold them"
+                        }
                     ),
                 ]);
             }

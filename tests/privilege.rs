@@ -204,7 +204,7 @@ fn check(case: &str, lab: &Lab, anon: Anon, scan: &dyn Fn(&[&str]) -> Command) -
         ok(args, &out);
         let text = String::from_utf8(out.stdout).unwrap();
         assert_eq!(
-            text.matches("setcap").count(),
+            text.matches("sudo setcap").count(),
             hint,
             "{case}: shmwho {args:?} names the capability {hint} time(s):\n{text}"
         );

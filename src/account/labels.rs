@@ -138,10 +138,17 @@ impl Rules {
     /// the built-in ones. A missing file is no rules; an unreadable or malformed one is an error.
     pub fn load(system: &Path, user: Option<&Path>) -> Result<Rules, RulesError> {
         let mut all = Vec::new();
+        let user_path = user;
         for path in user.into_iter().chain([system]) {
             match std::fs::read_to_string(path) {
                 Ok(text) => all.extend(Rules::parse(&text, &path.display().to_string())?.rules),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                // A HOME kept from another user (`sudo -u`, `setpriv`) points at a directory the
+                // caller cannot search: that file is not the caller's, so there are no user rules.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::PermissionDenied
+                        && Some(path) == user_path
+                        && path.parent().is_some_and(|d| std::fs::metadata(d).is_err()) => {}
                 Err(e) => {
                     return Err(RulesError {
                         path: path.display().to_string(),

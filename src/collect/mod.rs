@@ -143,9 +143,9 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
 }
 
 /// The `/proc` entry whose mount namespace counts as ours: `self`, or the host's init with
-/// `--host-root`.
+/// `--host-root`, when that procfs has a pid 1 to read (a fake /proc in tests may not).
 pub(crate) fn own_mnt_proc(paths: &HostPaths) -> &'static str {
-    if paths.host_root_moved() {
+    if paths.host_root_moved() && paths.proc_root.join("1/mountinfo").exists() {
         "1"
     } else {
         "self"

@@ -124,8 +124,9 @@ pub struct ProcsArgs {
     /// would return; best with --by tree or command
     #[arg(long)]
     pub exact: bool,
-    /// One row per command, per user, per process tree or per memory cgroup (systemd unit,
-    /// container); by cgroup adds a reconciliation with each cgroup's own memory.stat shmem
+    /// One row per command, per user, per process tree, per memory cgroup, per Kubernetes pod,
+    /// container or systemd unit; by cgroup adds a reconciliation with each cgroup's own
+    /// memory.stat shmem
     #[arg(long, value_enum)]
     pub by: Option<GroupByArg>,
     /// Only these processes (comma-separated or repeated)
@@ -214,6 +215,12 @@ pub enum GroupByArg {
     /// (a PHP-FPM master and its workers, a postmaster and its backends); a descendant running
     /// another command starts its own tree
     Tree,
+    /// A Kubernetes pod (from the cgroup path); adds each pod's shared memory against its
+    /// cgroup's memory.stat shmem and its /dev/shm used against its size limit
+    Pod,
+    Container,
+    /// A systemd unit: the innermost .service or .scope of the cgroup path
+    Unit,
 }
 
 impl From<GroupByArg> for GroupBy {
@@ -223,6 +230,9 @@ impl From<GroupByArg> for GroupBy {
             GroupByArg::User => GroupBy::User,
             GroupByArg::Cgroup => GroupBy::Cgroup,
             GroupByArg::Tree => GroupBy::Tree,
+            GroupByArg::Pod => GroupBy::Pod,
+            GroupByArg::Container => GroupBy::Container,
+            GroupByArg::Unit => GroupBy::Unit,
         }
     }
 }

@@ -270,15 +270,18 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
     );
     for &(pid, bytes) in &charged[..split] {
         let p = snap.process(pid);
+        let cgroup = p.and_then(|p| p.cgroup.clone()).unwrap_or_default();
+        // From the cgroup label's value: no more series than before.
+        let w = crate::collect::container::parse(&cgroup);
         procs.add(
             vec![
                 ("pid", pid.to_string()),
                 ("comm", comm(pid).to_string()),
                 ("user", p.map(|p| p.user.clone()).unwrap_or_default()),
-                (
-                    "cgroup",
-                    p.and_then(|p| p.cgroup.clone()).unwrap_or_default(),
-                ),
+                ("cgroup", cgroup),
+                ("pod_uid", w.pod_uid.unwrap_or_default()),
+                ("container_id", w.container_id.unwrap_or_default()),
+                ("unit", w.unit.unwrap_or_default()),
                 ("charge", policy.to_string()),
             ],
             Value::U(bytes),
@@ -290,6 +293,9 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("comm", String::new()),
             ("user", String::new()),
             ("cgroup", String::new()),
+            ("pod_uid", String::new()),
+            ("container_id", String::new()),
+            ("unit", String::new()),
             ("charge", policy.to_string()),
         ],
         Value::U(sum_bytes(charged[split..].iter().map(|c| c.1))),
@@ -331,6 +337,8 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         );
     }
 
+    let [pod_charged, pod_kernel, pod_used, pod_size] = pod_families(acc, opts.top);
+
     let skipped = |reason: &str, n: u32| (vec![("reason", reason.to_string())], Value::U(n.into()));
     let mut skipped_f = Family::new(
         "shmwho_processes_skipped",
@@ -369,6 +377,10 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         .one(Value::U(snap.notes.stuck.len() as u64)),
         cg_charged,
         cg_kernel,
+        pod_charged,
+        pod_kernel,
+        pod_used,
+        pod_size,
         Family::bytes("shmwho_meminfo_shmem", "Shmem from /proc/meminfo").one(Value::U(r.shmem_bytes)),
         Family::bytes(
             "shmwho_shmem_explained",
@@ -396,6 +408,69 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         )
         .one(Value::F(scan.timestamp_seconds)),
     ])
+}
+
+/// Per pod: charged and kernel shmem for the `top` pods (the rest in `pod_uid="other"`), and
+/// the memory-backed volumes of those pods, used and size limit.
+fn pod_families(acc: &Accounted, top: usize) -> [Family; 4] {
+    let policy = acc.policy.as_str();
+    let pods = crate::account::pods::by_pod(acc);
+    let split = pods.len().min(top);
+    let mut charged = Family::bytes(
+        "shmwho_pod_shared_charged",
+        "Shared memory charged to the processes of a Kubernetes pod under the charge policy",
+    );
+    let mut kernel = Family::bytes(
+        "shmwho_pod_kernel_shmem",
+        "shmem of the memory.stat of a pod's cgroup, its containers' included: what the pod pays",
+    );
+    let mut used = Family::bytes(
+        "shmwho_pod_volume_used",
+        "Bytes in use on a pod's memory-backed volume (/dev/shm, emptyDir medium Memory), from statfs",
+    );
+    let mut size = Family::bytes(
+        "shmwho_pod_volume_size",
+        "Size limit of a pod's memory-backed volume: writes past it fail (could not resize shared memory segment)",
+    );
+    for p in &pods[..split] {
+        let uid = || ("pod_uid", p.pod_uid.clone());
+        charged.add(
+            vec![uid(), ("charge", policy.to_string())],
+            Value::U(p.charged_bytes),
+        );
+        if let Some(k) = p.kernel_shmem_bytes {
+            kernel.add(vec![uid()], Value::U(k));
+        }
+        for v in &p.volumes {
+            let labels = vec![
+                uid(),
+                ("mount_point", v.mount_point.to_string_lossy().into_owned()),
+                ("dev", crate::report::dev_text(v.dev)),
+                ("empty_dir", v.empty_dir.clone().unwrap_or_default()),
+            ];
+            if let Some(u) = v.used_bytes {
+                used.add(labels.clone(), Value::U(u));
+            }
+            if let Some(s) = v.size_bytes {
+                size.add(labels, Value::U(s));
+            }
+        }
+    }
+    if split < pods.len() {
+        let rest = &pods[split..];
+        charged.add(
+            vec![
+                ("pod_uid", "other".to_string()),
+                ("charge", policy.to_string()),
+            ],
+            Value::U(sum_bytes(rest.iter().map(|p| p.charged_bytes))),
+        );
+        kernel.add(
+            vec![("pod_uid", "other".to_string())],
+            Value::U(sum_bytes(rest.iter().filter_map(|p| p.kernel_shmem_bytes))),
+        );
+    }
+    [charged, kernel, used, size]
 }
 
 #[cfg(test)]

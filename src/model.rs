@@ -676,7 +676,8 @@ pub struct Snapshot {
     /// The cgroups of the pods of the listed processes, sorted by path, with the shmem of the
     /// whole subtree (v1 `total_shmem`, v2 `shmem`): a pod's containers are its children.
     pub pod_cgroups: Vec<CgroupMem>,
-    /// Every tmpfs mount of every mount namespace read, sorted: which memory-backed volumes
+    /// Every tmpfs mount of every mount namespace read, not covered by another, sorted: which
+    /// memory-backed volumes
     /// (`/dev/shm`, emptyDir) a pod's containers see.
     pub ns_tmpfs: Vec<NsTmpfs>,
 }

@@ -190,7 +190,9 @@ fn used_and_size(dir: &OwnedFd) -> Option<(u64, u64)> {
     })
 }
 
-/// Every tmpfs mount of every mount namespace read, sorted.
+/// Every tmpfs mount of every mount namespace read that path lookup reaches there (not
+/// covered by another mount: a namespace copied from the host keeps the host's /dev/shm under
+/// its own), sorted.
 pub(crate) fn ns_tmpfs(ctx: &Context) -> Vec<crate::model::NsTmpfs> {
     let mut out: Vec<crate::model::NsTmpfs> = ctx
         .namespaces
@@ -200,6 +202,7 @@ pub(crate) fn ns_tmpfs(ctx: &Context) -> Vec<crate::model::NsTmpfs> {
                 .entries
                 .iter()
                 .filter(|m| m.fs_type == "tmpfs")
+                .filter(|m| mountinfo::covering(&space.entries, m).is_empty())
                 .map(|m| crate::model::NsTmpfs {
                     mnt_ns: *ns,
                     mount_point: m.mount_point.clone(),

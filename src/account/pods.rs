@@ -86,9 +86,8 @@ fn empty_dir_name(mount_point: &Path, uid: &str) -> Option<String> {
 /// Every pod of the listed processes, largest kernel shmem first (then charged bytes, UID).
 pub fn by_pod(acc: &Accounted) -> Vec<PodRow> {
     let snap: &Snapshot = acc.snapshot;
-    let owner = (acc.policy != Policy::Owner).then(|| account(snap, Policy::Owner));
-    let owner = owner.as_ref().unwrap_or(acc);
     let mut pods: BTreeMap<String, (PodRow, BTreeSet<u64>)> = BTreeMap::new();
+    let mut members = Vec::new();
     for p in &snap.processes {
         let Some(cg) = p.cgroup.as_deref() else {
             continue;
@@ -106,7 +105,7 @@ pub fn by_pod(acc: &Accounted) -> Vec<PodRow> {
                 snap.pod_cgroups[i].shmem_bytes
             });
             let row = PodRow {
-                pod_uid: uid,
+                pod_uid: uid.clone(),
                 cgroup,
                 processes: 0,
                 charged_bytes: 0,
@@ -118,9 +117,20 @@ pub fn by_pod(acc: &Accounted) -> Vec<PodRow> {
         });
         row.processes += 1;
         row.charged_bytes = row.charged_bytes.saturating_add(acc.charged(p.pid));
-        row.owner_bytes = row.owner_bytes.saturating_add(owner.charged(p.pid));
         if let Some(ns) = p.mnt_ns {
             namespaces.insert(ns);
+        }
+        members.push((uid, p.pid));
+    }
+    if pods.is_empty() {
+        return Vec::new();
+    }
+    // Accounted again only on a host that runs pods.
+    let owner = (acc.policy != Policy::Owner).then(|| account(snap, Policy::Owner));
+    let owner = owner.as_ref().unwrap_or(acc);
+    for (uid, pid) in members {
+        if let Some((row, _)) = pods.get_mut(&uid) {
+            row.owner_bytes = row.owner_bytes.saturating_add(owner.charged(pid));
         }
     }
     let mut rows: Vec<PodRow> = pods

@@ -96,7 +96,8 @@ Metrics (all gauges): shmwho_object_{resident,swap,size}_bytes per object (label
 id, ns, name, owner, exact; beyond --top-objects summed per kind as id=\"other\");
 shmwho_process_shared_charged_bytes per process (pid, comm, user, cgroup, pod_uid,
 container_id, unit, charge; beyond --top summed as pid=\"other\");
-shmwho_cgroup_shared_charged_bytes and shmwho_cgroup_kernel_shmem_bytes per memory cgroup;
+shmwho_cgroup_shared_charged_bytes and shmwho_cgroup_kernel_shmem_bytes per memory cgroup (cgroup,
+pod_uid, container_id, unit);
 shmwho_pod_shared_charged_bytes and shmwho_pod_kernel_shmem_bytes per Kubernetes pod,
 shmwho_pod_volume_{used,size}_bytes per memory-backed volume of a pod (/dev/shm, emptyDir);
 shmwho_meminfo_shmem_bytes, shmwho_shmem_explained_bytes,

@@ -312,27 +312,40 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "shmwho_cgroup_kernel_shmem",
         "shmem of the memory cgroup's memory.stat: pages charged to it by the kernel, which charges the cgroup of the process that first touched a page",
     );
-    let cg_name = |p: &Option<String>| p.clone().unwrap_or_else(|| "-".to_string());
+    // The cgroup and what its path names: as many series as cgroups.
+    let cg_labels = |p: &Option<String>| -> Labels {
+        let path = p.clone().unwrap_or_else(|| "-".to_string());
+        let w = crate::collect::container::parse(&path);
+        vec![
+            ("cgroup", path),
+            ("pod_uid", w.pod_uid.unwrap_or_default()),
+            ("container_id", w.container_id.unwrap_or_default()),
+            ("unit", w.unit.unwrap_or_default()),
+        ]
+    };
+    let with_charge = |mut l: Labels| {
+        l.push(("charge", policy.to_string()));
+        l
+    };
     for c in &cgroups[..split] {
-        cg_charged.add(
-            vec![("cgroup", cg_name(&c.path)), ("charge", policy.to_string())],
-            Value::U(c.charged_bytes),
-        );
+        cg_charged.add(with_charge(cg_labels(&c.path)), Value::U(c.charged_bytes));
         if let Some(k) = c.kernel_shmem_bytes {
-            cg_kernel.add(vec![("cgroup", cg_name(&c.path))], Value::U(k));
+            cg_kernel.add(cg_labels(&c.path), Value::U(k));
         }
     }
     if split < cgroups.len() {
         let rest = &cgroups[split..];
+        let other = || -> Labels {
+            let mut l = cg_labels(&None);
+            l[0].1 = "other".to_string();
+            l
+        };
         cg_charged.add(
-            vec![
-                ("cgroup", "other".to_string()),
-                ("charge", policy.to_string()),
-            ],
+            with_charge(other()),
             Value::U(sum_bytes(rest.iter().map(|c| c.charged_bytes))),
         );
         cg_kernel.add(
-            vec![("cgroup", "other".to_string())],
+            other(),
             Value::U(sum_bytes(rest.iter().filter_map(|c| c.kernel_shmem_bytes))),
         );
     }

@@ -272,7 +272,8 @@ impl Drop for Killed {
 
 /// A "container" of a pod laid out as kubelet's cgroupfs driver does: a shell moved into
 /// `kubepods/burstable/pod<UID>/<ID>` (below a test cgroup) in a mount namespace of its own
-/// with a 1 MiB tmpfs at /dev/shm, holding a 10-page file there open. `procs --by pod` shows the
+/// with a 1 MiB tmpfs at /dev/shm, holding a 10-page file there open, and a 512 KiB emptyDir at
+/// kubelet's path with 3 pages nobody holds. `procs --by pod` shows the
 /// pod's shared memory against the kernel's total_shmem of the pod's cgroup, its /dev/shm used
 /// against its limit, to the page, in the table, the JSON and the metrics; `--by container`
 /// and `--by unit` group it too.
@@ -304,12 +305,24 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
     // The shell joins the cgroup before it writes: the kernel charges the file's pages to the
     // container's cgroup, which the pod's total_shmem includes. The mount dies with the
     // namespace when the shell (then sleep) is killed.
+    // An emptyDir as kubelet mounts one (below a directory of ours, in the child's namespace
+    // only), with 3 pages nobody holds.
+    let kubelet = tempfile::tempdir_in("/tmp").unwrap();
+    let cache = kubelet
+        .path()
+        .join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/cache"));
+    std::fs::create_dir_all(&cache).unwrap();
+    let (cache_pages, cache_limit) = (3u64, 512u64 << 10);
     let script = format!(
         "echo $$ > {procs} && mount -t tmpfs -o size={limit} shmwho-pod /dev/shm && \
          head -c {bytes} /dev/zero > /dev/shm/{file} && exec 3</dev/shm/{file} && \
+         mount -t tmpfs -o size={cache_limit} shmwho-pod {cache} && \
+         head -c {cache_bytes} /dev/zero > {cache}/f && \
          echo ready && exec sleep 600",
         procs = path.join("cgroup.procs").display(),
         bytes = pages * pg,
+        cache = cache.display(),
+        cache_bytes = cache_pages * pg,
     );
     let mut child = Killed(
         std::process::Command::new("unshare")
@@ -330,20 +343,17 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
 
     // memory.stat is flushed lazily: wait for the kernel's figure, up to 10 s.
     let pod_dir = dirs.0[2].path.clone();
+    let paid = (pages + cache_pages) * pg;
     let mut kernel = None;
     for _ in 0..100 {
         let stat = std::fs::read(pod_dir.join("memory.stat")).unwrap();
         kernel = parse_stat_subtree_shmem(&stat, version());
-        if kernel == Some(pages * pg) {
+        if kernel == Some(paid) {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(
-        kernel,
-        Some(pages * pg),
-        "the pod's cgroup pays for the file"
-    );
+    assert_eq!(kernel, Some(paid), "the pod's cgroup pays for both files");
 
     let doc = json(&["procs", "--by", "pod", "--json"]);
     let p = process(&doc, pid).expect("the container's process");
@@ -370,15 +380,24 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
         .expect("a pod row");
     assert_eq!(pod["cgroup"], pod_cg.as_str());
     assert_eq!(u(&pod["owner_bytes"]), pages * pg);
-    assert_eq!(u(&pod["kernel_shmem_bytes"]), pages * pg);
-    assert_eq!(pod["kernel_minus_owner_bytes"], 0);
+    assert_eq!(u(&pod["kernel_shmem_bytes"]), paid);
+    assert_eq!(
+        u(&pod["kernel_minus_owner_bytes"]),
+        cache_pages * pg,
+        "the emptyDir's file is held by nobody: the pod pays, no process is charged"
+    );
     assert_eq!(u(&pod["dev_shm_used_bytes"]), pages * pg);
     assert_eq!(u(&pod["dev_shm_size_bytes"]), limit);
     assert_eq!(u(&pod["dev_shm_free_bytes"]), limit - pages * pg);
     let volumes = pod["volumes"].as_array().unwrap();
-    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert_eq!(volumes.len(), 2, "{volumes:?}");
     assert_eq!(volumes[0]["mount_point"], "/dev/shm");
-    assert!(volumes[0]["empty_dir"].is_null());
+    assert!(volumes[0]["empty_dir"].is_null(), "the runtime's /dev/shm");
+    assert_eq!(volumes[1]["mount_point"], cache.to_str().unwrap());
+    assert_eq!(volumes[1]["empty_dir"], "cache");
+    assert_eq!(u(&volumes[1]["used_bytes"]), cache_pages * pg);
+    assert_eq!(u(&volumes[1]["size_bytes"]), cache_limit);
+    assert_eq!(u(&volumes[1]["free_bytes"]), cache_limit - cache_pages * pg);
 
     let out = run(&["procs", "--by", "pod", "--bytes"]);
     assert!(out.status.success());
@@ -397,8 +416,8 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
             "1",
             &b(pages * pg),
             &b(pages * pg),
-            &b(pages * pg),
-            "0",
+            &b(paid),
+            &b(cache_pages * pg),
             &b(pages * pg),
             &b(limit),
             &b(limit - pages * pg),
@@ -428,16 +447,39 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
     ]);
     assert!(out.status.success());
     let samples = parse_metrics(&std::fs::read_to_string(dir.path().join("shmwho.prom")).unwrap());
-    let metric = |name: &str| {
-        samples
+    let metric = |name: &str, mount_point: Option<&str>| {
+        let samples: Vec<u64> = samples
             .iter()
-            .find(|s| s.name == name && s.labels.get("pod_uid").map(String::as_str) == Some(uid))
+            .filter(|s| s.name == name && s.labels.get("pod_uid").map(String::as_str) == Some(uid))
+            .filter(|s| {
+                mount_point
+                    .is_none_or(|m| s.labels.get("mount_point").map(String::as_str) == Some(m))
+            })
             .map(|s| s.value.parse::<u64>().unwrap())
+            .collect();
+        assert!(samples.len() <= 1, "{name}: one series");
+        samples.first().copied()
     };
-    assert_eq!(metric("shmwho_pod_kernel_shmem_bytes"), Some(pages * pg));
-    assert_eq!(metric("shmwho_pod_shared_charged_bytes"), Some(pages * pg));
-    assert_eq!(metric("shmwho_pod_volume_used_bytes"), Some(pages * pg));
-    assert_eq!(metric("shmwho_pod_volume_size_bytes"), Some(limit));
+    assert_eq!(metric("shmwho_pod_kernel_shmem_bytes", None), Some(paid));
+    assert_eq!(
+        metric("shmwho_pod_shared_charged_bytes", None),
+        Some(pages * pg)
+    );
+    let shm = Some("/dev/shm");
+    assert_eq!(
+        metric("shmwho_pod_volume_used_bytes", shm),
+        Some(pages * pg)
+    );
+    assert_eq!(metric("shmwho_pod_volume_size_bytes", shm), Some(limit));
+    let cache_mp = cache.to_str();
+    assert_eq!(
+        metric("shmwho_pod_volume_used_bytes", cache_mp),
+        Some(cache_pages * pg)
+    );
+    assert_eq!(
+        metric("shmwho_pod_volume_size_bytes", cache_mp),
+        Some(cache_limit)
+    );
     let proc_series = samples
         .iter()
         .find(|s| {
@@ -448,6 +490,7 @@ fn procs_by_pod_shows_dev_shm_against_its_limit() {
     assert_eq!(proc_series.labels["container_id"], id);
 
     drop(child);
+    drop(kubelet);
     drop(dirs);
     drop(top);
 }

@@ -150,7 +150,7 @@ pub struct ExportArgs {
     /// With --textfile --loop: time between scans (e.g. 30s, 2m, 500ms)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::export::parse_duration)]
     pub interval: Duration,
-    /// Processes, and memory cgroups, with a series each; the rest are summed in one series
+    /// Processes, memory cgroups and pods with a series each; the rest are summed in one series
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
     /// Objects with a series each; the rest are summed in one series per kind

@@ -204,7 +204,8 @@ impl From<PolicyArg> for Policy {
 }
 
 /// `procs --by`.
-// Only `tree` has a doc comment: clap prints it in --help, where the other names say enough.
+// Only names that need one have a doc comment: clap prints it in --help, where the other names
+// say enough.
 #[allow(missing_docs)]
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupByArg {
@@ -218,6 +219,7 @@ pub enum GroupByArg {
     /// A Kubernetes pod (from the cgroup path); adds each pod's shared memory against its
     /// cgroup's memory.stat shmem and its /dev/shm used against its size limit
     Pod,
+    /// A container (from the cgroup path: containerd, CRI-O, Docker, Podman), with its pod
     Container,
     /// A systemd unit: the innermost .service or .scope of the cgroup path
     Unit,

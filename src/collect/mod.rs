@@ -127,6 +127,11 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let cgroups = ctx
         .cgroups
         .read_shmem(processes.iter().filter_map(|p| p.cgroup.as_deref()));
+    let pod_cgroups = ctx.cgroups.read_subtree_shmem(
+        processes
+            .iter()
+            .filter_map(|p| container::pod_cgroup(p.cgroup.as_deref()?)),
+    );
     Ok(Snapshot {
         page_size,
         clock_ticks: rustix::param::clock_ticks_per_second(),
@@ -139,6 +144,8 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         with_smaps: opts.smaps,
         cgroups,
         huge_pools,
+        pod_cgroups,
+        ns_tmpfs: namespaces::ns_tmpfs(&ctx),
     })
 }
 

@@ -564,6 +564,8 @@ pub struct TmpfsMount {
     /// Blocks in use × block size from statfs: resident + swapped of every file, held or not.
     /// None when the mount has no size limit (statfs reports no blocks) or could not be read.
     pub used_bytes: Option<u64>,
+    /// Its size limit (`size=`: blocks × block size from statfs); None as for `used_bytes`.
+    pub size_bytes: Option<u64>,
     /// Hidden under another mount: measured in a private copy of its mount namespace.
     pub hidden: bool,
     /// The container of the namespace's process, from its cgroup (an id, else the cgroup path).
@@ -683,6 +685,25 @@ pub struct Snapshot {
     pub cgroups: Vec<CgroupMem>,
     /// The huge page pools, by page size (empty without hugetlb).
     pub huge_pools: Vec<HugePool>,
+    /// The cgroups of the pods of the listed processes, sorted by path, with the shmem of the
+    /// whole subtree (v1 `total_shmem`, v2 `shmem`): a pod's containers are its children.
+    pub pod_cgroups: Vec<CgroupMem>,
+    /// Every tmpfs mount of every mount namespace read, not covered by another, sorted: which
+    /// memory-backed volumes
+    /// (`/dev/shm`, emptyDir) a pod's containers see.
+    pub ns_tmpfs: Vec<NsTmpfs>,
+}
+
+/// A tmpfs mount as one mount namespace shows it (its figures are in [`Snapshot::mounts`], by
+/// device).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NsTmpfs {
+    /// The mount namespace's inode number; None for shmwho's own.
+    pub mnt_ns: Option<u64>,
+    /// Where that namespace mounts it.
+    pub mount_point: PathBuf,
+    /// Its device.
+    pub dev: u64,
 }
 
 impl Process {

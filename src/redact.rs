@@ -110,6 +110,21 @@ pub fn hide(mut snap: Snapshot, view: &CallerView) -> Snapshot {
     snap.notes
         .unreadable_processes
         .retain(|p| view.visible.contains(&p.pid));
+    // Other namespaces' mounts and other pods' cgroups only through a visible process.
+    let namespaces: std::collections::HashSet<u64> =
+        snap.processes.iter().filter_map(|p| p.mnt_ns).collect();
+    snap.ns_tmpfs
+        .retain(|m| m.mnt_ns.is_none_or(|ns| namespaces.contains(&ns)));
+    let pods: std::collections::HashSet<&str> = snap
+        .processes
+        .iter()
+        .filter_map(|p| crate::collect::container::pod_cgroup(p.cgroup.as_deref()?))
+        .collect();
+    let pod_cgroups = std::mem::take(&mut snap.pod_cgroups);
+    snap.pod_cgroups = pod_cgroups
+        .into_iter()
+        .filter(|c| pods.contains(c.path.as_str()))
+        .collect();
     for o in &mut snap.objects {
         o.holders.retain(|h| view.visible.contains(&h.pid));
         for h in &mut o.holders {
@@ -237,6 +252,44 @@ mod tests {
                 "{h:?}"
             );
         }
+    }
+
+    #[test]
+    fn other_pods_and_namespaces_only_through_visible_processes() {
+        let pod = |n: u32| format!("/kubepods/pod0b3c2d4e-5f6a-4b7c-8d9e-0f1a2b3c4d5{n}");
+        let mut s = snap();
+        for p in &mut s.processes {
+            p.mnt_ns = Some(4000 + p.pid as u64);
+            p.cgroup = Some(format!("{}/c", pod(p.pid as u32)));
+        }
+        let tmpfs = |mnt_ns| crate::model::NsTmpfs {
+            mnt_ns,
+            mount_point: "/dev/shm".into(),
+            dev: 9,
+        };
+        s.ns_tmpfs = vec![tmpfs(None), tmpfs(Some(4001)), tmpfs(Some(4003))];
+        s.pod_cgroups = [1, 3]
+            .map(|n| crate::model::CgroupMem {
+                path: pod(n),
+                version: crate::model::CgroupVersion::V2,
+                shmem_bytes: Some(1),
+            })
+            .to_vec();
+        let view = CallerView {
+            visible: [1, 2].into(),
+            readable: [1].into(),
+            named: HashSet::new(),
+            openable: HashSet::new(),
+        };
+        let r = redact(s, &view);
+        assert_eq!(r.ns_tmpfs, [tmpfs(None), tmpfs(Some(4001))]);
+        assert_eq!(
+            r.pod_cgroups
+                .iter()
+                .map(|c| c.path.clone())
+                .collect::<Vec<_>>(),
+            [pod(1)]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use shmwho::collect::cgroup::{parse_mounts, parse_process};
+use shmwho::collect::cgroup::{parse_mounts, parse_process, parse_stat_subtree_shmem};
 use shmwho::model::CgroupVersion;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -258,4 +258,255 @@ impl Drop for Nested {
             drop(d);
         }
     }
+}
+
+/// A spawned command, SIGKILLed and reaped on drop (also on panic).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A "container" of a pod laid out as kubelet's cgroupfs driver does: a shell moved into
+/// `kubepods/burstable/pod<UID>/<ID>` (below a test cgroup) in a mount namespace of its own
+/// with a 1 MiB tmpfs at /dev/shm, holding a 10-page file there open, and a 512 KiB emptyDir at
+/// kubelet's path with 3 pages nobody holds. `procs --by pod` shows the
+/// pod's shared memory against the kernel's total_shmem of the pod's cgroup, its /dev/shm used
+/// against its limit, to the page, in the table, the JSON and the metrics; `--by container`
+/// and `--by unit` group it too.
+#[test]
+fn procs_by_pod_shows_dev_shm_against_its_limit() {
+    if !require_root("creates memory cgroups and mounts a tmpfs") {
+        return;
+    }
+    if which("unshare").is_none() {
+        common::skip_missing("unshare (util-linux) is not installed");
+        return;
+    }
+    let Some((top, top_path)) = make_cgroup() else {
+        return;
+    };
+    let uid = "5a2b7c9d-1e3f-4a5b-8c7d-9e0f1a2b3c4d";
+    let id = "9c1e5b2d4f6a8c0e1a3b5c7d9e0f2a4b6c8d0e2f4a6b8c0d2e4f6a8b0c2d3f7a";
+    let rel = format!("kubepods/burstable/pod{uid}/{id}");
+    let mut dirs = Nested(Vec::new());
+    let mut path = top.path.clone();
+    for component in rel.split('/') {
+        path = path.join(component);
+        std::fs::create_dir(&path).unwrap();
+        dirs.0.push(CgroupDir { path: path.clone() });
+    }
+    let pg = page();
+    let (pages, limit) = (10u64, 1u64 << 20);
+    let file = format!("shmwho-pod-{}", unique());
+    // The shell joins the cgroup before it writes: the kernel charges the file's pages to the
+    // container's cgroup, which the pod's total_shmem includes. The mount dies with the
+    // namespace when the shell (then sleep) is killed.
+    // An emptyDir as kubelet mounts one (below a directory of ours, in the child's namespace
+    // only), with 3 pages nobody holds.
+    let kubelet = tempfile::tempdir_in("/tmp").unwrap();
+    let cache = kubelet
+        .path()
+        .join(format!("pods/{uid}/volumes/kubernetes.io~empty-dir/cache"));
+    std::fs::create_dir_all(&cache).unwrap();
+    let (cache_pages, cache_limit) = (3u64, 512u64 << 10);
+    let script = format!(
+        "echo $$ > {procs} && mount -t tmpfs -o size={limit} shmwho-pod /dev/shm && \
+         head -c {bytes} /dev/zero > /dev/shm/{file} && exec 3</dev/shm/{file} && \
+         mount -t tmpfs -o size={cache_limit} shmwho-pod {cache} && \
+         head -c {cache_bytes} /dev/zero > {cache}/f && \
+         echo ready && exec sleep 600",
+        procs = path.join("cgroup.procs").display(),
+        bytes = pages * pg,
+        cache = cache.display(),
+        cache_bytes = cache_pages * pg,
+    );
+    let mut child = Killed(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.0.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "the container shell set up");
+    let pid = i64::from(child.0.id());
+    let pod_cg = format!("{top_path}/kubepods/burstable/pod{uid}");
+
+    // memory.stat is flushed lazily: wait for the kernel's figure, up to 10 s.
+    let pod_dir = dirs.0[2].path.clone();
+    let paid = (pages + cache_pages) * pg;
+    let mut kernel = None;
+    for _ in 0..100 {
+        let stat = std::fs::read(pod_dir.join("memory.stat")).unwrap();
+        kernel = parse_stat_subtree_shmem(&stat, version());
+        if kernel == Some(paid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(kernel, Some(paid), "the pod's cgroup pays for both files");
+
+    let doc = json(&["procs", "--by", "pod", "--json"]);
+    let p = process(&doc, pid).expect("the container's process");
+    assert_eq!(p["pod_uid"], uid);
+    assert_eq!(p["container_id"], id);
+    let group = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pod_uid"] == uid)
+        .expect("a group for the pod");
+    assert_eq!(group["processes"], 1);
+    assert_eq!(
+        u(&group["shared_charged_bytes"]),
+        pages * pg,
+        "it holds the file"
+    );
+    assert!(group.get("container_id").is_none(), "{group}");
+    let pod = doc["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pod_uid"] == uid)
+        .expect("a pod row");
+    assert_eq!(pod["cgroup"], pod_cg.as_str());
+    assert_eq!(u(&pod["owner_bytes"]), pages * pg);
+    assert_eq!(u(&pod["kernel_shmem_bytes"]), paid);
+    assert_eq!(
+        u(&pod["kernel_minus_owner_bytes"]),
+        cache_pages * pg,
+        "the emptyDir's file is held by nobody: the pod pays, no process is charged"
+    );
+    assert_eq!(u(&pod["dev_shm_used_bytes"]), pages * pg);
+    assert_eq!(u(&pod["dev_shm_size_bytes"]), limit);
+    assert_eq!(u(&pod["dev_shm_free_bytes"]), limit - pages * pg);
+    let volumes = pod["volumes"].as_array().unwrap();
+    assert_eq!(volumes.len(), 2, "{volumes:?}");
+    assert_eq!(volumes[0]["mount_point"], "/dev/shm");
+    assert!(volumes[0]["empty_dir"].is_null(), "the runtime's /dev/shm");
+    assert_eq!(volumes[1]["mount_point"], cache.to_str().unwrap());
+    assert_eq!(volumes[1]["empty_dir"], "cache");
+    assert_eq!(u(&volumes[1]["used_bytes"]), cache_pages * pg);
+    assert_eq!(u(&volumes[1]["size_bytes"]), cache_limit);
+    assert_eq!(u(&volumes[1]["free_bytes"]), cache_limit - cache_pages * pg);
+
+    let out = run(&["procs", "--by", "pod", "--bytes"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.contains(uid))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "a group row and a pod row:\n{text}");
+    let b = |v: u64| v.to_string();
+    assert_eq!(
+        rows[1],
+        [
+            uid,
+            "1",
+            &b(pages * pg),
+            &b(pages * pg),
+            &b(paid),
+            &b(cache_pages * pg),
+            &b(pages * pg),
+            &b(limit),
+            &b(limit - pages * pg),
+        ]
+    );
+    assert!(text.contains("could not resize shared memory segment"));
+
+    for (by, key, want) in [("container", "container_id", id), ("unit", "unit", "-")] {
+        let doc = json(&["procs", "--by", by, "--json", "--pid", &pid.to_string()]);
+        let groups = doc["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "{by}: {groups:?}");
+        if want == "-" {
+            assert!(groups[0].get(key).is_none(), "no unit in the path");
+        } else {
+            assert_eq!(groups[0][key], want);
+            assert_eq!(groups[0]["pod_uid"], uid, "a container's pod");
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "export",
+        "--textfile",
+        dir.path().to_str().unwrap(),
+        "--top",
+        "100000",
+    ]);
+    assert!(out.status.success());
+    let samples = parse_metrics(&std::fs::read_to_string(dir.path().join("shmwho.prom")).unwrap());
+    let metric = |name: &str, mount_point: Option<&str>| {
+        let samples: Vec<u64> = samples
+            .iter()
+            .filter(|s| s.name == name && s.labels.get("pod_uid").map(String::as_str) == Some(uid))
+            .filter(|s| {
+                mount_point
+                    .is_none_or(|m| s.labels.get("mount_point").map(String::as_str) == Some(m))
+            })
+            .map(|s| s.value.parse::<u64>().unwrap())
+            .collect();
+        assert!(samples.len() <= 1, "{name}: one series");
+        samples.first().copied()
+    };
+    assert_eq!(metric("shmwho_pod_kernel_shmem_bytes", None), Some(paid));
+    assert_eq!(
+        metric("shmwho_pod_shared_charged_bytes", None),
+        Some(pages * pg)
+    );
+    let shm = Some("/dev/shm");
+    assert_eq!(
+        metric("shmwho_pod_volume_used_bytes", shm),
+        Some(pages * pg)
+    );
+    assert_eq!(metric("shmwho_pod_volume_size_bytes", shm), Some(limit));
+    let cache_mp = cache.to_str();
+    assert_eq!(
+        metric("shmwho_pod_volume_used_bytes", cache_mp),
+        Some(cache_pages * pg)
+    );
+    assert_eq!(
+        metric("shmwho_pod_volume_size_bytes", cache_mp),
+        Some(cache_limit)
+    );
+    let proc_series = samples
+        .iter()
+        .find(|s| {
+            s.name == "shmwho_process_shared_charged_bytes" && s.labels["pid"] == pid.to_string()
+        })
+        .expect("the process is among the top charges");
+    assert_eq!(proc_series.labels["pod_uid"], uid);
+    assert_eq!(proc_series.labels["container_id"], id);
+
+    drop(child);
+    drop(kubelet);
+    drop(dirs);
+    drop(top);
+}
+
+/// The memory controller's version here (the test skipped when there is none).
+fn version() -> CgroupVersion {
+    parse_mounts(&std::fs::read("/proc/self/mountinfo").unwrap())
+        .memory_version()
+        .unwrap()
+}
+
+/// The path of `tool` on PATH.
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(tool))
+        .find(|p| p.is_file())
 }

@@ -144,7 +144,7 @@ fn unprivileged_scan_gives_marked_lower_bounds() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        text.matches("setcap").count(),
+        text.matches("sudo setcap").count(),
         1,
         "the hint is given once:\n{text}"
     );

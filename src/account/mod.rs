@@ -8,6 +8,7 @@ pub mod charge;
 pub mod exact;
 pub mod labels;
 pub mod owner;
+pub mod pods;
 pub mod reconcile;
 pub mod show;
 

@@ -124,8 +124,9 @@ pub struct ProcsArgs {
     /// would return; best with --by tree or command
     #[arg(long)]
     pub exact: bool,
-    /// One row per command, per user, per process tree or per memory cgroup (systemd unit,
-    /// container); by cgroup adds a reconciliation with each cgroup's own memory.stat shmem
+    /// One row per command, per user, per process tree, per memory cgroup, per Kubernetes pod,
+    /// container or systemd unit; by cgroup adds a reconciliation with each cgroup's own
+    /// memory.stat shmem
     #[arg(long, value_enum)]
     pub by: Option<GroupByArg>,
     /// Only these processes (comma-separated or repeated)
@@ -203,7 +204,8 @@ impl From<PolicyArg> for Policy {
 }
 
 /// `procs --by`.
-// Only `tree` has a doc comment: clap prints it in --help, where the other names say enough.
+// Only names that need one have a doc comment: clap prints it in --help, where the other names
+// say enough.
 #[allow(missing_docs)]
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupByArg {
@@ -214,6 +216,13 @@ pub enum GroupByArg {
     /// (a PHP-FPM master and its workers, a postmaster and its backends); a descendant running
     /// another command starts its own tree
     Tree,
+    /// A Kubernetes pod (from the cgroup path); adds each pod's shared memory against its
+    /// cgroup's memory.stat shmem and its /dev/shm used against its size limit
+    Pod,
+    /// A container (from the cgroup path: containerd, CRI-O, Docker, Podman), with its pod
+    Container,
+    /// A systemd unit: the innermost .service or .scope of the cgroup path
+    Unit,
 }
 
 impl From<GroupByArg> for GroupBy {
@@ -223,6 +232,9 @@ impl From<GroupByArg> for GroupBy {
             GroupByArg::User => GroupBy::User,
             GroupByArg::Cgroup => GroupBy::Cgroup,
             GroupByArg::Tree => GroupBy::Tree,
+            GroupByArg::Pod => GroupBy::Pod,
+            GroupByArg::Container => GroupBy::Container,
+            GroupByArg::Unit => GroupBy::Unit,
         }
     }
 }

@@ -94,9 +94,13 @@ Without --listen or --textfile the metrics are printed once (OpenMetrics).
 
 Metrics (all gauges): shmwho_object_{resident,swap,size}_bytes per object (labels kind, dev,
 id, ns, name, owner, exact; beyond --top-objects summed per kind as id=\"other\");
-shmwho_process_shared_charged_bytes per process (pid, comm, user, cgroup, charge; beyond --top
-summed as pid=\"other\"); shmwho_cgroup_shared_charged_bytes and shmwho_cgroup_kernel_shmem_bytes
-per memory cgroup; shmwho_meminfo_shmem_bytes, shmwho_shmem_explained_bytes,
+shmwho_process_shared_charged_bytes per process (pid, comm, user, cgroup, pod_uid,
+container_id, unit, charge; beyond --top summed as pid=\"other\");
+shmwho_cgroup_shared_charged_bytes and shmwho_cgroup_kernel_shmem_bytes per memory cgroup (cgroup,
+pod_uid, container_id, unit);
+shmwho_pod_shared_charged_bytes and shmwho_pod_kernel_shmem_bytes per Kubernetes pod,
+shmwho_pod_volume_{used,size}_bytes per memory-backed volume of a pod (/dev/shm, emptyDir);
+shmwho_meminfo_shmem_bytes, shmwho_shmem_explained_bytes,
 shmwho_shmem_unexplained_bytes, shmwho_unheld_bytes, shmwho_objects, shmwho_objects_estimated,
 shmwho_processes, shmwho_processes_skipped, shmwho_scan_duration_seconds,
 shmwho_scan_timestamp_seconds. See docs/export.md; a Grafana dashboard is in
@@ -146,7 +150,7 @@ pub struct ExportArgs {
     /// With --textfile --loop: time between scans (e.g. 30s, 2m, 500ms)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::export::parse_duration)]
     pub interval: Duration,
-    /// Processes, and memory cgroups, with a series each; the rest are summed in one series
+    /// Processes, memory cgroups and pods with a series each; the rest are summed in one series
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub top: usize,
     /// Objects with a series each; the rest are summed in one series per kind

@@ -5,7 +5,7 @@
 //! The two files' parsers are in [`super::parse::cgroup`]; [`Hierarchies::read_shmem`] is the
 //! only I/O.
 
-pub use super::parse::cgroup::{parse_process, parse_stat_shmem};
+pub use super::parse::cgroup::{parse_process, parse_stat_shmem, parse_stat_subtree_shmem};
 use super::parse::mountinfo;
 use crate::model::{CgroupMem, CgroupVersion};
 use std::collections::BTreeSet;
@@ -81,6 +81,25 @@ impl Hierarchies {
     /// The kernel's shmem figure for each distinct cgroup, sorted by path. O(1) per cgroup: one
     /// small file.
     pub fn read_shmem<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> Vec<CgroupMem> {
+        self.read(paths, parse_stat_shmem)
+    }
+
+    /// As [`Hierarchies::read_shmem`], with the shmem of each cgroup's whole subtree.
+    pub fn read_subtree_shmem<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<CgroupMem> {
+        match self.memory_version() {
+            Some(v) => self.read(paths, |t| parse_stat_subtree_shmem(t, v)),
+            None => Vec::new(),
+        }
+    }
+
+    fn read<'a>(
+        &self,
+        paths: impl IntoIterator<Item = &'a str>,
+        parse: impl Fn(&[u8]) -> Option<u64>,
+    ) -> Vec<CgroupMem> {
         let Some(version) = self.memory_version() else {
             return Vec::new();
         };
@@ -93,7 +112,7 @@ impl Hierarchies {
                 shmem_bytes: self
                     .stat_path(path)
                     .and_then(|p| std::fs::read(p).ok())
-                    .and_then(|t| parse_stat_shmem(&t)),
+                    .and_then(|t| parse(&t)),
             })
             .collect()
     }

@@ -50,6 +50,27 @@ pub fn parse(path: &str) -> Workload {
     w
 }
 
+/// The pod's own cgroup in a process's cgroup path: the path up to its `pod<UID>` component
+/// (the containers are its children). None outside a pod.
+pub fn pod_cgroup(path: &str) -> Option<&str> {
+    let mut under_kubepods = false;
+    let mut end = 0;
+    for component in path.split('/') {
+        end += component.len();
+        let first = component.split(':').next().unwrap_or_default();
+        if first.starts_with("kubepods") {
+            under_kubepods = true;
+        }
+        // containerd's `slice:prefix:id` form names the pod in a component that is no cgroup
+        // of its own.
+        if under_kubepods && pod_uid(first).is_some() && first == component {
+            return Some(&path[..end]);
+        }
+        end += 1; // the slash
+    }
+    None
+}
+
 /// `pod<UID>` (cgroupfs driver) or `kubepods[-QOS]-pod<UID_with_underscores>.slice` (systemd).
 fn pod_uid(component: &str) -> Option<String> {
     let rest = match component.strip_suffix(".slice") {
@@ -293,6 +314,34 @@ mod tests {
     }
 
     #[test]
+    fn pod_cgroups() {
+        let uid_ = UID.replace('-', "_");
+        assert_eq!(
+            pod_cgroup(&format!("/kubepods/burstable/pod{UID}/{ID}")),
+            Some(format!("/kubepods/burstable/pod{UID}").as_str())
+        );
+        let pod =
+            format!("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice");
+        assert_eq!(
+            pod_cgroup(&format!("{pod}/cri-containerd-{ID}.scope")),
+            Some(pod.as_str())
+        );
+        assert_eq!(pod_cgroup(&pod), Some(pod.as_str()));
+        assert_eq!(
+            pod_cgroup(&format!("/test/kubepods/pod{UID}/{ID}")),
+            Some(format!("/test/kubepods/pod{UID}").as_str())
+        );
+        assert_eq!(
+            pod_cgroup(&format!(
+                "/system.slice/containerd.service/kubepods-besteffort-pod{uid_}.slice:cri-containerd:{ID}"
+            )),
+            None
+        );
+        assert_eq!(pod_cgroup("/system.slice/foo.service"), None);
+        assert_eq!(pod_cgroup(&format!("/user.slice/pod{UID}")), None);
+    }
+
+    #[test]
     fn hostile_paths_do_not_panic() {
         for p in [
             "",
@@ -307,6 +356,7 @@ mod tests {
             "////",
         ] {
             let _ = parse(p);
+            let _ = pod_cgroup(p);
         }
     }
 }

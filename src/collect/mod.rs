@@ -112,7 +112,6 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
-    let processes = titles(&ctx, processes, &raws);
     // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
     notes.stuck = deadline::stuck_now()
         .into_iter()
@@ -128,6 +127,11 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let cgroups = ctx
         .cgroups
         .read_shmem(processes.iter().filter_map(|p| p.cgroup.as_deref()));
+    let pod_cgroups = ctx.cgroups.read_subtree_shmem(
+        processes
+            .iter()
+            .filter_map(|p| container::pod_cgroup(p.cgroup.as_deref()?)),
+    );
     Ok(Snapshot {
         page_size,
         clock_ticks: rustix::param::clock_ticks_per_second(),
@@ -140,13 +144,15 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         with_smaps: opts.smaps,
         cgroups,
         huge_pools,
+        pod_cgroups,
+        ns_tmpfs: namespaces::ns_tmpfs(&ctx),
     })
 }
 
 /// The `/proc` entry whose mount namespace counts as ours: `self`, or the host's init with
-/// `--host-root`.
+/// `--host-root`, when that procfs has a pid 1 to read (a fake /proc in tests may not).
 pub(crate) fn own_mnt_proc(paths: &HostPaths) -> &'static str {
-    if paths.host_root_moved() {
+    if paths.host_root_moved() && paths.proc_root.join("1/mountinfo").exists() {
         "1"
     } else {
         "self"
@@ -229,23 +235,6 @@ fn scan_bodies(
             .then(a.pid.cmp(&b.pid))
     });
     (processes, raws)
-}
-
-/// Pass 3, in parallel: the titles, last, because `cmdline` takes the process's mmap_lock
-/// (see [`process::read_title`]).
-fn titles(ctx: &Context, mut processes: Vec<Process>, raws: &[RawProcess]) -> Vec<Process> {
-    let who: Vec<(Pid, Option<Pid>)> = processes
-        .iter()
-        .zip(raws)
-        .map(|(p, r)| (p.pid, r.task))
-        .collect();
-    let titles = parallel_map(who, 64, |reader, (pid, task)| {
-        process::read_title(ctx, reader, pid, task)
-    });
-    for (p, t) in processes.iter_mut().zip(titles) {
-        p.title = t;
-    }
-    processes
 }
 
 /// What is known of a process whose maps or fds were refused to a caller of uid `euid`.

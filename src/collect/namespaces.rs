@@ -90,6 +90,7 @@ fn scan_mount(
             dev,
             foreign_ns: ns,
             used_bytes: None,
+            size_bytes: None,
             hidden: false,
             container: pid.and_then(|pid| container_of(ctx, pid)),
         },
@@ -100,7 +101,7 @@ fn scan_mount(
     match open_dir(ctx, pid, &m.mount_point) {
         Ok(dir) if rustix::fs::fstat(&dir).is_ok_and(|st| st.st_dev == dev) => {
             scan.reached = true;
-            scan.mount.used_bytes = used_bytes(&dir);
+            (scan.mount.used_bytes, scan.mount.size_bytes) = used_and_size(&dir).unzip();
             // Our own /dev/shm is walked by path, with the other objects.
             if ns.is_some() {
                 let base = pid.map(|pid| ctx.pid_path(pid, "root"));
@@ -125,7 +126,7 @@ fn scan_mount(
                     if let Some((used, files)) = reveal(ctx, space, m, swap_in_use) {
                         scan.reached = true;
                         scan.mount.hidden = true;
-                        scan.mount.used_bytes = used;
+                        (scan.mount.used_bytes, scan.mount.size_bytes) = used.unzip();
                         scan.files = files
                             .into_iter()
                             .map(|(path, stat, resident)| MountFile {
@@ -175,11 +176,43 @@ fn open_in_root(ctx: &Context, pid: Pid, path: &Path, flags: OFlags) -> Result<O
     )
 }
 
-/// Blocks in use × block size; None for a mount without a size limit (no blocks reported).
-fn used_bytes(dir: &OwnedFd) -> Option<u64> {
+/// Blocks in use × block size, and the size limit (blocks × block size); None for a mount
+/// without a size limit (no blocks reported).
+fn used_and_size(dir: &OwnedFd) -> Option<(u64, u64)> {
     let sf = rustix::fs::fstatfs(dir).ok()?;
     let blocks = sf.f_blocks;
-    (blocks > 0).then(|| blocks.saturating_sub(sf.f_bfree) * sf.f_bsize as u64)
+    let bsize = sf.f_bsize as u64;
+    (blocks > 0).then(|| {
+        (
+            blocks.saturating_sub(sf.f_bfree).saturating_mul(bsize),
+            blocks.saturating_mul(bsize),
+        )
+    })
+}
+
+/// Every tmpfs mount of every mount namespace read that path lookup reaches there (not
+/// covered by another mount: a namespace copied from the host keeps the host's /dev/shm under
+/// its own), sorted.
+pub(crate) fn ns_tmpfs(ctx: &Context) -> Vec<crate::model::NsTmpfs> {
+    let mut out: Vec<crate::model::NsTmpfs> = ctx
+        .namespaces
+        .iter()
+        .flat_map(|(ns, space)| {
+            space
+                .entries
+                .iter()
+                .filter(|m| m.fs_type == "tmpfs")
+                .filter(|m| mountinfo::covering(&space.entries, m).is_empty())
+                .map(|m| crate::model::NsTmpfs {
+                    mnt_ns: *ns,
+                    mount_point: m.mount_point.clone(),
+                    dev: m.dev,
+                })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Regular files under the directory `dir` (named `named`) on device `dev`, by fd: no link is
@@ -243,7 +276,7 @@ fn reveal(
     space: &MountNs,
     target: &MountEntry,
     swap_in_use: bool,
-) -> Option<(Option<u64>, Files)> {
+) -> Option<(Option<(u64, u64)>, Files)> {
     let mut covering: Vec<PathBuf> = mountinfo::covering(&space.entries, target)
         .into_iter()
         .map(|m| m.mount_point.clone())
@@ -311,7 +344,7 @@ fn reveal(
             if rustix::fs::fstat(&dir).ok()?.st_dev != target.dev {
                 return None;
             }
-            let used = used_bytes(&dir);
+            let used = used_and_size(&dir);
             let mut files = walk(dir, &target.mount_point, target.dev);
             if swap_in_use {
                 // No path reaches these once the copy is gone: split resident from swapped

@@ -63,8 +63,7 @@ pub(crate) fn scan_head(
         pid,
         ppid: status.ppid,
         comm: stat.comm,
-        // Read after every other file of every process: [`read_title`].
-        title: None,
+        title: None, // read with the maps: see scan_body
         uid: status.uid,
         user: String::new(),
         start_ticks: stat.start_ticks,
@@ -107,27 +106,16 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
     })
 }
 
-/// The process title, bounded to [`TITLE_MAX`] bytes, read through `task` when the leader
-/// has exited. `cmdline` is read from the process's memory under its mmap_lock, so under the
-/// deadline, and last ([`super::collect`]): a process already found stuck in `maps` or
-/// `map_files` is named by that file and keeps its command name. Read for every process: on the
+/// The process title, bounded to [`TITLE_MAX`] bytes. Read for every process: on the
 /// 300-worker pool (`shmwho lab pool --workers 300 --shared 64M`, 779 processes, 2 loaded
 /// cores) `cat /proc/[0-9]*/cmdline` took 20-60 ms against 22-121 ms for every `stat` and
 /// 195-1095 ms for a debug `shmwho objects`, and there every worker holds the pool's object:
 /// reading only holders' and shown processes' titles would save nothing measurable.
-pub(crate) fn read_title(
-    ctx: &Context,
-    reader: &mut Reader,
-    pid: Pid,
-    task: Option<Pid>,
-) -> Option<String> {
+/// Its read takes the process's mmap_lock (the arguments live in its memory), so it runs
+/// under the deadline.
+fn read_title(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<String> {
     reader
-        .read_locked_prefix(
-            pid,
-            "cmdline",
-            &ctx.task_path(pid, task, "cmdline"),
-            TITLE_MAX,
-        )?
+        .read_prefix_locked(pid, "cmdline", &ctx.pid_path(pid, "cmdline"), TITLE_MAX)?
         .ok()
         .and_then(cmdline::title)
 }
@@ -208,6 +196,9 @@ pub(crate) fn scan_body(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
+    // After maps: reading cmdline takes the mmap_lock, and a process stuck there is then
+    // named by the file that keeps the rest of it from being read.
+    p.title = read_title(ctx, reader, pid);
     // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it happen):
     // the maps and fds just read would then be another process's. A process is its pid and
     // start time.

@@ -34,10 +34,9 @@ impl Reader {
         self.read_chunked(path, usize::MAX)
     }
 
-    /// At most the first `max` bytes of `/proc/PID/file` (at `path`), a file the kernel
-    /// produces in one go (`cmdline`, up to a page at a time) and whose read takes `pid`'s
-    /// mmap_lock, under the deadline of [`super::deadline`]: `None` when `pid` is stuck.
-    pub fn read_locked_prefix(
+    /// At most `max` bytes of a file whose read takes `pid`'s mmap_lock (`cmdline`), under
+    /// the deadline of [`super::deadline`]: `None` when `pid` is stuck.
+    pub fn read_prefix_locked(
         &mut self,
         pid: crate::model::Pid,
         file: &'static str,
@@ -47,7 +46,7 @@ impl Reader {
         let mut buf = std::mem::take(&mut self.buf);
         let path = path.to_path_buf();
         let (buf, r) = super::deadline::call(pid, file, move || {
-            let r = prefix(&mut buf, &path, max);
+            let r = fill_prefix(&mut buf, &path, max);
             (buf, r)
         })?;
         self.buf = buf;
@@ -81,15 +80,13 @@ impl Reader {
     }
 }
 
-/// Reads at most the first `max` bytes of `path` into `buf` (at most its length); the length
-/// read.
-fn prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
+/// Reads at most `max` bytes of `path` into `buf`; the length read.
+fn fill_prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
     use std::io::Read as _;
-    if buf.is_empty() {
-        buf.resize(256 * 1024, 0);
+    if buf.len() < max {
+        buf.resize(max, 0);
     }
     let mut f = std::fs::File::open(path)?;
-    let max = max.min(buf.len());
     let mut filled = 0;
     while filled < max {
         match f.read(&mut buf[filled..max]) {

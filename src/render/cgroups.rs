@@ -51,7 +51,7 @@ pub fn table_footer(acc: &Accounted, rows: &[ProcRow], ro: &super::RenderOptions
 }
 
 /// Words of `text` on lines of at most `width` columns.
-fn wrap(text: &str, width: usize) -> String {
+pub(crate) fn wrap(text: &str, width: usize) -> String {
     let mut out = String::new();
     let mut line = 0;
     for word in text.split(' ') {

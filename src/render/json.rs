@@ -215,11 +215,7 @@ fn proc_doc(r: &ProcRow, group: bool) -> ProcDoc {
         pss_bytes: r.pss,
         uss_bytes: r.uss,
         cgroup: r.cgroup.clone(),
-        workload: r
-            .cgroup
-            .as_deref()
-            .map(crate::collect::container::parse)
-            .unwrap_or_default(),
+        workload: r.workload.clone(),
         unique_bytes: r.unique,
         freed_if_gone_bytes: r.freed_if_gone,
     }
@@ -245,6 +241,10 @@ pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
         .as_deref()
         .filter(|_| by_cgroup)
         .map(|rows| super::cgroups::json_docs(acc, rows));
+    let pods = group_rows
+        .as_deref()
+        .filter(|_| f.by == Some(crate::report::GroupBy::Pod))
+        .map(|rows| super::pods::json_docs(acc, rows));
     ProcsDoc {
         schema: SCHEMA,
         charge: acc.policy.as_str().to_string(),
@@ -265,6 +265,7 @@ pub fn procs_doc(acc: &Accounted, f: &ProcQuery) -> ProcsDoc {
             .is_some()
             .then(|| crate::account::cgroup::NOTE.to_string()),
         cgroups,
+        pods,
     }
 }
 

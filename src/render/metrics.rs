@@ -270,15 +270,18 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
     );
     for &(pid, bytes) in &charged[..split] {
         let p = snap.process(pid);
+        let cgroup = p.and_then(|p| p.cgroup.clone()).unwrap_or_default();
+        // From the cgroup label's value: no more series than before.
+        let w = crate::collect::container::parse(&cgroup);
         procs.add(
             vec![
                 ("pid", pid.to_string()),
                 ("comm", comm(pid).to_string()),
                 ("user", p.map(|p| p.user.clone()).unwrap_or_default()),
-                (
-                    "cgroup",
-                    p.and_then(|p| p.cgroup.clone()).unwrap_or_default(),
-                ),
+                ("cgroup", cgroup),
+                ("pod_uid", w.pod_uid.unwrap_or_default()),
+                ("container_id", w.container_id.unwrap_or_default()),
+                ("unit", w.unit.unwrap_or_default()),
                 ("charge", policy.to_string()),
             ],
             Value::U(bytes),
@@ -290,6 +293,9 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             ("comm", String::new()),
             ("user", String::new()),
             ("cgroup", String::new()),
+            ("pod_uid", String::new()),
+            ("container_id", String::new()),
+            ("unit", String::new()),
             ("charge", policy.to_string()),
         ],
         Value::U(sum_bytes(charged[split..].iter().map(|c| c.1))),
@@ -306,30 +312,45 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         "shmwho_cgroup_kernel_shmem",
         "shmem of the memory cgroup's memory.stat: pages charged to it by the kernel, which charges the cgroup of the process that first touched a page",
     );
-    let cg_name = |p: &Option<String>| p.clone().unwrap_or_else(|| "-".to_string());
+    // The cgroup and what its path names: as many series as cgroups.
+    let cg_labels = |p: &Option<String>| -> Labels {
+        let path = p.clone().unwrap_or_else(|| "-".to_string());
+        let w = crate::collect::container::parse(&path);
+        vec![
+            ("cgroup", path),
+            ("pod_uid", w.pod_uid.unwrap_or_default()),
+            ("container_id", w.container_id.unwrap_or_default()),
+            ("unit", w.unit.unwrap_or_default()),
+        ]
+    };
+    let with_charge = |mut l: Labels| {
+        l.push(("charge", policy.to_string()));
+        l
+    };
     for c in &cgroups[..split] {
-        cg_charged.add(
-            vec![("cgroup", cg_name(&c.path)), ("charge", policy.to_string())],
-            Value::U(c.charged_bytes),
-        );
+        cg_charged.add(with_charge(cg_labels(&c.path)), Value::U(c.charged_bytes));
         if let Some(k) = c.kernel_shmem_bytes {
-            cg_kernel.add(vec![("cgroup", cg_name(&c.path))], Value::U(k));
+            cg_kernel.add(cg_labels(&c.path), Value::U(k));
         }
     }
     if split < cgroups.len() {
         let rest = &cgroups[split..];
+        let other = || -> Labels {
+            let mut l = cg_labels(&None);
+            l[0].1 = "other".to_string();
+            l
+        };
         cg_charged.add(
-            vec![
-                ("cgroup", "other".to_string()),
-                ("charge", policy.to_string()),
-            ],
+            with_charge(other()),
             Value::U(sum_bytes(rest.iter().map(|c| c.charged_bytes))),
         );
         cg_kernel.add(
-            vec![("cgroup", "other".to_string())],
+            other(),
             Value::U(sum_bytes(rest.iter().filter_map(|c| c.kernel_shmem_bytes))),
         );
     }
+
+    let [pod_charged, pod_kernel, pod_used, pod_size] = pod_families(acc, opts.top);
 
     let skipped = |reason: &str, n: u32| (vec![("reason", reason.to_string())], Value::U(n.into()));
     let mut skipped_f = Family::new(
@@ -369,6 +390,10 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         .one(Value::U(snap.notes.stuck.len() as u64)),
         cg_charged,
         cg_kernel,
+        pod_charged,
+        pod_kernel,
+        pod_used,
+        pod_size,
         Family::bytes("shmwho_meminfo_shmem", "Shmem from /proc/meminfo").one(Value::U(r.shmem_bytes)),
         Family::bytes(
             "shmwho_shmem_explained",
@@ -396,6 +421,69 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
         )
         .one(Value::F(scan.timestamp_seconds)),
     ])
+}
+
+/// Per pod: charged and kernel shmem for the `top` pods (the rest in `pod_uid="other"`), and
+/// the memory-backed volumes of those pods, used and size limit.
+fn pod_families(acc: &Accounted, top: usize) -> [Family; 4] {
+    let policy = acc.policy.as_str();
+    let pods = crate::account::pods::by_pod(acc);
+    let split = pods.len().min(top);
+    let mut charged = Family::bytes(
+        "shmwho_pod_shared_charged",
+        "Shared memory charged to the processes of a Kubernetes pod under the charge policy",
+    );
+    let mut kernel = Family::bytes(
+        "shmwho_pod_kernel_shmem",
+        "shmem of the memory.stat of a pod's cgroup, its containers' included: what the pod pays",
+    );
+    let mut used = Family::bytes(
+        "shmwho_pod_volume_used",
+        "Bytes in use on a pod's memory-backed volume (/dev/shm, emptyDir medium Memory), from statfs",
+    );
+    let mut size = Family::bytes(
+        "shmwho_pod_volume_size",
+        "Size limit of a pod's memory-backed volume: writes past it fail (could not resize shared memory segment)",
+    );
+    for p in &pods[..split] {
+        let uid = || ("pod_uid", p.pod_uid.clone());
+        charged.add(
+            vec![uid(), ("charge", policy.to_string())],
+            Value::U(p.charged_bytes),
+        );
+        if let Some(k) = p.kernel_shmem_bytes {
+            kernel.add(vec![uid()], Value::U(k));
+        }
+        for v in &p.volumes {
+            let labels = vec![
+                uid(),
+                ("mount_point", v.mount_point.to_string_lossy().into_owned()),
+                ("dev", crate::report::dev_text(v.dev)),
+                ("empty_dir", v.empty_dir.clone().unwrap_or_default()),
+            ];
+            if let Some(u) = v.used_bytes {
+                used.add(labels.clone(), Value::U(u));
+            }
+            if let Some(s) = v.size_bytes {
+                size.add(labels, Value::U(s));
+            }
+        }
+    }
+    if split < pods.len() {
+        let rest = &pods[split..];
+        charged.add(
+            vec![
+                ("pod_uid", "other".to_string()),
+                ("charge", policy.to_string()),
+            ],
+            Value::U(sum_bytes(rest.iter().map(|p| p.charged_bytes))),
+        );
+        kernel.add(
+            vec![("pod_uid", "other".to_string())],
+            Value::U(sum_bytes(rest.iter().filter_map(|p| p.kernel_shmem_bytes))),
+        );
+    }
+    [charged, kernel, used, size]
 }
 
 #[cfg(test)]

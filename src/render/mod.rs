@@ -5,6 +5,7 @@ pub mod cgroups;
 pub mod fit;
 pub mod json;
 pub mod metrics;
+pub mod pods;
 pub mod table;
 pub mod units;
 

@@ -466,6 +466,9 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     if by_cgroup {
         out.push_str(&super::cgroups::table_footer(acc, &rows, ro));
     }
+    if f.by == Some(GroupBy::Pod) {
+        out.push_str(&super::pods::table_footer(acc, &rows, ro));
+    }
     out.push_str(&notes(acc, ro));
     out
 }

@@ -160,6 +160,7 @@ fn host() -> Snapshot {
             dev: 27,
             foreign_ns: None,
             used_bytes: Some(10 * MIB),
+            size_bytes: Some(64 * MIB),
             hidden: false,
             container: None,
         },
@@ -168,6 +169,7 @@ fn host() -> Snapshot {
             dev: 25,
             foreign_ns: None,
             used_bytes: None,
+            size_bytes: None,
             hidden: true,
             container: None,
         },
@@ -543,4 +545,81 @@ fn tables_fit_the_width() {
         snap.objects.len(),
         "one line per object, no header: {picked}"
     );
+}
+
+/// The host with postgres (200) moved into a pod, as a cgroup v2 host with kubelet's systemd
+/// driver and containerd names it (tests/fixtures/cgroup_k8s_v2.txt), its /dev/shm a 64 MiB
+/// emptyDir with 60 MiB used.
+fn host_with_pod() -> Snapshot {
+    let mut snap = host();
+    let text = include_bytes!("../../tests/fixtures/cgroup_k8s_v2.txt");
+    let path = crate::collect::cgroup::parse_process(text, CgroupVersion::V2).unwrap();
+    let pod_cg = crate::collect::container::pod_cgroup(&path)
+        .unwrap()
+        .to_string();
+    let pg = snap.processes.iter_mut().find(|p| p.pid == 200).unwrap();
+    pg.cgroup = Some(path);
+    pg.mnt_ns = Some(4026532900);
+    snap.pod_cgroups = vec![CgroupMem {
+        path: pod_cg,
+        version: CgroupVersion::V2,
+        shmem_bytes: Some(88 * MIB),
+    }];
+    snap.mounts.push(TmpfsMount {
+        mount_point: "/var/lib/kubelet/pods/8a1e3f7c-2b9d-4c61-9e0a-5d7f3b2c1a90/volumes/kubernetes.io~empty-dir/dshm".into(),
+        dev: 0x2a,
+        foreign_ns: None,
+        used_bytes: Some(60 * MIB),
+        size_bytes: Some(64 * MIB),
+        hidden: false,
+        container: None,
+    });
+    snap.ns_tmpfs = vec![
+        crate::model::NsTmpfs {
+            mnt_ns: None,
+            mount_point: "/var/lib/kubelet/pods/8a1e3f7c-2b9d-4c61-9e0a-5d7f3b2c1a90/volumes/kubernetes.io~empty-dir/dshm".into(),
+            dev: 0x2a,
+        },
+        crate::model::NsTmpfs {
+            mnt_ns: Some(4026532900),
+            mount_point: "/dev/shm".into(),
+            dev: 0x2a,
+        },
+    ];
+    snap
+}
+
+#[test]
+fn pods_containers_units() {
+    let snap = host_with_pod();
+    let acc = account(&snap, Policy::Owner);
+    for (name, by) in [
+        ("procs_table_by_pod", GroupBy::Pod),
+        ("procs_table_by_container", GroupBy::Container),
+        ("procs_table_by_unit", GroupBy::Unit),
+    ] {
+        insta::assert_snapshot!(
+            name,
+            table::procs(&acc, &procs_filter(Some(by), ProcColumn::Total), &raw())
+        );
+    }
+    insta::assert_snapshot!(
+        "procs_json_by_pod",
+        json::procs(&acc, &procs_filter(Some(GroupBy::Pod), ProcColumn::Total))
+    );
+    let scan = metrics::ScanInfo {
+        duration_seconds: 0.125,
+        timestamp_seconds: 1_700_000_000.5,
+    };
+    let text = metrics::render(
+        &acc,
+        &metrics::MetricsOptions::default(),
+        &scan,
+        metrics::Format::Prometheus,
+    );
+    let pod_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("pod_") && !l.starts_with('#'))
+        .collect();
+    insta::assert_snapshot!("metrics_pods", pod_lines.join("\n"));
 }

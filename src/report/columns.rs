@@ -5,6 +5,7 @@
 use super::rows::ProcRow;
 use super::{object_id, object_name};
 use crate::account::cgroup::CgroupRow;
+use crate::account::pods::PodRow;
 use crate::account::Accounted;
 
 /// What the width fitting and `-o` need of a table's columns, from one enum per table: a new
@@ -66,6 +67,10 @@ pub enum Cell {
 impl Cell {
     fn bytes(v: Option<u64>) -> Cell {
         v.map_or(Cell::Missing, Cell::Bytes)
+    }
+
+    fn text(v: &Option<String>) -> Cell {
+        v.clone().map_or(Cell::Missing, Cell::Text)
     }
 
     /// The figure to sort on: bytes or counts; 0 for text and missing figures.
@@ -268,6 +273,12 @@ pub enum ProcColumn {
     Title,
     /// Memory cgroup.
     Cgroup,
+    /// Kubernetes pod UID (from the cgroup path).
+    Pod,
+    /// Container ID (from the cgroup path).
+    Container,
+    /// systemd unit (from the cgroup path).
+    Unit,
     /// Resident set size.
     Rss,
     /// Private anonymous resident memory.
@@ -308,7 +319,8 @@ impl Column for ProcColumn {
     fn priority(self) -> u8 {
         use ProcColumn::*;
         match self {
-            Pid | Procs | Command | Cgroup | Shared | Total | Unique | FreedIfGone => KEEP,
+            Pid | Procs | Command | Cgroup | Pod | Container | Unit | Shared | Total | Unique
+            | FreedIfGone => KEEP,
             Rss => 120,
             Pss => 110,
             Uss => 105,
@@ -332,7 +344,7 @@ impl Column for ProcColumn {
 
 impl ProcColumn {
     /// Every column, in table order (what `-o` takes).
-    pub const ALL: [ProcColumn; 19] = [
+    pub const ALL: [ProcColumn; 22] = [
         ProcColumn::Pid,
         ProcColumn::Ppid,
         ProcColumn::Procs,
@@ -340,6 +352,9 @@ impl ProcColumn {
         ProcColumn::Command,
         ProcColumn::Title,
         ProcColumn::Cgroup,
+        ProcColumn::Pod,
+        ProcColumn::Container,
+        ProcColumn::Unit,
         ProcColumn::Rss,
         ProcColumn::Anon,
         ProcColumn::File,
@@ -379,6 +394,9 @@ impl ProcColumn {
             ProcColumn::Command => "COMMAND",
             ProcColumn::Title => "TITLE",
             ProcColumn::Cgroup => "CGROUP",
+            ProcColumn::Pod => "POD",
+            ProcColumn::Container => "CONTAINER",
+            ProcColumn::Unit => "UNIT",
             ProcColumn::Rss => "RSS",
             ProcColumn::Anon => "ANON",
             ProcColumn::File => "FILE",
@@ -404,6 +422,9 @@ impl ProcColumn {
             ProcColumn::Command => "comm",
             ProcColumn::Title => "title",
             ProcColumn::Cgroup => "cgroup",
+            ProcColumn::Pod => "pod_uid",
+            ProcColumn::Container => "container_id",
+            ProcColumn::Unit => "unit",
             ProcColumn::Rss => "rss_bytes",
             ProcColumn::Anon => "rss_anon_bytes",
             ProcColumn::File => "rss_file_bytes",
@@ -455,9 +476,13 @@ impl ProcColumn {
     /// Where the column's text sits.
     pub fn align(self) -> Align {
         match self {
-            ProcColumn::User | ProcColumn::Command | ProcColumn::Title | ProcColumn::Cgroup => {
-                Align::Left
-            }
+            ProcColumn::User
+            | ProcColumn::Command
+            | ProcColumn::Title
+            | ProcColumn::Cgroup
+            | ProcColumn::Pod
+            | ProcColumn::Container
+            | ProcColumn::Unit => Align::Left,
             _ => Align::Right,
         }
     }
@@ -474,6 +499,9 @@ impl ProcColumn {
             ProcColumn::Cgroup => {
                 Cell::Text(r.cgroup.as_deref().unwrap_or("- (unreadable)").to_string())
             }
+            ProcColumn::Pod => Cell::text(&r.workload.pod_uid),
+            ProcColumn::Container => Cell::text(&r.workload.container_id),
+            ProcColumn::Unit => Cell::text(&r.workload.unit),
             ProcColumn::Rss => Cell::Bytes(r.rss),
             ProcColumn::Anon => Cell::Bytes(r.anon),
             ProcColumn::File => Cell::Bytes(r.file),
@@ -600,6 +628,106 @@ impl CgroupColumn {
             CgroupColumn::Touched => Cell::bytes(r.touched_bytes),
             CgroupColumn::Kernel => Cell::bytes(r.kernel_shmem_bytes),
             CgroupColumn::KernelOwner => r.kernel_minus_owner().map_or(Cell::Missing, Cell::Signed),
+        }
+    }
+}
+
+/// Columns of the per-pod table below `procs --by pod` (and of its JSON rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PodColumn {
+    /// Pod UID.
+    Pod,
+    /// Listed processes in it.
+    Procs,
+    /// Shared memory charged to its processes under the policy.
+    Shared,
+    /// Under `owner`.
+    Owner,
+    /// The kernel's `memory.stat` shmem of the pod's cgroup, children included.
+    Kernel,
+    /// KERNEL less OWNER.
+    KernelOwner,
+    /// `/dev/shm` in use (statfs).
+    ShmUsed,
+    /// `/dev/shm` size limit.
+    ShmLimit,
+    /// `/dev/shm` room left.
+    ShmFree,
+}
+
+impl Column for PodColumn {
+    const ALL: &'static [Self] = &[
+        PodColumn::Pod,
+        PodColumn::Procs,
+        PodColumn::Shared,
+        PodColumn::Owner,
+        PodColumn::Kernel,
+        PodColumn::KernelOwner,
+        PodColumn::ShmUsed,
+        PodColumn::ShmLimit,
+        PodColumn::ShmFree,
+    ];
+    fn header(self) -> &'static str {
+        match self {
+            PodColumn::Pod => "POD",
+            PodColumn::Procs => "PROCS",
+            PodColumn::Shared => "SHARED",
+            PodColumn::Owner => "OWNER",
+            PodColumn::Kernel => "KERNEL",
+            PodColumn::KernelOwner => "KERNEL-OWNER",
+            PodColumn::ShmUsed => "SHM-USED",
+            PodColumn::ShmLimit => "SHM-LIMIT",
+            PodColumn::ShmFree => "SHM-FREE",
+        }
+    }
+    fn key(self) -> Option<&'static str> {
+        Some(match self {
+            PodColumn::Pod => "pod_uid",
+            PodColumn::Procs => "processes",
+            PodColumn::Shared => "shared_charged_bytes",
+            PodColumn::Owner => "owner_bytes",
+            PodColumn::Kernel => "kernel_shmem_bytes",
+            PodColumn::KernelOwner => "kernel_minus_owner_bytes",
+            PodColumn::ShmUsed => "dev_shm_used_bytes",
+            PodColumn::ShmLimit => "dev_shm_size_bytes",
+            PodColumn::ShmFree => "dev_shm_free_bytes",
+        })
+    }
+    fn align(self) -> Align {
+        match self {
+            PodColumn::Pod => Align::Left,
+            _ => Align::Right,
+        }
+    }
+    fn priority(self) -> u8 {
+        match self {
+            PodColumn::Pod | PodColumn::Kernel | PodColumn::ShmUsed | PodColumn::ShmLimit => KEEP,
+            PodColumn::Owner => 210,
+            PodColumn::KernelOwner => 200,
+            PodColumn::ShmFree => 150,
+            PodColumn::Shared => 120,
+            PodColumn::Procs => 100,
+        }
+    }
+    fn elidable(self) -> bool {
+        false
+    }
+}
+
+impl PodColumn {
+    /// The value of a row.
+    pub fn cell(self, r: &PodRow) -> Cell {
+        let shm = r.dev_shm();
+        match self {
+            PodColumn::Pod => Cell::Text(r.pod_uid.clone()),
+            PodColumn::Procs => Cell::Number(u64::from(r.processes)),
+            PodColumn::Shared => Cell::Bytes(r.charged_bytes),
+            PodColumn::Owner => Cell::Bytes(r.owner_bytes),
+            PodColumn::Kernel => Cell::bytes(r.kernel_shmem_bytes),
+            PodColumn::KernelOwner => r.kernel_minus_owner().map_or(Cell::Missing, Cell::Signed),
+            PodColumn::ShmUsed => Cell::bytes(shm.and_then(|v| v.used_bytes)),
+            PodColumn::ShmLimit => Cell::bytes(shm.and_then(|v| v.size_bytes)),
+            PodColumn::ShmFree => Cell::bytes(shm.and_then(|v| v.free_bytes())),
         }
     }
 }

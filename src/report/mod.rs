@@ -10,7 +10,9 @@
 mod columns;
 mod rows;
 
-pub use columns::{Align, Cell, CgroupColumn, Column, ObjectColumn, ProcColumn, SortKey, KEEP};
+pub use columns::{
+    Align, Cell, CgroupColumn, Column, ObjectColumn, PodColumn, ProcColumn, SortKey, KEEP,
+};
 pub use rows::{owned_counts, proc_rows, select_objects, total_bytes, ProcRow};
 
 use crate::model::{Object, ObjectDetail, ObjectId, ObjectKind, Pid, Via};
@@ -32,6 +34,12 @@ pub enum GroupBy {
     Cgroup,
     /// A process and its descendants that run the same command, under the topmost one's pid.
     Tree,
+    /// One row per Kubernetes pod (from the cgroup path), with a per-pod reconciliation.
+    Pod,
+    /// One row per container (from the cgroup path).
+    Container,
+    /// One row per systemd unit (the innermost `.service` or `.scope` of the cgroup path).
+    Unit,
 }
 
 /// Which objects to show, in which order.
@@ -109,6 +117,9 @@ impl ProcQuery {
             // A group of one command spans users and vice versa: no empty column.
             Some(GroupBy::Command) => vec![Procs, Command],
             Some(GroupBy::User) => vec![Procs, User],
+            Some(GroupBy::Pod) => vec![Procs, Pod],
+            Some(GroupBy::Container) => vec![Procs, Pod, Container],
+            Some(GroupBy::Unit) => vec![Procs, Unit],
             None => vec![Pid, Ppid, User, Command],
         };
         cols.extend([Rss, Anon, File, Shmem, Swap, Shared, Total]);

@@ -3,7 +3,7 @@
 
 use super::{GroupBy, ObjectQuery, ProcColumn, ProcQuery, SortKey};
 use crate::account::Accounted;
-use crate::model::{Pid, Process};
+use crate::model::{Pid, Process, Workload};
 use std::collections::HashMap;
 
 /// Private anonymous memory plus the shared memory charged to it: the TOTAL of every view.
@@ -69,6 +69,9 @@ pub struct ProcRow {
     pub uss: Option<u64>,
     /// Memory cgroup of the process, or of the group with `--by cgroup`.
     pub cgroup: Option<String>,
+    /// Pod, container and unit of the process (from its cgroup), or what names the group with
+    /// `--by pod|container|unit`.
+    pub workload: Workload,
     /// The processes in the row.
     pub members: Vec<Pid>,
     /// With `--exact`: distinct pages mapped plus shared memory charged.
@@ -102,6 +105,11 @@ impl ProcRow {
             pss: p.smaps.map(|s| s.pss_bytes),
             uss: p.smaps.map(|s| s.uss_bytes),
             cgroup: p.cgroup.clone(),
+            workload: p
+                .cgroup
+                .as_deref()
+                .map(crate::collect::container::parse)
+                .unwrap_or_default(),
             members: vec![p.pid],
             unique: None,
             freed_if_gone: None,
@@ -127,6 +135,27 @@ fn add_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.saturating_add(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// What names a group: the pod, container or unit it is one of (a container's pod too: a
+/// container is in one pod); all three for a cgroup, which its path names.
+fn group_workload(by: GroupBy, w: &Workload) -> Workload {
+    match by {
+        GroupBy::Cgroup => w.clone(),
+        GroupBy::Pod => Workload {
+            pod_uid: w.pod_uid.clone(),
+            ..Workload::default()
+        },
+        GroupBy::Container if w.container_id.is_some() => Workload {
+            unit: None,
+            ..w.clone()
+        },
+        GroupBy::Unit => Workload {
+            unit: w.unit.clone(),
+            ..Workload::default()
+        },
+        _ => Workload::default(),
     }
 }
 
@@ -176,6 +205,14 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                 GroupBy::User => r.user.clone(),
                 // "-": processes whose cgroup could not be read.
                 GroupBy::Cgroup => r.cgroup.clone().unwrap_or_else(|| "-".to_string()),
+                // "-": processes outside any pod, container or unit.
+                GroupBy::Pod => r.workload.pod_uid.clone().unwrap_or_else(|| "-".into()),
+                GroupBy::Container => r
+                    .workload
+                    .container_id
+                    .clone()
+                    .unwrap_or_else(|| "-".into()),
+                GroupBy::Unit => r.workload.unit.clone().unwrap_or_else(|| "-".into()),
             };
             match index.get(&key) {
                 Some(&i) => {
@@ -212,6 +249,7 @@ pub fn proc_rows(acc: &Accounted, f: &ProcQuery) -> Vec<ProcRow> {
                         } else {
                             None
                         },
+                        workload: group_workload(by, &r.workload),
                         ..r
                     });
                 }

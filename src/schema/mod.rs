@@ -13,7 +13,7 @@ pub use objects::{
     CausesDoc, ChargeDoc, EstimateDoc, HolderDoc, HugetlbDoc, MountDoc, NotesDoc, ObjectDoc,
     ObjectsDoc, PidComm, UnreadableDoc,
 };
-pub use procs::{CgroupDoc, ProcDoc, ProcsDoc};
+pub use procs::{CgroupDoc, PodDoc, PodVolumeDoc, ProcDoc, ProcsDoc};
 pub use record::RecordDoc;
 
 /// Version of the objects and processes documents.

@@ -48,6 +48,11 @@ pub struct ProcsDoc {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[serde(default)]
     pub cgroups_note: Option<String>,
+    /// With `--by pod`: each pod's charges against its cgroup's memory.stat shmem, and its
+    /// memory-backed volumes against their size limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
+    pub pods: Option<Vec<PodDoc>>,
 }
 
 /// One process, or one group of processes with `--by`.
@@ -143,4 +148,48 @@ pub struct CgroupDoc {
     pub kernel_shmem_bytes: Option<u64>,
     /// The kernel's figure less the owner figure.
     pub kernel_minus_owner_bytes: Option<i64>,
+}
+
+/// One Kubernetes pod with `--by pod`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PodDoc {
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The pod's cgroup (its containers' parent); null when the path names none.
+    pub cgroup: Option<String>,
+    /// Listed processes in the pod.
+    pub processes: u32,
+    /// Under the policy of the document (`charge`).
+    pub shared_charged_bytes: u64,
+    /// Charged under `owner`.
+    pub owner_bytes: u64,
+    /// What the kernel charges the pod's cgroup and its children for shmem (`memory.stat`).
+    pub kernel_shmem_bytes: Option<u64>,
+    /// The kernel's figure less the owner figure.
+    pub kernel_minus_owner_bytes: Option<i64>,
+    /// Bytes in use on the pod's `/dev/shm` (the one with least room when containers differ).
+    pub dev_shm_used_bytes: Option<u64>,
+    /// Size limit of that `/dev/shm`.
+    pub dev_shm_size_bytes: Option<u64>,
+    /// Room left on it: a write or `ftruncate` beyond it fails.
+    pub dev_shm_free_bytes: Option<u64>,
+    /// Every memory-backed volume of the pod: `/dev/shm`, emptyDirs with `medium: Memory`.
+    pub volumes: Vec<PodVolumeDoc>,
+}
+
+/// A tmpfs volume of a pod.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct PodVolumeDoc {
+    /// Where the containers mount it (kubelet's path when no container was read).
+    pub mount_point: String,
+    /// Its device (`major:minor`).
+    pub dev: String,
+    /// The emptyDir's name, when kubelet's mount of it was seen.
+    pub empty_dir: Option<String>,
+    /// Bytes in use (statfs): resident and swapped, files held or not.
+    pub used_bytes: Option<u64>,
+    /// Its size limit.
+    pub size_bytes: Option<u64>,
+    /// Room left.
+    pub free_bytes: Option<u64>,
 }

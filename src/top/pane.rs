@@ -196,7 +196,9 @@ impl PaneRow for LiveProc {
             ProcColumn::Procs => Value::Count(1),
             ProcColumn::User => Value::Text(self.user.as_str().into()),
             ProcColumn::Command | ProcColumn::Title => Value::Text(self.comm.as_str().into()),
-            ProcColumn::Cgroup => Value::Text("".into()),
+            ProcColumn::Cgroup | ProcColumn::Pod | ProcColumn::Container | ProcColumn::Unit => {
+                Value::Text("".into())
+            }
             ProcColumn::Rss => fig(self.rss, false),
             ProcColumn::Anon => fig(self.anon, false),
             ProcColumn::File => fig(self.file, false),

@@ -291,6 +291,26 @@ pub mod child {
             return;
         }
         let len = (n * page) as usize;
+        // SAFETY: fstat into a zeroed stat buffer of our own.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fd is the caller's open file; st is ours.
+        if unsafe { libc::fstat(fd, &mut st) } < 0 {
+            fail(code);
+        }
+        if ((first + n) * page) as i64 > st.st_size {
+            // Past the end a mapping would SIGBUS: one byte per page extends the file, as
+            // the parent-side helper does (tests/common/mod.rs pwrite_pages_plain).
+            let b = [0x5au8; 1];
+            for i in first..first + n {
+                // SAFETY: b is valid for one byte.
+                let w =
+                    unsafe { libc::pwrite(fd, b.as_ptr().cast(), 1, (i * page) as libc::off_t) };
+                if w != 1 {
+                    fail(code);
+                }
+            }
+            return;
+        }
         // SAFETY: a fresh shared mapping of the file, inside its size.
         let p = unsafe {
             libc::mmap(

@@ -28,6 +28,18 @@ pub fn parse_stat_shmem(text: &[u8]) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The shmem of a cgroup and all its descendants: v1's `total_shmem`, v2's `shmem` (v2's
+/// figures always include the children).
+pub fn parse_stat_subtree_shmem(text: &[u8], version: CgroupVersion) -> Option<u64> {
+    match version {
+        CgroupVersion::V2 => parse_stat_shmem(text),
+        CgroupVersion::V1 => String::from_utf8_lossy(text)
+            .lines()
+            .find_map(|l| l.strip_prefix("total_shmem "))
+            .and_then(|v| v.trim().parse().ok()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +82,16 @@ mod tests {
             Some(25165824)
         );
         assert_eq!(parse_stat_shmem(b"shmem_thp 4096\n"), None);
+        let v1 = fixture("memory_stat_v1.txt");
+        let total = String::from_utf8_lossy(&v1).lines().find_map(|l| {
+            l.strip_prefix("total_shmem ")
+                .map(|v| v.parse::<u64>().unwrap())
+        });
+        assert_eq!(parse_stat_subtree_shmem(&v1, CgroupVersion::V1), total);
+        assert_eq!(
+            parse_stat_subtree_shmem(&fixture("memory_stat_v2.txt"), CgroupVersion::V2),
+            Some(25165824)
+        );
         assert_eq!(parse_stat_shmem(b"shmem x\n"), None);
     }
 }

@@ -96,29 +96,40 @@ fn labelled<'a>(doc: &'a Value, pid: i64, label: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Sets nr_hugepages and puts back the old value on drop.
-struct HugePages {
-    before: String,
-}
+/// `n` more huge pages in the default pool while it lives: added to `nr_hugepages` and
+/// subtracted again on drop (other test runs on this host reserve theirs at the same time:
+/// writing back an absolute value would take theirs away).
+struct HugePages(u64);
 
-/// The two PHP-FPM tests run one at a time: one reserves huge pages the other must not see.
+/// The two PHP-FPM tests and the PostgreSQL one run one at a time: one reserves huge pages
+/// another must not see.
 static HUGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
+fn nr_hugepages() -> Option<u64> {
+    std::fs::read_to_string(NR_HUGEPAGES)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 impl HugePages {
     fn reserve(n: u64) -> Option<HugePages> {
-        let before = std::fs::read_to_string(NR_HUGEPAGES).ok()?;
-        let have: u64 = before.trim().parse().ok()?;
-        let g = HugePages { before };
+        let have = nr_hugepages()?;
         std::fs::write(NR_HUGEPAGES, (have + n).to_string()).ok()?;
-        Some(g)
+        // What the kernel managed to add is what the guard gives back.
+        let added = nr_hugepages()?.saturating_sub(have).min(n);
+        Some(HugePages(added))
     }
 }
 
 impl Drop for HugePages {
     fn drop(&mut self) {
-        let _ = std::fs::write(NR_HUGEPAGES, self.before.trim());
+        if let Some(now) = nr_hugepages() {
+            let _ = std::fs::write(NR_HUGEPAGES, now.saturating_sub(self.0).to_string());
+        }
     }
 }
 

@@ -94,6 +94,13 @@ fn object(m: &Model, o: &LiveObject) -> Vec<String> {
     for h in &o.holders {
         v.push(format!("  {:>7} {:<15} {}", h.pid, h.comm, via(&h.via)));
     }
+    if o.hidden_attaches > 0 {
+        // The kernel's nattch counts attaches of processes this scan could not read.
+        v.push(format!(
+            "  + {} attach(es) not visible (nattch counts them; their processes could not be read)",
+            o.hidden_attaches
+        ));
+    }
     v.push(format!("charges under '{}':", m.policy.as_str()));
     if o.charges.is_empty() {
         v.push("  none: nobody owns it (it counts as owned by nobody)".into());

@@ -108,6 +108,8 @@ pub struct LiveObject {
     pub holders: Vec<HolderInfo>,
     /// Distinct processes holding it.
     pub holder_pids: usize,
+    /// Attaches of a SysV segment no listed mapping accounts for (`Object::hidden_attaches`).
+    pub hidden_attaches: u64,
     /// (pid, escaped title or comm).
     pub owner: Option<(Pid, String)>,
     /// Charges under the model's policy.
@@ -284,6 +286,7 @@ impl Model {
                     estimate: o.accuracy.estimate(),
                     hugetlb: o.hugetlb(),
                     holder_pids: o.holder_pids().len(),
+                    hidden_attaches: o.hidden_attaches(),
                     holders,
                     owner,
                     charges: acc.charges[i].clone(),

@@ -19,6 +19,7 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
             "leader thread exited",
             Scenario {
                 actors: 1,
+                ns: 0,
                 ops: vec![
                     create(0, Kind::Memfd, 4),
                     Write {
@@ -52,6 +53,7 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
             "leader thread exited, sole mapper",
             Scenario {
                 actors: 1,
+                ns: 0,
                 ops: vec![
                     create(0, Kind::Anon, 4),
                     Write {
@@ -71,6 +73,7 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
             "anonymous object held by a map_files fd",
             Scenario {
                 actors: 2,
+                ns: 0,
                 ops: vec![
                     create(0, Kind::Anon, 4),
                     Write {
@@ -99,6 +102,7 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
             "SysV segment held by a map_files fd",
             Scenario {
                 actors: 1,
+                ns: 0,
                 ops: vec![
                     create(0, Kind::Sysv, 4),
                     Write {

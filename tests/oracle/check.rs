@@ -16,6 +16,8 @@ pub static HUGE: AtomicUsize = AtomicUsize::new(0);
 /// Hugetlb objects seen with huge pages faulted in, and objects checked in another namespace.
 pub static HUGETLB: AtomicUsize = AtomicUsize::new(0);
 pub static FOREIGN: AtomicUsize = AtomicUsize::new(0);
+/// Segments of another IPC namespace checked with shmid 0 (a fresh namespace numbers from 0).
+pub static SHMID0: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Truth {
@@ -508,6 +510,9 @@ fn compare(
         let ns = r.idents[o].ns;
         if ns.is_some() {
             FOREIGN.fetch_add(1, Ordering::Relaxed);
+            if r.idents[o].shmid == Some(0) {
+                SHMID0.fetch_add(1, Ordering::Relaxed);
+            }
         }
         expect(
             j.get("namespace").and_then(Value::as_u64) == ns

@@ -121,6 +121,7 @@ fn phase(
     jobs: usize,
     totals: &Totals,
 ) -> Vec<String> {
+    let started = Instant::now();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -153,6 +154,10 @@ fn phase(
             });
         }
     });
+    println!(
+        "oracle: phase {name}: {count} scenarios in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     failures.into_inner().unwrap()
 }
 
@@ -338,6 +343,11 @@ fn main() {
             ));
             env.hugetlbfs = None;
             drop((mount, pool));
+            // Huge pages others take from the pool make creations skip, not fail: the phase
+            // must still have faulted some in.
+            if count >= 80 && check::HUGETLB.load(Ordering::Relaxed) == 0 {
+                failures.push("hugetlb phase: no hugetlb object had a huge page faulted in".into());
+            }
         }
         Err(e) if ci && !std::path::Path::new(host::HUGEPAGES).exists() => {
             failures.push(format!("hugetlb phase: {e}"))
@@ -354,6 +364,9 @@ fn main() {
         jobs,
         &totals,
     ));
+    if count >= 80 && check::SHMID0.load(Ordering::Relaxed) == 0 {
+        failures.push("namespace phase: no segment of another IPC namespace was shmid 0".into());
+    }
     drop((huge, tmpfs));
     report(&totals, started);
     if !failures.is_empty() {
@@ -371,9 +384,11 @@ fn report(t: &Totals, started: std::time::Instant) {
         check::HUGE.load(Ordering::Relaxed)
     );
     println!(
-        "oracle: hugetlb objects with huge pages faulted in: {}, objects in another namespace: {}",
+        "oracle: hugetlb objects with huge pages faulted in: {}, objects in another namespace: {} \
+         (shmid 0 there: {})",
         check::HUGETLB.load(Ordering::Relaxed),
-        check::FOREIGN.load(Ordering::Relaxed)
+        check::FOREIGN.load(Ordering::Relaxed),
+        check::SHMID0.load(Ordering::Relaxed)
     );
     println!(
         "oracle: {} scenarios, {} objects, {} operations, {} checks in {:.1} s",

@@ -116,5 +116,43 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                 ],
             },
         ),
+        (
+            // Actor 0 in IPC and mount namespaces of its own: its first segment is shmid 0
+            // there (beside a segment of actor 1 here), a POSIX shm file on its private
+            // /dev/shm passed to actor 1, another left there held by nobody (posix_shm, no
+            // owner); its child holds the segment too.
+            "actor in namespaces of its own",
+            Scenario {
+                actors: 2,
+                ns: 1,
+                ops: vec![
+                    create(0, Kind::Sysv, 4),
+                    Write {
+                        a: 0,
+                        o: 0,
+                        first: 0,
+                        n: 2,
+                    },
+                    create(1, Kind::Sysv, 3),
+                    create(0, Kind::Posix, 5),
+                    Write {
+                        a: 0,
+                        o: 2,
+                        first: 1,
+                        n: 3,
+                    },
+                    Send { a: 0, to: 1, o: 2 },
+                    create(0, Kind::Posix, 2),
+                    Write {
+                        a: 0,
+                        o: 3,
+                        first: 0,
+                        n: 2,
+                    },
+                    Close { a: 0, o: 3 },
+                    Fork { a: 0 },
+                ],
+            },
+        ),
     ]
 }

@@ -237,10 +237,12 @@ fn scan_fds(
             continue; // closed meanwhile
         };
         let target = target.into_os_string().into_encoded_bytes();
-        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping or a SysV
-        // attachment (checkpoint/restore tools do this) names the shmem inode as maps does.
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
+        // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
+        // inode as maps does (docs/facts.md 20).
         let candidate = target.starts_with(b"/memfd:")
             || target == b"/dev/zero (deleted)"
+            || target == b"/anon_hugepage (deleted)"
             || target.starts_with(b"/SYSV")
             || points.is_some_and(|pts| {
                 pts.iter()

@@ -331,9 +331,7 @@ impl Model {
                 self.alive(a)
                     && !self.actors[a].leader_gone
                     && self.actors[a].ns.is_none()
-                    && self
-                        .obj(o)
-                        .is_some_and(|ob| matches!(ob.kind, Kind::Anon | Kind::Sysv))
+                    && self.obj(o).is_some_and(|ob| ob.kind.mapped())
                     && self.shared_map(a, o).is_some()
             }
             Send { a, to, o } => self.has_fd(a, o) && self.alive(to) && a != to,
@@ -615,7 +613,7 @@ fn generate_huge(seed: u64) -> Scenario {
         let a = r.below(na);
         let o = r.below(m.objs.len());
         let pages = m.objs.get(o).map_or(1, |x| x.pages.max(1));
-        let op = match r.below(14) {
+        let op = match r.below(15) {
             0..=2 if m.objs.len() < MAX_HUGE_OBJECTS => Op::Create {
                 a,
                 kind: [
@@ -644,6 +642,7 @@ fn generate_huge(seed: u64) -> Scenario {
             },
             11 => [Op::Rmid { a, o }, Op::Unlink { a, o }][r.below(2)].clone(),
             12 => [Op::Fork { a }, Op::Fork { a }, Op::Exit { a }][r.below(3)].clone(),
+            13 => Op::MapFd { a, o },
             _ => Op::Exec { a },
         };
         if m.applicable(&op) {

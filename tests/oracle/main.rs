@@ -327,6 +327,13 @@ fn main() {
                 mount.path.display()
             );
             env.hugetlbfs = Some(mount.path.clone());
+            for (name, sc) in regress::huge_scenarios() {
+                let tag = format!("{}-h", std::process::id());
+                match run_one(&sc, &env, &tag, Some(&totals)) {
+                    Ok(()) => println!("oracle: regression scenario passed: {name}"),
+                    Err(e) => failures.push(format!("regression scenario {name:?} failed:\n{e}")),
+                }
+            }
             // Each scenario running at once may reserve 6 pages.
             let at_once = jobs.min((pool.added / 6) as usize).max(1);
             failures.extend(phase(

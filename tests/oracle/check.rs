@@ -313,7 +313,21 @@ fn describe_pid(pid: i64) -> String {
         .and_then(|(_, r)| r.rsplit_once(')'))
         .map_or("?", |c| c.0);
     let ppid = stat_of(pid as i32).map_or(-1, |s| s.0);
-    format!("{pid} ({comm}) ppid {ppid}")
+    let state = s
+        .rsplit_once(')')
+        .map_or("?", |r| r.1.trim_start().get(..1).unwrap_or("?"));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    format!("{pid} ({comm}) ppid {ppid} state {state} threads {threads}")
+}
+
+/// Whether `pid` is a zombie whose every thread exited (an exited actor whose new parent has
+/// not reaped it yet). A zombie leader with a live thread is a live process.
+fn exited(pid: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = s
+        .rsplit_once(')')
+        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+    zombie && std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()) <= 1
 }
 
 fn boot_time() -> Option<u64> {
@@ -342,7 +356,7 @@ fn owner(holders: &[i32], creator: Option<(i32, u64)>) -> Option<i32> {
     if let Some((cpid, ctime)) = creator {
         let hz = rustix::param::clock_ticks_per_second();
         if let (Some((_, start)), Some(btime)) = (stat_of(cpid), boot_time()) {
-            if btime + start / hz <= ctime + 1 {
+            if btime + start / hz <= ctime + 1 && !exited(cpid) {
                 return Some(cpid);
             }
         }
@@ -632,7 +646,10 @@ fn compare(
         let got_owner = j["owner"]["pid"].as_i64().map(|p| p as i32);
         expect(
             got_owner == own,
-            format!("object {o}: owner {got_owner:?} != {own:?}"),
+            format!(
+                "object {o}: owner {got_owner:?} != {own:?} ({})",
+                own.map_or(String::new(), |p| describe_pid(p.into()))
+            ),
         );
         // Charges under split: resident divided equally, the first holders (by pid) one byte more.
         let res = u("resident_bytes");

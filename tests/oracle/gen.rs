@@ -334,7 +334,14 @@ impl Model {
                     && self.obj(o).is_some_and(|ob| ob.kind.mapped())
                     && self.shared_map(a, o).is_some()
             }
-            Send { a, to, o } => self.has_fd(a, o) && self.alive(to) && a != to,
+            // A SysV fd (map_files) names its segment by shmid alone: a process of another
+            // IPC namespace holding it would be read as holding that namespace's shmid.
+            Send { a, to, o } => {
+                self.has_fd(a, o)
+                    && self.alive(to)
+                    && a != to
+                    && (!self.objs[o].kind.sysv() || self.actors[to].ns == self.objs[o].ns)
+            }
             Rmid { a, o } => {
                 self.same_ns(a, o) && self.obj(o).is_some_and(|ob| ob.kind.sysv() && !ob.removed)
             }
@@ -603,7 +610,14 @@ pub fn generate(seed: u64, v: Variant) -> Scenario {
 fn generate_huge(seed: u64) -> Scenario {
     let mut r = Rng::new(seed);
     let actors = 1 + r.below(3);
-    let mut m = Model::new(actors, 0);
+    // Half the scenarios with some actors in namespaces of their own: SHM_HUGETLB segments of
+    // another IPC namespace.
+    let ns = if r.chance(50) {
+        (1 + r.below((1 << actors) - 1)) as u8
+    } else {
+        0
+    };
+    let mut m = Model::new(actors, ns);
     let mut ops = Vec::new();
     let target = 6 + r.below(14);
     let mut tries = 0;
@@ -650,5 +664,5 @@ fn generate_huge(seed: u64) -> Scenario {
             ops.push(op);
         }
     }
-    Scenario { actors, ns: 0, ops }
+    Scenario { actors, ns, ops }
 }

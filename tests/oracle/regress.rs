@@ -167,29 +167,41 @@ pub fn huge_scenarios() -> Vec<(&'static str, Scenario)> {
         sealable: false,
     };
     let write = |a, o, first| Write { a, o, first, n: 1 };
-    vec![(
-        // An fd on map_files of a MAP_HUGETLB mapping (its link reads `/anon_hugepage
-        // (deleted)`) is a holder, and holds the object alone once the mapping is gone; a
-        // SHM_HUGETLB segment held the same way; every kind with one of two pages faulted in.
-        "hugetlb objects held by map_files fds",
-        Scenario {
-            actors: 2,
-            ns: 0,
-            ops: vec![
-                create(0, Kind::AnonHuge),
-                write(0, 0, 1),
-                MapFd { a: 0, o: 0 },
-                Fork { a: 0 },
-                Unmap { a: 0, o: 0 },
-                create(1, Kind::SysvHuge),
-                write(1, 1, 0),
-                MapFd { a: 1, o: 1 },
-                Unmap { a: 1, o: 1 },
-                create(1, Kind::MemfdHuge),
-                Map { a: 1, o: 2 },
-                write(1, 2, 1),
-                Send { a: 1, to: 0, o: 2 },
-            ],
-        },
-    )]
+    vec![
+        (
+            // An fd on map_files of a MAP_HUGETLB mapping (its link reads `/anon_hugepage
+            // (deleted)`) is a holder, and holds the object alone once the mapping is gone; a
+            // SHM_HUGETLB segment held the same way; every kind with one of two pages faulted in.
+            "hugetlb objects held by map_files fds",
+            Scenario {
+                actors: 2,
+                ns: 0,
+                ops: vec![
+                    create(0, Kind::AnonHuge),
+                    write(0, 0, 1),
+                    MapFd { a: 0, o: 0 },
+                    Fork { a: 0 },
+                    Unmap { a: 0, o: 0 },
+                    create(1, Kind::SysvHuge),
+                    write(1, 1, 0),
+                    MapFd { a: 1, o: 1 },
+                    Unmap { a: 1, o: 1 },
+                    create(1, Kind::MemfdHuge),
+                    Map { a: 1, o: 2 },
+                    write(1, 2, 1),
+                    Send { a: 1, to: 0, o: 2 },
+                ],
+            },
+        ),
+        (
+            // The first segment of a fresh IPC namespace is shmid 0, and a SHM_HUGETLB one maps
+            // on the internal hugetlbfs device with inode 0: still a segment, with its holders.
+            "SHM_HUGETLB segment 0 of another IPC namespace",
+            Scenario {
+                actors: 1,
+                ns: 1,
+                ops: vec![create(0, Kind::SysvHuge), write(0, 0, 0), Fork { a: 0 }],
+            },
+        ),
+    ]
 }

@@ -155,8 +155,11 @@ pub(crate) fn scan_body(
         Read::Ok(text) => {
             let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64)>| {
                 // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode
-                // is its shmid, and the first segment of every IPC namespace is shmid 0.
-                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && e.dev() == ctx.shmem_dev) {
+                // is its shmid, and the first segment of every IPC namespace is shmid 0 (on
+                // the internal hugetlbfs device for SHM_HUGETLB).
+                let segment_dev =
+                    e.dev() == ctx.shmem_dev || ctx.hugetlb_internal.contains_key(&e.dev());
+                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && segment_dev) {
                     return false;
                 }
                 if ctx.is_shmem_dev(e.dev()) {
@@ -237,10 +240,12 @@ fn scan_fds(
             continue; // closed meanwhile
         };
         let target = target.into_os_string().into_encoded_bytes();
-        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping or a SysV
-        // attachment (checkpoint/restore tools do this) names the shmem inode as maps does.
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
+        // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
+        // inode as maps does (docs/facts.md 20).
         let candidate = target.starts_with(b"/memfd:")
             || target == b"/dev/zero (deleted)"
+            || target == b"/anon_hugepage (deleted)"
             || target.starts_with(b"/SYSV")
             || points.is_some_and(|pts| {
                 pts.iter()

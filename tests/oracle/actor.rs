@@ -16,6 +16,8 @@ use std::os::unix::net::UnixStream;
 pub const ENV_SOCKET: &str = "SHMWHO_ORACLE_ACTOR";
 /// `OBJ:FD,...`: fds an exec'ed actor keeps.
 const ENV_FDS: &str = "SHMWHO_ORACLE_FDS";
+/// Set: the actor unshares IPC and mount namespaces before it serves.
+pub const ENV_NS: &str = "SHMWHO_ORACLE_NS";
 
 static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
@@ -55,8 +57,40 @@ pub fn run(socket: &str) -> ! {
     }
     // Read now: /proc/self/exe is gone once the leader thread exits.
     let _ = EXE.set(std::env::current_exe().expect("current_exe"));
+    if std::env::var_os(ENV_NS).is_some() {
+        enter_namespaces();
+    }
     let stream = connect(socket);
     serve(socket.to_string(), stream, st)
+}
+
+/// A container of its own, as tests/containers.rs makes one: new IPC and mount namespaces,
+/// `/` made private (nothing propagates back), its own tmpfs on /dev/shm. Still single-threaded
+/// here, as `unshare(CLONE_NEWNS)` requires. The runner's socket and the test's mounts stay
+/// reachable: the new mount namespace starts as a copy.
+fn enter_namespaces() {
+    // SAFETY: plain syscalls with NUL-terminated strings.
+    let ok = unsafe {
+        libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWNS) == 0
+            && libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            && libc::mount(
+                c"tmpfs".as_ptr(),
+                c"/dev/shm".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) == 0
+    };
+    if !ok {
+        eprintln!("oracle actor: namespaces: {}", errno());
+        std::process::exit(92);
+    }
 }
 
 fn connect(socket: &str) -> UnixStream {
@@ -128,7 +162,9 @@ fn serve(socket: String, stream: UnixStream, mut st: State) -> ! {
                 let exe = EXE.get().unwrap().clone();
                 let _ = writeln!(out, "ok");
                 use std::os::unix::process::CommandExt;
+                // It keeps its namespaces: no second unshare.
                 let e = std::process::Command::new(exe)
+                    .env_remove(ENV_NS)
                     .env(ENV_SOCKET, &socket)
                     .env(ENV_FDS, list.join(","))
                     .exec();
@@ -189,17 +225,21 @@ fn op(st: &mut State, w: &[&str]) -> String {
         unsafe {
             match w[0] {
                 "anon" => {
+                    // anon OBJ PAGES [h]: h for MAP_HUGETLB (PAGES whole huge pages).
                     let len = num(w, 2) * pg;
+                    let huge = w.get(3) == Some(&"h");
                     let a = libc::mmap(
                         std::ptr::null_mut(),
                         len,
                         libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                        libc::MAP_SHARED
+                            | libc::MAP_ANONYMOUS
+                            | if huge { libc::MAP_HUGETLB } else { 0 },
                         -1,
                         0,
                     );
                     if a == libc::MAP_FAILED {
-                        return Err(format!("mmap: {}", errno()));
+                        return pool_short(huge, "mmap");
                     }
                     st.maps.push(Map {
                         obj,
@@ -214,11 +254,14 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     let len = num(w, 2) * pg;
                     let fd = match w[0] {
                         "memfd" => {
-                            let flags = if w[3] == "1" {
+                            let mut flags = if w[3] == "1" {
                                 libc::MFD_ALLOW_SEALING
                             } else {
                                 0
                             };
+                            if w.get(4) == Some(&"h") {
+                                flags |= libc::MFD_HUGETLB | libc::MFD_HUGE_2MB;
+                            }
                             libc::memfd_create(c"oracle".as_ptr(), flags)
                         }
                         "posix" => {
@@ -245,10 +288,12 @@ fn op(st: &mut State, w: &[&str]) -> String {
                 }
                 "sysv" => {
                     let len = num(w, 2) * pg;
-                    let id = rc(
-                        libc::shmget(libc::IPC_PRIVATE, len, libc::IPC_CREAT | 0o600) as _,
-                        "shmget",
-                    )?;
+                    let huge = w.get(3) == Some(&"h");
+                    let flags = libc::IPC_CREAT | 0o600 | if huge { libc::SHM_HUGETLB } else { 0 };
+                    let id = libc::shmget(libc::IPC_PRIVATE, len, flags);
+                    if id < 0 {
+                        return pool_short(huge, "shmget");
+                    }
                     let a = libc::shmat(id as i32, std::ptr::null(), 0);
                     if a as isize == -1 {
                         return Err(format!("shmat: {}", errno()));
@@ -263,9 +308,11 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     Ok(format!("{id}"))
                 }
                 "map" | "mapp" => {
-                    // map OBJ PAGES [SHMID]: a second mapping (or attachment) of the object.
+                    // map OBJ PAGES [SHMID|h]: a second mapping (or attachment) of the object;
+                    // h for a hugetlb file, whose mapping reserves pool pages.
                     let len = num(w, 2) * pg;
-                    if let Some(id) = w.get(3) {
+                    let huge = w.get(3) == Some(&"h");
+                    if let Some(id) = w.get(3).filter(|_| !huge) {
                         let a = libc::shmat(id.parse().unwrap(), std::ptr::null(), 0);
                         if a as isize == -1 {
                             return Err(format!("shmat: {}", errno()));
@@ -295,7 +342,7 @@ fn op(st: &mut State, w: &[&str]) -> String {
                         0,
                     );
                     if a == libc::MAP_FAILED {
-                        return Err(format!("mmap: {}", errno()));
+                        return pool_short(huge, "mmap");
                     }
                     if !shared {
                         // A copy-on-write page of our own: not the object's.
@@ -438,6 +485,27 @@ fn op(st: &mut State, w: &[&str]) -> String {
                     rc(libc::unlink(n.as_ptr()) as _, "unlink")?;
                     Ok(String::new())
                 }
+                "sysvrow" => {
+                    // sysvrow OBJ SHMID: that segment's line of /proc/sysvipc/shm as this
+                    // actor's IPC namespace has it (empty when absent).
+                    let t =
+                        std::fs::read_to_string("/proc/sysvipc/shm").map_err(|e| e.to_string())?;
+                    let row = t
+                        .lines()
+                        .skip(1)
+                        .find(|l| l.split_whitespace().nth(1) == w.get(2).copied());
+                    Ok(row
+                        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default())
+                }
+                "stat" => {
+                    // stat OBJ PATH: a file by its path in this actor's mount namespace.
+                    let s = rustix::fs::stat(w[2]).map_err(|e| format!("stat {}: {e}", w[2]))?;
+                    Ok(format!(
+                        "{} {} {} {}",
+                        s.st_dev, s.st_ino, s.st_size, s.st_blocks
+                    ))
+                }
                 "truth" => {
                     // dev ino size blocks of the object, through an fd or map_files of ours.
                     let path = if let Some(fd) = fd_of(st, obj) {
@@ -472,6 +540,16 @@ fn op(st: &mut State, w: &[&str]) -> String {
         Ok(v) => format!("ok {v}").trim_end().to_string(),
         Err(e) => format!("err {e}"),
     }
+}
+
+/// The reply to a hugetlb creation or mapping the pool cannot back (other runs on the host take
+/// pages from it too): skipped, not failed. Any other failure is an error.
+fn pool_short(huge: bool, what: &str) -> Result<String, String> {
+    let e = std::io::Error::last_os_error();
+    if huge && matches!(e.raw_os_error(), Some(libc::ENOMEM | libc::ENOSPC)) {
+        return Ok("skip huge page pool short".into());
+    }
+    Err(format!("{what}: {e}"))
 }
 
 /// (st_dev, inode) of the mapping at `addr`, from this thread's maps (device in hex there).

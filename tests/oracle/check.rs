@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 /// huge pages: evidence that the swap and THP phases tested what they meant to.
 pub static SWAPPED: AtomicUsize = AtomicUsize::new(0);
 pub static HUGE: AtomicUsize = AtomicUsize::new(0);
+/// Hugetlb objects seen with huge pages faulted in, and objects checked in another namespace.
+pub static HUGETLB: AtomicUsize = AtomicUsize::new(0);
+pub static FOREIGN: AtomicUsize = AtomicUsize::new(0);
+/// Segments of another IPC namespace checked with shmid 0 (a fresh namespace numbers from 0).
+pub static SHMID0: AtomicUsize = AtomicUsize::new(0);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Truth {
@@ -27,18 +32,77 @@ struct Truth {
     creator: Option<(i32, u64)>,
 }
 
+/// The numbers of one row of `/proc/sysvipc/shm`, keyed by shmid.
+fn sysv_row(line: &str) -> Option<(i32, Vec<u64>)> {
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse::<i64>().ok().map(|v| v as u64))
+        .collect();
+    (f.len() >= 16).then(|| (f[1] as i32, f))
+}
+
 fn sysv_table() -> HashMap<i32, Vec<u64>> {
     let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter_map(|l| {
-            let f: Vec<u64> = l
-                .split_whitespace()
-                .filter_map(|x| x.parse::<i64>().ok().map(|v| v as u64))
-                .collect();
-            (f.len() >= 16).then(|| (f[1] as i32, f))
-        })
-        .collect()
+    text.lines().skip(1).filter_map(sysv_row).collect()
+}
+
+/// A live actor inside the namespaces object `o` was made in (the model keeps one alive).
+fn ns_actor(r: &Running, o: usize) -> Result<usize, String> {
+    let ns = r.model.objs[o].ns;
+    (0..r.model.actors.len())
+        .find(|&a| r.model.actors[a].alive && r.model.actors[a].ns == ns)
+        .ok_or(format!("object {o}: no actor left in its namespace"))
+}
+
+/// Its row of `/proc/sysvipc/shm`: ours, or for a segment of another IPC namespace, the one an
+/// actor inside reads.
+fn sysv_row_of(
+    r: &mut Running,
+    table: &HashMap<i32, Vec<u64>>,
+    o: usize,
+) -> Result<Option<Vec<u64>>, String> {
+    let Some(shmid) = r.idents[o].shmid else {
+        return Ok(None);
+    };
+    if r.idents[o].ns.is_none() {
+        return Ok(table.get(&shmid).cloned());
+    }
+    let a = ns_actor(r, o)?;
+    let v = r.ask(a, &format!("sysvrow {o} {shmid}"))?;
+    let line = v.strip_prefix("ok").ok_or(format!("sysvrow: {v}"))?;
+    Ok(sysv_row(line).map(|(_, f)| f))
+}
+
+/// `stat` of a file nobody holds, by its path: here, or inside the mount namespace of the actor
+/// that made it (its private /dev/shm).
+fn stat_path(r: &mut Running, o: usize) -> Result<Truth, String> {
+    let p = r.idents[o]
+        .path
+        .clone()
+        .ok_or(format!("object {o} exists but nobody holds it"))?;
+    let (size, blocks) = if r.idents[o].ns.is_some() {
+        let a = ns_actor(r, o)?;
+        let v = r.ask(a, &format!("stat {o} {}", p.display()))?;
+        let f: Vec<u64> = v
+            .split(' ')
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() != 4 || (f[0], f[1]) != (r.idents[o].dev, r.idents[o].ino) {
+            return Err(format!("object {o}: stat in its namespace {v:?}"));
+        }
+        (f[2], f[3])
+    } else {
+        let s = rustix::fs::stat(&p).map_err(|e| format!("stat {p:?}: {e}"))?;
+        (s.st_size as u64, s.st_blocks as u64)
+    };
+    Ok(Truth {
+        size,
+        blocks_bytes: blocks * 512,
+        sysv: None,
+        unmeasurable: false,
+        creator: None,
+    })
 }
 
 /// `truth O` from the first holder that can measure it: None when every holder maps it only
@@ -78,12 +142,28 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
         let id = r.idents[o].clone();
         // A segment removed with no attachment leaves the table at once, while an fd opened on
         // its map_files entry still holds its memory: measured through that fd then.
-        let t = if let Some(f) = id.shmid.and_then(|shmid| table.get(&shmid)) {
+        let t = if let Some(f) = sysv_row_of(r, &table, o)? {
             // key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap
+            // A SHM_HUGETLB segment's rss column is not its resident size (6.18 multiplies it
+            // by the huge page factor twice over): the bookkeeping's faulted huge pages are.
+            let huge = r.model.objs[o].kind.hugetlb();
+            let bk = r.model.objs[o].faulted.len() as u64 * (2 << 20);
+            if huge {
+                if let Some(v) = ask_holders(r, o)?
+                    .filter(|v| v.starts_with("ok ") && !v.contains("unmeasurable"))
+                {
+                    let blocks = v.split(' ').nth(4).and_then(|b| b.parse::<u64>().ok());
+                    if blocks.map(|b| b * 512) != Some(bk) {
+                        return Err(format!(
+                            "object {o}: the kernel's st_blocks {v:?} is not the {bk} bytes of huge pages faulted in"
+                        ));
+                    }
+                }
+            }
             Truth {
                 size: f[3],
-                blocks_bytes: f[14] + f[15],
-                sysv: Some((f[14], f[15])),
+                blocks_bytes: if huge { bk } else { f[14] + f[15] },
+                sysv: Some(if huge { (bk, 0) } else { (f[14], f[15]) }),
                 unmeasurable: false,
                 creator: Some((f[4] as i32, f[13])),
             }
@@ -142,18 +222,7 @@ fn measure(r: &mut Running) -> Result<BTreeMap<usize, Truth>, String> {
                 creator: None,
             }
         } else {
-            let p = id
-                .path
-                .as_ref()
-                .ok_or(format!("object {o} exists but nobody holds it"))?;
-            let s = rustix::fs::stat(p).map_err(|e| format!("stat {p:?}: {e}"))?;
-            Truth {
-                size: s.st_size as u64,
-                blocks_bytes: s.st_blocks as u64 * 512,
-                sysv: None,
-                unmeasurable: false,
-                creator: None,
-            }
+            stat_path(r, o)?
         };
         out.insert(o, t);
     }
@@ -244,7 +313,21 @@ fn describe_pid(pid: i64) -> String {
         .and_then(|(_, r)| r.rsplit_once(')'))
         .map_or("?", |c| c.0);
     let ppid = stat_of(pid as i32).map_or(-1, |s| s.0);
-    format!("{pid} ({comm}) ppid {ppid}")
+    let state = s
+        .rsplit_once(')')
+        .map_or("?", |r| r.1.trim_start().get(..1).unwrap_or("?"));
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+    format!("{pid} ({comm}) ppid {ppid} state {state} threads {threads}")
+}
+
+/// Whether `pid` is a zombie whose every thread exited (an exited actor whose new parent has
+/// not reaped it yet). A zombie leader with a live thread is a live process.
+fn exited(pid: i32) -> bool {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let zombie = s
+        .rsplit_once(')')
+        .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+    zombie && std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count()) <= 1
 }
 
 fn boot_time() -> Option<u64> {
@@ -273,7 +356,7 @@ fn owner(holders: &[i32], creator: Option<(i32, u64)>) -> Option<i32> {
     if let Some((cpid, ctime)) = creator {
         let hz = rustix::param::clock_ticks_per_second();
         if let (Some((_, start)), Some(btime)) = (stat_of(cpid), boot_time()) {
-            if btime + start / hz <= ctime + 1 {
+            if btime + start / hz <= ctime + 1 && !exited(cpid) {
                 return Some(cpid);
             }
         }
@@ -301,9 +384,13 @@ fn find<'a>(doc: &'a Value, r: &Running, o: usize) -> Option<&'a Value> {
         rustix::fs::major(id.dev),
         rustix::fs::minor(id.dev)
     );
+    // A segment is named by its IPC namespace and shmid (shmid 0 of a fresh namespace is
+    // another segment than ours).
     doc["objects"].as_array()?.iter().find(|x| match id.shmid {
         Some(s) => {
-            x["kind"] == "sysv" && x["shmid"] == s && x.get("namespace").is_none_or(Value::is_null)
+            x["kind"] == "sysv"
+                && x["shmid"] == s
+                && x.get("namespace").and_then(Value::as_u64) == id.ns
         }
         None => x["inode"] == id.ino && x["dev"] == dev.as_str(),
     })
@@ -392,12 +479,59 @@ fn compare(
         if u("swap_bytes") > 0 {
             SWAPPED.fetch_add(1, Ordering::Relaxed);
         }
-        if u("resident_bytes") > 0 && u("resident_bytes") % (2 << 20) == 0 {
+        if ob.kind.hugetlb() {
+            if u("resident_bytes") > 0 {
+                HUGETLB.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if u("resident_bytes") > 0 && u("resident_bytes") % (2 << 20) == 0 {
             HUGE.fetch_add(1, Ordering::Relaxed);
         }
         expect(
             j["kind"] == ob.kind.json(),
             format!("object {o}: kind {} != {}", j["kind"], ob.kind.json()),
+        );
+        // Hugetlb memory is in 2 MiB pages and says so; everything else in base pages. A
+        // SHM_HUGETLB segment nobody attached, with no huge page faulted in, looks like any
+        // other segment in /proc/sysvipc/shm (no flag there, rss 0): either answer.
+        let base = (rustix::param::page_size() as u64, false);
+        let got = (u("page_size_bytes"), j["hugetlb"] == true);
+        let ok = if ob.kind.hugetlb() {
+            got == (2 << 20, true)
+                || (ob.kind.sysv() && !r.model.held(o) && ob.faulted.is_empty() && got == base)
+        } else {
+            got == base
+        };
+        expect(
+            ok,
+            format!(
+                "object {o}: page_size_bytes {} hugetlb {} for {:?}",
+                j["page_size_bytes"], j["hugetlb"], ob.kind
+            ),
+        );
+        // The kernel and the bookkeeping agree on the huge pages faulted in.
+        if ob.kind.hugetlb() && !t.unmeasurable {
+            let bk = ob.faulted.len() as u64 * (2 << 20);
+            expect(
+                t.blocks_bytes == bk,
+                format!(
+                    "object {o}: st_blocks bytes {} != {bk} of huge pages written",
+                    t.blocks_bytes
+                ),
+            );
+        }
+        // The namespace: the IPC (SysV) or mount (POSIX shm) namespace of an actor in its own,
+        // null for everything else.
+        let ns = r.idents[o].ns;
+        if ns.is_some() {
+            FOREIGN.fetch_add(1, Ordering::Relaxed);
+            if r.idents[o].shmid == Some(0) {
+                SHMID0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        expect(
+            j.get("namespace").and_then(Value::as_u64) == ns
+                && j.get("namespace").is_none_or(|v| v.is_null() || v.is_u64()),
+            format!("object {o}: namespace {} != {ns:?}", j["namespace"]),
         );
         if t.unmeasurable {
             expect(
@@ -433,7 +567,7 @@ fn compare(
                 j["removed"] == ob.removed,
                 format!("object {o}: removed {} != {}", j["removed"], ob.removed),
             );
-        } else if ob.kind == Kind::Sysv {
+        } else if ob.kind.sysv() {
             // Gone from the table: shmwho cannot tell removed from not yet listed.
             expect(
                 j["removed"].is_null(),
@@ -449,7 +583,7 @@ fn compare(
                 format!("object {o}: deleted {} != {}", j["deleted"], ob.unlinked),
             );
         }
-        if ob.kind == Kind::Memfd {
+        if matches!(ob.kind, Kind::Memfd | Kind::MemfdHuge) {
             expect(
                 j["name"] == "oracle",
                 format!("object {o}: name {}", j["name"]),
@@ -512,7 +646,10 @@ fn compare(
         let got_owner = j["owner"]["pid"].as_i64().map(|p| p as i32);
         expect(
             got_owner == own,
-            format!("object {o}: owner {got_owner:?} != {own:?}"),
+            format!(
+                "object {o}: owner {got_owner:?} != {own:?} ({})",
+                own.map_or(String::new(), |p| describe_pid(p.into()))
+            ),
         );
         // Charges under split: resident divided equally, the first holders (by pid) one byte more.
         let res = u("resident_bytes");

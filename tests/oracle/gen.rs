@@ -14,20 +14,50 @@ pub enum Kind {
     Tmpfs,
     /// A file on the test's `huge=always` tmpfs.
     TmpfsHuge,
+    /// `MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB`; sizes of huge kinds are in 2 MiB pages.
+    AnonHuge,
+    /// `memfd_create(MFD_HUGETLB)`.
+    MemfdHuge,
+    /// `shmget(SHM_HUGETLB)`.
+    SysvHuge,
+    /// A file on the test's hugetlbfs mount (`pagesize=2M`).
+    HugetlbfsFile,
 }
 
 impl Kind {
     pub fn json(self) -> &'static str {
         match self {
-            Kind::Anon => "anon_shared",
-            Kind::Sysv => "sysv",
-            Kind::Memfd => "memfd",
+            Kind::Anon | Kind::AnonHuge => "anon_shared",
+            Kind::Sysv | Kind::SysvHuge => "sysv",
+            Kind::Memfd | Kind::MemfdHuge => "memfd",
             Kind::Posix => "posix_shm",
             Kind::Tmpfs | Kind::TmpfsHuge => "tmpfs",
+            Kind::HugetlbfsFile => "hugetlbfs",
         }
     }
     pub fn has_path(self) -> bool {
-        matches!(self, Kind::Posix | Kind::Tmpfs | Kind::TmpfsHuge)
+        matches!(
+            self,
+            Kind::Posix | Kind::Tmpfs | Kind::TmpfsHuge | Kind::HugetlbfsFile
+        )
+    }
+    /// A SysV segment (named by shmid, removed by IPC_RMID, attached by shmat).
+    pub fn sysv(self) -> bool {
+        matches!(self, Kind::Sysv | Kind::SysvHuge)
+    }
+    /// Hugetlb pool memory: sized, faulted and measured in whole 2 MiB pages.
+    pub fn hugetlb(self) -> bool {
+        matches!(
+            self,
+            Kind::AnonHuge | Kind::MemfdHuge | Kind::SysvHuge | Kind::HugetlbfsFile
+        )
+    }
+    /// Made by a mapping (or attachment), not an fd.
+    pub fn mapped(self) -> bool {
+        matches!(
+            self,
+            Kind::Anon | Kind::Sysv | Kind::AnonHuge | Kind::SysvHuge
+        )
     }
     /// Made with an fd whose size can change.
     pub fn file(self) -> bool {
@@ -143,6 +173,9 @@ pub struct MActor {
     pub alive: bool,
     pub parent: Option<usize>,
     pub leader_gone: bool,
+    /// Its own IPC and mount namespaces: the index of the starting actor that unshared them
+    /// (a fork inherits them).
+    pub ns: Option<usize>,
     /// (object, shared, pages mapped)
     pub maps: Vec<(usize, bool, usize)>,
     pub fds: Vec<usize>,
@@ -157,6 +190,11 @@ pub struct MObj {
     pub sealed: bool,
     pub removed: bool,
     pub unlinked: bool,
+    /// A SysV segment or POSIX shm file made in an actor's own namespaces (see [`MActor::ns`]).
+    pub ns: Option<usize>,
+    /// Hugetlb: the huge pages written (faulted in). Nothing here frees one short of removing
+    /// the object: no reclaim, no swap, no partial-page operation.
+    pub faulted: std::collections::BTreeSet<usize>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -168,12 +206,14 @@ pub struct Model {
 pub const MAX_ACTORS: usize = 6;
 
 impl Model {
-    /// A scenario starts with `n` unrelated actors.
-    pub fn new(n: usize) -> Model {
+    /// A scenario starts with `n` unrelated actors; those in the bit mask `ns` in namespaces
+    /// of their own.
+    pub fn new(n: usize, ns: u8) -> Model {
         Model {
             actors: (0..n)
-                .map(|_| MActor {
+                .map(|i| MActor {
                     alive: true,
+                    ns: (ns >> i & 1 == 1).then_some(i),
                     ..MActor::default()
                 })
                 .collect(),
@@ -190,9 +230,10 @@ impl Model {
     /// Whether the object still exists in the kernel.
     pub fn exists(&self, o: usize) -> bool {
         let ob = &self.objs[o];
+        // A namespace's last actor never exits, so its segments and /dev/shm live on.
         self.held(o)
             || match ob.kind {
-                Kind::Sysv => !ob.removed,
+                k if k.sysv() => !ob.removed,
                 k if k.has_path() => !ob.unlinked,
                 _ => false,
             }
@@ -203,6 +244,15 @@ impl Model {
     }
     fn obj(&self, o: usize) -> Option<&MObj> {
         self.objs.get(o).filter(|_| self.exists(o))
+    }
+    /// Whether actor `a` sees the object's namespace: SysV ids and /dev/shm paths are per
+    /// namespace.
+    fn same_ns(&self, a: usize, o: usize) -> bool {
+        self.alive(a)
+            && self
+                .objs
+                .get(o)
+                .is_some_and(|ob| self.actors[a].ns == ob.ns)
     }
     fn has_fd(&self, a: usize, o: usize) -> bool {
         self.alive(a) && self.actors[a].fds.contains(&o)
@@ -218,16 +268,17 @@ impl Model {
             .map(|m| m.2)
     }
 
-    /// Whether a write goes through an fd (SysV files have no write method).
+    /// Whether a write goes through an fd (SysV and hugetlbfs files have no write method).
     pub fn write_fd(&self, a: usize, o: usize) -> bool {
-        self.has_fd(a, o) && self.objs[o].kind != Kind::Sysv
+        let k = self.objs[o].kind;
+        self.has_fd(a, o) && !k.sysv() && !k.hugetlb()
     }
 
     /// Whether a write through a shared mapping stays inside it (and the object's size cannot
-    /// have shrunk under it: only anonymous and SysV objects, whose size is fixed).
+    /// have shrunk under it: only anonymous, SysV and hugetlb objects, whose size is fixed).
     fn write_map(&self, a: usize, o: usize, end: usize) -> bool {
-        matches!(self.objs[o].kind, Kind::Anon | Kind::Sysv)
-            && self.shared_map(a, o).is_some_and(|len| end <= len)
+        let k = self.objs[o].kind;
+        (k.mapped() || k.hugetlb()) && self.shared_map(a, o).is_some_and(|len| end <= len)
     }
 
     /// Whether `op` can run now (what the actor would do is well defined: no write past the
@@ -244,10 +295,12 @@ impl Model {
             }
             Map { a, o } | MapPrivate { a, o } => {
                 let Some(ob) = self.obj(o) else { return false };
-                // SysV files have no write and are mapped by shmat, never through an fd.
+                // SysV files have no write and are mapped by shmat, never through an fd; a
+                // private copy of a huge page is not the object's and takes a pool page.
                 ob.pages > 0
-                    && if ob.kind == Kind::Sysv {
-                        !ob.removed && self.alive(a) && matches!(op, Map { .. })
+                    && !(ob.kind.hugetlb() && matches!(op, MapPrivate { .. }))
+                    && if ob.kind.sysv() {
+                        !ob.removed && self.same_ns(a, o) && matches!(op, Map { .. })
                     } else {
                         self.has_fd(a, o)
                     }
@@ -261,39 +314,65 @@ impl Model {
             Seal { a, o } => self
                 .obj(o)
                 .is_some_and(|ob| ob.kind == Kind::Memfd && ob.sealable && self.has_fd(a, o)),
-            MadvRemove { a, o } | Pageout { a, o } => self.shared_map(a, o).is_some(),
+            // No partial-page operations on huge pages.
+            MadvRemove { a, o } | Pageout { a, o } => {
+                self.obj(o).is_some_and(|ob| !ob.kind.hugetlb()) && self.shared_map(a, o).is_some()
+            }
             Mremap { a, o } => {
-                self.obj(o).is_some_and(|ob| ob.kind != Kind::Sysv)
+                self.obj(o)
+                    .is_some_and(|ob| !ob.kind.sysv() && !ob.kind.hugetlb())
                     && self.shared_map(a, o).is_some_and(|len| len > 1)
             }
             Unmap { a, o } => self.alive(a) && self.actors[a].maps.iter().any(|m| m.0 == o),
             Close { a, o } | Dup { a, o } => self.has_fd(a, o),
             MapFd { a, o } => {
-                // map_files is gone with the leader thread.
+                // map_files is gone with the leader thread; a segment of a namespace held by
+                // an fd could outlive its namespace.
                 self.alive(a)
                     && !self.actors[a].leader_gone
-                    && self
-                        .obj(o)
-                        .is_some_and(|ob| matches!(ob.kind, Kind::Anon | Kind::Sysv))
+                    && self.actors[a].ns.is_none()
+                    && self.obj(o).is_some_and(|ob| ob.kind.mapped())
                     && self.shared_map(a, o).is_some()
             }
-            Send { a, to, o } => self.has_fd(a, o) && self.alive(to) && a != to,
+            // A SysV fd (map_files) names its segment by shmid alone: a process of another
+            // IPC namespace holding it would be read as holding that namespace's shmid.
+            Send { a, to, o } => {
+                self.has_fd(a, o)
+                    && self.alive(to)
+                    && a != to
+                    && (!self.objs[o].kind.sysv() || self.actors[to].ns == self.objs[o].ns)
+            }
             Rmid { a, o } => {
-                self.alive(a)
-                    && self
-                        .obj(o)
-                        .is_some_and(|ob| ob.kind == Kind::Sysv && !ob.removed)
+                self.same_ns(a, o) && self.obj(o).is_some_and(|ob| ob.kind.sysv() && !ob.removed)
             }
             Unlink { a, o } => {
+                // /dev/shm is per mount namespace; the test's own mounts are in every one.
                 self.alive(a)
-                    && self
-                        .obj(o)
-                        .is_some_and(|ob| ob.kind.has_path() && !ob.unlinked)
+                    && self.obj(o).is_some_and(|ob| {
+                        ob.kind.has_path()
+                            && !ob.unlinked
+                            && (ob.kind != Kind::Posix || self.same_ns(a, o))
+                    })
             }
             Fork { a } => self.alive(a) && self.actors.len() < MAX_ACTORS,
-            Exit { a } => self.alive(a) && self.actors.iter().filter(|x| x.alive).count() > 1,
+            Exit { a } => {
+                // The last actor of a namespace stays: its segments and files live on with it,
+                // and the truth of an unheld one comes from an actor inside.
+                let ns = self.actors.get(a).and_then(|x| x.ns);
+                self.alive(a)
+                    && self.actors.iter().filter(|x| x.alive).count() > 1
+                    && (ns.is_none()
+                        || self
+                            .actors
+                            .iter()
+                            .enumerate()
+                            .any(|(i, x)| i != a && x.alive && x.ns == ns))
+            }
             Exec { a } => self.alive(a),
-            LeaderExit { a } => self.alive(a) && !self.actors[a].leader_gone,
+            // Kept to actors in shmwho's namespaces: a zombie leader has no namespace links.
+            LeaderExit { a } => {
+                self.alive(a) && !self.actors[a].leader_gone && self.actors[a].ns.is_none()
+            }
         }
     }
 
@@ -307,6 +386,9 @@ impl Model {
                 pages,
                 sealable,
             } => {
+                let ns = self.actors[a]
+                    .ns
+                    .filter(|_| kind.sysv() || kind == Kind::Posix);
                 self.objs.push(MObj {
                     kind,
                     creator: a,
@@ -315,9 +397,11 @@ impl Model {
                     sealed: false,
                     removed: false,
                     unlinked: false,
+                    ns,
+                    faulted: Default::default(),
                 });
                 let o = self.objs.len() - 1;
-                if matches!(kind, Kind::Anon | Kind::Sysv) {
+                if kind.mapped() {
                     self.actors[a].maps.push((o, true, pages));
                 } else {
                     self.actors[a].fds.push(o);
@@ -370,6 +454,9 @@ impl Model {
                 self.actors[a].leader_gone = false;
             }
             LeaderExit { a } => self.actors[a].leader_gone = true,
+            Write { o, first, n, .. } if self.objs[o].kind.hugetlb() => {
+                self.objs[o].faulted.extend(first..first + n)
+            }
             Write { .. } | Falloc { .. } | Punch { .. } | MadvRemove { .. } | Pageout { .. } => {}
         }
     }
@@ -398,24 +485,42 @@ impl Rng {
 }
 
 /// What the machine offers a scenario.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Variant {
     pub swap: bool,
     /// Objects of 2-4 MiB, so that shmem THP can apply.
     pub big: bool,
+    /// Only hugetlb objects, and only whole-huge-page operations (a pool is reserved).
+    pub huge: bool,
+    /// Some starting actors in IPC and mount namespaces of their own.
+    pub ns: bool,
 }
 
-/// A scenario: the number of starting actors and the operations.
+/// A scenario: the number of starting actors, which of them start in namespaces of their own
+/// (bit mask), and the operations.
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub actors: usize,
+    pub ns: u8,
     pub ops: Vec<Op>,
 }
 
+/// Hugetlb objects a scenario makes at most, of at most 2 huge pages each: what the phase
+/// reserves per scenario running at once is 6 pages.
+pub const MAX_HUGE_OBJECTS: usize = 3;
+
 pub fn generate(seed: u64, v: Variant) -> Scenario {
+    if v.huge {
+        return generate_huge(seed);
+    }
     let mut r = Rng::new(seed);
     let actors = 1 + r.below(3);
-    let mut m = Model::new(actors);
+    let ns = if v.ns {
+        (1 + r.below((1 << actors) - 1)) as u8
+    } else {
+        0
+    };
+    let mut m = Model::new(actors, ns);
     let mut ops = Vec::new();
     let target = 8 + r.below(20);
     let mut tries = 0;
@@ -435,6 +540,13 @@ pub fn generate(seed: u64, v: Variant) -> Scenario {
             r.below(25)
         };
         let op = match pick {
+            // Namespaces matter to SysV and POSIX objects: half of the creations there.
+            0..=3 if v.ns && r.chance(50) => Op::Create {
+                a,
+                kind: [Kind::Sysv, Kind::Posix][r.below(2)],
+                pages: 1 + r.below(48),
+                sealable: false,
+            },
             0..=3 => {
                 let kind = [
                     Kind::Anon,
@@ -490,5 +602,67 @@ pub fn generate(seed: u64, v: Variant) -> Scenario {
             ops.push(op);
         }
     }
-    Scenario { actors, ops }
+    Scenario { actors, ns, ops }
+}
+
+/// The hugetlb mix: 1-2 huge pages per object, faulted one huge page at a time, mapped, shared
+/// and passed around, removed; nothing that acts on part of a huge page.
+fn generate_huge(seed: u64) -> Scenario {
+    let mut r = Rng::new(seed);
+    let actors = 1 + r.below(3);
+    // Half the scenarios with some actors in namespaces of their own: SHM_HUGETLB segments of
+    // another IPC namespace.
+    let ns = if r.chance(50) {
+        (1 + r.below((1 << actors) - 1)) as u8
+    } else {
+        0
+    };
+    let mut m = Model::new(actors, ns);
+    let mut ops = Vec::new();
+    let target = 6 + r.below(14);
+    let mut tries = 0;
+    while ops.len() < target && tries < 2000 {
+        tries += 1;
+        let na = m.actors.len();
+        let a = r.below(na);
+        let o = r.below(m.objs.len());
+        let pages = m.objs.get(o).map_or(1, |x| x.pages.max(1));
+        let op = match r.below(15) {
+            0..=2 if m.objs.len() < MAX_HUGE_OBJECTS => Op::Create {
+                a,
+                kind: [
+                    Kind::AnonHuge,
+                    Kind::MemfdHuge,
+                    Kind::SysvHuge,
+                    Kind::HugetlbfsFile,
+                ][r.below(4)],
+                pages: 1 + r.below(2),
+                sealable: false,
+            },
+            0..=4 => Op::Write {
+                a,
+                o,
+                first: r.below(pages),
+                n: 1,
+            },
+            5 | 6 => Op::Map { a, o },
+            7 => Op::Unmap { a, o },
+            8 => Op::Close { a, o },
+            9 => Op::Dup { a, o },
+            10 => Op::Send {
+                a,
+                to: r.below(na),
+                o,
+            },
+            11 => [Op::Rmid { a, o }, Op::Unlink { a, o }][r.below(2)].clone(),
+            12 => [Op::Fork { a }, Op::Fork { a }, Op::Exit { a }][r.below(3)].clone(),
+            13 => Op::MapFd { a, o },
+            _ => Op::Exec { a },
+        };
+        if m.applicable(&op) {
+            m.apply(&op);
+            ops.push(op);
+        }
+    }
+    Scenario { actors, ns, ops }
 }

@@ -4,9 +4,11 @@
 //! `cargo test --test oracle` runs a few hundred scenarios (root only; skipped with a reason
 //! otherwise, failed under CI=true). Environment:
 //! - `SHMWHO_ORACLE_SEED=N`: run only scenario N, printing its operations
-//!   (`SHMWHO_ORACLE_VARIANT=big|swap` for the mixes of the THP and swap phases);
+//!   (`SHMWHO_ORACLE_VARIANT=big|swap|huge|ns` for the mixes of the THP, swap, hugetlb and
+//!   namespace phases);
 //! - `SHMWHO_ORACLE_BASE=N`: first seed of the run (default: from the clock, printed);
-//! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 200; the THP and swap phases run an eighth of that each);
+//! - `SHMWHO_ORACLE_SCENARIOS=N`: scenarios of the plain mix (default 200; the THP, swap and
+//!   hugetlb phases run an eighth of that each, the namespace phase a quarter);
 //! - `SHMWHO_ORACLE_JOBS=N`: scenarios at a time (default 6).
 //!
 //! A failing scenario is shrunk (operations removed while it still fails) and printed.
@@ -14,6 +16,7 @@
 mod actor;
 mod check;
 mod gen;
+mod host;
 mod regress;
 mod run;
 
@@ -118,6 +121,7 @@ fn phase(
     jobs: usize,
     totals: &Totals,
 ) -> Vec<String> {
+    let started = Instant::now();
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -138,13 +142,11 @@ fn phase(
                         .unwrap_or_default();
                     failures.lock().unwrap().push(format!(
                         "{name} seed {seed} (rerun: SHMWHO_ORACLE_SEED={seed}{}) failed:\n{e}\n\
-                         shrunk to {} actors, ops {:#?}\nwhich fails with:\n{again}",
-                        match (v.swap, v.big) {
-                            (true, _) => " SHMWHO_ORACLE_VARIANT=swap, with a swap file on",
-                            (_, true) => " SHMWHO_ORACLE_VARIANT=big, with shmem_enabled set",
-                            _ => "",
-                        },
+                         shrunk to {} actors (in namespaces of their own: mask {}), ops {:#?}\n\
+                         which fails with:\n{again}",
+                        variant_hint(v),
                         small.actors,
+                        small.ns,
                         small.ops
                     ));
                 }
@@ -152,7 +154,33 @@ fn phase(
             });
         }
     });
+    println!(
+        "oracle: phase {name}: {count} scenarios in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     failures.into_inner().unwrap()
+}
+
+/// How to rerun a scenario of variant `v`.
+fn variant_hint(v: Variant) -> &'static str {
+    match v {
+        Variant { swap: true, .. } => " SHMWHO_ORACLE_VARIANT=swap, with a swap file on",
+        Variant { big: true, .. } => " SHMWHO_ORACLE_VARIANT=big, with shmem_enabled set",
+        Variant { huge: true, .. } => " SHMWHO_ORACLE_VARIANT=huge",
+        Variant { ns: true, .. } => " SHMWHO_ORACLE_VARIANT=ns",
+        _ => "",
+    }
+}
+
+/// Pages added to the 2 MiB pool for the hugetlb phase: [`gen::MAX_HUGE_OBJECTS`] objects of
+/// up to 2 pages per scenario running at once, for 6 at a time.
+const POOL_PAGES: u64 = 36;
+
+/// The hugetlb phase's setting: pages added to the pool and a hugetlbfs mount, or why not.
+fn hugetlb_setting() -> Result<(host::HugePool, host::HugetlbfsMount), String> {
+    let pool = host::HugePool::grow(POOL_PAGES)?;
+    let mount = host::HugetlbfsMount::new()?;
+    Ok((pool, mount))
 }
 
 fn main() {
@@ -176,38 +204,48 @@ fn main() {
     watchdog(5);
     let tmpfs = common::TmpfsMount::new("64m");
     let huge = common::TmpfsMount::new("64m,huge=always");
-    let env = run::Env {
+    let mut env = run::Env {
         tmpfs: tmpfs.path.clone(),
         tmpfs_huge: huge.path.clone(),
+        hugetlbfs: None,
     };
-    let plain = Variant {
-        swap: false,
-        big: false,
-    };
+    let plain = Variant::default();
     if let Some(seed) = env_num("SHMWHO_ORACLE_SEED") {
         // Seeds of the variants' phases are offset by 1,000,000 (THP) and 2,000,000 (swap);
         // rerunning one re-creates its mix, not the host setting (set it by hand).
-        let v = match () {
-            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("big") => Variant {
-                swap: false,
-                big: true,
-            },
-            _ if std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() == Ok("swap") => Variant {
+        let v = match std::env::var("SHMWHO_ORACLE_VARIANT").as_deref() {
+            Ok("big") => Variant { big: true, ..plain },
+            Ok("swap") => Variant {
                 swap: true,
-                big: false,
+                ..plain
             },
+            Ok("huge") => Variant {
+                huge: true,
+                ..plain
+            },
+            Ok("ns") => Variant { ns: true, ..plain },
             _ => plain,
         };
+        // The hugetlb mix needs its pool and mount (given back before exit).
+        let setting = match v.huge.then(hugetlb_setting).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skipped: hugetlb phase: {e}");
+                return;
+            }
+        };
+        env.hugetlbfs = setting.as_ref().map(|s| s.1.path.clone());
         let sc = gen::generate(seed, v);
         println!(
-            "oracle: seed {seed}: {} actors, ops {:#?}",
-            sc.actors, sc.ops
+            "oracle: seed {seed}: {} actors (namespace mask {}), ops {:#?}",
+            sc.actors, sc.ns, sc.ops
         );
-        match run_one(&sc, &env, &format!("{}-{seed}", std::process::id()), None) {
+        let res = run_one(&sc, &env, &format!("{}-{seed}", std::process::id()), None);
+        drop((setting, huge, tmpfs)); // exit runs no destructors
+        match res {
             Ok(()) => println!("oracle: seed {seed} passed"),
             Err(e) => {
                 eprintln!("oracle: seed {seed} failed:\n{e}");
-                drop((huge, tmpfs)); // exit runs no destructors
                 std::process::exit(1);
             }
         }
@@ -234,10 +272,7 @@ fn main() {
     let ci = std::env::var("CI").as_deref() == Ok("true");
     // shmem THP on for every shmem object, then only where asked, with objects big enough
     // (2-4 MiB) for huge pages: st_blocks counts a huge page whole.
-    let big = Variant {
-        swap: false,
-        big: true,
-    };
+    let big = Variant { big: true, ..plain };
     for mode in ["always", "advise"] {
         match common::ShmemThp::set(mode) {
             Some(_guard) => {
@@ -265,7 +300,7 @@ fn main() {
             println!("oracle: with a swap file");
             let v = Variant {
                 swap: true,
-                big: false,
+                ..plain
             };
             failures.extend(phase(
                 "swap",
@@ -283,6 +318,62 @@ fn main() {
         Err(e) if ci => failures.push(format!("swap variant: {e}")),
         Err(e) => eprintln!("skipped the swap variant: {e}"),
     }
+    // Hugetlb objects in a pool grown for them, on a hugetlbfs mount of the test's.
+    match hugetlb_setting() {
+        Ok((pool, mount)) => {
+            println!(
+                "oracle: hugetlb: {} huge pages added to the pool, hugetlbfs at {}",
+                pool.added,
+                mount.path.display()
+            );
+            env.hugetlbfs = Some(mount.path.clone());
+            for (name, sc) in regress::huge_scenarios() {
+                let tag = format!("{}-h", std::process::id());
+                match run_one(&sc, &env, &tag, Some(&totals)) {
+                    Ok(()) => println!("oracle: regression scenario passed: {name}"),
+                    Err(e) => failures.push(format!("regression scenario {name:?} failed:\n{e}")),
+                }
+            }
+            // Each scenario running at once may reserve 6 pages.
+            let at_once = jobs.min((pool.added / 6) as usize).max(1);
+            failures.extend(phase(
+                "hugetlb",
+                base + 3_000_000,
+                count / 8,
+                Variant {
+                    huge: true,
+                    ..plain
+                },
+                &env,
+                at_once,
+                &totals,
+            ));
+            env.hugetlbfs = None;
+            drop((mount, pool));
+            // Huge pages others take from the pool make creations skip, not fail: the phase
+            // must still have faulted some in.
+            if count >= 80 && check::HUGETLB.load(Ordering::Relaxed) == 0 {
+                failures.push("hugetlb phase: no hugetlb object had a huge page faulted in".into());
+            }
+        }
+        Err(e) if ci && !std::path::Path::new(host::HUGEPAGES).exists() => {
+            failures.push(format!("hugetlb phase: {e}"))
+        }
+        Err(e) => eprintln!("skipped the hugetlb phase: {e}"),
+    }
+    // Actors in IPC and mount namespaces of their own.
+    failures.extend(phase(
+        "namespaces",
+        base + 4_000_000,
+        count / 4,
+        Variant { ns: true, ..plain },
+        &env,
+        jobs,
+        &totals,
+    ));
+    if count >= 80 && check::SHMID0.load(Ordering::Relaxed) == 0 {
+        failures.push("namespace phase: no segment of another IPC namespace was shmid 0".into());
+    }
     drop((huge, tmpfs));
     report(&totals, started);
     if !failures.is_empty() {
@@ -298,6 +389,13 @@ fn report(t: &Totals, started: std::time::Instant) {
         "oracle: objects seen with swapped pages: {}, resident in whole 2 MiB pages: {}",
         check::SWAPPED.load(Ordering::Relaxed),
         check::HUGE.load(Ordering::Relaxed)
+    );
+    println!(
+        "oracle: hugetlb objects with huge pages faulted in: {}, objects in another namespace: {} \
+         (shmid 0 there: {})",
+        check::HUGETLB.load(Ordering::Relaxed),
+        check::FOREIGN.load(Ordering::Relaxed),
+        check::SHMID0.load(Ordering::Relaxed)
     );
     println!(
         "oracle: {} scenarios, {} objects, {} operations, {} checks in {:.1} s",

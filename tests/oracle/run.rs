@@ -1,7 +1,7 @@
 //! Runs a scenario: starts actors, sends them the operations, keeps the model in step, and
 //! cleans up everything it made (processes, SysV segments, files) on drop, also on panic.
 
-use crate::actor::{self, ENV_SOCKET};
+use crate::actor::{self, ENV_NS, ENV_SOCKET};
 use crate::gen::{Kind, Model, Op, Scenario};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 pub struct Env {
     pub tmpfs: PathBuf,
     pub tmpfs_huge: PathBuf,
+    /// The test's hugetlbfs mount (`pagesize=2M`), in the hugetlb phase.
+    pub hugetlbfs: Option<PathBuf>,
+}
+
+/// Base pages per 2 MiB huge page: hugetlb objects are sized and written in huge pages.
+fn unit(kind: Kind) -> usize {
+    if kind.hugetlb() {
+        (2 << 20) / rustix::param::page_size()
+    } else {
+        1
+    }
 }
 
 pub struct Conn {
@@ -23,6 +34,18 @@ pub struct Conn {
 pub struct RActor {
     pub pid: i32,
     pub conn: Option<Conn>,
+    /// (IPC, mount) namespace inodes of an actor in namespaces of its own.
+    pub ns: Option<(u64, u64)>,
+}
+
+/// `ipc:[N]` of process `pid` → N.
+fn ns_inode(pid: i32, kind: &str) -> Result<u64, String> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map_err(|e| format!("ns/{kind} of {pid}: {e}"))?;
+    link.to_string_lossy()
+        .split_once('[')
+        .and_then(|(_, r)| r.trim_end_matches(']').parse().ok())
+        .ok_or(format!("ns link {link:?}"))
 }
 
 /// Identity of a created object.
@@ -32,6 +55,11 @@ pub struct Ident {
     pub ino: u64,
     pub shmid: Option<i32>,
     pub path: Option<PathBuf>,
+    /// The namespace inode shmwho must name: the IPC namespace of a segment, the mount
+    /// namespace of a POSIX shm file, made by an actor in namespaces of its own. Such objects
+    /// die with the namespace; the runner never removes them by id or path (the same shmid
+    /// or name in its own namespace is somebody else's).
+    pub ns: Option<u64>,
 }
 
 pub struct Running {
@@ -63,7 +91,7 @@ impl Drop for Running {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        for id in &self.idents {
+        for id in self.idents.iter().filter(|id| id.ns.is_none()) {
             if let Some(shmid) = id.shmid {
                 // SAFETY: removing a segment this scenario created.
                 unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
@@ -88,7 +116,7 @@ impl Running {
         let listener = UnixListener::bind(dir.path().join("s")).map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let mut r = Running {
-            model: Model::new(sc.actors),
+            model: Model::new(sc.actors, sc.ns),
             actors: Vec::new(),
             idents: Vec::new(),
             ops_run: 0,
@@ -97,17 +125,26 @@ impl Running {
             spawned: Vec::new(),
             tag: tag.to_string(),
         };
-        for _ in 0..sc.actors {
-            let child = std::process::Command::new(std::env::current_exe().unwrap())
-                .env(ENV_SOCKET, r.socket())
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| format!("spawn actor: {e}"))?;
+        for i in 0..sc.actors {
+            let own_ns = sc.ns >> i & 1 == 1;
+            let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+            cmd.env(ENV_SOCKET, r.socket())
+                .stdin(std::process::Stdio::null());
+            if own_ns {
+                cmd.env(ENV_NS, "1");
+            }
+            let child = cmd.spawn().map_err(|e| format!("spawn actor: {e}"))?;
             r.spawned.push(child);
             let (pid, conn) = r.accept()?;
+            let ns = if own_ns {
+                Some((ns_inode(pid, "ipc")?, ns_inode(pid, "mnt")?))
+            } else {
+                None
+            };
             r.actors.push(RActor {
                 pid,
                 conn: Some(conn),
+                ns,
             });
         }
         Ok(r)
@@ -208,6 +245,19 @@ impl Running {
                     ))),
                     Kind::Tmpfs => Some(env.tmpfs.join(format!("o-{}-{o}", self.tag))),
                     Kind::TmpfsHuge => Some(env.tmpfs_huge.join(format!("o-{}-{o}", self.tag))),
+                    Kind::HugetlbfsFile => Some(
+                        env.hugetlbfs
+                            .as_ref()
+                            .ok_or("no hugetlbfs mount")?
+                            .join(format!("o-{}-{o}", self.tag)),
+                    ),
+                    _ => None,
+                };
+                // Named in the creator's namespace when it has its own (SysV: IPC; POSIX shm:
+                // mount, for its private /dev/shm).
+                let ns = match (self.actors[a].ns, kind) {
+                    (Some((ipc, _)), k) if k.sysv() => Some(ipc),
+                    (Some((_, mnt)), Kind::Posix) => Some(mnt),
                     _ => None,
                 };
                 // Recorded before the call, so the guard cleans up even if it fails half-way.
@@ -216,18 +266,30 @@ impl Running {
                     ino: 0,
                     shmid: None,
                     path: path.clone(),
+                    ns,
                 });
+                let n = pages * unit(kind);
                 let cmd = match kind {
-                    Kind::Anon => format!("anon {o} {pages}"),
-                    Kind::Sysv => format!("sysv {o} {pages}"),
-                    Kind::Memfd => format!("memfd {o} {pages} {}", u8::from(sealable)),
-                    Kind::Posix => format!("posix {o} {pages} {}", posix_name(&self.tag, o)),
-                    Kind::Tmpfs | Kind::TmpfsHuge => {
-                        format!("tmpfs {o} {pages} {}", path.as_ref().unwrap().display())
+                    Kind::Anon => format!("anon {o} {n}"),
+                    Kind::AnonHuge => format!("anon {o} {n} h"),
+                    Kind::Sysv => format!("sysv {o} {n}"),
+                    Kind::SysvHuge => format!("sysv {o} {n} h"),
+                    Kind::Memfd => format!("memfd {o} {n} {}", u8::from(sealable)),
+                    Kind::MemfdHuge => format!("memfd {o} {n} 0 h"),
+                    Kind::Posix => format!("posix {o} {n} {}", posix_name(&self.tag, o)),
+                    Kind::Tmpfs | Kind::TmpfsHuge | Kind::HugetlbfsFile => {
+                        format!("tmpfs {o} {n} {}", path.as_ref().unwrap().display())
                     }
                 };
-                let v = self.ok(a, &cmd)?.ok_or("create skipped")?;
-                if kind == Kind::Sysv {
+                let Some(v) = self.ok(a, &cmd)? else {
+                    // Only a hugetlb creation is skipped (the pool is short): nothing was made.
+                    if !kind.hugetlb() {
+                        return Err("create skipped".into());
+                    }
+                    self.idents.pop();
+                    return Ok(false);
+                };
+                if kind.sysv() {
                     let id: i32 = v.parse().map_err(|_| format!("shmid {v:?}"))?;
                     self.idents[o].shmid = Some(id);
                     self.idents[o].ino = id as u64;
@@ -247,12 +309,16 @@ impl Running {
                 } else {
                     "map"
                 };
-                done(self.ok(a, &format!("write {o} {first} {n} {via}"))?)
+                let k = unit(self.model.objs[o].kind);
+                done(self.ok(a, &format!("write {o} {} {} {via}", first * k, n * k))?)
             }
             Map { a, o } => {
-                let pages = self.model.objs[o].pages;
-                let cmd = if self.model.objs[o].kind == Kind::Sysv {
+                let kind = self.model.objs[o].kind;
+                let pages = self.model.objs[o].pages * unit(kind);
+                let cmd = if kind.sysv() {
                     format!("map {o} {pages} {}", shmid(self, o))
+                } else if kind.hugetlb() {
+                    format!("map {o} {pages} h")
                 } else {
                     format!("map {o} {pages}")
                 };
@@ -316,9 +382,11 @@ impl Running {
                 if hello != pid {
                     return Err(format!("fork: child said {hello}, parent {pid}"));
                 }
+                let ns = self.actors[a].ns;
                 self.actors.push(RActor {
                     pid,
                     conn: Some(conn),
+                    ns,
                 });
                 Ok(true)
             }

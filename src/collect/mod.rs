@@ -3,8 +3,6 @@
 //! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
-#![warn(missing_docs)]
-
 pub mod bounds;
 pub mod cgroup;
 pub mod container;

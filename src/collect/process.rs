@@ -269,7 +269,7 @@ pub(crate) fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
         }
         Error::Io {
             path: root.to_path_buf(),
-            source,
+            cause: source,
         }
     })?;
     let mut pids: Vec<Pid> = dir

@@ -150,7 +150,7 @@ pub(crate) fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
         }
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     })
 }

@@ -221,7 +221,7 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
     let avail = width.saturating_sub(label_w + 2 + 2 + size_w).max(8);
     let cols = picture::columns(pages, avail);
     let per_col = pages as f64 / cols as f64;
-    let col_text = if pages % cols as u64 == 0 {
+    let col_text = if pages.is_multiple_of(cols as u64) {
         let n = pages / cols as u64;
         format!("{n} page(s), {}", b(n.saturating_mul(page)))
     } else {

@@ -34,22 +34,25 @@ impl Reader {
         self.read_chunked(path, usize::MAX)
     }
 
-    /// At most the first `max` bytes of the file, in one read: enough for files whose text the
-    /// kernel produces in one go (`cmdline` up to a page).
-    pub fn read_prefix(&mut self, path: &Path, max: usize) -> io::Result<&[u8]> {
-        use std::io::Read as _;
-        let mut f = std::fs::File::open(path)?;
-        let max = max.min(self.buf.len());
-        let mut filled = 0;
-        while filled < max {
-            match f.read(&mut self.buf[filled..max]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(&self.buf[..filled])
+    /// At most the first `max` bytes of `/proc/PID/file` (at `path`), in one read: enough for
+    /// files whose text the kernel produces in one go (`cmdline` up to a page). The read takes
+    /// `pid`'s mmap_lock (docs/facts.md #23), so it runs under the deadline of
+    /// [`super::deadline`]: `None` when `pid` is stuck.
+    pub fn read_prefix_locked(
+        &mut self,
+        pid: crate::model::Pid,
+        file: &'static str,
+        path: &Path,
+        max: usize,
+    ) -> Option<io::Result<&[u8]>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let path = path.to_path_buf();
+        let (buf, r) = super::deadline::call(pid, file, move || {
+            let r = prefix(&mut buf, &path, max);
+            (buf, r)
+        })?;
+        self.buf = buf;
+        Some(r.map(|n| &self.buf[..n]))
     }
 
     /// The whole file, read `chunk` bytes at a time (see [`SMAPS_CHUNK`]).
@@ -77,6 +80,26 @@ impl Reader {
         self.buf = buf;
         Some(r.map(|n| &self.buf[..n]))
     }
+}
+
+/// Reads at most the first `max` bytes of `path` into `buf` (grown to `max` if shorter: a
+/// buffer left behind by a stuck read is empty); the length read.
+fn prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
+    use std::io::Read as _;
+    if buf.len() < max {
+        buf.resize(max, 0);
+    }
+    let mut f = std::fs::File::open(path)?;
+    let mut filled = 0;
+    while filled < max {
+        match f.read(&mut buf[filled..max]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// Reads `path` into `buf` (grown as needed), `chunk` bytes at a time; the length read.

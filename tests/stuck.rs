@@ -161,11 +161,7 @@ fn a_process_with_a_stuck_mmap_lock_hangs_no_view() {
         return;
     }
     if !fusepy_available() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true: python3-fusepy and fuse3 must be installed (.ci/run)"
-        );
-        eprintln!("skipped: python3-fusepy or /dev/fuse missing");
+        common::skip_missing("python3-fusepy or /dev/fuse missing");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -365,7 +365,8 @@ pub fn verdict(snap: &Snapshot, view: &ProcessView, units: Units) -> String {
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
-    let who = format!("{} {}", p.label(), p.pid);
+    // The command name, as ps -o comm: a whole command line would bury the sentence.
+    let who = format!("{} {}", p.comm, p.pid);
     let owned: u64 = view
         .owned()
         .map(|o| snap.objects[o.view.index].resident_bytes)

@@ -775,8 +775,8 @@ fn helm_chart_renders_to_valid_manifests() {
         }
         if case == "everything on" {
             assert_eq!(
-                n, 6,
-                "{source}: --listen, --min-interval, --proc-root, --web-config, --top, --charge"
+                n, 7,
+                "{source}: --listen, --min-interval, --proc-root, --host-root, --web-config, --top, --charge"
             );
         }
     }

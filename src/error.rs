@@ -3,19 +3,32 @@
 
 use std::path::PathBuf;
 
+/// Why a scan could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot read {path}: {source}")]
+    /// A file the scan needs could not be read.
+    #[error("cannot read {path}: {cause}")]
     Io {
+        /// The file.
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// What the kernel said. In the message, not the error chain (a field named `source`
+        /// would be both), so that `{:#}` does not print it twice.
+        cause: std::io::Error,
     },
+    /// A file the scan needs was read but not understood.
     #[error("cannot parse {path}: {what}")]
-    Parse { path: PathBuf, what: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What in it was not understood.
+        what: String,
+    },
     /// EMFILE or ENFILE during the scan: processes would be skipped as if they had exited.
     #[error("too many open files: raise ulimit -n (the limit here is {limit})")]
-    TooManyOpenFiles { limit: String },
+    TooManyOpenFiles {
+        /// The soft RLIMIT_NOFILE, or "unlimited".
+        limit: String,
+    },
 }
 
 /// Whether `e` says this process (EMFILE) or the system (ENFILE) ran out of file descriptors.

@@ -3,6 +3,8 @@
 //! Data flows one way: [`collect`] reads `/proc` into a [`model::Snapshot`], [`account`] derives
 //! owners, charges and the reconciliation with `Shmem`, [`render`] prints them.
 
+#![warn(missing_docs)]
+
 pub mod account;
 pub mod cli;
 pub mod collect;

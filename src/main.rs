@@ -1,11 +1,10 @@
-use clap::Parser;
 use std::io::Write;
 use std::process::ExitCode;
 
 // Not `main() -> anyhow::Result`: with RUST_BACKTRACE set that prints a backtrace for every
 // user error. One line on stderr and a non-zero exit instead; a closed pipe is success.
 fn main() -> ExitCode {
-    let cli = shmwho::cli::Cli::parse();
+    let cli = shmwho::cli::Cli::from_env();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let result = shmwho::cli::run(cli, &mut out).and_then(|()| Ok(out.flush()?));

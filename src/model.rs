@@ -3,8 +3,6 @@
 //! Everything is in bytes. `collect` fills these types, `account` derives owners and charges from
 //! them, `render` prints them.
 
-#![warn(missing_docs)]
-
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -207,7 +207,7 @@ fn sysv_loop(stop: &AtomicBool, reg: &Registry, shmid: i32, pages: u64) {
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let first = (n * 5) % (pages - 4);
-        let (detach, wait) = (n % 2 == 0, linger(n));
+        let (detach, wait) = (n.is_multiple_of(2), linger(n));
         let born = Instant::now();
         let i = reg.born(0, tags().sysv, format!("sysv:{shmid}"), born);
         let c = fork_child(&[], &[], After::Exit, move || {

@@ -24,7 +24,7 @@ fn as_nobody(args: &[&str]) -> Value {
         Ok(o) => o,
         Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("setpriv: {e}"),
         Err(e) => {
-            eprintln!("skipped: setpriv: {e}");
+            common::skip(&format!("setpriv: {e}"));
             return Value::Null;
         }
     };

@@ -185,11 +185,11 @@ fn every_form_of_hugetlb_shared_memory_is_listed_exactly() {
     // Shared mappings reserve their whole length: 4 (anon) + 4 (memfd) + 2 + 2 + 2 (files),
     // and slack for other test runs taking pages meanwhile.
     let Some(_pool) = Reserved::add(20) else {
-        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        common::skip("could not reserve 2 MiB huge pages");
         return;
     };
     let Some(mnt) = HugeMount::new() else {
-        eprintln!("skipped: could not mount hugetlbfs");
+        common::skip("could not mount hugetlbfs");
         return;
     };
     let me = my_pid();
@@ -342,7 +342,7 @@ fn attached_shm_hugetlb_segment_has_its_holder_and_page_size() {
         return;
     }
     let Some(_pool) = Reserved::add(4) else {
-        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        common::skip("could not reserve 2 MiB huge pages");
         return;
     };
     // SAFETY: plain syscall.
@@ -385,7 +385,7 @@ fn show_pictures_hugetlb_memory_in_huge_pages() {
         return;
     }
     let Some(_pool) = Reserved::add(6) else {
-        eprintln!("skipped: could not reserve 2 MiB huge pages");
+        common::skip("could not reserve 2 MiB huge pages");
         return;
     };
     let anon = Mapping::new(None, 4 * HUGE);

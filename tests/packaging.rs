@@ -776,7 +776,7 @@ fn helm_chart_renders_to_valid_manifests() {
         if case == "everything on" {
             assert_eq!(
                 n, 7,
-                "{source}: --listen, --min-interval, --host-root, --proc-root, --web-config, --top, --charge"
+                "{source}: --listen, --min-interval, --proc-root, --host-root, --web-config, --top, --charge"
             );
         }
     }

@@ -235,7 +235,7 @@ fn scans_survive_processes_coming_and_going() {
             {
                 round += 1;
                 let mut runs: Vec<Vec<&str>> = vec![vec!["--json"], vec!["procs", "--json"]];
-                if round % 3 == 0 {
+                if round.is_multiple_of(3) {
                     runs.push(vec!["procs", "--json", "--charge", "touched"]);
                     runs.push(vec!["--json", "--charge", "split"]);
                 }

@@ -20,8 +20,7 @@ fn have(programs: &[&str], why: &str) -> bool {
         return true;
     }
     let msg = format!("{missing:?} missing ({why}): .ci/run installs them");
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-    eprintln!("skipped: {msg}");
+    common::skip_missing(&msg);
     false
 }
 
@@ -283,7 +282,7 @@ fn php_fpm_opcache_is_found_exact_owned_and_labelled() {
     // No huge pages free: opcache falls back to 4 KiB pages. Another test may have reserved
     // some; then the huge page variant below covers this server.
     if free_huge_pages() >= 32 {
-        eprintln!("skipped: huge pages are free on this host; opcache would land in them");
+        common::skip("huge pages are free on this host; opcache would land in them");
         return;
     }
     let (_server, master) = php_fpm(dir.path());
@@ -303,11 +302,11 @@ fn php_fpm_opcache_in_huge_pages() {
     let _one = HUGE.lock().unwrap_or_else(|e| e.into_inner());
     // 64 MiB of opcache is 32 huge pages; reserve a few more for concurrent tests.
     let Some(_pages) = HugePages::reserve(40) else {
-        eprintln!("skipped: could not reserve huge pages");
+        common::skip("could not reserve huge pages");
         return;
     };
     if free_huge_pages() < 32 {
-        eprintln!("skipped: the kernel could not reserve 32 huge pages");
+        common::skip("the kernel could not reserve 32 huge pages");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -93,7 +93,9 @@ fn strip<'a>(text: &'a str, label: &str) -> &'a str {
 fn covers_fraction(s: &str, num: usize, den: usize) -> bool {
     let n = s.chars().count();
     let full = n * num / den;
-    n % den == 0 && s.chars().take(full).all(|c| c == '█') && s.chars().skip(full).all(|c| c == '·')
+    n.is_multiple_of(den)
+        && s.chars().take(full).all(|c| c == '█')
+        && s.chars().skip(full).all(|c| c == '·')
 }
 
 #[test]

@@ -1,8 +1,6 @@
 //! Pure functions from a [`Snapshot`] and a charging policy to owners, charges and the
 //! reconciliation with the kernel's `Shmem`. No I/O.
 
-#![warn(missing_docs)]
-
 pub mod cgroup;
 pub mod charge;
 pub mod exact;

@@ -62,6 +62,7 @@ pub struct OutputArgs {
     )]
     pub columns: Vec<String>,
     #[command(flatten)]
+    /// Where the host's procfs and files are read from.
     pub host: HostArgs,
 }
 

@@ -74,6 +74,7 @@ pub struct TopArgs {
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
     #[command(flatten)]
+    /// Where the host's procfs and files are read from.
     pub host: super::args::HostArgs,
 }
 
@@ -171,6 +172,7 @@ pub struct ExportArgs {
     #[arg(long, hide = true, value_name = "DURATION", default_value = "2s", value_parser = crate::export::parse_duration)]
     pub request_line_timeout: Duration,
     #[command(flatten)]
+    /// Where the host's procfs and files are read from.
     pub host: super::args::HostArgs,
 }
 
@@ -194,6 +196,7 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::Owner)]
     pub charge: PolicyArg,
     #[command(flatten)]
+    /// Where the host's procfs and files are read from.
     pub host: super::args::HostArgs,
 }
 

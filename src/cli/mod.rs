@@ -64,6 +64,14 @@ pub struct Cli {
     pub timeout: std::time::Duration,
 }
 
+impl Cli {
+    /// The process's command line, parsed; on an error or `--help`, clap prints and exits.
+    /// Here so that the binary needs no clap of its own.
+    pub fn from_env() -> Cli {
+        <Cli as Parser>::parse()
+    }
+}
+
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     let d = crate::export::parse_duration(s)?;
     if d.is_zero() {
@@ -115,21 +123,70 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Objects flags given before another command (`shmwho --kind sysv procs`): only the global
-/// flags (--json, --bytes, --no-headings) may stand there.
+/// flags (--json, --bytes, --no-headings, --timeout, and -o, --proc-root, --host-root, which
+/// [`carry_globals`] has moved) may stand there.
 fn check_no_objects_flags(a: &ObjectsArgs, command: &str) -> anyhow::Result<()> {
     let given = !a.kind.is_empty()
         || !a.pid.is_empty()
         || a.sort.0 != ObjectColumn::Resident
         || a.reverse
         || a.top.is_some()
-        || a.charge != PolicyArg::Owner
-        || !a.output.columns.is_empty()
-        || a.output.host.proc_root != std::path::Path::new("/proc")
-        || a.output.host.host_root != std::path::Path::new("/");
+        || a.charge != PolicyArg::Owner;
     if given {
         return Err(usage(format!(
-            "the flags before '{command}' belong to 'objects': put them after '{command}' (only --json, --bytes and --no-headings go anywhere)"
+            "the flags before '{command}' belong to 'objects': put them after '{command}' (only --json, --bytes, --no-headings, -o, --timeout, --proc-root and --host-root go anywhere)"
         )));
+    }
+    Ok(())
+}
+
+/// Moves -o, --proc-root and --host-root given before the command (`shmwho -o pid,total
+/// procs`, `shmwho --proc-root /host/proc top`) into the command, as if given after it; a
+/// command that has no such flag, or the same flag given on both sides, is a usage error.
+fn carry_globals(cli: &mut Cli) -> anyhow::Result<()> {
+    let Some(command) = &mut cli.command else {
+        return Ok(());
+    };
+    let before = &mut cli.objects.output;
+    let default = args::HostArgs::default();
+    let (columns, host): (Option<&mut Vec<String>>, Option<&mut args::HostArgs>) = match command {
+        Command::Objects(a) => (Some(&mut a.output.columns), Some(&mut a.output.host)),
+        Command::Procs(a) => (Some(&mut a.output.columns), Some(&mut a.output.host)),
+        Command::Show(a) => (None, Some(&mut a.output.host)),
+        Command::Top(a) => (None, Some(&mut a.host)),
+        Command::Export(a) => (None, Some(&mut a.host)),
+        Command::Record(a) => (None, Some(&mut a.host)),
+        _ => (None, None),
+    };
+    if !before.columns.is_empty() {
+        match columns {
+            Some(c) if c.is_empty() => *c = std::mem::take(&mut before.columns),
+            Some(_) => return Err(usage("-o is given both before and after the command")),
+            None => return Err(usage("-o: this command has no table columns to choose")),
+        }
+    }
+    if before.host.proc_root != default.proc_root || before.host.host_root != default.host_root {
+        let Some(h) = host else {
+            return Err(usage(
+                "--proc-root and --host-root: this command reads no host files",
+            ));
+        };
+        if before.host.proc_root != default.proc_root {
+            if h.proc_root != default.proc_root {
+                return Err(usage(
+                    "--proc-root is given both before and after the command",
+                ));
+            }
+            h.proc_root = std::mem::replace(&mut before.host.proc_root, default.proc_root.clone());
+        }
+        if before.host.host_root != default.host_root {
+            if h.host_root != default.host_root {
+                return Err(usage(
+                    "--host-root is given both before and after the command",
+                ));
+            }
+            h.host_root = std::mem::replace(&mut before.host.host_root, default.host_root);
+        }
     }
     Ok(())
 }
@@ -156,7 +213,7 @@ fn columns<C: Column>(names: &[String]) -> anyhow::Result<Option<Vec<C>>> {
 }
 
 /// Runs the parsed command, writing to `out`.
-pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     crate::privilege::init()?;
     crate::collect::deadline::set_timeout(cli.timeout);
     // With the caller's rights (init cleared the effective capabilities): the user's rules
@@ -174,6 +231,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     if labels_needed {
         crate::account::labels::install(crate::account::labels::Rules::load_default()?);
     }
+    carry_globals(&mut cli)?;
     if let Some(c) = &cli.command {
         let name = format!("{c:?}");
         let name = name
@@ -187,7 +245,14 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         None => objects(cli.objects, out),
         Some(Command::Objects(a)) => objects(a, out),
         Some(Command::Procs(a)) => procs(a, out),
-        Some(Command::Show(a)) => crate::show::run(a.into(), out),
+        Some(Command::Show(a)) => {
+            if !a.output.columns.is_empty() {
+                return Err(usage(
+                    "-o: show prints no table to choose columns of (-o is for objects and procs)",
+                ));
+            }
+            crate::show::run(a.into(), out)
+        }
         Some(Command::Top(a)) => crate::top::run(a.into(), out),
         Some(Command::Export(a)) => crate::export::run(a.into(), out),
         Some(Command::Record(a)) => crate::record::record(a.into(), out),

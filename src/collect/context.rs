@@ -163,12 +163,12 @@ fn shmem_device() -> Result<u64, Error> {
         rustix::fs::memfd_create("shmwho-probe", rustix::fs::MemfdFlags::CLOEXEC).map_err(|e| {
             Error::Io {
                 path: PathBuf::from("memfd_create"),
-                source: e.into(),
+                cause: e.into(),
             }
         })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::Io {
         path: PathBuf::from("memfd_create"),
-        source: e.into(),
+        cause: e.into(),
     })?;
     Ok(st.st_dev)
 }

@@ -3,8 +3,6 @@
 //! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
-#![warn(missing_docs)]
-
 pub mod bounds;
 pub mod cgroup;
 pub mod container;
@@ -109,9 +107,10 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let heads = scan_heads(&mut ctx, opts, &mut notes)?;
     let comms: HashMap<model::Pid, String> =
         heads.iter().map(|(p, _)| (p.pid, p.comm.clone())).collect();
-    let (processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
+    let (mut processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
+    process::read_titles(&ctx, &mut processes);
     // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
     notes.stuck = deadline::stuck_now()
         .into_iter()

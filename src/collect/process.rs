@@ -63,7 +63,8 @@ pub(crate) fn scan_head(
         pid,
         ppid: status.ppid,
         comm: stat.comm,
-        title: None, // read with the maps: see scan_body
+        // Read last, by `read_titles`: see there.
+        title: None,
         uid: status.uid,
         user: String::new(),
         start_ticks: stat.start_ticks,
@@ -110,14 +111,26 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
 /// 300-worker pool (`shmwho lab pool --workers 300 --shared 64M`, 779 processes, 2 loaded
 /// cores) `cat /proc/[0-9]*/cmdline` took 20-60 ms against 22-121 ms for every `stat` and
 /// 195-1095 ms for a debug `shmwho objects`, and there every worker holds the pool's object:
-/// reading only holders' and shown processes' titles would save nothing measurable.
-/// Its read takes the process's mmap_lock (the arguments live in its memory), so it runs
-/// under the deadline.
+/// reading only holders' and shown processes' titles would save nothing measurable. Reading
+/// `cmdline` takes the process's mmap_lock (docs/facts.md #23): under the deadline.
 fn read_title(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<String> {
     reader
         .read_prefix_locked(pid, "cmdline", &ctx.pid_path(pid, "cmdline"), TITLE_MAX)?
         .ok()
         .and_then(cmdline::title)
+}
+
+/// The titles of `processes`, read after their maps, fds and objects: `cmdline` waits on the
+/// mmap_lock that `maps` (lock-free on recent kernels) does not, so a stuck process read here
+/// first would be left out whole, where read last it keeps its maps and is named stuck by the
+/// file that really needs the lock (map_files, smaps). A process known stuck gets no title.
+pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process]) {
+    let pids: Vec<Pid> = processes.iter().map(|p| p.pid).collect();
+    let titles =
+        super::parallel::parallel_map(pids, 64, |reader, pid| read_title(ctx, reader, pid));
+    for (p, t) in processes.iter_mut().zip(titles) {
+        p.title = t;
+    }
 }
 
 /// Maps (or smaps) and fds. Returns whether they were unreadable (permissions), in which case
@@ -199,9 +212,6 @@ pub(crate) fn scan_body(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
-    // After maps: reading cmdline takes the mmap_lock, and a process stuck there is then
-    // named by the file that keeps the rest of it from being read.
-    p.title = read_title(ctx, reader, pid);
     // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it happen):
     // the maps and fds just read would then be another process's. A process is its pid and
     // start time.
@@ -279,7 +289,7 @@ pub(crate) fn list_pids(root: &Path) -> Result<Vec<Pid>, Error> {
         }
         Error::Io {
             path: root.to_path_buf(),
-            source,
+            cause: source,
         }
     })?;
     let mut pids: Vec<Pid> = dir

@@ -34,8 +34,10 @@ impl Reader {
         self.read_chunked(path, usize::MAX)
     }
 
-    /// At most `max` bytes of a file whose read takes `pid`'s mmap_lock (`cmdline`), under
-    /// the deadline of [`super::deadline`]: `None` when `pid` is stuck.
+    /// At most the first `max` bytes of `/proc/PID/file` (at `path`), in one read: enough for
+    /// files whose text the kernel produces in one go (`cmdline` up to a page). The read takes
+    /// `pid`'s mmap_lock (docs/facts.md #23), so it runs under the deadline of
+    /// [`super::deadline`]: `None` when `pid` is stuck.
     pub fn read_prefix_locked(
         &mut self,
         pid: crate::model::Pid,
@@ -46,7 +48,7 @@ impl Reader {
         let mut buf = std::mem::take(&mut self.buf);
         let path = path.to_path_buf();
         let (buf, r) = super::deadline::call(pid, file, move || {
-            let r = fill_prefix(&mut buf, &path, max);
+            let r = prefix(&mut buf, &path, max);
             (buf, r)
         })?;
         self.buf = buf;
@@ -80,8 +82,9 @@ impl Reader {
     }
 }
 
-/// Reads at most `max` bytes of `path` into `buf`; the length read.
-fn fill_prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
+/// Reads at most the first `max` bytes of `path` into `buf` (grown to `max` if shorter: a
+/// buffer left behind by a stuck read is empty); the length read.
+fn prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
     use std::io::Read as _;
     if buf.len() < max {
         buf.resize(max, 0);
@@ -170,7 +173,7 @@ pub(crate) fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
         }
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     })
 }

@@ -72,6 +72,9 @@ pub enum ResidencyError {
     /// Only data extents could be read (mincore would not answer truthfully), and with swap in
     /// use those include swapped pages: no resident/swapped split.
     NoSplit,
+    /// The read went through a holder's map_files and did not answer by the deadline
+    /// ([`super::deadline`]): the holder is stuck.
+    Stuck,
 }
 
 impl From<Errno> for ResidencyError {
@@ -93,6 +96,7 @@ impl std::fmt::Display for ResidencyError {
             ResidencyError::Sys(e) => write!(f, "{e}"),
             ResidencyError::Replaced => f.write_str("the handle names another file now"),
             ResidencyError::NoSplit => f.write_str("no resident/swapped split"),
+            ResidencyError::Stuck => f.write_str("the holder's memory map is locked"),
         }
     }
 }

@@ -104,11 +104,7 @@ pub(super) struct FileId {
 impl FileId {
     pub(super) fn of(st: &rustix::fs::Stat) -> FileId {
         FileId {
-            dev: format!(
-                "{}:{}",
-                rustix::fs::major(st.st_dev),
-                rustix::fs::minor(st.st_dev)
-            ),
+            dev: crate::report::dev_text(st.st_dev),
             ino: st.st_ino,
         }
     }

@@ -430,28 +430,15 @@ pub(super) fn print_line(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// `(dev "major:minor", inode)` of the mapping starting at `start` in `/proc/PID/maps` text.
+/// `(dev "major:minor", inode)` of the mapping starting at `start` in `/proc/PID/maps` text,
+/// through the scan's own maps parser (one parser per /proc file).
 pub(super) fn maps_entry(maps: &str, start: u64) -> Option<FileId> {
-    maps.lines().find_map(|line| {
-        let mut f = line.split_ascii_whitespace();
-        let range = f.next()?;
-        let s = u64::from_str_radix(range.split('-').next()?, 16).ok()?;
-        if s != start {
-            return None;
-        }
-        let _perms = f.next()?;
-        let _offset = f.next()?;
-        let (maj, min) = f.next()?.split_once(':')?;
-        let ino = f.next()?.parse().ok()?;
-        Some(FileId {
-            dev: format!(
-                "{}:{}",
-                u32::from_str_radix(maj, 16).ok()?,
-                u32::from_str_radix(min, 16).ok()?
-            ),
-            ino,
+    crate::collect::parse::maps::parse(maps.as_bytes())
+        .find(|e| e.start == start)
+        .map(|e| FileId {
+            dev: crate::report::dev_text(e.dev()),
+            ino: e.inode,
         })
-    })
 }
 
 /// `rss + swap` of segment `shmid` from `/proc/sysvipc/shm` text.

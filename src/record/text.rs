@@ -52,16 +52,21 @@ pub fn table(d: &DiffDoc, units: Units) -> String {
             .unwrap_or_else(|| "time unknown".into());
         format!("{} ({when})", escape(&s.file))
     };
-    let known = d.a.recorded_at.is_some() && d.b.recorded_at.is_some();
+    // recorded_at is in whole seconds: two records of the same second are compared as given.
+    let order = match (d.a.recorded_at, d.b.recorded_at) {
+        (Some(ta), Some(tb)) if ta == tb => Some(("", "the same second: compared as given".into())),
+        (Some(ta), Some(tb)) => Some((", the older", format!("{} later", span(tb - ta)))),
+        _ => None,
+    };
     let _ = writeln!(
         out,
         "A: {}{}",
         side(&d.a),
-        if known { ", the older" } else { "" }
+        order.as_ref().map_or("", |o| o.0)
     );
     let _ = write!(out, "B: {}", side(&d.b));
-    if let (Some(ta), Some(tb)) = (d.a.recorded_at, d.b.recorded_at) {
-        let _ = write!(out, ", {} later", span(tb.saturating_sub(ta)));
+    if let Some((_, later)) = &order {
+        let _ = write!(out, ", {later}");
     }
     out.push_str("\n\n");
     let mut t = table(&["", "A", "B", "DELTA"], &[0]);

@@ -39,33 +39,21 @@ pub fn table_footer(acc: &Accounted, rows: &[ProcRow], ro: &super::RenderOptions
                 .collect()
         })
         .collect();
-    let mut out = String::new();
+    let mut heading = String::new();
     let _ = writeln!(
-        out,
+        heading,
         "\nShared memory per memory cgroup: shmwho's charges against the kernel's memory.stat shmem ({}):",
         version_name(&cgs)
     );
-    out.push_str(&super::table::fitted_table(&cols, cells, ro, false));
-    out.push_str(&wrap(NOTE, ro.width.unwrap_or(100).clamp(20, 100)));
-    out
-}
-
-/// Words of `text` on lines of at most `width` columns.
-pub(crate) fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = 0;
-    for word in text.split(' ') {
-        if line > 0 && line + 1 + word.len() > width {
-            out.push('\n');
-            line = 0;
-        } else if line > 0 {
-            out.push(' ');
-            line += 1;
-        }
-        out.push_str(word);
-        line += word.len();
-    }
-    out.push('\n');
+    let mut out = super::fit::wrap(&heading, ro.width);
+    // -o chooses the columns of the procs table above; --json has every column of this one.
+    out.push_str(&super::table::fitted_table(
+        &cols, cells, ro, false, "--json",
+    ));
+    out.push_str(&super::fit::wrap(
+        &format!("{NOTE}\n"),
+        Some(ro.width.unwrap_or(100).clamp(20, 100)),
+    ));
     out
 }
 

@@ -47,6 +47,62 @@ pub fn elide(s: &str, w: usize) -> String {
     out
 }
 
+/// `text` with each line longer than `max` broken between words, as a terminal would not (it
+/// cuts `65.5 MiB` in two); a continuation keeps the line's indent. A pipe (`None`) gets it as
+/// is. A single word longer than `max` stays whole, and so does a line indented by four
+/// spaces: a command to copy.
+pub fn wrap(text: &str, max: Option<usize>) -> String {
+    let Some(max) = max else {
+        return text.to_string();
+    };
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let (body, newline) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        if width(body) <= max || body.starts_with("    ") {
+            out.push_str(line);
+            continue;
+        }
+        let indent = &body[..body.len() - body.trim_start().len()];
+        // A figure and its unit stay on one line: "65.5" ending a line and "MiB" starting the
+        // next reads as two things.
+        let mut words: Vec<String> = Vec::new();
+        for word in body.trim_start().split(' ') {
+            let unit = matches!(
+                word.trim_end_matches([',', ';', '.', ')']),
+                "B" | "KiB" | "MiB" | "GiB" | "TiB" | "PiB" | "EiB"
+            );
+            match words.last_mut() {
+                Some(prev) if unit && prev.ends_with(|c: char| c.is_ascii_digit()) => {
+                    prev.push(' ');
+                    prev.push_str(word);
+                }
+                _ => words.push(word.to_string()),
+            }
+        }
+        let mut used = 0;
+        for word in &words {
+            if used > 0 && used + 1 + width(word) > max {
+                out.push('\n');
+                used = 0;
+            }
+            if used == 0 {
+                out.push_str(indent);
+                used = width(indent);
+            } else {
+                out.push(' ');
+                used += 1;
+            }
+            out.push_str(word);
+            used += width(word);
+        }
+        out.push_str(newline);
+    }
+    out
+}
+
 /// A table's columns and rows after fitting, and the headers of the columns left out.
 pub struct Fitted<C> {
     /// The columns kept, in order.
@@ -58,36 +114,41 @@ pub struct Fitted<C> {
 }
 
 impl<C: Column> Fitted<C> {
-    /// The line that says which columns were left out (empty when none were), itself kept
-    /// within `max`: a shorter form, then the names over several lines.
-    pub fn dropped_line(&self, max: Option<usize>) -> String {
+    /// The line that says which columns were left out (empty when none were) and that `shows`
+    /// (`-o`, naming them; or `--json`) brings them back, itself kept within `max`: a shorter
+    /// form, then the names over several lines.
+    pub fn dropped_line(&self, max: Option<usize>, shows: &str) -> String {
         if self.dropped.is_empty() {
             return String::new();
         }
         let names: Vec<String> = self.dropped.iter().map(|h| h.to_lowercase()).collect();
-        let long = format!(
-            "(left out to fit the width: {}; -o {} shows them)",
-            self.dropped.join(", "),
-            names.join(",")
-        );
-        let max = match max {
-            Some(m) if width(&long) > m => m,
-            _ => return long + "\n",
+        let them = if self.dropped.len() == 1 {
+            "it"
+        } else {
+            "them"
         };
-        let mut out = String::new();
-        let mut line = String::from("(left out to fit; -o shows them:");
-        for (i, n) in names.iter().enumerate() {
-            let word = format!(" {n}{}", if i + 1 == names.len() { ")" } else { "," });
-            if width(&line) + width(&word) > max && !line.is_empty() {
-                out.push_str(line.trim_end());
-                out.push('\n');
-                line.clear();
+        let long = if shows == "-o" {
+            format!(
+                "(left out to fit the width: {}; -o {} shows {them})",
+                self.dropped.join(", "),
+                names.join(",")
+            )
+        } else {
+            format!(
+                "(left out to fit the width: {}; {shows} shows {them})",
+                self.dropped.join(", ")
+            )
+        };
+        match max {
+            Some(m) if width(&long) > m => {
+                let short = format!(
+                    "(left out to fit; {shows} shows {them}: {})",
+                    names.join(", ")
+                );
+                wrap(&(short + "\n"), Some(m))
             }
-            line.push_str(&word);
+            _ => long + "\n",
         }
-        out.push_str(line.trim_start());
-        out.push('\n');
-        out
     }
 
     /// Whether column `i` is right-aligned.

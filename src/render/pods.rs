@@ -43,10 +43,13 @@ pub fn table_footer(acc: &Accounted, rows: &[ProcRow], ro: &super::RenderOptions
         out,
         "\nShared memory per pod: shmwho's charges against the kernel's memory.stat shmem, and /dev/shm used against its limit:"
     );
-    out.push_str(&super::table::fitted_table(cols, cells, ro, false));
-    out.push_str(&super::cgroups::wrap(
-        NOTE,
-        ro.width.unwrap_or(100).clamp(20, 100),
+    // -o chooses the columns of the procs table above; --json has every column of this one.
+    out.push_str(&super::table::fitted_table(
+        cols, cells, ro, false, "--json",
+    ));
+    out.push_str(&super::fit::wrap(
+        &format!("{NOTE}\n"),
+        Some(ro.width.unwrap_or(100).clamp(20, 100)),
     ));
     out
 }

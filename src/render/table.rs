@@ -65,12 +65,14 @@ pub(crate) fn columns_table<C: Copy>(
 }
 
 /// `rows` of `columns` fitted to the width, as a table (header unless `--no-headings`),
-/// followed by the line naming the columns left out.
+/// followed by the line naming the columns left out and what shows them (`-o`, or `--json`
+/// for a table whose columns `-o` does not choose).
 pub(crate) fn fitted_table<C: Column>(
     columns: &[C],
     rows: Vec<Vec<String>>,
     ro: &RenderOptions,
     pinned: bool,
+    shows_dropped: &str,
 ) -> String {
     let f = fit::fit(columns, rows, ro.width, pinned);
     let mut t = columns_table(&f.columns, |c: C| c.header(), |c: C| c.align());
@@ -86,7 +88,7 @@ pub(crate) fn fitted_table<C: Column>(
     if ro.no_headings {
         out = out.lines().skip(1).map(|l| format!("{l}\n")).collect();
     }
-    out.push_str(&f.dropped_line(ro.width));
+    out.push_str(&f.dropped_line(ro.width, shows_dropped));
     out
 }
 
@@ -108,7 +110,7 @@ pub fn objects(acc: &Accounted, f: &ObjectQuery, ro: &RenderOptions) -> String {
     let mut out = if shown.is_empty() {
         "no shared-memory objects match\n".to_string()
     } else {
-        fitted_table(&cols, rows, ro, ro.object_columns.is_some())
+        fitted_table(&cols, rows, ro, ro.object_columns.is_some(), "-o")
     };
     out.push('\n');
     out.push_str(&footer(acc, ro));
@@ -266,7 +268,7 @@ fn footer(acc: &Accounted, ro: &RenderOptions) -> String {
     // The empty header row comfy-table prints first is dropped.
     let text = finish(&t);
     let mut out: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
-    out.push_str(&notes(acc, ro));
+    out.push_str(&fit::wrap(&notes(acc, ro), ro.width));
     out
 }
 
@@ -333,7 +335,7 @@ pub(crate) fn notes(acc: &Accounted, ro: &RenderOptions) -> String {
     {
         let _ = writeln!(
             out,
-            "  For exact figures run as root, or: sudo setcap cap_checkpoint_restore,cap_sys_ptrace,cap_dac_read_search+ep $(command -v shmwho)"
+            "  For exact figures run as root, or:\n    sudo setcap cap_checkpoint_restore,cap_sys_ptrace,cap_dac_read_search+ep $(command -v shmwho)"
         );
     }
     if n.unreadable > 0 {
@@ -447,11 +449,13 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
     let mut out = if rows.is_empty() {
         "no processes match\n".to_string()
     } else {
-        fitted_table(&cols, cells, ro, ro.proc_columns.is_some())
+        fitted_table(&cols, cells, ro, ro.proc_columns.is_some(), "-o")
     };
     let charged = crate::size::sum_bytes(acc.per_process.values().copied());
+    // The prose below the table, broken between words to the width as the table is fitted.
+    let mut prose = String::new();
     let _ = writeln!(
-        out,
+        prose,
         "\nSHARED is charged under '{}': {} to processes + {} owned by nobody = {}, the resident size of all {} objects (shmwho objects).",
         acc.policy.as_str(),
         b(charged),
@@ -459,16 +463,17 @@ pub fn procs(acc: &Accounted, f: &ProcQuery, ro: &RenderOptions) -> String {
         b(charged.saturating_add(acc.unheld_bytes)),
         acc.snapshot.objects.len()
     );
-    let _ = writeln!(out, "TOTAL = ANON (private anonymous) + SHARED.");
+    let _ = writeln!(prose, "TOTAL = ANON (private anonymous) + SHARED.");
     if let Some(ex) = &f.exact {
-        out.push_str(&exact_footer(ex));
+        prose.push_str(&exact_footer(ex));
     }
+    out.push_str(&fit::wrap(&prose, ro.width));
     if by_cgroup {
         out.push_str(&super::cgroups::table_footer(acc, &rows, ro));
     }
     if f.by == Some(GroupBy::Pod) {
         out.push_str(&super::pods::table_footer(acc, &rows, ro));
     }
-    out.push_str(&notes(acc, ro));
+    out.push_str(&fit::wrap(&notes(acc, ro), ro.width));
     out
 }

@@ -49,31 +49,17 @@ impl Units {
     }
 }
 
-/// Bytes in at most 7 columns, for the live view: `512B`, `4.0K`, `16.0M`, `1023.9M`, `2.5G`
-/// (K, M, G = KiB, MiB, GiB, one decimal as in the tables).
+/// Bytes for the live view and the detail pages: the tables' format (`512 B`, `4.0 KiB`,
+/// `16.0 MiB`, `0 B`), one format across every view.
 pub fn short(b: u64) -> String {
-    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
-    if b == 0 {
-        return "0".into();
-    }
-    if b < 1024 {
-        return format!("{b}B");
-    }
-    let mut v = b as f64 / 1024.0;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1}{}", UNITS[i])
+    Units::Iec.bytes(b)
 }
 
-/// A change in [`short`] units: `+4.0K`, `-16.0M`; empty when nothing changed.
+/// A change in [`short`] units: `+4.0 KiB`, `-16.0 MiB`; empty when nothing changed.
 pub fn short_change(d: i64) -> String {
     match d {
         0 => String::new(),
-        d if d > 0 => format!("+{}", short(d as u64)),
-        d => format!("-{}", short(d.unsigned_abs())),
+        d => Units::Iec.delta(d),
     }
 }
 

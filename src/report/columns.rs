@@ -319,8 +319,13 @@ impl Column for ProcColumn {
     fn priority(self) -> u8 {
         use ProcColumn::*;
         match self {
-            Pid | Procs | Command | Cgroup | Pod | Container | Unit | Shared | Total | Unique
-            | FreedIfGone => KEEP,
+            Pid | Command | Cgroup | Pod | Container | Unit | Total => KEEP,
+            // Left out only when the row would not fit without them (30 columns, or --exact
+            // at 60): TOTAL includes SHARED, and a cut figure would be worse than none.
+            Unique => 252,
+            FreedIfGone => 251,
+            Procs => 250,
+            Shared => 249,
             Rss => 120,
             Pss => 110,
             Uss => 105,

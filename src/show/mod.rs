@@ -98,6 +98,9 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
     let ro = crate::render::RenderOptions {
         units: crate::render::units::Units::raw_if(args.bytes),
         euid: rustix::process::geteuid().as_raw(),
+        // Tables and lines fit the terminal (or --width, COLUMNS) as the listings do; a pipe
+        // gets them whole.
+        width: args.width.or_else(crate::render::fit::terminal_width),
         ..Default::default()
     };
     let text = match found {

@@ -65,7 +65,9 @@ pub fn columns(pages: u64, avail: usize) -> usize {
     if pages <= avail as u64 {
         return pages.max(1) as usize;
     }
-    let even = |c: usize, quarters: bool| pages % c as u64 == 0 && (!quarters || c % 4 == 0);
+    let even = |c: usize, quarters: bool| {
+        pages.is_multiple_of(c as u64) && (!quarters || c.is_multiple_of(4))
+    };
     let floor = avail / 2;
     (floor.max(1)..=avail)
         .rev()

@@ -5,12 +5,73 @@ use crate::account;
 use crate::account::show::{ObjectView, ProcessView};
 use crate::collect::pagemap::{PageRanges, Unread};
 use crate::model::{Object, Snapshot, Via};
+use crate::render::fit;
 use crate::render::table::{finish_lines, plain_table};
 use crate::render::units::{escape, Units};
 use crate::render::RenderOptions;
-use crate::report::{dev_text, holder_text, object_id, object_name};
+use crate::report::{dev_text, holder_text, object_id, object_name, Align, Column, KEEP};
 use comfy_table::Table;
 use std::fmt::Write as _;
+
+/// A process title inside a line of text (owner, charges) is cut to this many characters: a
+/// PHP-FPM or JVM command line would otherwise take the screen.
+const TITLE_IN_LINE: usize = 48;
+
+/// Columns of the holders table, fitted to the width as the listing tables are.
+#[derive(Clone, Copy, PartialEq)]
+enum HolderColumn {
+    Pid,
+    Command,
+    Holds,
+    InPageTables,
+    Pss,
+    Pages,
+}
+
+impl Column for HolderColumn {
+    const ALL: &'static [Self] = &[
+        HolderColumn::Pid,
+        HolderColumn::Command,
+        HolderColumn::Holds,
+        HolderColumn::InPageTables,
+        HolderColumn::Pss,
+        HolderColumn::Pages,
+    ];
+    fn header(self) -> &'static str {
+        match self {
+            HolderColumn::Pid => "PID",
+            HolderColumn::Command => "COMMAND",
+            HolderColumn::Holds => "HOLDS",
+            HolderColumn::InPageTables => "IN PAGE TABLES",
+            HolderColumn::Pss => "PSS",
+            HolderColumn::Pages => "PAGES IN PAGE TABLES (object page numbers)",
+        }
+    }
+    fn key(self) -> Option<&'static str> {
+        None
+    }
+    fn align(self) -> Align {
+        match self {
+            HolderColumn::Pid | HolderColumn::InPageTables | HolderColumn::Pss => Align::Right,
+            _ => Align::Left,
+        }
+    }
+    fn priority(self) -> u8 {
+        match self {
+            HolderColumn::Pid | HolderColumn::InPageTables => KEEP,
+            HolderColumn::Command => 150,
+            HolderColumn::Pss => 120,
+            HolderColumn::Holds => 100,
+            HolderColumn::Pages => 90,
+        }
+    }
+    fn elidable(self) -> bool {
+        matches!(
+            self,
+            HolderColumn::Command | HolderColumn::Holds | HolderColumn::Pages
+        )
+    }
+}
 
 fn table(header: &[&str], right: &[usize]) -> Table {
     plain_table(header, |i| right.contains(&i))
@@ -85,7 +146,7 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
             .unwrap_or_default()
     );
     let owner = acc.owners[i]
-        .map(|pid| format!("{pid} {}", comm(snap, pid)))
+        .map(|pid| format!("{pid} {}", fit::elide(&comm(snap, pid), TITLE_IN_LINE)))
         .unwrap_or_else(|| "nobody (no holder, no living SysV creator)".to_string());
     let _ = writeln!(
         s,
@@ -98,7 +159,7 @@ fn header(snap: &Snapshot, acc: &account::Accounted, i: usize, ro: &RenderOption
     if let Some(r) = o.accuracy.estimate() {
         let _ = writeln!(s, "~ estimate: {}.", r.explain());
     }
-    s
+    fit::wrap(&s, ro.width)
 }
 
 /// The object page: figures, holders, the picture of its pages, orphaned pages. `acc` is the
@@ -117,15 +178,21 @@ pub fn object(
     let mut s = header(snap, acc, view.index, ro);
     let charges: Vec<String> = acc.charges[view.index]
         .iter()
-        .map(|&(pid, v)| format!("{pid} {} {}", comm(snap, pid), b(v)))
+        .map(|&(pid, v)| {
+            format!(
+                "{pid} {} {}",
+                fit::elide(&comm(snap, pid), TITLE_IN_LINE),
+                b(v)
+            )
+        })
         .collect();
     if !charges.is_empty() {
-        let _ = writeln!(
-            s,
-            "charged under '{}': {}",
+        let line = format!(
+            "charged under '{}': {}\n",
             policy.as_str(),
             charges.join(", ")
         );
+        s.push_str(&fit::wrap(&line, ro.width));
     }
 
     // Holders.
@@ -134,17 +201,7 @@ pub fn object(
         let _ = writeln!(s, "HOLDERS  {}", words::no_holders(snap, o));
     } else {
         let _ = writeln!(s, "HOLDERS");
-        let mut t = table(
-            &[
-                "PID",
-                "COMMAND",
-                "HOLDS",
-                "IN PAGE TABLES",
-                "PSS",
-                "PAGES IN PAGE TABLES (object page numbers)",
-            ],
-            &[0, 3, 4],
-        );
+        let mut rows: Vec<Vec<String>> = Vec::new();
         for (h, hv) in o.holders.iter().zip(&view.holders) {
             let (mapped, pss, pages) = match (&h.via, &hv.mapped, hv.unread) {
                 (Via::Fd { .. }, _, _) => {
@@ -161,7 +218,7 @@ pub fn object(
                     u.map_or("unread", unread_text).to_string(),
                 ),
             };
-            t.add_row(vec![
+            rows.push(vec![
                 h.pid.to_string(),
                 comm(snap, h.pid),
                 holds(&h.via),
@@ -170,7 +227,13 @@ pub fn object(
                 pages,
             ]);
         }
-        s.push_str(&finish(&t));
+        s.push_str(&crate::render::table::fitted_table(
+            HolderColumn::ALL,
+            rows,
+            ro,
+            false,
+            "--json",
+        ));
         let hidden = o.hidden_attaches();
         if hidden > 0 {
             let _ = writeln!(
@@ -235,7 +298,7 @@ fn picture_text(snap: &Snapshot, view: &ObjectView, width: usize, ro: &RenderOpt
     let avail = width.saturating_sub(label_w + 2 + 2 + size_w).max(8);
     let cols = picture::columns(pages, avail);
     let per_col = pages as f64 / cols as f64;
-    let col_text = if pages % cols as u64 == 0 {
+    let col_text = if pages.is_multiple_of(cols as u64) {
         let n = pages / cols as u64;
         format!("{n} page(s), {}", b(n.saturating_mul(page)))
     } else {
@@ -318,7 +381,8 @@ pub fn verdict(acc: &account::Accounted, view: &ProcessView, units: Units) -> St
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
-    let who = format!("{} {}", p.label(), p.pid);
+    // The command name, as ps -o comm: a whole command line would bury the sentence.
+    let who = format!("{} {}", p.comm, p.pid);
     let owned: u64 = view
         .owned()
         .map(|o| snap.objects[o.view.index].resident_bytes)
@@ -549,7 +613,8 @@ pub fn process(acc: &account::Accounted, view: &ProcessView, ro: &RenderOptions)
         }
     );
     let _ = writeln!(s, "\nVERDICT\n{}", escape(&verdict(acc, view, ro.units)));
-    s
+    // Broken between words to the width (the title, the explanations): never inside a figure.
+    fit::wrap(&s, ro.width)
 }
 
 #[cfg(test)]

@@ -207,17 +207,35 @@ fn pane_block(app: &App, theme: &Theme, pane: Pane, title: String) -> Block<'sta
         .title(Span::styled(title, style))
 }
 
-fn figure_cell(theme: &Theme, app: &App, f: &Fig, new: bool, estimate: bool) -> Cell<'static> {
-    let text = if app.show_changes {
-        // "0" rather than blank: in this mode every figure says how it moved.
+fn figure_text(app: &App, f: &Fig, new: bool, estimate: bool) -> String {
+    if app.show_changes {
+        // "0 B" rather than blank: in this mode every figure says how it moved.
         match f.change {
-            Some(0) if !new => "0".into(),
+            Some(0) if !new => short(0),
             _ => change_text(f, new),
         }
     } else {
         format!("{}{}", if estimate { "~" } else { "" }, short(f.now))
-    };
-    right(text, theme.figure(f))
+    }
+}
+
+/// The text of a right-aligned cell (a figure, a count, an id, a change); `None` for text
+/// columns, which are elided instead.
+fn right_text<R: PaneRow>(app: &App, r: &R, c: PaneColumn<R::Column>) -> Option<String> {
+    let new = r.is_new();
+    Some(match c {
+        PaneColumn::Data(c) => match r.value(c) {
+            Value::Text(_) if R::align(c) == Align::Left => return None,
+            Value::Text(t) => t.into_owned(),
+            Value::Count(n) => n.to_string(),
+            Value::Fig { fig, estimate } => figure_text(app, &fig, new, estimate),
+            Value::Maybe(v) => v.map_or("-".into(), short),
+        },
+        PaneColumn::Change => match r.value(R::CHANGE_OF) {
+            Value::Fig { fig, .. } => change_text(&fig, new),
+            _ => String::new(),
+        },
+    })
 }
 
 /// The objects pane: which report columns, how wide; [`pane`] draws them.
@@ -399,6 +417,29 @@ fn pane<R: PaneRow, K>(
             PaneColumn::Change => true,
         })
         .collect();
+    // A right-aligned column as wide as its widest visible entry (and its header): ratatui
+    // would cut a longer figure from the left.
+    let columns: Vec<_> = columns
+        .into_iter()
+        .map(|(c, w)| match w {
+            Constraint::Length(n) => {
+                let header = match c {
+                    PaneColumn::Data(c) => R::header(c).chars().count(),
+                    PaneColumn::Change => "CHANGE".len(),
+                };
+                let widest = view
+                    .visible
+                    .iter()
+                    .filter_map(|&i| right_text(app, &view.rows[i], c))
+                    .map(|t| t.chars().count())
+                    .max()
+                    .unwrap_or(0);
+                let n = usize::from(n).max(header).max(widest);
+                (c, Constraint::Length(u16::try_from(n).unwrap_or(u16::MAX)))
+            }
+            w => (c, w),
+        })
+        .collect();
     let (columns, fill) = fit_pane::<R>(columns, area.width.saturating_sub(2));
     let mut header = vec![Line::from("")];
     let mut widths = vec![Constraint::Length(1)];
@@ -412,26 +453,29 @@ fn pane<R: PaneRow, K>(
     }
     let rows = view.visible.iter().map(|&i| {
         let r = &view.rows[i];
-        let (trend, new) = (r.trend(), r.is_new());
+        let trend = r.trend();
         let mut cells = vec![marker_cell(trend, theme)];
         for &(c, _) in &columns {
-            cells.push(match c {
+            let style = match c {
                 PaneColumn::Data(c) => match r.value(c) {
-                    Value::Text(t) if R::align(c) == Align::Left => {
-                        Cell::from(crate::render::fit::elide(
-                            &t,
-                            fill.iter().find(|f| f.0 == c).map_or(usize::MAX, |f| f.1),
-                        ))
-                    }
-                    Value::Text(t) => right(t.into_owned(), Style::new()),
-                    Value::Count(n) => right(n.to_string(), Style::new()),
-                    Value::Fig { fig, estimate } => figure_cell(theme, app, &fig, new, estimate),
-                    Value::Maybe(v) => right(v.map_or("-".into(), short), Style::new()),
+                    Value::Fig { fig, .. } => theme.figure(&fig),
+                    _ => Style::new(),
                 },
                 PaneColumn::Change => match r.value(R::CHANGE_OF) {
-                    Value::Fig { fig, .. } => right(change_text(&fig, new), theme.figure(&fig)),
+                    Value::Fig { fig, .. } => theme.figure(&fig),
+                    _ => Style::new(),
+                },
+            };
+            cells.push(match (c, right_text(app, r, c)) {
+                (_, Some(t)) => right(t, style),
+                (PaneColumn::Data(c), None) => match r.value(c) {
+                    Value::Text(t) => Cell::from(crate::render::fit::elide(
+                        &t,
+                        fill.iter().find(|f| f.0 == c).map_or(usize::MAX, |f| f.1),
+                    )),
                     _ => Cell::from(""),
                 },
+                (PaneColumn::Change, None) => Cell::from(""),
             });
         }
         let row = Row::new(cells);

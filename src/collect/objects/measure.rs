@@ -132,9 +132,7 @@ impl Draft {
                         super::super::deadline::call(*pid, "map_files", move || {
                             super::super::residency::resident_bytes(&path, expect, page_size)
                         })
-                        .unwrap_or(Err(
-                            super::super::residency::ResidencyError::Sys(Errno::TIMEDOUT),
-                        ))
+                        .unwrap_or(Err(super::super::residency::ResidencyError::Stuck))
                     }
                     _ => super::super::residency::resident_bytes(h.path(), expect, page_size),
                 };

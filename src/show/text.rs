@@ -381,8 +381,14 @@ pub fn verdict(acc: &account::Accounted, view: &ProcessView, units: Units) -> St
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
-    // The command name, as ps -o comm: a whole command line would bury the sentence.
-    let who = format!("{} {}", p.comm, p.pid);
+    // The title a server gives itself ("php-fpm: master process (...)") names it best; a
+    // long command line would bury the sentence, so then the command name, as ps -o comm.
+    let name = p
+        .title
+        .as_deref()
+        .filter(|t| t.chars().count() <= 64)
+        .unwrap_or(&p.comm);
+    let who = format!("{name} {}", p.pid);
     let owned: u64 = view
         .owned()
         .map(|o| snap.objects[o.view.index].resident_bytes)

@@ -1,0 +1,209 @@
+//! A process's maps (or smaps) and fds, read through its opened directory (pass 2, or the
+//! same pass as its head: see [`super::process::scan`]).
+
+use super::measure::InodeStat;
+use super::parse::{maps, smaps};
+use super::process::under;
+use super::read::{classify, open_sub, ProcDir, Read, Reader, SMAPS_CHUNK};
+use super::{Context, RawProcess};
+use crate::model::{Pid, Process, SmapsTotals};
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
+
+/// Maps (or smaps) and fds of `p`, read through `tdir` (its directory, or its live thread's);
+/// `dir`, its own directory, is kept in the result for [`super::titles`] while descriptors
+/// last. Returns whether they were unreadable (permissions); `Ok(None)` when the process is stuck
+/// (its maps or smaps did not answer in time: `super::deadline`).
+///
+/// A mapping or fd on a major-0 device that is not known shared memory yet, and not mounted in
+/// our own namespace (so possibly another namespace's tmpfs, whose mount table may be read
+/// after this), is kept aside in `unsure_*` for [`reclassify`].
+pub(crate) fn read_body(
+    ctx: &Context,
+    reader: &mut Reader,
+    p: &mut Process,
+    dir: &ProcDir,
+    tdir: &ProcDir,
+    task: Option<Pid>,
+    want_smaps: bool,
+) -> Read<Option<(RawProcess, bool)>> {
+    let pid = p.pid;
+    let mnt_key = ctx.mnt_key(p.mnt_ns);
+    let mut raw = RawProcess {
+        task,
+        ..RawProcess::default()
+    };
+    let mut denied = false;
+    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
+    let text = if want_smaps {
+        reader.read_locked_at(pid, "smaps", tdir, "smaps", SMAPS_CHUNK)
+    } else {
+        reader.read_locked_at(pid, "maps", tdir, "maps", usize::MAX)
+    };
+    let Some(text) = text else {
+        return Read::Ok(None);
+    };
+    raw.dir = keep_dir(dir);
+    match classify(text) {
+        Read::Ok(text) => {
+            // Whether the mapping is kept as a holder's (not counted in USS then).
+            let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64, u64)>| {
+                // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode
+                // is its shmid, and the first segment of every IPC namespace is shmid 0.
+                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && e.dev() == ctx.shmem_dev) {
+                    return false;
+                }
+                if ctx.is_shmem_dev(e.dev()) {
+                    if let Some((pss, rss, _)) = smaps {
+                        raw.smaps_by_start.insert(e.start, (pss, rss));
+                    }
+                    raw.maps.push(e);
+                    return true;
+                }
+                if e.dev_major == 0 {
+                    raw.other_anon_dev_mapped = raw
+                        .other_anon_dev_mapped
+                        .saturating_add(e.end.saturating_sub(e.start));
+                    if !ctx.own_devs.contains(&e.dev()) {
+                        raw.unsure_maps.push((e, smaps));
+                    }
+                }
+                false
+            };
+            if want_smaps {
+                let mut totals = SmapsTotals::default();
+                for vma in smaps::parse(text) {
+                    totals.pss_bytes = totals.pss_bytes.saturating_add(vma.pss);
+                    if !keep(vma.entry, Some((vma.pss, vma.rss, vma.private))) {
+                        totals.uss_bytes = totals.uss_bytes.saturating_add(vma.private);
+                    }
+                }
+                p.smaps = Some(totals);
+            } else {
+                for e in maps::parse(text) {
+                    keep(e, None);
+                }
+            }
+        }
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    match scan_fds(ctx, tdir, mnt_key, &mut raw) {
+        Read::Ok(()) => {}
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    Read::Ok(Some((raw, denied)))
+}
+
+/// Process directories kept open at once, at most: half the soft descriptor limit, set by
+/// [`super::collect`] (kept beyond it, a process's title is read by path and its `stat` again).
+pub(crate) static DIRS_LEFT: std::sync::atomic::AtomicIsize =
+    std::sync::atomic::AtomicIsize::new(0);
+
+/// `dir`, to keep, when [`DIRS_LEFT`] allows.
+fn keep_dir(dir: &ProcDir) -> Option<ProcDir> {
+    use std::sync::atomic::Ordering;
+    (DIRS_LEFT.fetch_sub(1, Ordering::Relaxed) > 0).then(|| ProcDir::clone(dir))
+}
+
+/// Open fds that name a memfd or a file under a tmpfs mount, with their inode, into `raw`.
+///
+/// The links are read relative to the opened `fd` directory: on the 300-worker pool
+/// (`bench/ratios.sh`) a readlink of `/proc/PID/fd/N` spent two thirds of its kernel time in
+/// the lookup of `/proc`, `PID` and `fd`, not in naming the file.
+fn scan_fds(ctx: &Context, dir: &ProcDir, mnt_key: Option<u64>, raw: &mut RawProcess) -> Read<()> {
+    let fd_dir = match classify(open_sub(
+        dir.as_fd(),
+        "fd",
+        OFlags::RDONLY | OFlags::DIRECTORY,
+    )) {
+        Read::Ok(d) => d,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    // The listing needs its own descriptor (it owns one and moves its offset); a dup costs
+    // no lookup.
+    let listing = fd_dir
+        .try_clone()
+        .and_then(|d| rustix::fs::Dir::new(d).map_err(std::io::Error::from));
+    let mut entries = match classify(listing) {
+        Read::Ok(e) => e,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    let points = ctx.mount_points.get(&mnt_key);
+    let mut link = Vec::with_capacity(256);
+    while let Some(entry) = entries.read() {
+        let Ok(entry) = entry else {
+            break; // the process exited while its fds were listed
+        };
+        let name = entry.file_name();
+        let Some(fd) = name.to_str().ok().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        link.clear();
+        let Ok(target) = rustix::fs::readlinkat(&fd_dir, name, std::mem::take(&mut link)) else {
+            continue; // closed meanwhile
+        };
+        let target = target.into_bytes();
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping or a SysV
+        // attachment (checkpoint/restore tools do this) names the shmem inode as maps does.
+        let candidate = target.starts_with(b"/memfd:")
+            || target == b"/dev/zero (deleted)"
+            || target.starts_with(b"/SYSV")
+            || points.is_some_and(|pts| {
+                pts.iter()
+                    .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
+            });
+        if !candidate {
+            link = target;
+            continue;
+        }
+        if let Ok(st) = rustix::fs::statat(&fd_dir, name, rustix::fs::AtFlags::empty()) {
+            let st = InodeStat::from(st);
+            if st.regular && ctx.is_shmem_dev(st.dev) {
+                raw.fds.push((fd, target, st));
+            } else if st.regular && !ctx.own_devs.contains(&st.dev) {
+                raw.unsure_fds.push((fd, target, st));
+            }
+        }
+    }
+    Read::Ok(())
+}
+
+/// Once every mount namespace's table is read: the mappings and fds [`read_body`] kept aside
+/// that turned out to be on shared memory (another namespace's tmpfs) join the others, in the
+/// order a read after the tables would have given them.
+pub(crate) fn reclassify(ctx: &Context, p: &mut Process, raw: &mut RawProcess) {
+    let mut moved = false;
+    for (e, smaps) in std::mem::take(&mut raw.unsure_maps) {
+        if !ctx.is_shmem_dev(e.dev()) {
+            continue;
+        }
+        raw.other_anon_dev_mapped = raw
+            .other_anon_dev_mapped
+            .saturating_sub(e.end.saturating_sub(e.start));
+        if let Some((pss, rss, private)) = smaps {
+            raw.smaps_by_start.insert(e.start, (pss, rss));
+            if let Some(t) = p.smaps.as_mut() {
+                t.uss_bytes = t.uss_bytes.saturating_sub(private);
+            }
+        }
+        raw.maps.push(e);
+        moved = true;
+    }
+    if moved {
+        raw.maps.sort_by_key(|e| e.start);
+    }
+    let mut moved = false;
+    for (fd, target, st) in std::mem::take(&mut raw.unsure_fds) {
+        if ctx.is_shmem_dev(st.dev) {
+            raw.fds.push((fd, target, st));
+            moved = true;
+        }
+    }
+    if moved {
+        raw.fds.sort_by_key(|f| f.0);
+    }
+}

@@ -1,88 +1,141 @@
 //! A process's maps (or smaps) and fds, read through its opened directory (pass 2, or the
 //! same pass as its head: see [`super::process::scan`]).
 
+use super::deadline;
 use super::measure::InodeStat;
 use super::parse::{maps, smaps};
 use super::process::under;
-use super::read::{classify, open_sub, ProcDir, Read, Reader, SMAPS_CHUNK};
+use super::process::SmapsFigures;
+use super::read::{classify, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
 use super::{Context, RawProcess};
 use crate::model::{Pid, Process, SmapsTotals};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
 
-/// Maps (or smaps) and fds of `p`, read through `tdir` (its directory, or its live thread's);
-/// `dir`, its own directory, is kept in the result for [`super::titles`] while descriptors
-/// last. Returns whether they were unreadable (permissions); `Ok(None)` when the process is stuck
-/// (its maps or smaps did not answer in time: `super::deadline`).
+/// What [`read_maps`] keeps of a process's maps or smaps.
+pub(crate) struct MapsRead {
+    /// Mappings on devices with major 0 that are not anonymous memory (the only ones that can
+    /// be shared memory objects), with their smaps figures.
+    entries: Vec<(maps::MapsEntry, Option<SmapsFigures>)>,
+    /// smaps: `Pss` of every mapping, and private bytes of every mapping.
+    pss: u64,
+    private: u64,
+}
+
+/// The maps (or smaps, with `want_smaps`) of each process (its pid and the directory to read
+/// through), each under the stuck deadline, all in one [`deadline::call_each`] batch: a
+/// hand-over to the deadline worker per process cost two context switches each (on the
+/// 300-worker pool, `perf stat`: ~800 context switches per `shmwho --json` before, N after).
+/// `None` for a process that is stuck.
+pub(crate) fn read_maps(
+    ctx: &Context,
+    items: Vec<(Pid, ProcDir)>,
+    want_smaps: bool,
+) -> Vec<Option<std::io::Result<MapsRead>>> {
+    let shmem_dev = ctx.shmem_dev;
+    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
+    let (file, chunk) = if want_smaps {
+        ("smaps", SMAPS_CHUNK)
+    } else {
+        ("maps", usize::MAX)
+    };
+    deadline::call_each(items, file, move |dir| {
+        BUF.with_borrow_mut(|buf| {
+            let n = read_file(buf, dir.as_fd(), file, chunk)?;
+            Ok(parse_maps(&buf[..n], want_smaps, shmem_dev))
+        })
+    })
+}
+
+thread_local! {
+    /// The deadline worker's read buffer.
+    static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The mappings of `text` that can be shared memory objects, and smaps totals.
+fn parse_maps(text: &[u8], want_smaps: bool, shmem_dev: u64) -> MapsRead {
+    // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode is its shmid,
+    // and the first segment of every IPC namespace is shmid 0. Every shared memory device
+    // (shmem, tmpfs, hugetlbfs) has major 0.
+    let wanted = |e: &maps::MapsEntry| {
+        e.dev_major == 0 && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && e.dev() == shmem_dev))
+    };
+    let mut out = MapsRead {
+        entries: Vec::new(),
+        pss: 0,
+        private: 0,
+    };
+    if want_smaps {
+        for vma in smaps::parse(text) {
+            out.pss = out.pss.saturating_add(vma.pss);
+            out.private = out.private.saturating_add(vma.private);
+            if wanted(&vma.entry) {
+                out.entries
+                    .push((vma.entry, Some((vma.pss, vma.rss, vma.private))));
+            }
+        }
+    } else {
+        out.entries = maps::parse(text)
+            .filter(wanted)
+            .map(|e| (e, None))
+            .collect();
+    }
+    out
+}
+
+/// Turns what [`read_maps`] returned for `p` into its holdings, and reads its fds through
+/// `tdir` (its directory, or its live thread's); `dir`, its own directory, is kept in the
+/// result for [`super::titles`] while descriptors last. Returns whether they were unreadable
+/// (permissions); `Ok(None)` when the process is stuck (`maps` is `None`).
 ///
 /// A mapping or fd on a major-0 device that is not known shared memory yet, and not mounted in
 /// our own namespace (so possibly another namespace's tmpfs, whose mount table may be read
 /// after this), is kept aside in `unsure_*` for [`reclassify`].
-pub(crate) fn read_body(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
     ctx: &Context,
-    reader: &mut Reader,
     p: &mut Process,
     dir: &ProcDir,
     tdir: &ProcDir,
     task: Option<Pid>,
     want_smaps: bool,
+    maps: Option<std::io::Result<MapsRead>>,
 ) -> Read<Option<(RawProcess, bool)>> {
-    let pid = p.pid;
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     let mut raw = RawProcess {
         task,
         ..RawProcess::default()
     };
     let mut denied = false;
-    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
-    let text = if want_smaps {
-        reader.read_locked_at(pid, "smaps", tdir, "smaps", SMAPS_CHUNK)
-    } else {
-        reader.read_locked_at(pid, "maps", tdir, "maps", usize::MAX)
-    };
-    let Some(text) = text else {
+    let Some(maps) = maps else {
         return Read::Ok(None);
     };
     raw.dir = keep_dir(dir);
-    match classify(text) {
-        Read::Ok(text) => {
-            // Whether the mapping is kept as a holder's (not counted in USS then).
-            let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64, u64)>| {
-                // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode
-                // is its shmid, and the first segment of every IPC namespace is shmid 0.
-                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && e.dev() == ctx.shmem_dev) {
-                    return false;
-                }
+    match classify(maps) {
+        Read::Ok(m) => {
+            let mut kept_private = 0u64;
+            for (e, smaps) in m.entries {
                 if ctx.is_shmem_dev(e.dev()) {
-                    if let Some((pss, rss, _)) = smaps {
+                    if let Some((pss, rss, private)) = smaps {
                         raw.smaps_by_start.insert(e.start, (pss, rss));
+                        kept_private = kept_private.saturating_add(private);
                     }
                     raw.maps.push(e);
-                    return true;
+                    continue;
                 }
-                if e.dev_major == 0 {
-                    raw.other_anon_dev_mapped = raw
-                        .other_anon_dev_mapped
-                        .saturating_add(e.end.saturating_sub(e.start));
-                    if !ctx.own_devs.contains(&e.dev()) {
-                        raw.unsure_maps.push((e, smaps));
-                    }
+                raw.other_anon_dev_mapped = raw
+                    .other_anon_dev_mapped
+                    .saturating_add(e.end.saturating_sub(e.start));
+                if !ctx.own_devs.contains(&e.dev()) {
+                    raw.unsure_maps.push((e, smaps));
                 }
-                false
-            };
+            }
             if want_smaps {
-                let mut totals = SmapsTotals::default();
-                for vma in smaps::parse(text) {
-                    totals.pss_bytes = totals.pss_bytes.saturating_add(vma.pss);
-                    if !keep(vma.entry, Some((vma.pss, vma.rss, vma.private))) {
-                        totals.uss_bytes = totals.uss_bytes.saturating_add(vma.private);
-                    }
-                }
-                p.smaps = Some(totals);
-            } else {
-                for e in maps::parse(text) {
-                    keep(e, None);
-                }
+                // USS: private bytes outside the mappings kept as holders'.
+                p.smaps = Some(SmapsTotals {
+                    pss_bytes: m.pss,
+                    uss_bytes: m.private.saturating_sub(kept_private),
+                });
             }
         }
         Read::Vanished => return Read::Vanished,

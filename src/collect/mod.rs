@@ -177,8 +177,8 @@ fn scan_processes(
     let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
     let ctx_ref = &*ctx;
-    let firsts = parallel_map(pids, 64, |reader, pid| {
-        process::scan(ctx_ref, reader, pid, opts.cgroups, opts.smaps)
+    let firsts = parallel::parallel_chunks(pids, 64, |reader, pids| {
+        process::scan_all(ctx_ref, reader, pids, opts.cgroups, opts.smaps)
     });
     let mounts_known = ctx.mount_points.len();
     let mut comms = HashMap::new();
@@ -213,8 +213,8 @@ fn scan_processes(
     }
     let ctx = &*ctx;
     let (at, heads): (Vec<usize>, Vec<_>) = waiting.into_iter().unzip();
-    let bodies = parallel_map(heads, 64, |reader, (p, task)| {
-        process::scan_body(ctx, reader, p, task, opts.smaps)
+    let bodies = parallel::parallel_chunks(heads, 64, |reader, heads| {
+        process::scan_bodies(ctx, reader, heads, opts.smaps)
     });
     for (i, body) in at.into_iter().zip(bodies) {
         slots[i] = Some(body);

@@ -1,7 +1,7 @@
 //! One process: its O(1) files, and its maps or smaps and fds in the same pass when its mount
 //! namespace is ours (else in pass 2, once its namespace's mount table is read).
 
-use super::body::read_body;
+use super::body::{finish, read_maps};
 use super::context::{ns_inode_at, Context};
 use super::measure;
 use super::parse::{maps, stat, status};
@@ -52,24 +52,71 @@ pub(crate) struct Scanned {
     pub p: Process,
     /// The live thread it is read through when its leader has exited.
     pub task: Option<Pid>,
-    /// Its maps and fds (as [`read_body`] returns them), read in the same pass; `None` when
-    /// they wait for pass 2 ([`scan_body`]).
+    /// Its maps and fds (as [`finish`] returns them), read in the same pass; `None` when
+    /// they wait for pass 2 ([`scan_bodies`]).
     pub body: Option<Read<Option<(RawProcess, bool)>>>,
 }
 
-/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process; then, when
-/// the process is in our own mount namespace (whose mount table is known from the start), its
-/// maps and fds through the same opened directory ([`read_body`]). Reads through one opened
-/// directory all come from one process even if its pid is reused meanwhile, so this needs no
-/// second read of `stat` (pass 2 does); on the 300-worker pool (`bench/ratios.sh`) the one pass
-/// cut the syscalls of `shmwho --json` from 33 to N per process.
-pub(crate) fn scan(
+/// A process's O(1) files read, with its directories opened.
+struct Head {
+    p: Process,
+    task: Option<Pid>,
+    dir: ProcDir,
+    tdir: ProcDir,
+}
+
+/// Every process of `pids` ([`scan`] of each): their O(1) files, then the maps of those in our
+/// own mount namespace in one deadline batch, then their fds.
+pub(crate) fn scan_all(
     ctx: &Context,
     reader: &mut Reader,
-    pid: Pid,
+    pids: Vec<Pid>,
     cgroups: bool,
     want_smaps: bool,
-) -> Read<Option<Scanned>> {
+) -> Vec<Read<Option<Scanned>>> {
+    let heads: Vec<Read<Option<Head>>> = pids
+        .into_iter()
+        .map(|pid| head(ctx, reader, pid, cgroups))
+        .collect();
+    fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
+        match h {
+            Read::Ok(Some(h)) => ctx.mnt_key(h.p.mnt_ns).is_none().then_some(h),
+            _ => None,
+        }
+    }
+    let items = heads
+        .iter()
+        .filter_map(|h| own(ctx, h))
+        .map(|h| (h.p.pid, ProcDir::clone(&h.tdir)))
+        .collect();
+    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    heads
+        .into_iter()
+        .map(|h| {
+            let mine = own(ctx, &h).is_some();
+            h.map(|h| {
+                h.map(|mut h| {
+                    let body = mine.then(|| {
+                        let m = maps.next().expect("one read per own process");
+                        finish(ctx, &mut h.p, &h.dir, &h.tdir, h.task, want_smaps, m)
+                    });
+                    Scanned {
+                        p: h.p,
+                        task: h.task,
+                        body,
+                    }
+                })
+            })
+        })
+        .collect()
+}
+
+/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process. When the
+/// process is in our own mount namespace (whose mount table is known from the start),
+/// [`scan_all`] reads its maps and fds through the same opened directory in the same pass.
+/// Reads through one opened directory all come from one process even if its pid is reused
+/// meanwhile, so this needs no second read of `stat` (pass 2 does).
+fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Head>> {
     let dir = tri!(classify(open_dir(&ctx.pid_path(pid, ""))));
     let stat = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));
     let Some(stat) = stat::parse(stat) else {
@@ -93,7 +140,7 @@ pub(crate) fn scan(
     let Some(status) = status::parse(status) else {
         return Read::Vanished;
     };
-    let mut p = Process {
+    let p = Process {
         pid,
         ppid: status.ppid,
         comm: stat.comm,
@@ -120,11 +167,7 @@ pub(crate) fn scan(
             None
         },
     };
-    let body = ctx
-        .mnt_key(p.mnt_ns)
-        .is_none()
-        .then(|| read_body(ctx, reader, &mut p, &dir, &tdir, task, want_smaps));
-    Read::Ok(Some(Scanned { p, task, body }))
+    Read::Ok(Some(Head { p, task, dir, tdir }))
 }
 
 /// The directory of live thread `task` of the process at `dir`, or `dir` itself.
@@ -160,30 +203,52 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
     })
 }
 
-/// Pass 2 for a process whose head [`scan`] read alone: maps (or smaps) and fds as
-/// [`read_body`] reads them, then `stat` again, since the pid may have been reused meanwhile.
-pub(crate) fn scan_body(
+/// Pass 2 for processes whose heads [`scan_all`] read alone: maps (or smaps) and fds as
+/// [`finish`] reads them, then `stat` again, since the pid may have been reused meanwhile.
+#[allow(clippy::type_complexity)]
+pub(crate) fn scan_bodies(
     ctx: &Context,
     reader: &mut Reader,
-    mut p: Process,
-    task: Option<Pid>,
+    heads: Vec<(Process, Option<Pid>)>,
     want_smaps: bool,
-) -> Read<Option<(Process, RawProcess, bool)>> {
-    let dir = tri!(classify(open_dir(&ctx.pid_path(p.pid, ""))));
-    let tdir = tri!(task_dir(&dir, task));
-    let Some((raw, denied)) = tri!(read_body(
-        ctx, reader, &mut p, &dir, &tdir, task, want_smaps
-    )) else {
-        return Read::Ok(None);
-    };
-    // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it happen):
-    // the maps and fds just read would then be another process's. A process is its pid and
-    // start time.
-    match reader.read_small_at(dir.as_fd(), "stat") {
-        Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
-        _ => return Read::Vanished,
-    }
-    Read::Ok(Some((p, raw, denied)))
+) -> Vec<Read<Option<(Process, RawProcess, bool)>>> {
+    let dirs: Vec<Read<(ProcDir, ProcDir)>> = heads
+        .iter()
+        .map(|(p, task)| {
+            let dir = tri!(classify(open_dir(&ctx.pid_path(p.pid, ""))));
+            let tdir = tri!(task_dir(&dir, *task));
+            Read::Ok((dir, tdir))
+        })
+        .collect();
+    let items = heads
+        .iter()
+        .zip(&dirs)
+        .filter_map(|((p, _), d)| match d {
+            Read::Ok((_, tdir)) => Some((p.pid, ProcDir::clone(tdir))),
+            _ => None,
+        })
+        .collect();
+    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    heads
+        .into_iter()
+        .zip(dirs)
+        .map(|((mut p, task), d)| {
+            let (dir, tdir) = tri!(d);
+            let m = maps.next().expect("one read per opened process");
+            let Some((raw, denied)) = tri!(finish(ctx, &mut p, &dir, &tdir, task, want_smaps, m))
+            else {
+                return Read::Ok(None);
+            };
+            // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it
+            // happen): the maps and fds just read would then be another process's. A process
+            // is its pid and start time.
+            match reader.read_small_at(dir.as_fd(), "stat") {
+                Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
+                _ => return Read::Vanished,
+            }
+            Read::Ok(Some((p, raw, denied)))
+        })
+        .collect()
 }
 
 /// Whether `path` lies under mount point `mp` (component-wise).

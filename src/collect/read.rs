@@ -2,7 +2,7 @@
 //! file means.
 
 use crate::error::Error;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use std::io;
 use std::path::Path;
@@ -113,26 +113,6 @@ impl Reader {
         self.buf = buf;
         Some(r.map(|n| &self.buf[..n]))
     }
-
-    /// [`Reader::read_locked`] of `name` in process directory `dir`.
-    pub fn read_locked_at(
-        &mut self,
-        pid: crate::model::Pid,
-        file: &'static str,
-        dir: &ProcDir,
-        name: &'static str,
-        chunk: usize,
-    ) -> Option<io::Result<&[u8]>> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let dir = Arc::clone(dir);
-        let (buf, r) = super::deadline::call(pid, file, move || {
-            let r = open_sub(dir.as_fd(), name, OFlags::RDONLY)
-                .and_then(|f| fill_file(&mut buf, std::fs::File::from(f), chunk));
-            (buf, r)
-        })?;
-        self.buf = buf;
-        Some(r.map(|n| &self.buf[..n]))
-    }
 }
 
 /// At most the first `max` bytes of `f` into `buf` (grown to `max`): enough for files whose
@@ -162,6 +142,21 @@ pub(crate) fn read_prefix(
         }
     }
     Ok(filled)
+}
+
+/// Reads `name` of process directory `dir` into `buf` (grown as needed), `chunk` bytes at a
+/// time; the length read.
+pub(crate) fn read_file(
+    buf: &mut Vec<u8>,
+    dir: BorrowedFd<'_>,
+    name: &str,
+    chunk: usize,
+) -> io::Result<usize> {
+    fill_file(
+        buf,
+        std::fs::File::from(open_sub(dir, name, OFlags::RDONLY)?),
+        chunk,
+    )
 }
 
 /// Reads `path` into `buf` (grown as needed), `chunk` bytes at a time; the length read.

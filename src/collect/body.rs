@@ -176,19 +176,13 @@ fn scan_fds(ctx: &Context, dir: &ProcDir, mnt_key: Option<u64>, raw: &mut RawPro
         Read::Vanished => return Read::Vanished,
         Read::Denied => return Read::Denied,
     };
-    // The listing needs its own descriptor (it owns one and moves its offset); a dup costs
-    // no lookup.
-    let listing = fd_dir
-        .try_clone()
-        .and_then(|d| rustix::fs::Dir::new(d).map_err(std::io::Error::from));
-    let mut entries = match classify(listing) {
-        Read::Ok(e) => e,
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => return Read::Denied,
-    };
+    // Listed with a borrowed descriptor into a buffer on the stack (a `Dir` owns its
+    // descriptor: a dup, and its close, per process).
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = rustix::fs::RawDir::new(&fd_dir, &mut space);
     let points = ctx.mount_points.get(&mnt_key);
     let mut link = Vec::with_capacity(256);
-    while let Some(entry) = entries.read() {
+    while let Some(entry) = entries.next() {
         let Ok(entry) = entry else {
             break; // the process exited while its fds were listed
         };

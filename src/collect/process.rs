@@ -117,7 +117,7 @@ pub(crate) fn scan_all(
 /// Reads through one opened directory all come from one process even if its pid is reused
 /// meanwhile, so this needs no second read of `stat` (pass 2 does). With the fds read
 /// relative to their directory and the deadline batch, `shmwho --json` on the 300-worker pool
-/// of `bench/ratios.sh` went from 33.8 to 28.3 syscalls per process (`strace -c -f`).
+/// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
 fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Head>> {
     let dir = tri!(classify(open_dir(&ctx.pid_path(pid, ""))));
     let stat = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));

@@ -41,6 +41,9 @@ pub(crate) struct Context {
     pub namespaces: HashMap<Option<u64>, MountNs>,
     /// Where the memory cgroup controller is mounted.
     pub cgroups: cgroup::Hierarchies,
+    /// Devices mounted in our own mount namespace: a file on one of them that is not tmpfs
+    /// or hugetlbfs is no other namespace's tmpfs either.
+    pub own_devs: std::collections::HashSet<u64>,
 }
 
 impl Context {
@@ -70,6 +73,7 @@ impl Context {
             mount_points: HashMap::new(),
             namespaces: HashMap::new(),
             cgroups: cgroup::parse_mounts(own_mountinfo).reached(paths),
+            own_devs: mountinfo::parse(own_mountinfo).map(|m| m.dev).collect(),
         };
         ctx.add_mounts(None, None, own_mountinfo);
         Ok(ctx)
@@ -153,6 +157,14 @@ impl Context {
 pub(crate) fn ns_inode(link: &Path) -> Option<u64> {
     let t = std::fs::read_link(link).ok()?;
     let t = t.to_str()?;
+    t.split_once('[')?.1.strip_suffix(']')?.parse().ok()
+}
+
+/// [`ns_inode`] of the link `name` (`ns/ipc`) in a process directory opened with
+/// [`super::read::open_dir`].
+pub(crate) fn ns_inode_at(dir: rustix::fd::BorrowedFd<'_>, name: &str) -> Option<u64> {
+    let t = rustix::fs::readlinkat(dir, name, Vec::new()).ok()?;
+    let t = t.to_str().ok()?;
     t.split_once('[')?.1.strip_suffix(']')?.parse().ok()
 }
 

@@ -3,6 +3,7 @@
 //! The default scan reads, per process, `stat`, `status`, `maps` and the fd links, and `stat`s one
 //! handle per object: no page-table walk. `smaps` is read only with [`Options::smaps`].
 
+mod body;
 pub mod bounds;
 pub mod cgroup;
 pub mod container;
@@ -21,6 +22,7 @@ mod process;
 mod read;
 pub mod residency;
 mod sysv_ns;
+mod titles;
 pub mod users;
 
 pub use parse::system_stat::parse_btime;
@@ -70,6 +72,14 @@ pub fn collect(opts: &Options) -> Result<Snapshot, Error> {
 }
 
 fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
+    // Half the descriptors we may open keep process directories open for `titles`.
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    body::DIRS_LEFT.store(
+        isize::try_from(nofile / 2).unwrap_or(isize::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let root = &opts.paths.proc_root;
     let meminfo_text = read::read_required(&root.join("meminfo"))?;
     let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
@@ -104,13 +114,11 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         .map(|t| sysv::parse(&t))
         .unwrap_or_default();
 
-    let heads = scan_heads(&mut ctx, opts, &mut notes)?;
-    let comms: HashMap<model::Pid, String> =
-        heads.iter().map(|(p, _)| (p.pid, p.comm.clone())).collect();
-    let (mut processes, raws) = scan_bodies(&ctx, heads, opts.smaps, &meminfo, &mut notes);
+    let (mut processes, mut raws, comms) = scan_processes(&mut ctx, opts, &meminfo, &mut notes)?;
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
-    process::read_titles(&ctx, &mut processes);
+    titles::read_titles(&ctx, &mut processes, &mut raws);
+    drop(raws);
     // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
     notes.stuck = deadline::stuck_now()
         .into_iter()
@@ -158,25 +166,35 @@ pub(crate) fn own_mnt_proc(paths: &HostPaths) -> &'static str {
     }
 }
 
-/// Pass 1, in parallel: the O(1) files of every process. Then, in order, user names and the
-/// mount table of each mount namespace not seen yet (pass 2 needs it to tell tmpfs files).
-fn scan_heads(
+/// Every process: in parallel, its O(1) files, and its maps and fds too when its mount
+/// namespace is ours ([`process::scan`]). Then, in order, user names and the mount table of
+/// each mount namespace not seen yet, and, in parallel again, the maps and fds of the
+/// processes of those namespaces (which need their mount tables to tell tmpfs files). With
+/// the processes, their raw maps and fds, and every process's command by pid.
+#[allow(clippy::type_complexity)]
+fn scan_processes(
     ctx: &mut Context,
     opts: &Options,
+    meminfo: &model::Meminfo,
     notes: &mut ScanNotes,
-) -> Result<Vec<(Process, Option<Pid>)>, Error> {
+) -> Result<(Vec<Process>, Vec<RawProcess>, HashMap<Pid, String>), Error> {
     let pids = process::list_pids(&opts.paths.proc_root)?;
     let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
     let ctx_ref = &*ctx;
-    let firsts = parallel_map(pids, 64, |reader, pid| {
-        process::scan_head(ctx_ref, reader, pid, opts.cgroups)
+    let firsts = parallel::parallel_chunks(pids, 64, |reader, pids| {
+        process::scan_all(ctx_ref, reader, pids, opts.cgroups, opts.smaps)
     });
-    let mut heads = Vec::with_capacity(firsts.len());
+    let mounts_known = ctx.mount_points.len();
+    let mut comms = HashMap::new();
+    // In pid order: a body read, or the index of the head waiting for pass 2.
+    let mut slots = Vec::with_capacity(firsts.len());
+    let mut waiting = Vec::new();
     for first in firsts {
         match first {
-            Read::Ok(Some((mut p, task))) => {
+            Read::Ok(Some(process::Scanned { mut p, task, body })) => {
                 p.user = users.name(p.uid);
+                comms.insert(p.pid, p.comm.clone());
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
                 // One process per mount namespace: its mountinfo names the namespace's
                 // mounts, and its root reaches them.
@@ -185,35 +203,41 @@ fn scan_heads(
                         ctx.add_mounts(p.mnt_ns, Some(p.pid), text);
                     }
                 }
-                heads.push((p, task));
+                match body {
+                    Some(body) => slots.push(Some(body.map(|b| b.map(|(raw, d)| (p, raw, d))))),
+                    None => {
+                        waiting.push((slots.len(), (p, task)));
+                        slots.push(None);
+                    }
+                }
             }
             Read::Ok(None) => {} // kernel thread
             Read::Vanished => notes.vanished += 1,
             Read::Denied => notes.unreadable += 1,
         }
     }
-    Ok(heads)
-}
-
-/// Pass 2, in parallel: maps (or smaps) and fds. The kernel formats these (and walks page
-/// tables for smaps) in the reading thread, so threads divide the wall time.
-fn scan_bodies(
-    ctx: &Context,
-    heads: Vec<(Process, Option<Pid>)>,
-    smaps: bool,
-    meminfo: &model::Meminfo,
-    notes: &mut ScanNotes,
-) -> (Vec<Process>, Vec<RawProcess>) {
-    let euid = rustix::process::geteuid().as_raw();
-    let bodies = parallel_map(heads, 64, |reader, (p, task)| {
-        process::scan_body(ctx, reader, p, task, smaps)
+    let ctx = &*ctx;
+    let (at, heads): (Vec<usize>, Vec<_>) = waiting.into_iter().unzip();
+    let bodies = parallel::parallel_chunks(heads, 64, |reader, heads| {
+        process::scan_bodies(ctx, reader, heads, opts.smaps)
     });
-    let mut processes = Vec::with_capacity(bodies.len());
-    let mut raws = Vec::with_capacity(bodies.len());
-    for body in bodies {
+    for (i, body) in at.into_iter().zip(bodies) {
+        slots[i] = Some(body);
+    }
+    // Another namespace's tmpfs can only be told after its table was read.
+    let more_mounts = ctx.mount_points.len() != mounts_known;
+    let euid = rustix::process::geteuid().as_raw();
+    let mut processes = Vec::with_capacity(slots.len());
+    let mut raws = Vec::with_capacity(slots.len());
+    for body in slots.into_iter().flatten() {
         match body {
             Read::Ok(None) => {} // stuck: named from `deadline::stuck_now` at the end
-            Read::Ok(Some((mut p, raw, denied))) => {
+            Read::Ok(Some((mut p, mut raw, denied))) => {
+                if more_mounts {
+                    body::reclassify(ctx, &mut p, &mut raw);
+                }
+                raw.unsure_maps = Vec::new();
+                raw.unsure_fds = Vec::new();
                 if denied {
                     notes.unreadable += 1;
                     notes.unreadable_processes.push(unreadable(&p, euid));
@@ -233,7 +257,7 @@ fn scan_bodies(
             .cmp(&a.rss_shmem_bytes)
             .then(a.pid.cmp(&b.pid))
     });
-    (processes, raws)
+    Ok((processes, raws, comms))
 }
 
 /// What is known of a process whose maps or fds were refused to a caller of uid `euid`.

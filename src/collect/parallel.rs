@@ -44,3 +44,40 @@ pub(crate) fn parallel_map<T: Send, R: Send>(
     out.sort_unstable_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }
+
+/// Like [`parallel_map`], but `f` takes each thread's share of the items at once (interleaved,
+/// in order) and returns one result for each.
+pub(crate) fn parallel_chunks<T: Send, R: Send>(
+    items: Vec<T>,
+    min_items: usize,
+    f: impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(items.len());
+    if threads <= 1 || items.len() < min_items {
+        return f(&mut Reader::new(), items);
+    }
+    let n = items.len();
+    let mut chunks: Vec<Vec<T>> = (0..threads).map(|_| Vec::new()).collect();
+    for (i, t) in items.into_iter().enumerate() {
+        chunks[i % threads].push(t);
+    }
+    let f = &f;
+    let results: Vec<Vec<R>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| s.spawn(move || f(&mut Reader::new(), chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scan thread panicked"))
+            .collect()
+    });
+    // Item i is result i / threads of chunk i % threads.
+    let mut iters: Vec<_> = results.into_iter().map(Vec::into_iter).collect();
+    (0..n)
+        .map(|i| iters[i % threads].next().expect("one result per item"))
+        .collect()
+}

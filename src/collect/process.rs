@@ -1,13 +1,28 @@
-//! One process: its O(1) files (pass 1), then its maps or smaps and its fds (pass 2).
+//! One process: its O(1) files, and its maps or smaps and fds in the same pass when its mount
+//! namespace is ours (else in pass 2, once its namespace's mount table is read).
 
-use super::context::{ns_inode, Context};
+use super::body::{finish, read_maps};
+use super::context::{ns_inode_at, Context};
 use super::measure;
-use super::parse::{cmdline, maps, smaps, stat, status};
-use super::read::{classify, Read, Reader, SMAPS_CHUNK};
+use super::parse::{maps, stat, status};
+use super::read::{classify, open_dir, open_sub, ProcDir, Read, Reader};
 use crate::error::Error;
-use crate::model::{Pid, Process, SmapsTotals, TITLE_MAX};
+use crate::model::{Pid, Process};
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// The value of a [`Read::Ok`], or returns the other outcome.
+macro_rules! tri {
+    ($e:expr) => {
+        match $e {
+            Read::Ok(v) => v,
+            Read::Vanished => return Read::Vanished,
+            Read::Denied => return Read::Denied,
+        }
+    };
+}
 
 /// Per-process data the object builder needs beyond [`Process`].
 #[derive(Clone, Debug, Default)]
@@ -20,21 +35,92 @@ pub(crate) struct RawProcess {
     pub smaps_by_start: HashMap<u64, (u64, u64)>,
     /// A live thread to read the process through when its leader has exited.
     pub task: Option<Pid>,
+    /// Mappings on a device that may turn out to be another namespace's tmpfs, with their
+    /// smaps (PSS, RSS, private): see [`super::body::reclassify`].
+    pub unsure_maps: Vec<(maps::MapsEntry, Option<SmapsFigures>)>,
+    /// Fds likewise.
+    pub unsure_fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
+    /// Its directory, kept open to read its title through ([`super::titles`]).
+    pub dir: Option<ProcDir>,
 }
 
-/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process. With the
-/// process, the live thread to read it through when its leader has exited.
-pub(crate) fn scan_head(
+/// A mapping's smaps `Pss`, `Rss` and private bytes.
+pub(crate) type SmapsFigures = (u64, u64, u64);
+
+/// One process as [`scan`] read it.
+pub(crate) struct Scanned {
+    pub p: Process,
+    /// The live thread it is read through when its leader has exited.
+    pub task: Option<Pid>,
+    /// Its maps and fds (as [`finish`] returns them), read in the same pass; `None` when
+    /// they wait for pass 2 ([`scan_bodies`]).
+    pub body: Option<Read<Option<(RawProcess, bool)>>>,
+}
+
+/// A process's O(1) files read, with its directories opened.
+struct Head {
+    p: Process,
+    task: Option<Pid>,
+    dir: ProcDir,
+    tdir: ProcDir,
+}
+
+/// Every process of `pids` ([`scan`] of each): their O(1) files, then the maps of those in our
+/// own mount namespace in one deadline batch, then their fds.
+pub(crate) fn scan_all(
     ctx: &Context,
     reader: &mut Reader,
-    pid: Pid,
+    pids: Vec<Pid>,
     cgroups: bool,
-) -> Read<Option<(Process, Option<Pid>)>> {
-    let stat = match classify(reader.read(&ctx.pid_path(pid, "stat"))) {
-        Read::Ok(t) => t,
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => return Read::Denied,
-    };
+    want_smaps: bool,
+) -> Vec<Read<Option<Scanned>>> {
+    let heads: Vec<Read<Option<Head>>> = pids
+        .into_iter()
+        .map(|pid| head(ctx, reader, pid, cgroups))
+        .collect();
+    fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
+        match h {
+            Read::Ok(Some(h)) => ctx.mnt_key(h.p.mnt_ns).is_none().then_some(h),
+            _ => None,
+        }
+    }
+    let items = heads
+        .iter()
+        .filter_map(|h| own(ctx, h))
+        .map(|h| (h.p.pid, ProcDir::clone(&h.tdir)))
+        .collect();
+    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    heads
+        .into_iter()
+        .map(|h| {
+            let mine = own(ctx, &h).is_some();
+            h.map(|h| {
+                h.map(|mut h| {
+                    let body = mine.then(|| {
+                        let m = maps.next().expect("one read per own process");
+                        finish(ctx, &mut h.p, &h.dir, &h.tdir, h.task, want_smaps, m)
+                    });
+                    Scanned {
+                        p: h.p,
+                        task: h.task,
+                        body,
+                    }
+                })
+            })
+        })
+        .collect()
+}
+
+/// `stat`, `status`, namespaces, cgroup: what every view needs, O(1) per process. When the
+/// process is in our own mount namespace (whose mount table is known from the start),
+/// [`scan_all`] reads its maps and fds through the same opened directory in the same pass.
+/// Reads through one opened directory all come from one process even if its pid is reused
+/// meanwhile, so this needs no second read of `stat` (pass 2 does). With the fds read
+/// relative to their directory and the deadline batch, `shmwho --json` on the 300-worker pool
+/// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
+fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Head>> {
+    let dir = tri!(classify(open_dir(&ctx.pid_path(pid, ""))));
+    let stat = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));
     let Some(stat) = stat::parse(stat) else {
         return Read::Vanished;
     };
@@ -51,11 +137,8 @@ pub(crate) fn scan_head(
     } else {
         None
     };
-    let status = match classify(reader.read(&ctx.task_path(pid, task, "status"))) {
-        Read::Ok(t) => t,
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => return Read::Denied,
-    };
+    let tdir = tri!(task_dir(&dir, task));
+    let status = tri!(classify(reader.read_small_at(tdir.as_fd(), "status")));
     let Some(status) = status::parse(status) else {
         return Read::Vanished;
     };
@@ -63,7 +146,7 @@ pub(crate) fn scan_head(
         pid,
         ppid: status.ppid,
         comm: stat.comm,
-        // Read last, by `read_titles`: see there.
+        // Read last, under the deadline: see `super::titles`.
         title: None,
         uid: status.uid,
         user: String::new(),
@@ -73,20 +156,35 @@ pub(crate) fn scan_head(
         rss_file_bytes: status.rss_file,
         rss_shmem_bytes: status.rss_shmem,
         swap_bytes: status.vm_swap,
-        ipc_ns: ns_inode(&ctx.task_path(pid, task, "ns/ipc")),
-        mnt_ns: ns_inode(&ctx.task_path(pid, task, "ns/mnt")),
+        ipc_ns: ns_inode_at(tdir.as_fd(), "ns/ipc"),
+        mnt_ns: ns_inode_at(tdir.as_fd(), "ns/mnt"),
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
         cgroup: if cgroups {
             reader
-                .read(&ctx.task_path(pid, task, "cgroup"))
+                .read_small_at(tdir.as_fd(), "cgroup")
                 .ok()
                 .and_then(|t| ctx.cgroups.process_cgroup(t))
         } else {
             None
         },
     };
-    Read::Ok(Some((p, task)))
+    Read::Ok(Some(Head { p, task, dir, tdir }))
+}
+
+/// The directory of live thread `task` of the process at `dir`, or `dir` itself.
+fn task_dir(dir: &ProcDir, task: Option<Pid>) -> Read<ProcDir> {
+    match task {
+        None => Read::Ok(ProcDir::clone(dir)),
+        Some(tid) => classify(
+            open_sub(
+                dir.as_fd(),
+                &format!("task/{tid}"),
+                OFlags::PATH | OFlags::DIRECTORY,
+            )
+            .map(ProcDir::new),
+        ),
+    }
 }
 
 /// The first thread of `pid` other than the leader that is not a zombie.
@@ -107,170 +205,52 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
     })
 }
 
-/// The process title, bounded to [`TITLE_MAX`] bytes. Read for every process: on the
-/// 300-worker pool (`shmwho lab pool --workers 300 --shared 64M`, 779 processes, 2 loaded
-/// cores) `cat /proc/[0-9]*/cmdline` took 20-60 ms against 22-121 ms for every `stat` and
-/// 195-1095 ms for a debug `shmwho objects`, and there every worker holds the pool's object:
-/// reading only holders' and shown processes' titles would save nothing measurable. Reading
-/// `cmdline` takes the process's mmap_lock (docs/facts.md #23): under the deadline.
-fn read_title(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<String> {
-    reader
-        .read_prefix_locked(pid, "cmdline", &ctx.pid_path(pid, "cmdline"), TITLE_MAX)?
-        .ok()
-        .and_then(cmdline::title)
-}
-
-/// The titles of `processes`, read after their maps, fds and objects: `cmdline` waits on the
-/// mmap_lock that `maps` (lock-free on recent kernels) does not, so a stuck process read here
-/// first would be left out whole, where read last it keeps its maps and is named stuck by the
-/// file that really needs the lock (map_files, smaps). A process known stuck gets no title.
-pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process]) {
-    let pids: Vec<Pid> = processes.iter().map(|p| p.pid).collect();
-    let titles =
-        super::parallel::parallel_map(pids, 64, |reader, pid| read_title(ctx, reader, pid));
-    for (p, t) in processes.iter_mut().zip(titles) {
-        p.title = t;
-    }
-}
-
-/// Maps (or smaps) and fds. Returns whether they were unreadable (permissions), in which case
-/// the process is still listed with its status counters; `Ok(None)` when the process is stuck
-/// (its maps or smaps did not answer in time: `super::deadline`).
-pub(crate) fn scan_body(
+/// Pass 2 for processes whose heads [`scan_all`] read alone: maps (or smaps) and fds as
+/// [`finish`] reads them, then `stat` again, since the pid may have been reused meanwhile.
+#[allow(clippy::type_complexity)]
+pub(crate) fn scan_bodies(
     ctx: &Context,
     reader: &mut Reader,
-    mut p: Process,
-    task: Option<Pid>,
+    heads: Vec<(Process, Option<Pid>)>,
     want_smaps: bool,
-) -> Read<Option<(Process, RawProcess, bool)>> {
-    let pid = p.pid;
-    let mnt_key = ctx.mnt_key(p.mnt_ns);
-    let mut raw = RawProcess {
-        task,
-        ..RawProcess::default()
-    };
-    let mut denied = false;
-    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
-    let text = if want_smaps {
-        reader.read_locked(
-            pid,
-            "smaps",
-            &ctx.task_path(pid, task, "smaps"),
-            SMAPS_CHUNK,
-        )
-    } else {
-        reader.read_locked(pid, "maps", &ctx.task_path(pid, task, "maps"), usize::MAX)
-    };
-    let Some(text) = text else {
-        return Read::Ok(None);
-    };
-    match classify(text) {
-        Read::Ok(text) => {
-            let mut keep = |e: maps::MapsEntry, smaps: Option<(u64, u64)>| {
-                // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode
-                // is its shmid, and the first segment of every IPC namespace is shmid 0 (on
-                // the internal hugetlbfs device for SHM_HUGETLB).
-                let segment_dev =
-                    e.dev() == ctx.shmem_dev || ctx.hugetlb_internal.contains_key(&e.dev());
-                if e.inode == 0 && !(e.path.starts_with(b"/SYSV") && segment_dev) {
-                    return false;
-                }
-                if ctx.is_shmem_dev(e.dev()) {
-                    if let Some(s) = smaps {
-                        raw.smaps_by_start.insert(e.start, s);
-                    }
-                    raw.maps.push(e);
-                    return true;
-                }
-                if e.dev_major == 0 {
-                    raw.other_anon_dev_mapped = raw
-                        .other_anon_dev_mapped
-                        .saturating_add(e.end.saturating_sub(e.start));
-                }
-                false
+) -> Vec<Read<Option<(Process, RawProcess, bool)>>> {
+    let dirs: Vec<Read<(ProcDir, ProcDir)>> = heads
+        .iter()
+        .map(|(p, task)| {
+            let dir = tri!(classify(open_dir(&ctx.pid_path(p.pid, ""))));
+            let tdir = tri!(task_dir(&dir, *task));
+            Read::Ok((dir, tdir))
+        })
+        .collect();
+    let items = heads
+        .iter()
+        .zip(&dirs)
+        .filter_map(|((p, _), d)| match d {
+            Read::Ok((_, tdir)) => Some((p.pid, ProcDir::clone(tdir))),
+            _ => None,
+        })
+        .collect();
+    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    heads
+        .into_iter()
+        .zip(dirs)
+        .map(|((mut p, task), d)| {
+            let (dir, tdir) = tri!(d);
+            let m = maps.next().expect("one read per opened process");
+            let Some((raw, denied)) = tri!(finish(ctx, &mut p, &dir, &tdir, task, want_smaps, m))
+            else {
+                return Read::Ok(None);
             };
-            if want_smaps {
-                let mut totals = SmapsTotals::default();
-                for vma in smaps::parse(text) {
-                    totals.pss_bytes = totals.pss_bytes.saturating_add(vma.pss);
-                    if !keep(vma.entry, Some((vma.pss, vma.rss))) {
-                        totals.uss_bytes = totals.uss_bytes.saturating_add(vma.private);
-                    }
-                }
-                p.smaps = Some(totals);
-            } else {
-                for e in maps::parse(text) {
-                    keep(e, None);
-                }
+            // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it
+            // happen): the maps and fds just read would then be another process's. A process
+            // is its pid and start time.
+            match reader.read_small_at(dir.as_fd(), "stat") {
+                Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
+                _ => return Read::Vanished,
             }
-        }
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => denied = true,
-    }
-    match scan_fds(ctx, pid, task, mnt_key) {
-        Read::Ok(fds) => raw.fds = fds,
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => denied = true,
-    }
-    // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it happen):
-    // the maps and fds just read would then be another process's. A process is its pid and
-    // start time.
-    match reader.read(&ctx.pid_path(pid, "stat")) {
-        Ok(t) if stat::parse(t).is_some_and(|s| s.start_ticks == p.start_ticks) => {}
-        _ => return Read::Vanished,
-    }
-    Read::Ok(Some((p, raw, denied)))
-}
-
-/// Open fds that name a memfd or a file under a tmpfs mount, with their inode.
-fn scan_fds(
-    ctx: &Context,
-    pid: Pid,
-    task: Option<Pid>,
-    mnt_key: Option<u64>,
-) -> Read<Vec<(i32, Vec<u8>, measure::InodeStat)>> {
-    let dir = ctx.task_path(pid, task, "fd");
-    let entries = match classify(std::fs::read_dir(&dir)) {
-        Read::Ok(e) => e,
-        Read::Vanished => return Read::Vanished,
-        Read::Denied => return Read::Denied,
-    };
-    let points = ctx.mount_points.get(&mnt_key);
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(fd) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let Ok(target) = std::fs::read_link(&path) else {
-            continue; // closed meanwhile
-        };
-        let target = target.into_os_string().into_encoded_bytes();
-        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
-        // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
-        // inode as maps does (docs/facts.md 20).
-        let candidate = target.starts_with(b"/memfd:")
-            || target == b"/dev/zero (deleted)"
-            || target == b"/anon_hugepage (deleted)"
-            || target.starts_with(b"/SYSV")
-            || points.is_some_and(|pts| {
-                pts.iter()
-                    .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
-            });
-        if !candidate {
-            continue;
-        }
-        if let Ok(st) = measure::stat(&path) {
-            if st.regular && ctx.is_shmem_dev(st.dev) {
-                out.push((fd, target, st));
-            }
-        }
-    }
-    Read::Ok(out)
+            Read::Ok(Some((p, raw, denied)))
+        })
+        .collect()
 }
 
 /// Whether `path` lies under mount point `mp` (component-wise).

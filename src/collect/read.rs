@@ -2,8 +2,38 @@
 //! file means.
 
 use crate::error::Error;
+use rustix::fd::{BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
+
+/// A process's directory (`/proc/PID`, or `/proc/PID/task/TID`) opened once (`O_PATH`): its
+/// files are opened relative to it, which skips the lookup of `/proc` and `PID` (and the pid's
+/// revalidation) on every open and readlink, and can only ever reach that process: once it
+/// exits, opens through it fail even if its pid is reused. Shared (`Arc`) with a deadline
+/// worker that may outlive the read.
+pub(crate) type ProcDir = Arc<OwnedFd>;
+
+/// Opens a process directory (see [`ProcDir`]).
+pub(crate) fn open_dir(path: &Path) -> io::Result<ProcDir> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(Arc::new(fd))
+}
+
+/// Opens `name` under `dir` (a subdirectory with `O_PATH`, for [`open_dir`]'s use).
+pub(crate) fn open_sub(dir: BorrowedFd<'_>, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
 
 /// Reads procfs files into one reused buffer, without the `statx` `std::fs::read` spends on a
 /// size hint procfs does not give.
@@ -34,25 +64,28 @@ impl Reader {
         self.read_chunked(path, usize::MAX)
     }
 
-    /// At most the first `max` bytes of `/proc/PID/file` (at `path`), in one read: enough for
-    /// files whose text the kernel produces in one go (`cmdline` up to a page). The read takes
-    /// `pid`'s mmap_lock (docs/facts.md #23), so it runs under the deadline of
-    /// [`super::deadline`]: `None` when `pid` is stuck.
-    pub fn read_prefix_locked(
-        &mut self,
-        pid: crate::model::Pid,
-        file: &'static str,
-        path: &Path,
-        max: usize,
-    ) -> Option<io::Result<&[u8]>> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let path = path.to_path_buf();
-        let (buf, r) = super::deadline::call(pid, file, move || {
-            let r = prefix(&mut buf, &path, max);
-            (buf, r)
-        })?;
-        self.buf = buf;
-        Some(r.map(|n| &self.buf[..n]))
+    /// The whole file `name` of process directory `dir`, a file whose text the kernel makes in
+    /// one go (`stat`, `status`, `cgroup`: one seq_file record): a read that does not fill the
+    /// buffer has it all, which saves the read that would return 0 (one syscall of the ~25 a
+    /// process costs).
+    pub fn read_small_at(&mut self, dir: BorrowedFd<'_>, name: &str) -> io::Result<&[u8]> {
+        use std::io::Read as _;
+        let mut f = std::fs::File::from(open_sub(dir, name, OFlags::RDONLY)?);
+        if self.buf.is_empty() {
+            self.buf.resize(256 * 1024, 0);
+        }
+        let n = loop {
+            match f.read(&mut self.buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n < self.buf.len() {
+            return Ok(&self.buf[..n]);
+        }
+        let n = fill_from(&mut self.buf, f, n, usize::MAX)?;
+        Ok(&self.buf[..n])
     }
 
     /// The whole file, read `chunk` bytes at a time (see [`SMAPS_CHUNK`]).
@@ -82,18 +115,27 @@ impl Reader {
     }
 }
 
-/// Reads at most the first `max` bytes of `path` into `buf` (grown to `max` if shorter: a
-/// buffer left behind by a stuck read is empty); the length read.
-fn prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
+/// At most the first `max` bytes of `f` into `buf` (grown to `max`): enough for files whose
+/// text the kernel produces in one go (`cmdline` up to a page).
+pub(crate) fn read_prefix(
+    buf: &mut Vec<u8>,
+    mut f: std::fs::File,
+    max: usize,
+) -> io::Result<usize> {
     use std::io::Read as _;
     if buf.len() < max {
         buf.resize(max, 0);
     }
-    let mut f = std::fs::File::open(path)?;
     let mut filled = 0;
     while filled < max {
         match f.read(&mut buf[filled..max]) {
             Ok(0) => break,
+            // `cmdline` gives all it has up to the size asked in one read: a short read is
+            // the end, and the read that would return 0 is saved.
+            Ok(n) if filled + n < max => {
+                filled += n;
+                break;
+            }
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -102,14 +144,42 @@ fn prefix(buf: &mut Vec<u8>, path: &Path, max: usize) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// Reads `name` of process directory `dir` into `buf` (grown as needed), `chunk` bytes at a
+/// time; the length read.
+pub(crate) fn read_file(
+    buf: &mut Vec<u8>,
+    dir: BorrowedFd<'_>,
+    name: &str,
+    chunk: usize,
+) -> io::Result<usize> {
+    fill_file(
+        buf,
+        std::fs::File::from(open_sub(dir, name, OFlags::RDONLY)?),
+        chunk,
+    )
+}
+
 /// Reads `path` into `buf` (grown as needed), `chunk` bytes at a time; the length read.
 fn fill(buf: &mut Vec<u8>, path: &Path, chunk: usize) -> io::Result<usize> {
-    use std::io::Read as _;
+    fill_file(buf, std::fs::File::open(path)?, chunk)
+}
+
+/// Reads `f` into `buf` (grown as needed), `chunk` bytes at a time; the length read.
+fn fill_file(buf: &mut Vec<u8>, f: std::fs::File, chunk: usize) -> io::Result<usize> {
     if buf.is_empty() {
         buf.resize(256 * 1024, 0);
     }
-    let mut f = std::fs::File::open(path)?;
-    let mut filled = 0;
+    fill_from(buf, f, 0, chunk)
+}
+
+/// [`fill_file`] with the first `filled` bytes of `buf` read already.
+fn fill_from(
+    buf: &mut Vec<u8>,
+    mut f: std::fs::File,
+    mut filled: usize,
+    chunk: usize,
+) -> io::Result<usize> {
+    use std::io::Read as _;
     loop {
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
@@ -131,6 +201,17 @@ pub(crate) enum Read<T> {
     Vanished,
     /// Permission denied (another user's process, hidepid).
     Denied,
+}
+
+impl<T> Read<T> {
+    /// The value changed by `f`, the other outcomes kept.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        match self {
+            Read::Ok(v) => Read::Ok(f(v)),
+            Read::Vanished => Read::Vanished,
+            Read::Denied => Read::Denied,
+        }
+    }
 }
 
 /// EMFILE/ENFILE seen by [`classify`] since this process started: [`super::collect`] compares

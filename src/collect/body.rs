@@ -1,0 +1,263 @@
+//! A process's maps (or smaps) and fds, read through its opened directory (pass 2, or the
+//! same pass as its head: see [`super::process::scan`]).
+
+use super::deadline;
+use super::measure::InodeStat;
+use super::parse::{maps, smaps};
+use super::process::under;
+use super::process::SmapsFigures;
+use super::read::{classify, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
+use super::{Context, RawProcess};
+use crate::model::{Pid, Process, SmapsTotals};
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
+
+/// What [`read_maps`] keeps of a process's maps or smaps.
+pub(crate) struct MapsRead {
+    /// Mappings on devices with major 0 that are not anonymous memory (the only ones that can
+    /// be shared memory objects), with their smaps figures.
+    entries: Vec<(maps::MapsEntry, Option<SmapsFigures>)>,
+    /// smaps: `Pss` of every mapping, and private bytes of every mapping.
+    pss: u64,
+    private: u64,
+}
+
+/// The maps (or smaps, with `want_smaps`) of each process (its pid and the directory to read
+/// through), each under the stuck deadline, all in one [`deadline::call_each`] batch: a
+/// hand-over to the deadline worker per process cost two context switches (on the 300-worker
+/// pool of `bench/ratios.sh`, `perf stat` counted ~800 context switches per `shmwho --json`
+/// before, ~55 after; `strace -c`, 1,337 futex calls before, 33 after).
+/// `None` for a process that is stuck.
+pub(crate) fn read_maps(
+    ctx: &Context,
+    items: Vec<(Pid, ProcDir)>,
+    want_smaps: bool,
+) -> Vec<Option<std::io::Result<MapsRead>>> {
+    // Devices SysV segments live on: shmem, and the internal hugetlbfs mounts (SHM_HUGETLB).
+    let mut segment_devs: Vec<u64> = ctx.hugetlb_internal.keys().copied().collect();
+    segment_devs.push(ctx.shmem_dev);
+    // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
+    let (file, chunk) = if want_smaps {
+        ("smaps", SMAPS_CHUNK)
+    } else {
+        ("maps", usize::MAX)
+    };
+    deadline::call_each(items, file, move |dir| {
+        BUF.with_borrow_mut(|buf| {
+            let n = read_file(buf, dir.as_fd(), file, chunk)?;
+            Ok(parse_maps(&buf[..n], want_smaps, &segment_devs))
+        })
+    })
+}
+
+thread_local! {
+    /// The deadline worker's read buffer.
+    static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The mappings of `text` that can be shared memory objects, and smaps totals.
+fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
+    // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode is its shmid,
+    // and the first segment of every IPC namespace is shmid 0 (on the internal hugetlbfs
+    // device for SHM_HUGETLB). Every shared memory device (shmem, tmpfs, hugetlbfs) has
+    // major 0.
+    let wanted = |e: &maps::MapsEntry| {
+        e.dev_major == 0
+            && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && segment_devs.contains(&e.dev())))
+    };
+    let mut out = MapsRead {
+        entries: Vec::new(),
+        pss: 0,
+        private: 0,
+    };
+    if want_smaps {
+        for vma in smaps::parse(text) {
+            out.pss = out.pss.saturating_add(vma.pss);
+            out.private = out.private.saturating_add(vma.private);
+            if wanted(&vma.entry) {
+                out.entries
+                    .push((vma.entry, Some((vma.pss, vma.rss, vma.private))));
+            }
+        }
+    } else {
+        out.entries = maps::parse(text)
+            .filter(wanted)
+            .map(|e| (e, None))
+            .collect();
+    }
+    out
+}
+
+/// Turns what [`read_maps`] returned for `p` into its holdings, and reads its fds through
+/// `tdir` (its directory, or its live thread's); `dir`, its own directory, is kept in the
+/// result for [`super::titles`] while descriptors last. Returns whether they were unreadable
+/// (permissions); `Ok(None)` when the process is stuck (`maps` is `None`).
+///
+/// A mapping or fd on a major-0 device that is not known shared memory yet, and not mounted in
+/// our own namespace (so possibly another namespace's tmpfs, whose mount table may be read
+/// after this), is kept aside in `unsure_*` for [`reclassify`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish(
+    ctx: &Context,
+    p: &mut Process,
+    dir: &ProcDir,
+    tdir: &ProcDir,
+    task: Option<Pid>,
+    want_smaps: bool,
+    maps: Option<std::io::Result<MapsRead>>,
+) -> Read<Option<(RawProcess, bool)>> {
+    let mnt_key = ctx.mnt_key(p.mnt_ns);
+    let mut raw = RawProcess {
+        task,
+        ..RawProcess::default()
+    };
+    let mut denied = false;
+    let Some(maps) = maps else {
+        return Read::Ok(None);
+    };
+    raw.dir = keep_dir(dir);
+    match classify(maps) {
+        Read::Ok(m) => {
+            let mut kept_private = 0u64;
+            for (e, smaps) in m.entries {
+                if ctx.is_shmem_dev(e.dev()) {
+                    if let Some((pss, rss, private)) = smaps {
+                        raw.smaps_by_start.insert(e.start, (pss, rss));
+                        kept_private = kept_private.saturating_add(private);
+                    }
+                    raw.maps.push(e);
+                    continue;
+                }
+                raw.other_anon_dev_mapped = raw
+                    .other_anon_dev_mapped
+                    .saturating_add(e.end.saturating_sub(e.start));
+                if !ctx.own_devs.contains(&e.dev()) {
+                    raw.unsure_maps.push((e, smaps));
+                }
+            }
+            if want_smaps {
+                // USS: private bytes outside the mappings kept as holders'.
+                p.smaps = Some(SmapsTotals {
+                    pss_bytes: m.pss,
+                    uss_bytes: m.private.saturating_sub(kept_private),
+                });
+            }
+        }
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    match scan_fds(ctx, tdir, mnt_key, &mut raw) {
+        Read::Ok(()) => {}
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => denied = true,
+    }
+    Read::Ok(Some((raw, denied)))
+}
+
+/// Process directories kept open at once, at most: half the soft descriptor limit, set by
+/// [`super::collect`] (kept beyond it, a process's title is read by path and its `stat` again).
+pub(crate) static DIRS_LEFT: std::sync::atomic::AtomicIsize =
+    std::sync::atomic::AtomicIsize::new(0);
+
+/// `dir`, to keep, when [`DIRS_LEFT`] allows.
+fn keep_dir(dir: &ProcDir) -> Option<ProcDir> {
+    use std::sync::atomic::Ordering;
+    (DIRS_LEFT.fetch_sub(1, Ordering::Relaxed) > 0).then(|| ProcDir::clone(dir))
+}
+
+/// Open fds that name a memfd or a file under a tmpfs mount, with their inode, into `raw`.
+///
+/// The links are read relative to the opened `fd` directory: on the 300-worker pool
+/// (`bench/ratios.sh`) a readlink of `/proc/PID/fd/N` spent two thirds of its kernel time in
+/// the lookup of `/proc`, `PID` and `fd`, not in naming the file.
+fn scan_fds(ctx: &Context, dir: &ProcDir, mnt_key: Option<u64>, raw: &mut RawProcess) -> Read<()> {
+    let fd_dir = match classify(open_sub(
+        dir.as_fd(),
+        "fd",
+        OFlags::RDONLY | OFlags::DIRECTORY,
+    )) {
+        Read::Ok(d) => d,
+        Read::Vanished => return Read::Vanished,
+        Read::Denied => return Read::Denied,
+    };
+    // Listed with a borrowed descriptor into a buffer on the stack (a `Dir` owns its
+    // descriptor: a dup, and its close, per process).
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = rustix::fs::RawDir::new(&fd_dir, &mut space);
+    let points = ctx.mount_points.get(&mnt_key);
+    let mut link = Vec::with_capacity(256);
+    while let Some(entry) = entries.next() {
+        let Ok(entry) = entry else {
+            break; // the process exited while its fds were listed
+        };
+        let name = entry.file_name();
+        let Some(fd) = name.to_str().ok().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        link.clear();
+        let Ok(target) = rustix::fs::readlinkat(&fd_dir, name, std::mem::take(&mut link)) else {
+            continue; // closed meanwhile
+        };
+        let target = target.into_bytes();
+        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
+        // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
+        // inode as maps does (docs/facts.md 20).
+        let candidate = target.starts_with(b"/memfd:")
+            || target == b"/dev/zero (deleted)"
+            || target == b"/anon_hugepage (deleted)"
+            || target.starts_with(b"/SYSV")
+            || points.is_some_and(|pts| {
+                pts.iter()
+                    .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
+            });
+        if !candidate {
+            link = target;
+            continue;
+        }
+        if let Ok(st) = rustix::fs::statat(&fd_dir, name, rustix::fs::AtFlags::empty()) {
+            let st = InodeStat::from(st);
+            if st.regular && ctx.is_shmem_dev(st.dev) {
+                raw.fds.push((fd, target, st));
+            } else if st.regular && !ctx.own_devs.contains(&st.dev) {
+                raw.unsure_fds.push((fd, target, st));
+            }
+        }
+    }
+    Read::Ok(())
+}
+
+/// Once every mount namespace's table is read: the mappings and fds [`read_body`] kept aside
+/// that turned out to be on shared memory (another namespace's tmpfs) join the others, in the
+/// order a read after the tables would have given them.
+pub(crate) fn reclassify(ctx: &Context, p: &mut Process, raw: &mut RawProcess) {
+    let mut moved = false;
+    for (e, smaps) in std::mem::take(&mut raw.unsure_maps) {
+        if !ctx.is_shmem_dev(e.dev()) {
+            continue;
+        }
+        raw.other_anon_dev_mapped = raw
+            .other_anon_dev_mapped
+            .saturating_sub(e.end.saturating_sub(e.start));
+        if let Some((pss, rss, private)) = smaps {
+            raw.smaps_by_start.insert(e.start, (pss, rss));
+            if let Some(t) = p.smaps.as_mut() {
+                t.uss_bytes = t.uss_bytes.saturating_sub(private);
+            }
+        }
+        raw.maps.push(e);
+        moved = true;
+    }
+    if moved {
+        raw.maps.sort_by_key(|e| e.start);
+    }
+    let mut moved = false;
+    for (fd, target, st) in std::mem::take(&mut raw.unsure_fds) {
+        if ctx.is_shmem_dev(st.dev) {
+            raw.fds.push((fd, target, st));
+            moved = true;
+        }
+    }
+    if moved {
+        raw.fds.sort_by_key(|f| f.0);
+    }
+}

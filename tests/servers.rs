@@ -205,7 +205,25 @@ fn php_fpm(dir: &Path) -> (Server, i64) {
 
 /// Opcache found, exact against map_files, owned by the master, labelled; the master's title.
 fn check_opcache(master: i64, huge: bool) {
-    let doc = json(&["--json"]);
+    // pm.max_requests recycles the workers after the requests: wait until the master has
+    // forked their successors, which map the opcache as well (checked below).
+    let worker_holds = |doc: &Value| {
+        labelled(doc, master, "PHP opcache").iter().any(|o| {
+            o["holders"].as_array().unwrap().iter().any(|h| {
+                h["title"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("php-fpm: pool pool"))
+            })
+        })
+    };
+    let mut doc = json(&["--json"]);
+    for _ in 0..50 {
+        if worker_holds(&doc) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        doc = json(&["--json"]);
+    }
     let found = labelled(&doc, master, "PHP opcache");
     assert_eq!(found.len(), 1, "one opcache owned by {master}: {doc}");
     let o = found[0];

@@ -44,7 +44,7 @@ figures; without privileges, figures that could not be measured are marked with 
     version,
     about = "Who uses shared memory: every shared-memory object, measured and charged to processes",
     long_about = "Lists every shared-memory object on the host (anonymous shared mappings, SysV \
-segments, memfds, POSIX shm, tmpfs files), measures its resident and swapped size from the \
+segments, memfds, POSIX shm, tmpfs and hugetlbfs files), measures its resident and swapped size from the \
 kernel, lists who holds it, and charges it to processes so the numbers add up to /proc/meminfo's Shmem.",
     after_help = EXAMPLES
 )]

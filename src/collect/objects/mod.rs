@@ -9,6 +9,7 @@ mod estimate;
 mod host;
 mod measure;
 
+use super::measure::InodeStat;
 use super::{Context, RawProcess};
 use crate::model::{
     Accuracy, EstimateReason, FileDetail, Holder, Meminfo, Object, ObjectDetail, ObjectId, Process,
@@ -42,6 +43,34 @@ impl Drafts {
             list.len() - 1
         });
         &mut self.list[i]
+    }
+
+    /// The draft of a file a walk of its mount found, held or not, created as `kind(file)`
+    /// (in mount namespace `foreign_ns`) if no holder showed it yet. A held one was named from
+    /// the holder's view: the walk's path names it now.
+    fn walked_file(
+        &mut self,
+        st: &InodeStat,
+        file: FileDetail,
+        kind: fn(FileDetail) -> ObjectDetail,
+        foreign_ns: Option<u64>,
+    ) -> &mut Draft {
+        let id = ObjectId::Inode {
+            dev: st.dev,
+            ino: st.ino,
+        };
+        let path = file.path.clone();
+        let d = self.get_or_add(id, || Object {
+            dev: Some(st.dev),
+            inode: st.ino,
+            foreign_ns,
+            ..blank(id, kind(file))
+        });
+        if let Some(f) = d.obj.file_mut() {
+            f.path = path;
+            f.deleted = false;
+        }
+        d
     }
 }
 
@@ -158,27 +187,12 @@ fn add_segments(ctx: &Context, segments: Vec<(u64, SysvSegment)>, drafts: &mut D
 /// POSIX shared memory: every file under `/dev/shm`, held or not.
 fn add_dev_shm_files(ctx: &Context, drafts: &mut Drafts) {
     for (path, st) in host::walk_dev_shm(ctx) {
-        let id = ObjectId::Inode {
-            dev: st.dev,
-            ino: st.ino,
+        let file = FileDetail {
+            path: path.clone(),
+            deleted: false,
+            mount_point: Some(ctx.paths.dev_shm.clone()),
         };
-        let d = drafts.get_or_add(id, || Object {
-            dev: Some(st.dev),
-            inode: st.ino,
-            ..blank(
-                id,
-                ObjectDetail::PosixShm(FileDetail {
-                    path: path.clone(),
-                    deleted: false,
-                    mount_point: Some(ctx.paths.dev_shm.clone()),
-                }),
-            )
-        });
-        // Held, it was named from a holder's view: our own path names it now.
-        if let Some(f) = d.obj.file_mut() {
-            f.path = path.clone();
-            f.deleted = false;
-        }
+        let d = drafts.walked_file(&st, file, ObjectDetail::PosixShm, None);
         d.obj.foreign_ns = None;
         d.handles.push(Handle::Path(ctx.paths.reach(&path)));
     }
@@ -190,28 +204,14 @@ fn add_hugetlbfs_files(ctx: &Context, drafts: &mut Drafts) {
         let Some((m, _, size)) = ctx.hugetlbfs.get(&st.dev) else {
             continue;
         };
-        let id = ObjectId::Inode {
-            dev: st.dev,
-            ino: st.ino,
+        let file = FileDetail {
+            path: path.clone(),
+            deleted: false,
+            mount_point: Some(m.mount_point.clone()),
         };
-        let d = drafts.get_or_add(id, || Object {
-            dev: Some(st.dev),
-            inode: st.ino,
-            page_size_bytes: *size,
-            hugetlb: true,
-            ..blank(
-                id,
-                ObjectDetail::Hugetlbfs(FileDetail {
-                    path: path.clone(),
-                    deleted: false,
-                    mount_point: Some(m.mount_point.clone()),
-                }),
-            )
-        });
-        if let Some(f) = d.obj.file_mut() {
-            f.path = path.clone();
-            f.deleted = false;
-        }
+        let d = drafts.walked_file(&st, file, ObjectDetail::Hugetlbfs, None);
+        d.obj.page_size_bytes = *size;
+        d.obj.hugetlb = true;
         d.obj.foreign_ns = None;
         d.handles.push(Handle::Path(ctx.paths.reach(&path)));
     }
@@ -222,33 +222,18 @@ fn add_hugetlbfs_files(ctx: &Context, drafts: &mut Drafts) {
 fn add_mount_files(scans: &mut [super::namespaces::MountScan], drafts: &mut Drafts) {
     for scan in scans {
         let m = &scan.mount;
+        let kind: fn(FileDetail) -> ObjectDetail = if scan.dev_shm {
+            ObjectDetail::PosixShm
+        } else {
+            ObjectDetail::Tmpfs
+        };
         for f in std::mem::take(&mut scan.files) {
-            let id = ObjectId::Inode {
-                dev: f.stat.dev,
-                ino: f.stat.ino,
-            };
             let file = FileDetail {
-                path: f.path.clone(),
+                path: f.path,
                 deleted: false,
                 mount_point: Some(m.mount_point.clone()),
             };
-            let d = drafts.get_or_add(id, || Object {
-                dev: Some(f.stat.dev),
-                inode: f.stat.ino,
-                foreign_ns: m.foreign_ns,
-                ..blank(
-                    id,
-                    if scan.dev_shm {
-                        ObjectDetail::PosixShm(file)
-                    } else {
-                        ObjectDetail::Tmpfs(file)
-                    },
-                )
-            });
-            if let Some(fd) = d.obj.file_mut() {
-                fd.path = f.path;
-                fd.deleted = false;
-            }
+            let d = drafts.walked_file(&f.stat, file, kind, m.foreign_ns);
             if let Some(reach) = f.reach {
                 d.handles.push(Handle::Path(reach));
             }

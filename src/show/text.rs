@@ -381,14 +381,9 @@ pub fn verdict(acc: &account::Accounted, view: &ProcessView, units: Units) -> St
     let Some(p) = snap.process(view.pid) else {
         return format!("process {} exited", view.pid);
     };
-    // The title a server gives itself ("php-fpm: master process (...)") names it best; a
-    // long command line would bury the sentence, so then the command name, as ps -o comm.
-    let name = p
-        .title
-        .as_deref()
-        .filter(|t| t.chars().count() <= 64)
-        .unwrap_or(&p.comm);
-    let who = format!("{name} {}", p.pid);
+    // Named as the owner and charge lines name it: the title a server gives itself
+    // ("php-fpm: master process (...)"), cut as titles inside a line are.
+    let who = format!("{} {}", fit::elide(p.label(), TITLE_IN_LINE), p.pid);
     let owned: u64 = view
         .owned()
         .map(|o| snap.objects[o.view.index].resident_bytes)

@@ -311,6 +311,23 @@ fn main() {
                 jobs,
                 &totals,
             ));
+            // MADV_PAGEOUT is one operation in five and the kernel may keep a page it was
+            // asked to push out: a batch of scenarios can end with nothing in swap (seen once in
+            // a run of 25). More batches, with other seeds, before calling the phase unexercised.
+            let mut extra = 0;
+            while count >= 80 && check::SWAPPED.load(Ordering::Relaxed) == 0 && extra < 3 {
+                extra += 1;
+                println!("oracle: nothing swapped out yet: another swap batch");
+                failures.extend(phase(
+                    "swap",
+                    base + 2_000_000 + extra * 100_000,
+                    count / 8,
+                    v,
+                    &env,
+                    jobs,
+                    &totals,
+                ));
+            }
             if count >= 80 && check::SWAPPED.load(Ordering::Relaxed) == 0 {
                 failures.push("swap phase: no object had a page swapped out".into());
             }

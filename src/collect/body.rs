@@ -146,7 +146,16 @@ pub(crate) fn finish(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
-    match scan_fds(ctx, tdir, mnt_key, &mut raw) {
+    let listed = match (&ctx.fd_index, task) {
+        // A leader gone zombie may have left its fds behind after the iteration: walk.
+        (Some(index), None) => index.fds_of(p.pid, p.start_ticks),
+        _ => None,
+    };
+    let fds = match listed {
+        Some(fds) => scan_listed_fds(ctx, tdir, mnt_key, fds, &mut raw),
+        None => scan_fds(ctx, tdir, mnt_key, &mut raw),
+    };
+    match fds {
         Read::Ok(()) => {}
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
@@ -199,31 +208,68 @@ fn scan_fds(ctx: &Context, dir: &ProcDir, mnt_key: Option<u64>, raw: &mut RawPro
             continue; // closed meanwhile
         };
         let target = target.into_bytes();
-        // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
-        // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
-        // inode as maps does (docs/facts.md 20).
-        let candidate = target.starts_with(b"/memfd:")
-            || target == b"/dev/zero (deleted)"
-            || target == b"/anon_hugepage (deleted)"
-            || target.starts_with(b"/SYSV")
-            || points.is_some_and(|pts| {
-                pts.iter()
-                    .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
-            });
-        if !candidate {
-            link = target;
-            continue;
-        }
-        if let Ok(st) = rustix::fs::statat(&fd_dir, name, rustix::fs::AtFlags::empty()) {
-            let st = InodeStat::from(st);
-            if st.regular && ctx.is_shmem_dev(st.dev) {
-                raw.fds.push((fd, target, st));
-            } else if st.regular && !ctx.own_devs.contains(&st.dev) {
-                raw.unsure_fds.push((fd, target, st));
+        link = keep_fd(ctx, points, &fd_dir, name, fd, target, raw);
+    }
+    Read::Ok(())
+}
+
+/// [`scan_fds`] for the fds the BPF iterator listed ([`super::bpf`]): only those on tmpfs or
+/// hugetlbfs, read and judged as the walk would, relative to the process's directory.
+fn scan_listed_fds(
+    ctx: &Context,
+    dir: &ProcDir,
+    mnt_key: Option<u64>,
+    fds: &[super::bpf::FdRecord],
+    raw: &mut RawProcess,
+) -> Read<()> {
+    let points = ctx.mount_points.get(&mnt_key);
+    for f in fds {
+        let name = format!("fd/{}", f.fd);
+        match rustix::fs::readlinkat(dir.as_fd(), name.as_str(), Vec::new()) {
+            Ok(target) => {
+                keep_fd(ctx, points, dir, &name, f.fd, target.into_bytes(), raw);
             }
+            Err(rustix::io::Errno::ACCESS | rustix::io::Errno::PERM) => return Read::Denied,
+            Err(_) => {} // closed meanwhile, or the process exited
         }
     }
     Read::Ok(())
+}
+
+/// Keeps fd `fd` (its link `name` under `dir` reads `target`) in `raw` when it names a memfd or
+/// a file under a tmpfs mount; returns `target`'s buffer for reuse.
+fn keep_fd(
+    ctx: &Context,
+    points: Option<&Vec<std::path::PathBuf>>,
+    dir: impl AsFd,
+    name: impl rustix::path::Arg,
+    fd: i32,
+    target: Vec<u8>,
+    raw: &mut RawProcess,
+) -> Vec<u8> {
+    // An fd opened on `/proc/PID/map_files/RANGE` of an anonymous shared mapping (also a
+    // MAP_HUGETLB one) or a SysV attachment (checkpoint/restore tools do this) names the
+    // inode as maps does (docs/facts.md 20).
+    let candidate = target.starts_with(b"/memfd:")
+        || target == b"/dev/zero (deleted)"
+        || target == b"/anon_hugepage (deleted)"
+        || target.starts_with(b"/SYSV")
+        || points.is_some_and(|pts| {
+            pts.iter()
+                .any(|mp| under(&target, mp.as_os_str().as_encoded_bytes()))
+        });
+    if !candidate {
+        return target;
+    }
+    if let Ok(st) = rustix::fs::statat(dir, name, rustix::fs::AtFlags::empty()) {
+        let st = InodeStat::from(st);
+        if st.regular && ctx.is_shmem_dev(st.dev) {
+            raw.fds.push((fd, target, st));
+        } else if st.regular && !ctx.own_devs.contains(&st.dev) {
+            raw.unsure_fds.push((fd, target, st));
+        }
+    }
+    Vec::with_capacity(256)
 }
 
 /// Once every mount namespace's table is read: the mappings and fds [`read_body`] kept aside

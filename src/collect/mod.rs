@@ -5,6 +5,7 @@
 
 mod body;
 pub mod bounds;
+pub mod bpf;
 pub mod cgroup;
 pub mod container;
 mod context;
@@ -103,6 +104,8 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         &huge_pools,
         meminfo.hugepage_bytes,
     )?;
+    // After `Context::new`, whose memfd probe is closed by then.
+    ctx.fd_index = bpf::fd_index(&opts.paths);
     let mut notes = ScanNotes {
         hidepid: mountinfo::proc_hidepid(&own_mountinfo),
         shmem_drift_bytes: std::fs::read(root.join("zoneinfo"))

@@ -1,0 +1,61 @@
+//! The fd scan through the BPF iterator (src/collect/bpf) against the walk of /proc/PID/fd it
+//! replaces: the same objects, holders and figures, to the byte.
+
+mod common;
+
+use common::*;
+
+/// As root on this kernel the iterator loads and lists an fd of ours on the shmem mount: the
+/// scan really takes the BPF path (a silent fallback would leave it untested).
+#[test]
+fn iterator_loads_and_lists_our_memfd() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let m = Memfd::new(&format!("shmwho bpf probe {}", unique()), 3 * page());
+    let (_, ino) = m.identity();
+    let found = shmwho::collect::bpf::probe(std::process::id() as i32)
+        .expect("the BPF iterator loads and runs on this kernel");
+    assert!(
+        found.iter().any(|&(fd, _, i)| fd == m.raw() && i == ino),
+        "fd {} (inode {ino}) not in {found:?}",
+        m.raw()
+    );
+}
+
+/// Objects held only as fds (a memfd with a hostile name, a /dev/shm file), beside fds that are
+/// no shared memory (a socket, a regular file): the scan with the iterator and the scan with
+/// `SHMWHO_NO_BPF` (the /proc walk) report each object identically.
+#[test]
+fn fds_through_the_iterator_match_the_proc_walk() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let me = my_pid();
+    let m = Memfd::new(&format!("shmwho bpf (deleted)\nx {}", unique()), 5 * pg);
+    pwrite_pages(m.raw(), 1, 2);
+    let shm = PosixShm::new("-bpf", 4 * pg);
+    pwrite_pages(shm.raw(), 0, 3);
+    let _socket = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let _file = std::fs::File::open("/proc/self/exe").expect("a regular file");
+
+    let with = json(&["--json"]);
+    let without = {
+        let _g = lock();
+        let out = cmd()
+            .env("SHMWHO_NO_BPF", "1")
+            .arg("--json")
+            .output()
+            .expect("run shmwho");
+        parse_ok(&["--json"], &out)
+    };
+    for (id, resident) in [(m.identity(), 2 * pg), (fd_identity(shm.raw()), 3 * pg)] {
+        let a = find_inode(&with, &id).unwrap_or_else(|| panic!("{id:?} not listed with BPF"));
+        let b =
+            find_inode(&without, &id).unwrap_or_else(|| panic!("{id:?} not listed by the walk"));
+        assert_eq!(a, b, "the two scans differ on {id:?}");
+        assert_eq!(holders(a), vec![fd(me)]);
+        assert_eq!(u(&a["resident_bytes"]), resident);
+    }
+}

@@ -5,21 +5,43 @@ mod common;
 
 use common::*;
 
-/// As root on this kernel the iterator loads and lists an fd of ours on the shmem mount: the
-/// scan really takes the BPF path (a silent fallback would leave it untested).
+/// As root on this kernel both iterators load: one lists an fd of ours on the shmem mount, the
+/// other our command, start time and namespaces as /proc has them. The scan really takes the
+/// BPF path (a silent fallback would leave it untested).
 #[test]
-fn iterator_loads_and_lists_our_memfd() {
+fn iterators_load_and_see_us_as_proc_does() {
     if !require_root("loading a BPF iterator needs root") {
         return;
     }
     let m = Memfd::new(&format!("shmwho bpf probe {}", unique()), 3 * page());
     let (_, ino) = m.identity();
-    let found = shmwho::collect::bpf::probe(std::process::id() as i32)
-        .expect("the BPF iterator loads and runs on this kernel");
+    let (found, task) = shmwho::collect::bpf::probe(std::process::id() as i32)
+        .expect("the BPF iterators load and run on this kernel");
     assert!(
         found.iter().any(|&(fd, _, i)| fd == m.raw() && i == ino),
         "fd {} (inode {ino}) not in {found:?}",
         m.raw()
+    );
+    let stat = std::fs::read("/proc/self/stat").unwrap();
+    let stat = shmwho::collect::stat::parse(&stat).unwrap();
+    let ns = |n: &str| {
+        let l = std::fs::read_link(format!("/proc/self/ns/{n}")).unwrap();
+        let l = l.to_str().unwrap().to_string();
+        l.split_once('[')
+            .unwrap()
+            .1
+            .trim_end_matches(']')
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(
+        task,
+        Some((
+            stat.comm,
+            stat.start_ticks,
+            Some(ns("ipc")),
+            Some(ns("mnt"))
+        ))
     );
 }
 

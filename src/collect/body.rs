@@ -146,7 +146,7 @@ pub(crate) fn finish(
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
     }
-    let listed = match (&ctx.fd_index, task) {
+    let listed = match (&ctx.kernel, task) {
         // A leader gone zombie may have left its fds behind after the iteration: walk.
         (Some(index), None) => index.fds_of(p.pid, p.start_ticks),
         _ => None,

@@ -44,9 +44,9 @@ pub(crate) struct Context {
     /// Devices mounted in our own mount namespace: a file on one of them that is not tmpfs
     /// or hugetlbfs is no other namespace's tmpfs either.
     pub own_devs: std::collections::HashSet<u64>,
-    /// Every process's fds on tmpfs and hugetlbfs, from the BPF iterator where it may be
-    /// used ([`super::bpf`]); `None`: walk each process's fd directory.
-    pub fd_index: Option<super::bpf::FdIndex>,
+    /// What the BPF iterators saw, where they may be used ([`super::bpf`]); `None`: read
+    /// each process's `stat`, namespaces and fds from `/proc`.
+    pub kernel: Option<super::bpf::KernelSnapshot>,
 }
 
 impl Context {
@@ -77,7 +77,7 @@ impl Context {
             namespaces: HashMap::new(),
             cgroups: cgroup::parse_mounts(own_mountinfo).reached(paths),
             own_devs: mountinfo::parse(own_mountinfo).map(|m| m.dev).collect(),
-            fd_index: None,
+            kernel: None,
         };
         ctx.add_mounts(None, None, own_mountinfo);
         Ok(ctx)

@@ -104,8 +104,6 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         &huge_pools,
         meminfo.hugepage_bytes,
     )?;
-    // After `Context::new`, whose memfd probe is closed by then.
-    ctx.fd_index = bpf::fd_index(&opts.paths);
     let mut notes = ScanNotes {
         hidepid: mountinfo::proc_hidepid(&own_mountinfo),
         shmem_drift_bytes: std::fs::read(root.join("zoneinfo"))
@@ -182,6 +180,7 @@ fn scan_processes(
     notes: &mut ScanNotes,
 ) -> Result<(Vec<Process>, Vec<RawProcess>, HashMap<Pid, String>), Error> {
     let pids = process::list_pids(&opts.paths.proc_root)?;
+    let pids = with_kernel_snapshot(ctx, opts, pids);
     let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
     let ctx_ref = &*ctx;
@@ -261,6 +260,36 @@ fn scan_processes(
             .then(a.pid.cmp(&b.pid))
     });
     Ok((processes, raws, comms))
+}
+
+/// Each pid, with its directory opened when the BPF iterators may be used
+/// ([`bpf::eligible`]): the directories are opened first, then the iterators run (into
+/// `ctx.kernel`), so a process the iterators saw that had started before the directories were
+/// opened is surely the one its directory reaches ([`bpf::KernelSnapshot::task`]).
+fn with_kernel_snapshot(
+    ctx: &mut Context,
+    opts: &Options,
+    pids: Vec<Pid>,
+) -> Vec<(Pid, Option<read::ProcDir>)> {
+    if !bpf::eligible(&opts.paths) {
+        return pids.into_iter().map(|pid| (pid, None)).collect();
+    }
+    // As many as `titles` may keep open; the rest open their own directory and read `stat`.
+    let budget =
+        usize::try_from(body::DIRS_LEFT.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
+    let opened_ns = bpf::boottime_ns();
+    let pids = pids
+        .into_iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            let dir = (i < budget)
+                .then(|| read::open_dir(&ctx.pid_path(pid, "")).ok())
+                .flatten();
+            (pid, dir)
+        })
+        .collect();
+    ctx.kernel = bpf::snapshot(opened_ns);
+    pids
 }
 
 /// What is known of a process whose maps or fds were refused to a caller of uid `euid`.

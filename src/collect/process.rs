@@ -70,13 +70,13 @@ struct Head {
 pub(crate) fn scan_all(
     ctx: &Context,
     reader: &mut Reader,
-    pids: Vec<Pid>,
+    pids: Vec<(Pid, Option<ProcDir>)>,
     cgroups: bool,
     want_smaps: bool,
 ) -> Vec<Read<Option<Scanned>>> {
     let heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
-        .map(|pid| head(ctx, reader, pid, cgroups))
+        .map(|(pid, dir)| head(ctx, reader, pid, dir, cgroups))
         .collect();
     fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
         match h {
@@ -118,11 +118,33 @@ pub(crate) fn scan_all(
 /// meanwhile, so this needs no second read of `stat` (pass 2 does). With the fds read
 /// relative to their directory and the deadline batch, `shmwho --json` on the 300-worker pool
 /// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
-fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Option<Head>> {
-    let dir = tri!(classify(open_dir(&ctx.pid_path(pid, ""))));
-    let stat = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));
-    let Some(stat) = stat::parse(stat) else {
-        return Read::Vanished;
+///
+/// With `opened`, its directory opened before the BPF iterators ran, what they saw of it
+/// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]).
+fn head(
+    ctx: &Context,
+    reader: &mut Reader,
+    pid: Pid,
+    opened: Option<ProcDir>,
+    cgroups: bool,
+) -> Read<Option<Head>> {
+    let known = match (&opened, &ctx.kernel) {
+        (Some(_), Some(k)) => k.task(pid),
+        _ => None,
+    };
+    let dir = match opened {
+        Some(dir) => dir,
+        None => tri!(classify(open_dir(&ctx.pid_path(pid, "")))),
+    };
+    let (stat, namespaces) = match known {
+        Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns))),
+        None => {
+            let text = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));
+            let Some(stat) = stat::parse(text) else {
+                return Read::Vanished;
+            };
+            (stat, None)
+        }
     };
     if stat.is_kernel_thread() {
         return Read::Ok(None);
@@ -138,6 +160,14 @@ fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Opt
         None
     };
     let tdir = tri!(task_dir(&dir, task));
+    // A zombie leader's namespaces are its live thread's, read through `tdir`.
+    let (ipc_ns, mnt_ns) = match namespaces.filter(|_| task.is_none()) {
+        Some(ns) => ns,
+        None => (
+            ns_inode_at(tdir.as_fd(), "ns/ipc"),
+            ns_inode_at(tdir.as_fd(), "ns/mnt"),
+        ),
+    };
     let status = tri!(classify(reader.read_small_at(tdir.as_fd(), "status")));
     let Some(status) = status::parse(status) else {
         return Read::Vanished;
@@ -156,8 +186,8 @@ fn head(ctx: &Context, reader: &mut Reader, pid: Pid, cgroups: bool) -> Read<Opt
         rss_file_bytes: status.rss_file,
         rss_shmem_bytes: status.rss_shmem,
         swap_bytes: status.vm_swap,
-        ipc_ns: ns_inode_at(tdir.as_fd(), "ns/ipc"),
-        mnt_ns: ns_inode_at(tdir.as_fd(), "ns/mnt"),
+        ipc_ns,
+        mnt_ns,
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
         cgroup: if cgroups {

@@ -87,6 +87,11 @@ pub fn jne_imm(dst: Reg, imm: i32, off: i16) -> u64 {
     insn(0x55, dst, Reg(0), off, imm)
 }
 
+/// `if dst != src goto +off` (64 bits).
+pub fn jne_reg(dst: Reg, src: Reg, off: i16) -> u64 {
+    insn(0x5d, dst, src, off, 0)
+}
+
 /// `if (u32)dst == (u32)imm goto +off`.
 pub fn jeq32_imm(dst: Reg, imm: u32, off: i16) -> u64 {
     insn(0x16, dst, Reg(0), off, imm as i32)
@@ -105,6 +110,48 @@ pub fn call(id: i32) -> u64 {
 /// `return r0`.
 pub fn exit() -> u64 {
     insn(0x95, Reg(0), Reg(0), 0, 0)
+}
+
+/// A program under construction, with jumps to named places.
+#[derive(Default)]
+pub struct Prog {
+    insns: Vec<u64>,
+    /// Jumps to aim: instruction index and label.
+    jumps: Vec<(usize, &'static str)>,
+    labels: Vec<(&'static str, usize)>,
+}
+
+impl Prog {
+    /// Appends instructions.
+    pub fn push(&mut self, insns: &[u64]) {
+        self.insns.extend_from_slice(insns);
+    }
+
+    /// Appends a jump instruction (its offset 0) to be aimed at `label`.
+    pub fn jump(&mut self, insn: u64, label: &'static str) {
+        self.jumps.push((self.insns.len(), label));
+        self.insns.push(insn);
+    }
+
+    /// Names the place of the next instruction.
+    pub fn label(&mut self, label: &'static str) {
+        self.labels.push((label, self.insns.len()));
+    }
+
+    /// The instructions with every jump aimed. Panics on a jump to a label never placed or
+    /// backwards (a mistake in this file, caught by its tests).
+    pub fn finish(mut self) -> Vec<u64> {
+        for (at, label) in self.jumps {
+            let (_, to) = self
+                .labels
+                .iter()
+                .find(|(l, _)| *l == label)
+                .unwrap_or_else(|| panic!("no label {label}"));
+            let off = i16::try_from(to - at - 1).expect("a short forward jump");
+            self.insns[at] |= u64::from(off as u16) << 16;
+        }
+        self.insns
+    }
 }
 
 #[cfg(test)]
@@ -129,5 +176,19 @@ mod tests {
         );
         assert_eq!(call(127).to_le_bytes(), [0x85, 0, 0, 0, 127, 0, 0, 0]);
         assert_eq!(exit().to_le_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn jumps_are_aimed_at_their_labels() {
+        let mut p = Prog::default();
+        p.jump(jeq_imm(R1, 0, 0), "end");
+        p.push(&[mov_imm(R0, 1)]);
+        p.jump(ja(0), "end");
+        p.push(&[mov_imm(R0, 2)]);
+        p.label("end");
+        p.push(&[exit()]);
+        let insns = p.finish();
+        assert_eq!((insns[0] >> 16) & 0xffff, 3);
+        assert_eq!((insns[2] >> 16) & 0xffff, 1);
     }
 }

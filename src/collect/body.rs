@@ -6,11 +6,13 @@ use super::measure::InodeStat;
 use super::parse::{maps, smaps};
 use super::process::under;
 use super::process::SmapsFigures;
-use super::read::{classify, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
+use super::procmap::{self, Walked};
+use super::read::{classify, fill_file, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
 use super::{Context, RawProcess};
 use crate::model::{Pid, Process, SmapsTotals};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What [`read_maps`] keeps of a process's maps or smaps.
 pub(crate) struct MapsRead {
@@ -44,27 +46,58 @@ pub(crate) fn read_maps(
     };
     deadline::call_each(items, file, move |dir| {
         BUF.with_borrow_mut(|buf| {
-            let n = read_file(buf, dir.as_fd(), file, chunk)?;
+            if want_smaps {
+                let n = read_file(buf, dir.as_fd(), file, chunk)?;
+                return Ok(parse_maps(&buf[..n], want_smaps, &segment_devs));
+            }
+            let f = open_sub(dir.as_fd(), file, OFlags::RDONLY)?;
+            if PROCMAP_QUERY.load(Ordering::Relaxed) {
+                if buf.len() < procmap::NAME_BUF {
+                    buf.resize(procmap::NAME_BUF, 0);
+                }
+                let name = &mut buf[..procmap::NAME_BUF];
+                match procmap::walk(f.as_fd(), name, |e| wanted(e, &segment_devs))? {
+                    Walked::Entries(entries) => {
+                        return Ok(MapsRead {
+                            entries: entries.into_iter().map(|e| (e, None)).collect(),
+                            pss: 0,
+                            private: 0,
+                        })
+                    }
+                    Walked::Unsupported => PROCMAP_QUERY.store(false, Ordering::Relaxed),
+                    Walked::Text => {}
+                }
+            }
+            // Queries leave the file position at 0: the text is read through the same open.
+            let n = fill_file(buf, std::fs::File::from(f), chunk)?;
             Ok(parse_maps(&buf[..n], want_smaps, &segment_devs))
         })
     })
 }
+
+/// Whether maps is walked with `PROCMAP_QUERY` ([`procmap`]): until the kernel says it has
+/// none, so that an older kernel pays one failed ioctl per shmwho process, not per scan.
+static PROCMAP_QUERY: AtomicBool = AtomicBool::new(true);
 
 thread_local! {
     /// The deadline worker's read buffer.
     static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The mappings of `text` that can be shared memory objects, and smaps totals.
-fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
+/// Whether mapping `e` can be a shared memory object, SysV segments living on
+/// `segment_devs`.
+fn wanted(e: &maps::MapsEntry, segment_devs: &[u64]) -> bool {
     // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode is its shmid,
     // and the first segment of every IPC namespace is shmid 0 (on the internal hugetlbfs
     // device for SHM_HUGETLB). Every shared memory device (shmem, tmpfs, hugetlbfs) has
     // major 0.
-    let wanted = |e: &maps::MapsEntry| {
-        e.dev_major == 0
-            && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && segment_devs.contains(&e.dev())))
-    };
+    e.dev_major == 0
+        && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && segment_devs.contains(&e.dev())))
+}
+
+/// The mappings of `text` that can be shared memory objects, and smaps totals.
+fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
+    let wanted = |e: &maps::MapsEntry| wanted(e, segment_devs);
     let mut out = MapsRead {
         entries: Vec::new(),
         pss: 0,

@@ -1,5 +1,5 @@
 //! A process's file-backed mappings through the `PROCMAP_QUERY` ioctl of an open
-//! `/proc/PID/maps` (Linux 6.11, docs/facts.md 27) instead of its text.
+//! `/proc/PID/maps` (Linux 6.11, docs/facts.md 18) instead of its text.
 //!
 //! Why: on the 300-worker pool of `bench/ratios.sh`, formatting maps (`show_map`) was ~13% of
 //! a scan's CPU and parsing it ~4%. The query gives the fields as integers, skips anonymous

@@ -6,11 +6,13 @@ use super::measure::InodeStat;
 use super::parse::{maps, smaps};
 use super::process::under;
 use super::process::SmapsFigures;
-use super::read::{classify, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
+use super::procmap::{self, Walked};
+use super::read::{classify, fill_file, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
 use super::{Context, RawProcess};
 use crate::model::{Pid, Process, SmapsTotals};
-use rustix::fd::AsFd;
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::OFlags;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What [`read_maps`] keeps of a process's maps or smaps.
 pub(crate) struct MapsRead {
@@ -37,34 +39,69 @@ pub(crate) fn read_maps(
     let mut segment_devs: Vec<u64> = ctx.hugetlb_internal.keys().copied().collect();
     segment_devs.push(ctx.shmem_dev);
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
-    let (file, chunk) = if want_smaps {
-        ("smaps", SMAPS_CHUNK)
-    } else {
-        ("maps", usize::MAX)
-    };
+    let file = if want_smaps { "smaps" } else { "maps" };
     deadline::call_each(items, file, move |dir| {
-        BUF.with_borrow_mut(|buf| {
-            let n = read_file(buf, dir.as_fd(), file, chunk)?;
-            Ok(parse_maps(&buf[..n], want_smaps, &segment_devs))
-        })
+        BUF.with_borrow_mut(|buf| read_one(dir.as_fd(), want_smaps, &segment_devs, buf))
     })
 }
+
+/// [`read_maps`] of one process directory `dir`, reading into `buf`.
+fn read_one(
+    dir: BorrowedFd<'_>,
+    want_smaps: bool,
+    segment_devs: &[u64],
+    buf: &mut Vec<u8>,
+) -> std::io::Result<MapsRead> {
+    if want_smaps {
+        let n = read_file(buf, dir, "smaps", SMAPS_CHUNK)?;
+        return Ok(parse_maps(&buf[..n], want_smaps, segment_devs));
+    }
+    let f = open_sub(dir, "maps", OFlags::RDONLY)?;
+    if PROCMAP_QUERY.load(Ordering::Relaxed) {
+        if buf.len() < procmap::NAME_BUF {
+            buf.resize(procmap::NAME_BUF, 0);
+        }
+        let name = &mut buf[..procmap::NAME_BUF];
+        match procmap::walk(f.as_fd(), name, |e| wanted(e, segment_devs))? {
+            Walked::Entries(entries) => {
+                return Ok(MapsRead {
+                    entries: entries.into_iter().map(|e| (e, None)).collect(),
+                    pss: 0,
+                    private: 0,
+                })
+            }
+            Walked::Unsupported => PROCMAP_QUERY.store(false, Ordering::Relaxed),
+            Walked::Text => {}
+        }
+    }
+    // Queries leave the file position at 0: the text is read through the same open.
+    let n = fill_file(buf, std::fs::File::from(f), usize::MAX)?;
+    Ok(parse_maps(&buf[..n], want_smaps, segment_devs))
+}
+
+/// Whether maps is walked with `PROCMAP_QUERY` ([`procmap`]): until the kernel says it has
+/// none, so that an older kernel pays one failed ioctl per shmwho process, not per scan.
+static PROCMAP_QUERY: AtomicBool = AtomicBool::new(true);
 
 thread_local! {
     /// The deadline worker's read buffer.
     static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The mappings of `text` that can be shared memory objects, and smaps totals.
-fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
+/// Whether mapping `e` can be a shared memory object, SysV segments living on
+/// `segment_devs`.
+fn wanted(e: &maps::MapsEntry, segment_devs: &[u64]) -> bool {
     // Inode 0 is anonymous memory, except SysV segment 0: its shm file's inode is its shmid,
     // and the first segment of every IPC namespace is shmid 0 (on the internal hugetlbfs
     // device for SHM_HUGETLB). Every shared memory device (shmem, tmpfs, hugetlbfs) has
     // major 0.
-    let wanted = |e: &maps::MapsEntry| {
-        e.dev_major == 0
-            && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && segment_devs.contains(&e.dev())))
-    };
+    e.dev_major == 0
+        && (e.inode != 0 || (e.path.starts_with(b"/SYSV") && segment_devs.contains(&e.dev())))
+}
+
+/// The mappings of `text` that can be shared memory objects, and smaps totals.
+fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
+    let wanted = |e: &maps::MapsEntry| wanted(e, segment_devs);
     let mut out = MapsRead {
         entries: Vec::new(),
         pss: 0,
@@ -305,5 +342,81 @@ pub(crate) fn reclassify(ctx: &Context, p: &mut Process, raw: &mut RawProcess) {
     }
     if moved {
         raw.fds.sort_by_key(|f| f.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mapping of a file whose path is longer than `PATH_MAX` (the kernel's name buffer for
+    /// `PROCMAP_QUERY`): the walk gives way to the text, which names it in full.
+    #[test]
+    fn a_name_too_long_for_the_query_is_read_as_text() {
+        use rustix::fs::{Mode, OFlags};
+        let top = tempfile::Builder::new()
+            .prefix("shmwho-body-test")
+            .tempdir_in("/dev/shm")
+            .unwrap();
+        let part = "d".repeat(240);
+        let mut dir = rustix::fs::open(top.path(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let mut path = top.path().as_os_str().as_encoded_bytes().to_vec();
+        while path.len() <= procmap::NAME_BUF {
+            rustix::fs::mkdirat(&dir, part.as_str(), Mode::RWXU).unwrap();
+            dir =
+                rustix::fs::openat(&dir, part.as_str(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+            path.push(b'/');
+            path.extend_from_slice(part.as_bytes());
+        }
+        let file = rustix::fs::openat(
+            &dir,
+            "f",
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::RUSR | Mode::WUSR,
+        )
+        .unwrap();
+        path.extend_from_slice(b"/f");
+        let len = rustix::param::page_size();
+        rustix::fs::ftruncate(&file, len as u64).unwrap();
+        // SAFETY: a new shared mapping at an address the kernel picks, unmapped below.
+        let p = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                rustix::mm::MapFlags::SHARED,
+                &file,
+                0,
+            )
+        }
+        .unwrap();
+        let start = p as u64;
+
+        let maps = std::fs::File::open("/proc/self/maps").unwrap();
+        let mut name = vec![0; procmap::NAME_BUF];
+        let walked = procmap::walk(maps.as_fd(), &mut name, |e| e.start == start).unwrap();
+        let me = rustix::fs::open(
+            "/proc/self",
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let read = read_one(me.as_fd(), false, &[], &mut Vec::new());
+        // SAFETY: our own mapping, made above, not referenced by anything else.
+        unsafe { rustix::mm::munmap(p, len) }.unwrap();
+
+        match walked {
+            Walked::Text => {}
+            Walked::Unsupported => {
+                eprintln!("skipped: this kernel has no PROCMAP_QUERY (6.11+)");
+                return;
+            }
+            Walked::Entries(e) => panic!("walked a name past PATH_MAX: {e:?}"),
+        }
+        let read = read.unwrap();
+        let ours: Vec<_> = read.entries.iter().filter(|e| e.0.start == start).collect();
+        assert_eq!(ours.len(), 1, "{:?}", read.entries);
+        assert_eq!(ours[0].0.path, path);
+        assert!(ours[0].0.shared);
     }
 }

@@ -20,6 +20,7 @@ mod parallel;
 pub mod parse;
 pub mod paths;
 mod process;
+mod procmap;
 mod read;
 pub mod residency;
 mod sysv_ns;

@@ -165,7 +165,7 @@ fn fill(buf: &mut Vec<u8>, path: &Path, chunk: usize) -> io::Result<usize> {
 }
 
 /// Reads `f` into `buf` (grown as needed), `chunk` bytes at a time; the length read.
-fn fill_file(buf: &mut Vec<u8>, f: std::fs::File, chunk: usize) -> io::Result<usize> {
+pub(crate) fn fill_file(buf: &mut Vec<u8>, f: std::fs::File, chunk: usize) -> io::Result<usize> {
     if buf.is_empty() {
         buf.resize(256 * 1024, 0);
     }

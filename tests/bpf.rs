@@ -34,14 +34,15 @@ fn iterators_load_and_see_us_as_proc_does() {
             .parse::<u64>()
             .unwrap()
     };
+    let (comm, start_ticks, ipc, mnt, _) = task.expect("our process is listed");
     assert_eq!(
-        task,
-        Some((
+        (comm, start_ticks, ipc, mnt),
+        (
             stat.comm,
             stat.start_ticks,
             Some(ns("ipc")),
             Some(ns("mnt"))
-        ))
+        )
     );
 }
 
@@ -80,4 +81,62 @@ fn fds_through_the_iterator_match_the_proc_walk() {
         assert_eq!(holders(a), vec![fd(me)]);
         assert_eq!(u(&a["resident_bytes"]), resident);
     }
+}
+
+/// The `task` iterator's walk of our mappings gives, for a memfd mapped shared (at an offset)
+/// and privately, what our maps lines give: range, `s`/`p`, offset, device and inode.
+#[test]
+fn mappings_through_the_iterator_match_maps() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let m = Memfd::new(&format!("shmwho bpf maps {}", unique()), 8 * pg);
+    let (_, ino) = m.identity();
+    let len = (3 * pg) as usize;
+    let map = |flags, offset| {
+        // SAFETY: a new mapping of our memfd, unmapped by the guard below.
+        unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                rustix::mm::ProtFlags::READ,
+                flags,
+                &m.fd,
+                offset,
+            )
+        }
+        .expect("mmap")
+    };
+    struct Unmap(Vec<*mut std::ffi::c_void>, usize);
+    impl Drop for Unmap {
+        fn drop(&mut self) {
+            for &p in &self.0 {
+                // SAFETY: mappings made above, of this length, unmapped once.
+                let _ = unsafe { rustix::mm::munmap(p, self.1) };
+            }
+        }
+    }
+    let _guard = Unmap(
+        vec![
+            map(rustix::mm::MapFlags::SHARED, 2 * pg),
+            map(rustix::mm::MapFlags::PRIVATE, 0),
+        ],
+        len,
+    );
+    let (_, task) = shmwho::collect::bpf::probe(std::process::id() as i32).expect("iterators run");
+    let vmas = task
+        .expect("our process")
+        .4
+        .expect("the walk of our mappings completed");
+    let mut ours: Vec<_> = vmas.into_iter().filter(|v| v.5 == ino).collect();
+    ours.sort();
+    let text = std::fs::read("/proc/self/maps").unwrap();
+    let mut want: Vec<_> = shmwho::collect::maps::parse(&text)
+        .filter(|e| e.inode == ino && e.dev_major == 0)
+        .map(|e| (e.start, e.end, e.shared, e.offset, e.dev(), e.inode))
+        .collect();
+    want.sort();
+    assert_eq!(want.len(), 2, "{want:?}");
+    assert_eq!(ours, want);
 }

@@ -1,6 +1,7 @@
 //! A process's maps (or smaps) and fds, read through its opened directory (pass 2, or the
 //! same pass as its head: see [`super::process::scan`]).
 
+use super::bpf::VmaRecord;
 use super::deadline;
 use super::measure::InodeStat;
 use super::parse::{maps, smaps};
@@ -24,15 +25,19 @@ pub(crate) struct MapsRead {
     private: u64,
 }
 
+/// A process's directory, with its mappings as the BPF `task` iterator listed them, if it did.
+pub(crate) type MapsSource = (ProcDir, Option<Vec<VmaRecord>>);
+
 /// The maps (or smaps, with `want_smaps`) of each process (its pid and the directory to read
 /// through), each under the stuck deadline, all in one [`deadline::call_each`] batch: a
 /// hand-over to the deadline worker per process cost two context switches (on the 300-worker
 /// pool of `bench/ratios.sh`, `perf stat` counted ~800 context switches per `shmwho --json`
 /// before, ~55 after; `strace -c`, 1,337 futex calls before, 33 after).
-/// `None` for a process that is stuck.
+/// `None` for a process that is stuck. A process given with its mappings listed by the BPF
+/// `task` iterator ([`super::bpf`]) has only their paths read ([`from_listed`]).
 pub(crate) fn read_maps(
     ctx: &Context,
-    items: Vec<(Pid, ProcDir)>,
+    items: Vec<(Pid, MapsSource)>,
     want_smaps: bool,
 ) -> Vec<Option<std::io::Result<MapsRead>>> {
     // Devices SysV segments live on: shmem, and the internal hugetlbfs mounts (SHM_HUGETLB).
@@ -40,9 +45,61 @@ pub(crate) fn read_maps(
     segment_devs.push(ctx.shmem_dev);
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let file = if want_smaps { "smaps" } else { "maps" };
-    deadline::call_each(items, file, move |dir| {
-        BUF.with_borrow_mut(|buf| read_one(dir.as_fd(), want_smaps, &segment_devs, buf))
+    deadline::call_each(items, file, move |(dir, listed)| {
+        BUF.with_borrow_mut(|buf| {
+            if let (Some(listed), false) = (&listed, want_smaps) {
+                if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs)? {
+                    return Ok(read);
+                }
+            }
+            read_one(dir.as_fd(), want_smaps, &segment_devs, buf)
+        })
     })
+}
+
+/// The mappings the BPF `task` iterator listed for the process at `dir` ([`super::bpf`]),
+/// with the path each has in maps read from its `map_files` link (the same path: the kernel
+/// names both from the file's user path). `maps` is still opened: its open is the kernel's
+/// access check, so a process refused to us stays refused. `Ok(None)` when a mapping changed
+/// since the iteration (a link is gone): read maps then.
+///
+/// On the 300-worker pool of `bench/ratios.sh` this is one readlink per worker instead of the
+/// ~21 `PROCMAP_QUERY` ioctls of its file mappings ([`super::procmap`]).
+fn from_listed(
+    dir: BorrowedFd<'_>,
+    listed: &[VmaRecord],
+    segment_devs: &[u64],
+) -> std::io::Result<Option<MapsRead>> {
+    drop(open_sub(dir, "maps", OFlags::RDONLY)?);
+    let mut entries = Vec::new();
+    for v in listed {
+        // Only SysV segment 0 needs its path to be told from anonymous memory (`wanted`).
+        if v.inode == 0 && !segment_devs.contains(&v.dev) {
+            continue;
+        }
+        let link = format!("map_files/{:x}-{:x}", v.start, v.end);
+        let Ok(path) = rustix::fs::readlinkat(dir, link.as_str(), Vec::new()) else {
+            return Ok(None);
+        };
+        let e = maps::MapsEntry {
+            start: v.start,
+            end: v.end,
+            shared: v.shared,
+            offset: v.offset,
+            dev_major: rustix::fs::major(v.dev),
+            dev_minor: rustix::fs::minor(v.dev),
+            inode: v.inode,
+            path: path.into_bytes(),
+        };
+        if wanted(&e, segment_devs) {
+            entries.push((e, None));
+        }
+    }
+    Ok(Some(MapsRead {
+        entries,
+        pss: 0,
+        private: 0,
+    }))
 }
 
 /// [`read_maps`] of one process directory `dir`, reading into `buf`.

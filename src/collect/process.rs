@@ -63,6 +63,8 @@ struct Head {
     task: Option<Pid>,
     dir: ProcDir,
     tdir: ProcDir,
+    /// Its file mappings on major-0 devices as the BPF `task` iterator listed them.
+    vmas: Option<Vec<super::bpf::VmaRecord>>,
 }
 
 /// Every process of `pids` ([`scan`] of each): their O(1) files, then the maps of those in our
@@ -74,7 +76,7 @@ pub(crate) fn scan_all(
     cgroups: bool,
     want_smaps: bool,
 ) -> Vec<Read<Option<Scanned>>> {
-    let heads: Vec<Read<Option<Head>>> = pids
+    let mut heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
         .map(|(pid, dir)| head(ctx, reader, pid, dir, cgroups))
         .collect();
@@ -85,9 +87,12 @@ pub(crate) fn scan_all(
         }
     }
     let items = heads
-        .iter()
-        .filter_map(|h| own(ctx, h))
-        .map(|h| (h.p.pid, ProcDir::clone(&h.tdir)))
+        .iter_mut()
+        .filter_map(|h| match h {
+            Read::Ok(Some(h)) if ctx.mnt_key(h.p.mnt_ns).is_none() => Some(h),
+            _ => None,
+        })
+        .map(|h| (h.p.pid, (ProcDir::clone(&h.tdir), h.vmas.take())))
         .collect();
     let mut maps = read_maps(ctx, items, want_smaps).into_iter();
     heads
@@ -136,14 +141,14 @@ fn head(
         Some(dir) => dir,
         None => tri!(classify(open_dir(&ctx.pid_path(pid, "")))),
     };
-    let (stat, namespaces) = match known {
-        Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns))),
+    let (stat, namespaces, vmas) = match known {
+        Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns)), t.vmas),
         None => {
             let text = tri!(classify(reader.read_small_at(dir.as_fd(), "stat")));
             let Some(stat) = stat::parse(text) else {
                 return Read::Vanished;
             };
-            (stat, None)
+            (stat, None, None)
         }
     };
     if stat.is_kernel_thread() {
@@ -199,7 +204,15 @@ fn head(
             None
         },
     };
-    Read::Ok(Some(Head { p, task, dir, tdir }))
+    // A zombie leader's mappings are its live thread's: read through `tdir`.
+    let vmas = vmas.filter(|_| task.is_none());
+    Read::Ok(Some(Head {
+        p,
+        task,
+        dir,
+        tdir,
+        vmas,
+    }))
 }
 
 /// The directory of live thread `task` of the process at `dir`, or `dir` itself.
@@ -256,7 +269,7 @@ pub(crate) fn scan_bodies(
         .iter()
         .zip(&dirs)
         .filter_map(|((p, _), d)| match d {
-            Read::Ok((_, tdir)) => Some((p.pid, ProcDir::clone(tdir))),
+            Read::Ok((_, tdir)) => Some((p.pid, (ProcDir::clone(tdir), None))),
             _ => None,
         })
         .collect();

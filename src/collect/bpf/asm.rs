@@ -102,9 +102,24 @@ pub fn ja(off: i16) -> u64 {
     insn(0x05, Reg(0), Reg(0), off, 0)
 }
 
+/// `dst >>= imm` (64 bits, logical).
+pub fn rsh_imm(dst: Reg, imm: i32) -> u64 {
+    insn(0x77, dst, Reg(0), 0, imm)
+}
+
+/// `if dst & imm goto +off` (64 bits).
+pub fn jset_imm(dst: Reg, imm: i32, off: i16) -> u64 {
+    insn(0x45, dst, Reg(0), off, imm)
+}
+
 /// A call of helper `id`.
 pub fn call(id: i32) -> u64 {
     insn(0x85, Reg(0), Reg(0), 0, id)
+}
+
+/// A call of kernel function (kfunc) `btf_id` of vmlinux.
+pub fn call_kfunc(btf_id: u32) -> u64 {
+    insn(0x85, Reg(0), Reg(2), 0, btf_id as i32)
 }
 
 /// `return r0`.
@@ -138,8 +153,8 @@ impl Prog {
         self.labels.push((label, self.insns.len()));
     }
 
-    /// The instructions with every jump aimed. Panics on a jump to a label never placed or
-    /// backwards (a mistake in this file, caught by its tests).
+    /// The instructions with every jump aimed. Panics on a jump to a label never placed (a
+    /// mistake in this module, caught by its tests).
     pub fn finish(mut self) -> Vec<u64> {
         for (at, label) in self.jumps {
             let (_, to) = self
@@ -147,7 +162,7 @@ impl Prog {
                 .iter()
                 .find(|(l, _)| *l == label)
                 .unwrap_or_else(|| panic!("no label {label}"));
-            let off = i16::try_from(to - at - 1).expect("a short forward jump");
+            let off = i16::try_from(*to as i64 - at as i64 - 1).expect("a short jump");
             self.insns[at] |= u64::from(off as u16) << 16;
         }
         self.insns

@@ -3,22 +3,16 @@
 //! field loads the program makes), so one program fits every kernel build.
 
 const MAGIC: u16 = 0xeb9f;
+#[cfg(test)]
 const KIND_INT: u32 = 1;
-const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
 const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
 const KIND_FUNC: u32 = 12;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
 
 /// A parsed BTF blob: where each type's record starts, and names of the structs and functions.
 pub struct Btf<'a> {
@@ -37,6 +31,20 @@ pub struct Member {
     pub offset: u32,
     /// The member's type (qualifiers and typedefs stripped).
     pub type_id: u32,
+}
+
+/// The first 8 bytes of a name (cut at its NUL, if it has one, and zero-padded).
+fn prefix(name: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = name.len().min(8);
+    b[..n].copy_from_slice(&name[..n]);
+    let v = u64::from_le_bytes(b);
+    // The lowest byte marked here is the first NUL (higher marks may be false).
+    let zero = v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080;
+    match zero.trailing_zeros() / 8 {
+        8 => v,
+        k => v & ((1u64 << (8 * k)) - 1),
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
@@ -62,25 +70,34 @@ impl<'a> Btf<'a> {
             at: Vec::with_capacity(type_len / 16),
             named: Vec::new(),
         };
+        let prefixes: Vec<u64> = wanted.iter().map(|w| prefix(w.as_bytes())).collect();
+        // Bytes after the 12-byte header of each kind: fixed, and per `vlen` item. A table,
+        // not a match: the kinds come in no order a branch predictor can follow (the walk of
+        // 5.4 MiB of BTF took 1.8 ms with a match).
+        const FIXED: [u32; 20] = [0, 4, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 4, 0, 0];
+        const PER_ITEM: [u32; 20] = [
+            0, 0, 0, 0, 12, 12, 8, 0, 0, 0, 0, 0, 0, 8, 0, 12, 0, 0, 0, 12,
+        ];
         let mut pos = 0usize;
-        while pos < types.len() {
-            let name_off = u32_at(types, pos)?;
-            let info = u32_at(types, pos + 4)?;
-            let (kind, vlen) = ((info >> 24) & 0x1f, (info & 0xffff) as usize);
+        while let Some(head) = types.get(pos..pos + 12) {
+            let word =
+                |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+            let (name_off, info) = (word(0), word(4));
+            let kind = ((info >> 24) & 0x1f) as usize;
+            if kind >= FIXED.len() {
+                return None; // a kind this reader does not know: its size is unknown
+            }
             let id = u32::try_from(btf.at.len() + 1).ok()?;
-            btf.at.push(u32::try_from(pos).ok()?);
-            let extra = match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-                KIND_ARRAY => 12,
-                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
-                0..=19 => 0,
-                _ => return None, // a kind this reader does not know: its size is unknown
-            };
-            if matches!(kind, KIND_STRUCT | KIND_UNION | KIND_FUNC) && name_off != 0 {
+            btf.at.push(pos as u32);
+            if name_off != 0 && matches!(kind as u32, KIND_STRUCT | KIND_UNION | KIND_FUNC) {
+                // One 8-byte compare per wanted name turns most names away. (These reads, all
+                // over 2.2 MiB of strings, are half of the 1.4 ms this takes here; finding the
+                // wanted names in the strings first, to compare offsets, took longer.)
                 let rest = strings.get(name_off as usize..)?;
-                for w in wanted.iter().map(|w| w.as_bytes()) {
-                    let key = (w, kind == KIND_FUNC);
+                let head = prefix(rest);
+                for (w, _) in wanted.iter().zip(&prefixes).filter(|(_, p)| **p == head) {
+                    let w = w.as_bytes();
+                    let key = (w, kind as u32 == KIND_FUNC);
                     if rest.get(w.len()) == Some(&0)
                         && rest.starts_with(w)
                         && !btf.named.iter().any(|(k, _)| *k == key)
@@ -89,7 +106,10 @@ impl<'a> Btf<'a> {
                     }
                 }
             }
-            pos += 12 + extra;
+            pos += 12 + (FIXED[kind] + PER_ITEM[kind] * (info & 0xffff)) as usize;
+        }
+        if pos != types.len() {
+            return None; // cut short
         }
         Some(btf)
     }
@@ -108,6 +128,11 @@ impl<'a> Btf<'a> {
     /// The id of function `name` (a `FUNC`, as an iterator's attach point is).
     pub fn func(&self, name: &str) -> Option<u32> {
         self.lookup(name, true)
+    }
+
+    /// The id of struct (or union) `name`.
+    pub fn struct_id(&self, name: &str) -> Option<u32> {
+        self.lookup(name, false)
     }
 
     fn lookup(&self, name: &str, func: bool) -> Option<u32> {
@@ -252,6 +277,18 @@ mod tests {
             let _ = Btf::parse(&b[..n], &["outer"]);
         }
         assert!(Btf::parse(b"\x9f\xeb", &[]).is_none());
+    }
+
+    #[test]
+    fn prefixes_stop_at_the_nul() {
+        assert_eq!(prefix(b"abc\0defgh"), prefix(b"abc"));
+        assert_eq!(prefix(b"\0abc"), 0);
+        assert_eq!(prefix(b"abcdefghij"), prefix(b"abcdefgh"));
+        assert_ne!(prefix(b"abcdefgh"), prefix(b"abcdefg"));
+        assert_eq!(
+            prefix(b"a\x01\0"),
+            u64::from_le_bytes([b'a', 1, 0, 0, 0, 0, 0, 0])
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub(crate) struct FdRecord {
 /// Field offsets the program needs, from the kernel's BTF.
 pub(super) struct Layout {
     pub attach: u32,
+    rdonly_cast: u32,
+    file_id: u32,
     task_tgid: i16,
     task_pid: i16,
     task_start: i16,
@@ -40,6 +42,7 @@ pub(super) struct Layout {
 /// The structs and the function [`Layout::read`] looks up.
 pub(super) const WANTED: &[&str] = &[
     "bpf_iter_task_file",
+    "bpf_rdonly_cast",
     "task_struct",
     "file",
     "inode",
@@ -52,6 +55,8 @@ impl Layout {
         let off = |s: &str, m: &str| i16::try_from(btf.member(s, m)?.offset).ok();
         Some(Layout {
             attach: btf.func("bpf_iter_task_file")?,
+            rdonly_cast: btf.func("bpf_rdonly_cast")?,
+            file_id: btf.struct_id("file")?,
             task_tgid: off("task_struct", "tgid")?,
             task_pid: off("task_struct", "pid")?,
             task_start: off("task_struct", "start_boottime")?,
@@ -78,7 +83,17 @@ pub(super) fn program(l: &Layout) -> Vec<u64> {
     ]);
     p.jump(jeq_imm(R7, 0, 0), "out"); // no task: the call after the last one
     p.jump(jeq_imm(R8, 0, 0), "out");
-    p.push(&[ldx(Size::DW, R2, R8, l.file_inode)]);
+    // Walked through an untrusted copy of `file`: the verifier then spares each pointer load
+    // its linear searches of the kernel's BTF (`btf_find_by_name_kind`, 20% of the whole scan's
+    // CPU before). `bpf_rdonly_cast` costs nothing at run time (the verifier makes it a move).
+    p.push(&[
+        ldx(Size::DW, R6, R6, l.meta_seq),
+        mov(R1, R8),
+        mov_imm(R2, l.file_id as i32),
+        call_kfunc(l.rdonly_cast),
+        mov(R8, R0),
+        ldx(Size::DW, R2, R8, l.file_inode),
+    ]);
     p.jump(jeq_imm(R2, 0, 0), "out");
     p.push(&[ldx(Size::H, R3, R2, l.inode_mode), and_imm(R3, 0xf000)]);
     p.jump(jne_imm(R3, 0x8000, 0), "out"); // regular files only
@@ -101,7 +116,7 @@ pub(super) fn program(l: &Layout) -> Vec<u64> {
         stx(Size::DW, FP, -16, R3),
         ldx(Size::DW, R3, R7, l.task_start),
         stx(Size::DW, FP, -8, R3),
-        ldx(Size::DW, R1, R6, l.meta_seq),
+        mov(R1, R6),
         mov(R2, FP),
         add_imm(R2, -(RECORD as i32)),
         mov_imm(R3, RECORD as i32),

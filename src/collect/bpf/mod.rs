@@ -25,7 +25,7 @@ mod tasks;
 mod vmlinux;
 
 pub(crate) use files::FdRecord;
-pub(crate) use tasks::TaskRecord;
+pub(crate) use tasks::{TaskRecord, VmaRecord};
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -184,19 +184,26 @@ fn initial_namespaces() -> bool {
     ino("pid") == Some(0xEFFF_FFFC) && ino("time").is_none_or(|i| i == 0xEFFF_FFFA)
 }
 
-/// Runs the iterators, or says why they cannot (for tests): the fds on tmpfs or hugetlbfs of
-/// thread `tid`, as (fd, device, inode), and process `tid` as the `task` iterator saw it
-/// (command, start in clock ticks, IPC and mount namespace inodes).
-#[allow(clippy::type_complexity)]
-pub fn probe(
-    tid: i32,
-) -> Result<
-    (
-        Vec<(i32, u64, u64)>,
-        Option<(String, u64, Option<u64>, Option<u64>)>,
-    ),
-    String,
-> {
+/// What [`probe`] tells of one process: its fds on tmpfs or hugetlbfs (fd, device, inode), and
+/// what the `task` iterator saw of it: command, start in clock ticks, IPC and mount namespace
+/// inodes, and its file mappings on devices of major 0 (start, end, shared, offset, device,
+/// inode) when their walk listed them all.
+pub type Probed = (
+    Vec<(i32, u64, u64)>,
+    Option<(
+        String,
+        u64,
+        Option<u64>,
+        Option<u64>,
+        Option<Vec<ProbedVma>>,
+    )>,
+);
+
+/// A mapping as [`Probed`] gives it.
+pub type ProbedVma = (u64, u64, bool, u64, u64, u64);
+
+/// Runs the iterators for process `tid`, or says why they cannot (for tests).
+pub fn probe(tid: i32) -> Result<Probed, String> {
     let progs = loaded()?;
     let s = take(boottime_ns())?;
     if progs.files.is_none() || progs.tasks.is_none() {
@@ -209,9 +216,14 @@ pub fn probe(
     let fds = s.fds.get(&tid).map_or_else(Vec::new, |(_, f)| {
         f.iter().map(|f| (f.fd, f.dev, f.ino)).collect()
     });
-    let task = s
-        .task(tid)
-        .map(|t| (t.stat.comm, t.stat.start_ticks, t.ipc_ns, t.mnt_ns));
+    let task = s.task(tid).map(|t| {
+        let vmas = t.vmas.map(|v| {
+            v.iter()
+                .map(|m| (m.start, m.end, m.shared, m.offset, m.dev, m.inode))
+                .collect()
+        });
+        (t.stat.comm, t.stat.start_ticks, t.ipc_ns, t.mnt_ns, vmas)
+    });
     Ok((fds, task))
 }
 
@@ -265,6 +277,7 @@ mod tests {
             },
             ipc_ns: None,
             mnt_ns: None,
+            vmas: None,
         };
         s.tasks.insert(1, t(999));
         s.tasks.insert(2, t(1000));
@@ -304,7 +317,8 @@ mod tests {
             !fds.iter().any(|f| f.0 == socket.as_raw_fd()),
             "a socket is no tmpfs file"
         );
-        let (comm, start_ticks, ipc, mnt) = task.expect("our own process is listed");
+        let (comm, start_ticks, ipc, mnt, vmas) = task.expect("our own process is listed");
+        assert!(vmas.is_some(), "the walk of our own mappings completes");
         let stat = std::fs::read("/proc/self/stat").unwrap();
         let stat = crate::collect::stat::parse(&stat).unwrap();
         assert_eq!((comm, start_ticks), (stat.comm, stat.start_ticks));

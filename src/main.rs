@@ -5,6 +5,7 @@ use std::process::ExitCode;
 // user error. One line on stderr and a non-zero exit instead; a closed pipe is success.
 fn main() -> ExitCode {
     let cli = shmwho::cli::Cli::from_env();
+    raise_nofile();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let result = shmwho::cli::run(cli, &mut out).and_then(|()| Ok(out.flush()?));
@@ -22,6 +23,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one: a scan keeps a directory open per
+/// process (`collect` uses up to half the soft limit), and a soft limit of 1024 would leave
+/// most processes of a large host to the slower path.
+fn raise_nofile() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let _ = setrlimit(Resource::Nofile, limit);
     }
 }
 

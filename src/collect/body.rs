@@ -48,7 +48,7 @@ pub(crate) fn read_maps(
     deadline::call_each(items, file, move |(dir, listed)| {
         BUF.with_borrow_mut(|buf| {
             if let (Some(listed), false) = (&listed, want_smaps) {
-                if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs)? {
+                if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs, buf)? {
                     return Ok(read);
                 }
             }
@@ -58,39 +58,48 @@ pub(crate) fn read_maps(
 }
 
 /// The mappings the BPF `task` iterator listed for the process at `dir` ([`super::bpf`]),
-/// with the path each has in maps read from its `map_files` link (the same path: the kernel
-/// names both from the file's user path). `maps` is still opened: its open is the kernel's
-/// access check, so a process refused to us stays refused. `Ok(None)` when a mapping changed
-/// since the iteration (a link is gone): read maps then.
+/// each named by one `PROCMAP_QUERY` at its address ([`procmap::named`]: the name maps gives).
+/// Not by its `map_files` link: reading that takes the mmap_lock a stuck process holds, where
+/// the query takes the mapping's own lock (tests/stuck.rs). `maps` is opened all the same:
+/// its open is the kernel's access check, so a process refused to us stays refused.
+/// `Ok(None)` when a mapping changed since the iteration, or a query cannot name it: read
+/// maps then.
 ///
-/// On the 300-worker pool of `bench/ratios.sh` this is one readlink per worker instead of the
-/// ~21 `PROCMAP_QUERY` ioctls of its file mappings ([`super::procmap`]).
+/// On the 300-worker pool of `bench/ratios.sh` this is one query per worker instead of the
+/// ~21 of a walk of all its file mappings ([`procmap::walk`]).
 fn from_listed(
     dir: BorrowedFd<'_>,
     listed: &[VmaRecord],
     segment_devs: &[u64],
+    buf: &mut Vec<u8>,
 ) -> std::io::Result<Option<MapsRead>> {
-    drop(open_sub(dir, "maps", OFlags::RDONLY)?);
+    let maps = open_sub(dir, "maps", OFlags::RDONLY)?;
+    if listed.is_empty() {
+        return Ok(Some(MapsRead {
+            entries: Vec::new(),
+            pss: 0,
+            private: 0,
+        }));
+    }
+    if !PROCMAP_QUERY.load(Ordering::Relaxed) {
+        return Ok(None);
+    }
+    if buf.len() < procmap::NAME_BUF {
+        buf.resize(procmap::NAME_BUF, 0);
+    }
     let mut entries = Vec::new();
     for v in listed {
         // Only SysV segment 0 needs its path to be told from anonymous memory (`wanted`).
         if v.inode == 0 && !segment_devs.contains(&v.dev) {
             continue;
         }
-        let link = format!("map_files/{:x}-{:x}", v.start, v.end);
-        let Ok(path) = rustix::fs::readlinkat(dir, link.as_str(), Vec::new()) else {
+        let Some(e) = procmap::named(maps.as_fd(), v.start, v.end, &mut buf[..procmap::NAME_BUF])?
+        else {
             return Ok(None);
         };
-        let e = maps::MapsEntry {
-            start: v.start,
-            end: v.end,
-            shared: v.shared,
-            offset: v.offset,
-            dev_major: rustix::fs::major(v.dev),
-            dev_minor: rustix::fs::minor(v.dev),
-            inode: v.inode,
-            path: path.into_bytes(),
-        };
+        if e.dev() != v.dev || e.inode != v.inode {
+            return Ok(None); // another mapping there now
+        }
         if wanted(&e, segment_devs) {
             entries.push((e, None));
         }

@@ -143,6 +143,26 @@ pub(crate) fn to_entry(q: &ProcmapQuery, name: &[u8]) -> MapsEntry {
 /// ioctls per process where the text took ~2 reads (`strace -c -f shmwho --json`: 27 → 50
 /// syscalls per process), yet `shmwho --json` 78-81 → 67-71 ms of CPU and `procs --json`
 /// 84-88 → 73-76 ms (`bench/cpu.py`, both binaries in one session; docs/bench.md).
+/// The mapping that starts at `start` and ends at `end`, named: `Ok(None)` when no such
+/// mapping is there now (it changed since it was listed), or when a query cannot say (no
+/// `PROCMAP_QUERY`, a name too long, a refused query): read the whole maps then.
+pub(crate) fn named(
+    maps: BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    name: &mut [u8],
+) -> std::io::Result<Option<MapsEntry>> {
+    let mut q = query_at(start, name);
+    match query(maps, &mut q) {
+        Ok(()) if q.vma_start == start && q.vma_end == end => Ok(Some(to_entry(&q, name))),
+        Ok(()) => Ok(None),
+        Err(Errno::NOENT | Errno::SRCH) => Ok(None),
+        Err(Errno::NOTTY | Errno::INVAL | Errno::OPNOTSUPP | Errno::NAMETOOLONG) => Ok(None),
+        Err(Errno::PERM | Errno::ACCESS) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn walk(
     maps: BorrowedFd<'_>,
     name: &mut [u8],

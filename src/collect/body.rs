@@ -47,10 +47,21 @@ pub(crate) fn read_maps(
     let file = if want_smaps { "smaps" } else { "maps" };
     deadline::call_each(items, file, move |(dir, listed)| {
         BUF.with_borrow_mut(|buf| {
-            if let (Some(listed), false) = (&listed, want_smaps) {
-                if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs, buf)? {
-                    return Ok(read);
+            match (&listed, want_smaps) {
+                (Some(listed), false) => {
+                    if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs, buf)? {
+                        return Ok(read);
+                    }
                 }
+                // No file mapping on a major-0 device: no mapping of a shared memory object
+                // (kept or unsure) needs a figure of its own, and `smaps_rollup` has the
+                // process's totals in one record, without a line per mapping (its `Pss` summed
+                // before rounding to kB, where smaps rounds each mapping's).
+                (Some(listed), true) if listed.is_empty() => {
+                    let n = read_file(buf, dir.as_fd(), "smaps_rollup", usize::MAX)?;
+                    return Ok(parse_maps(&buf[..n], true, &segment_devs));
+                }
+                _ => {}
             }
             read_one(dir.as_fd(), want_smaps, &segment_devs, buf)
         })

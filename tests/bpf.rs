@@ -140,3 +140,44 @@ fn mappings_through_the_iterator_match_maps() {
     assert_eq!(want.len(), 2, "{want:?}");
     assert_eq!(ours, want);
 }
+
+/// The BPF layout cache (src/collect/bpf/cache.rs) is root's alone, and one whose key is not
+/// this boot's is ignored and replaced: a scan still takes the BPF path and reports what the
+/// /proc walk reports.
+#[test]
+fn layout_cache_is_roots_and_a_foreign_one_is_replaced() {
+    use std::os::unix::fs::MetadataExt as _;
+    if !require_root("the cache is written only by a root scan") {
+        return;
+    }
+    let _ = json(&["--json"]);
+    let dir = std::fs::symlink_metadata("/run/shmwho").expect("a root scan made /run/shmwho");
+    assert!(
+        dir.is_dir() && dir.uid() == 0 && dir.mode() & 0o077 == 0,
+        "{dir:?}"
+    );
+    let file = "/run/shmwho/bpf-layout";
+    let md = std::fs::symlink_metadata(file).unwrap();
+    assert!(
+        md.is_file() && md.uid() == 0 && md.mode() & 0o077 == 0,
+        "{md:?}"
+    );
+    let mine = std::fs::read_to_string(file).unwrap();
+    assert!(mine.lines().count() > 10, "{mine}");
+    // Another boot's answers (all wrong): ignored, and this boot's written back.
+    let foreign: String = mine
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            0 => "shmwho bpf layout 1 another-boot 1\n".to_string(),
+            _ => format!("{} 1\n", l.rsplit_once(' ').unwrap().0),
+        })
+        .collect();
+    std::fs::write(file, foreign).unwrap();
+    let m = Memfd::new(&format!("shmwho bpf cache {}", unique()), 2 * page());
+    pwrite_pages(m.raw(), 0, 1);
+    let doc = json(&["--json"]);
+    let o = find_inode(&doc, &m.identity()).expect("our memfd listed");
+    assert_eq!(holders(o), vec![fd(my_pid())]);
+    assert_eq!(std::fs::read_to_string(file).unwrap(), mine);
+}

@@ -1,7 +1,7 @@
 //! The `task_file` program: every fd whose file is a regular file on tmpfs or hugetlbfs.
 
 use super::asm::*;
-use super::btf::Btf;
+use super::cache::Lookup;
 
 /// `TMPFS_MAGIC`: tmpfs, the internal shmem mount (memfd, SysV, anonymous shared), devtmpfs.
 const TMPFS_MAGIC: u32 = 0x0102_1994;
@@ -51,8 +51,8 @@ pub(super) const WANTED: &[&str] = &[
 ];
 
 impl Layout {
-    pub fn read(btf: &Btf<'_>) -> Option<Layout> {
-        let off = |s: &str, m: &str| i16::try_from(btf.member(s, m)?.offset).ok();
+    pub fn read(btf: &dyn Lookup) -> Option<Layout> {
+        let off = |s: &str, m: &str| i16::try_from(btf.offset(s, m)?).ok();
         Some(Layout {
             attach: btf.func("bpf_iter_task_file")?,
             rdonly_cast: btf.func("bpf_rdonly_cast")?,

@@ -19,6 +19,7 @@
 
 mod asm;
 mod btf;
+mod cache;
 mod files;
 mod sys;
 mod tasks;
@@ -98,31 +99,47 @@ fn loaded() -> Result<&'static Programs, String> {
     static PROGS: std::sync::OnceLock<Result<Programs, String>> = std::sync::OnceLock::new();
     PROGS
         .get_or_init(|| {
+            // This boot's answers from the cache, if both programs load with them.
+            if let Some(p) = cache::read().and_then(|c| build(&c).ok()) {
+                if p.files.is_some() && p.tasks.is_some() {
+                    return Ok(p);
+                }
+            }
             let blob = vmlinux::Vmlinux::open().map_err(|e| format!("BTF: {e}"))?;
             let wanted: Vec<&str> = files::WANTED.iter().chain(tasks::WANTED).copied().collect();
             let btf = btf::Btf::parse(blob.bytes(), &wanted).ok_or("BTF: not parsable")?;
-            let files = files::Layout::read(&btf)
-                .ok_or_else(|| "BTF: no task_file layout".to_string())
-                .and_then(|l| {
-                    sys::load_iter("shmwho_fds", &files::program(&l), l.attach)
-                        .map_err(|e| format!("load task_file: {e}"))
-                });
-            let tasks = tasks::Layout::read(&btf)
-                .ok_or_else(|| "BTF: no task layout".to_string())
-                .and_then(|l| {
-                    sys::load_iter("shmwho_tasks", &tasks::program(&l), l.attach)
-                        .map_err(|e| format!("load task: {e}"))
-                });
-            if let (Err(a), Err(b)) = (&files, &tasks) {
-                return Err(format!("{a}; {b}"));
+            let recorded = cache::Recorded::new(&btf);
+            let progs = build(&recorded)?;
+            if progs.files.is_some() && progs.tasks.is_some() {
+                cache::write(&recorded);
             }
-            Ok(Programs {
-                tasks: tasks.ok(),
-                files: files.ok(),
-            })
+            Ok(progs)
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Both programs, laid out by `lookup`'s answers, loaded; an error if neither loads.
+fn build(lookup: &dyn cache::Lookup) -> Result<Programs, String> {
+    let files = files::Layout::read(lookup)
+        .ok_or_else(|| "BTF: no task_file layout".to_string())
+        .and_then(|l| {
+            sys::load_iter("shmwho_fds", &files::program(&l), l.attach)
+                .map_err(|e| format!("load task_file: {e}"))
+        });
+    let tasks = tasks::Layout::read(lookup)
+        .ok_or_else(|| "BTF: no task layout".to_string())
+        .and_then(|l| {
+            sys::load_iter("shmwho_tasks", &tasks::program(&l), l.attach)
+                .map_err(|e| format!("load task: {e}"))
+        });
+    if let (Err(a), Err(b)) = (&files, &tasks) {
+        return Err(format!("{a}; {b}"));
+    }
+    Ok(Programs {
+        tasks: tasks.ok(),
+        files: files.ok(),
+    })
 }
 
 /// Everything program `prog` writes in one iteration.

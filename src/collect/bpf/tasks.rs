@@ -2,7 +2,7 @@
 //! `ns/ipc` and `ns/mnt` links would tell the scan, so it reads neither.
 
 use super::asm::*;
-use super::btf::Btf;
+use super::cache::Lookup;
 use crate::collect::stat::Stat;
 
 /// Bytes of every record. A process's record (kind 1): kind, tid, flags, the outcome of its
@@ -96,8 +96,8 @@ pub(super) const WANTED: &[&str] = &[
 ];
 
 impl Layout {
-    pub fn read(btf: &Btf<'_>) -> Option<Layout> {
-        let off = |s: &str, m: &str| i16::try_from(btf.member(s, m)?.offset).ok();
+    pub fn read(btf: &dyn Lookup) -> Option<Layout> {
+        let off = |s: &str, m: &str| i16::try_from(btf.offset(s, m)?).ok();
         Some(Layout {
             attach: btf.func("bpf_iter_task")?,
             rdonly_cast: btf.func("bpf_rdonly_cast")?,

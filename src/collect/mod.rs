@@ -266,25 +266,23 @@ fn scan_processes(
 /// Each pid, with its directory opened when the BPF iterators may be used
 /// ([`bpf::eligible`]): the directories are opened first, then the iterators run (into
 /// `ctx.kernel`), so a process the iterators saw that had started before the directories were
-/// opened is surely the one its directory reaches ([`bpf::KernelSnapshot::task`]).
-fn with_kernel_snapshot(
-    ctx: &mut Context,
-    opts: &Options,
-    pids: Vec<Pid>,
-) -> Vec<(Pid, Option<read::ProcDir>)> {
+/// opened is surely the one its directory reaches ([`bpf::KernelSnapshot::task`]). While the
+/// iterators run (one thread), the other CPUs read `status` (and `cgroup`) through the opened
+/// directories: at 10,000 processes the iteration alone takes ~115 ms here.
+fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Vec<process::Start> {
     if !bpf::eligible(&opts.paths) {
-        return pids.into_iter().map(|pid| (pid, None)).collect();
+        return pids.into_iter().map(|pid| (pid, None, None)).collect();
     }
     // As many as `titles` may keep open; the rest open their own directory and read `stat`.
     let budget =
         usize::try_from(body::DIRS_LEFT.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
     let opened_ns = bpf::boottime_ns();
     let ctx_ref = &*ctx;
-    // The programs load (BTF read, verifier) while the directories open. (Opening them on
-    // two threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
-    let pids = std::thread::scope(|s| {
+    let (starts, kernel) = std::thread::scope(|s| {
+        // The programs load (BTF, verifier) while the directories open. (Opening them on two
+        // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
         let loading = s.spawn(bpf::load);
-        let pids = pids
+        let opened: Vec<(Pid, Option<read::ProcDir>)> = pids
             .into_iter()
             .enumerate()
             .map(|(i, pid)| {
@@ -295,10 +293,25 @@ fn with_kernel_snapshot(
             })
             .collect();
         let _ = loading.join();
-        pids
+        let snapshot = s.spawn(move || bpf::snapshot(opened_ns));
+        // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
+        // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
+        // with the reads after the iteration (`bench/cpu.py`, 7 rounds).
+        let starts = parallel::parallel_chunks_leaving(opened, 64, 1, |reader, items| {
+            items
+                .into_iter()
+                .map(|(pid, dir)| {
+                    let early = dir
+                        .as_ref()
+                        .map(|d| process::read_early(ctx_ref, reader, d, opts.cgroups));
+                    (pid, dir, early)
+                })
+                .collect()
+        });
+        (starts, snapshot.join().ok().flatten())
     });
-    ctx.kernel = bpf::snapshot(opened_ns);
-    pids
+    ctx.kernel = kernel;
+    starts
 }
 
 /// What is known of a process whose maps or fds were refused to a caller of uid `euid`.

@@ -67,18 +67,47 @@ struct Head {
     vmas: Option<Vec<super::bpf::VmaRecord>>,
 }
 
+/// What was read of a process through its directory while the BPF iterators ran: `status`,
+/// and its memory cgroup if wanted.
+pub(crate) struct Early {
+    status: status::Status,
+    cgroup: Option<String>,
+}
+
+/// A pid, with its directory when it was opened before the BPF iterators ran, and what was
+/// read through it meanwhile ([`read_early`]).
+pub(crate) type Start = (Pid, Option<ProcDir>, Option<Read<Early>>);
+
+/// `status` (and `cgroup` with `cgroups`) of the process at `dir`.
+pub(crate) fn read_early(
+    ctx: &Context,
+    reader: &mut Reader,
+    dir: &ProcDir,
+    cgroups: bool,
+) -> Read<Early> {
+    let status = tri!(classify(reader.read_small_at(dir.as_fd(), "status")));
+    let Some(status) = status::parse(status) else {
+        return Read::Vanished;
+    };
+    let cgroup = cgroups
+        .then(|| reader.read_small_at(dir.as_fd(), "cgroup").ok())
+        .flatten()
+        .and_then(|t| ctx.cgroups.process_cgroup(t));
+    Read::Ok(Early { status, cgroup })
+}
+
 /// Every process of `pids` ([`scan`] of each): their O(1) files, then the maps of those in our
 /// own mount namespace in one deadline batch, then their fds.
 pub(crate) fn scan_all(
     ctx: &Context,
     reader: &mut Reader,
-    pids: Vec<(Pid, Option<ProcDir>)>,
+    pids: Vec<Start>,
     cgroups: bool,
     want_smaps: bool,
 ) -> Vec<Read<Option<Scanned>>> {
     let mut heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
-        .map(|(pid, dir)| head(ctx, reader, pid, dir, cgroups))
+        .map(|(pid, dir, early)| head(ctx, reader, pid, dir, early, cgroups))
         .collect();
     fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
         match h {
@@ -125,12 +154,14 @@ pub(crate) fn scan_all(
 /// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
 ///
 /// With `opened`, its directory opened before the BPF iterators ran, what they saw of it
-/// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]).
+/// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]), and `early`
+/// is what was read through it while they ran.
 fn head(
     ctx: &Context,
     reader: &mut Reader,
     pid: Pid,
     opened: Option<ProcDir>,
+    early: Option<Read<Early>>,
     cgroups: bool,
 ) -> Read<Option<Head>> {
     let known = match (&opened, &ctx.kernel) {
@@ -173,9 +204,16 @@ fn head(
             ns_inode_at(tdir.as_fd(), "ns/mnt"),
         ),
     };
-    let status = tri!(classify(reader.read_small_at(tdir.as_fd(), "status")));
-    let Some(status) = status::parse(status) else {
-        return Read::Vanished;
+    // Read early through the leader's directory, unless the leader is a zombie.
+    let (status, cgroup) = match early.filter(|_| task.is_none()) {
+        Some(e) => {
+            let e = tri!(e);
+            (e.status, e.cgroup)
+        }
+        None => {
+            let Early { status, cgroup } = tri!(read_early(ctx, reader, &tdir, cgroups));
+            (status, cgroup)
+        }
     };
     let p = Process {
         pid,
@@ -195,14 +233,7 @@ fn head(
         mnt_ns,
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
-        cgroup: if cgroups {
-            reader
-                .read_small_at(tdir.as_fd(), "cgroup")
-                .ok()
-                .and_then(|t| ctx.cgroups.process_cgroup(t))
-        } else {
-            None
-        },
+        cgroup,
     };
     // A zombie leader's mappings are its live thread's: read through `tdir`.
     let vmas = vmas.filter(|_| task.is_none());

@@ -45,11 +45,14 @@ pub(crate) fn read_maps(
     segment_devs.push(ctx.shmem_dev);
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let file = if want_smaps { "smaps" } else { "maps" };
+    let names = std::sync::Mutex::new(Names::new());
     deadline::call_each(items, file, move |(dir, listed)| {
         BUF.with_borrow_mut(|buf| {
             match (&listed, want_smaps) {
                 (Some(listed), false) => {
-                    if let Some(read) = from_listed(dir.as_fd(), listed, &segment_devs, buf)? {
+                    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+                    let read = from_listed(dir.as_fd(), listed, &segment_devs, buf, &mut names)?;
+                    if let Some(read) = read {
                         return Ok(read);
                     }
                 }
@@ -69,50 +72,80 @@ pub(crate) fn read_maps(
 }
 
 /// The mappings the BPF `task` iterator listed for the process at `dir` ([`super::bpf`]),
-/// each named by one `PROCMAP_QUERY` at its address ([`procmap::named`]: the name maps gives).
-/// Not by its `map_files` link: reading that takes the mmap_lock a stuck process holds, where
-/// the query takes the mapping's own lock (tests/stuck.rs). `maps` is opened all the same:
-/// its open is the kernel's access check, so a process refused to us stays refused.
-/// `Ok(None)` when a mapping changed since the iteration, or a query cannot name it: read
-/// maps then.
+/// each named by one `PROCMAP_QUERY` at its address ([`procmap::named`]: the name maps gives),
+/// or from `names` when another process's mapping of the same file of an internal mount was
+/// named already. Not by its `map_files` link: reading that takes the mmap_lock a stuck process
+/// holds, where the query takes the mapping's own lock (tests/stuck.rs). The kernel's access
+/// check is made all the same (an open of maps, or a readlink of `ns/ipc`, which checks the
+/// same ptrace read access), so a process refused to us stays refused. `Ok(None)` when a
+/// mapping changed since the iteration, or a query cannot name it: read maps then.
 ///
-/// On the 300-worker pool of `bench/ratios.sh` this is one query per worker instead of the
-/// ~21 of a walk of all its file mappings ([`procmap::walk`]).
+/// On the 300-worker pool of `bench/ratios.sh` this is one readlink per worker instead of the
+/// ~21 queries of a walk of all its file mappings ([`procmap::walk`]).
 fn from_listed(
     dir: BorrowedFd<'_>,
     listed: &[VmaRecord],
     segment_devs: &[u64],
     buf: &mut Vec<u8>,
+    names: &mut Names,
 ) -> std::io::Result<Option<MapsRead>> {
-    let maps = open_sub(dir, "maps", OFlags::RDONLY)?;
-    if listed.is_empty() {
-        return Ok(Some(MapsRead {
-            entries: Vec::new(),
-            pss: 0,
-            private: 0,
-        }));
-    }
-    if !PROCMAP_QUERY.load(Ordering::Relaxed) {
-        return Ok(None);
-    }
-    if buf.len() < procmap::NAME_BUF {
-        buf.resize(procmap::NAME_BUF, 0);
-    }
+    let mut maps = None;
     let mut entries = Vec::new();
     for v in listed {
         // Only SysV segment 0 needs its path to be told from anonymous memory (`wanted`).
         if v.inode == 0 && !segment_devs.contains(&v.dev) {
             continue;
         }
-        let Some(e) = procmap::named(maps.as_fd(), v.start, v.end, &mut buf[..procmap::NAME_BUF])?
-        else {
-            return Ok(None);
+        // A file of the kernel's internal mounts (shmem, hugetlbfs: anonymous shared, SysV,
+        // memfd) is named by its inode alone, the same in every process: asked once.
+        let internal = segment_devs.contains(&v.dev);
+        let e = match names.get(&(v.dev, v.inode)).filter(|_| internal) {
+            Some(path) => maps::MapsEntry {
+                start: v.start,
+                end: v.end,
+                shared: v.shared,
+                offset: v.offset,
+                dev_major: rustix::fs::major(v.dev),
+                dev_minor: rustix::fs::minor(v.dev),
+                inode: v.inode,
+                path: path.clone(),
+            },
+            None => {
+                if !PROCMAP_QUERY.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                if maps.is_none() {
+                    maps = Some(open_sub(dir, "maps", OFlags::RDONLY)?);
+                }
+                let maps = maps.as_ref().expect("opened above");
+                if buf.len() < procmap::NAME_BUF {
+                    buf.resize(procmap::NAME_BUF, 0);
+                }
+                let name = &mut buf[..procmap::NAME_BUF];
+                let Some(e) = procmap::named(maps.as_fd(), v.start, v.end, name)? else {
+                    return Ok(None);
+                };
+                if e.dev() != v.dev || e.inode != v.inode {
+                    return Ok(None); // another mapping there now
+                }
+                if internal {
+                    names.insert((v.dev, v.inode), e.path.clone());
+                }
+                e
+            }
         };
-        if e.dev() != v.dev || e.inode != v.inode {
-            return Ok(None); // another mapping there now
-        }
         if wanted(&e, segment_devs) {
             entries.push((e, None));
+        }
+    }
+    if maps.is_none() {
+        // The access check an open of maps makes (ptrace read access), without the open.
+        match rustix::fs::readlinkat(dir, "ns/ipc", Vec::new()) {
+            Ok(_) => {}
+            Err(e @ (rustix::io::Errno::ACCESS | rustix::io::Errno::PERM)) => {
+                return Err(e.into());
+            }
+            Err(_) => return Ok(None), // exiting: let the maps read tell
         }
     }
     Ok(Some(MapsRead {
@@ -121,6 +154,9 @@ fn from_listed(
         private: 0,
     }))
 }
+
+/// Names of files of the internal mounts, by device and inode ([`from_listed`]).
+type Names = std::collections::HashMap<(u64, u64), Vec<u8>>;
 
 /// [`read_maps`] of one process directory `dir`, reading into `buf`.
 fn read_one(

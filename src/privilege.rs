@@ -132,6 +132,11 @@ pub fn scan(opts: &crate::collect::Options) -> anyhow::Result<crate::model::Snap
     if opts.paths != crate::collect::HostPaths::default() {
         refuse_when_elevated("--proc-root and --host-root")?;
     }
+    // Capabilities gained at exec are not the caller's: no BPF with them.
+    let opts = &crate::collect::Options {
+        bpf: opts.bpf && !elevated(),
+        ..opts.clone()
+    };
     let snap = with_caps(|| crate::collect::collect(opts))?;
     if !elevated() {
         return Ok(snap);

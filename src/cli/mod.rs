@@ -317,6 +317,7 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         paths,
         smaps: policy.needs_smaps(),
         cgroups: false,
+        bpf: true,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);
@@ -359,6 +360,7 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         paths,
         smaps,
         cgroups: true,
+        bpf: true,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);

@@ -51,6 +51,10 @@ pub struct Options {
     /// Read each process's memory cgroup and each cgroup's memory.stat (procs, export,
     /// record); the objects view, show and top do without.
     pub cgroups: bool,
+    /// May read through the BPF iterators where the host allows it ([`bpf::eligible`]). A run
+    /// that gained privileges at exec must not: its capabilities are the installer's, not the
+    /// caller's (the privilege module's `scan` clears it then).
+    pub bpf: bool,
 }
 
 impl Default for Options {
@@ -59,6 +63,7 @@ impl Default for Options {
             paths: HostPaths::default(),
             smaps: false,
             cgroups: true,
+            bpf: true,
         }
     }
 }
@@ -270,7 +275,7 @@ fn scan_processes(
 /// iterators run (one thread), the other CPUs read `status` (and `cgroup`) through the opened
 /// directories: at 10,000 processes the iteration alone takes ~115 ms here.
 fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Vec<process::Start> {
-    if !bpf::eligible(&opts.paths) {
+    if !bpf::eligible(opts) {
         return pids.into_iter().map(|pid| (pid, None, None)).collect();
     }
     // As many as `titles` may keep open; the rest open their own directory and read `stat`.

@@ -100,6 +100,7 @@ impl Scanner {
             paths: self.paths.clone(),
             smaps: self.policy.needs_smaps(),
             cgroups: true,
+            bpf: true,
         })?;
         let acc = account::account(&snap, self.policy);
         let scan = ScanInfo {

@@ -56,6 +56,7 @@ pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Resu
         paths: args.paths.clone(),
         smaps: args.charge.needs_smaps(),
         cgroups: true,
+        bpf: true,
     })?;
     let acc = account::account(&snap, args.charge);
     let doc = record_doc(

@@ -56,6 +56,8 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
             paths: args.paths.clone(),
             smaps: false,
             cgroups: false,
+            // Capabilities gained at exec are not the caller's: no BPF with them.
+            bpf: !privilege::elevated(),
         })
     })?;
     // The caller's path is looked up with the caller's rights (capabilities are effective only

@@ -60,6 +60,7 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
             paths: args.paths,
             smaps: args.charge.needs_smaps(),
             cgroups: false,
+            bpf: true,
         },
         args.interval,
     )

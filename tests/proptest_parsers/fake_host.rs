@@ -83,6 +83,7 @@ fn a_whole_scan_reads_only_the_host_paths_given() {
         paths: paths(dir.path()),
         smaps: false,
         cgroups: false,
+        bpf: true,
     })
     .expect("scan of the fake host");
 
@@ -181,6 +182,7 @@ fn missing_host_files_degrade_without_error() {
         paths: paths(dir.path()),
         smaps: false,
         cgroups: false,
+        bpf: true,
     })
     .unwrap();
     assert_eq!(snap.processes[0].user, "0");

@@ -8,7 +8,7 @@
 //! memory filesystem; the scan reads the links of those alone.
 //!
 //! Used only where it cannot change what the scan sees: as root with no privilege gained at
-//! exec ([`crate::privilege::elevated`]), on the host's own `/proc`, in the initial pid and time
+//! exec (`Options::bpf`, which the caller clears for such a run), on the host's own `/proc`, in the initial pid and time
 //! namespaces (the iterators report kernel pids and raw boot times), unless `SHMWHO_NO_BPF` is
 //! set. Anything else, or any failure to load, and the scan reads `/proc` as before. Neither
 //! iterator takes a lock a stuck process can hold (they walk tasks and fd tables under RCU),
@@ -158,12 +158,12 @@ pub(crate) fn boottime_ns() -> u64 {
     (t.tv_sec as u64).saturating_mul(1_000_000_000) + t.tv_nsec as u64
 }
 
-/// Whether a scan of `paths` may use the iterators (see the module's comment).
-pub(crate) fn eligible(paths: &super::HostPaths) -> bool {
-    std::env::var_os("SHMWHO_NO_BPF").is_none()
-        && *paths == super::HostPaths::default()
+/// Whether a scan with `opts` may use the iterators (see the module's comment).
+pub(crate) fn eligible(opts: &super::Options) -> bool {
+    opts.bpf
+        && std::env::var_os("SHMWHO_NO_BPF").is_none()
+        && opts.paths == super::HostPaths::default()
         && rustix::process::geteuid().is_root()
-        && !crate::privilege::elevated()
         && initial_namespaces()
 }
 

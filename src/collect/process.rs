@@ -105,7 +105,7 @@ pub(crate) fn scan_all(
     cgroups: bool,
     want_smaps: bool,
 ) -> Vec<Read<Option<Scanned>>> {
-    let mut heads: Vec<Read<Option<Head>>> = pids
+    let heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
         .map(|(pid, dir, early)| head(ctx, reader, pid, dir, early, cgroups))
         .collect();
@@ -116,12 +116,9 @@ pub(crate) fn scan_all(
         }
     }
     let items = heads
-        .iter_mut()
-        .filter_map(|h| match h {
-            Read::Ok(Some(h)) if ctx.mnt_key(h.p.mnt_ns).is_none() => Some(h),
-            _ => None,
-        })
-        .map(|h| (h.p.pid, (ProcDir::clone(&h.tdir), h.vmas.take())))
+        .iter()
+        .filter_map(|h| own(ctx, h))
+        .map(|h| (h.p.pid, (ProcDir::clone(&h.tdir), h.vmas.clone())))
         .collect();
     let mut maps = read_maps(ctx, items, want_smaps).into_iter();
     heads

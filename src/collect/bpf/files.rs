@@ -132,8 +132,8 @@ pub(super) fn program(l: &Layout) -> Vec<u64> {
 pub(super) fn parse(bytes: &[u8]) -> std::collections::HashMap<i32, (u64, Vec<FdRecord>)> {
     let mut by_tid: std::collections::HashMap<i32, (u64, Vec<FdRecord>)> = Default::default();
     for r in bytes.chunks_exact(RECORD) {
-        let word = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().expect("4 bytes"));
-        let long = |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+        let word = |at| super::le32(r, at);
+        let long = |at| super::le64(r, at);
         let rec = FdRecord {
             fd: word(8) as i32,
             dev: super::user_dev(word(12)),

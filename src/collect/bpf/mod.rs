@@ -34,6 +34,16 @@ use std::io::Read as _;
 /// `BPF_FUNC_seq_write`.
 const SEQ_WRITE: i32 = 127;
 
+/// The little-endian u32 at `at` of record `r` (records are whole: the caller cut them).
+fn le32(r: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(r[at..at + 4].try_into().expect("a whole record"))
+}
+
+/// The little-endian u64 at `at` of record `r`.
+fn le64(r: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(r[at..at + 8].try_into().expect("a whole record"))
+}
+
 /// `st_dev`'s encoding of the kernel's own dev_t (12 bits of major above 20 bits of minor).
 fn user_dev(kdev: u32) -> u64 {
     rustix::fs::makedev(kdev >> 20, kdev & 0xf_ffff)

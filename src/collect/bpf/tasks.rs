@@ -303,8 +303,8 @@ pub(super) fn parse(bytes: &[u8]) -> std::collections::HashMap<i32, TaskRecord> 
     let mut out = std::collections::HashMap::new();
     let mut vmas: Vec<VmaRecord> = Vec::new();
     for r in bytes.chunks_exact(RECORD) {
-        let word = |at: usize| u32::from_le_bytes(r[at..at + 4].try_into().expect("4 bytes"));
-        let long = |at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+        let word = |at| super::le32(r, at);
+        let long = |at| super::le64(r, at);
         if word(0) == 2 {
             vmas.push(VmaRecord {
                 start: long(8),

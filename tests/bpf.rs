@@ -181,3 +181,79 @@ fn layout_cache_is_roots_and_a_foreign_one_is_replaced() {
     assert_eq!(holders(o), vec![fd(my_pid())]);
     assert_eq!(std::fs::read_to_string(file).unwrap(), mine);
 }
+
+/// `--pss` of a process with no file mapping on a major-0 device comes from its
+/// `smaps_rollup` (src/collect/body.rs): for a child with 300 private pages written, the USS
+/// shmwho prints lies between the kernel's own `Private_*` of that file read just before and
+/// just after the scan (pages the child shares copy-on-write with this test process only become
+/// more its own meanwhile: no fork runs while the lock is held) and counts those pages. Its PSS
+/// is at least the USS and at most the kernel's `Pss` after the scan (the scan's own process
+/// shares the child's library pages while it runs, which lowers the child's share of them).
+#[test]
+fn pss_without_shared_mappings_comes_from_smaps_rollup() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let n = 300u64;
+    let kid = fork_child(&[], &[], After::Pause, move || {
+        // SAFETY: a fresh private anonymous mapping of the child's own.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                (n * pg) as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            child::fail(3);
+        }
+        child::touch(p as usize, 0, n, pg);
+        0
+    });
+    let pid = kid.pid();
+    let (_, task) = shmwho::collect::bpf::probe(pid as i32).expect("iterators run");
+    let listed = task.expect("the child is listed").4;
+    assert_eq!(
+        listed,
+        Some(vec![]),
+        "the child maps no file on a major-0 device"
+    );
+
+    // (Pss, Private_Clean + Private_Dirty) of the child, in bytes, as the kernel sums them.
+    let rollup = || {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+        let kb = |key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().strip_suffix(" kB"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {text}"))
+        };
+        (
+            kb("Pss:") * 1024,
+            (kb("Private_Clean:") + kb("Private_Dirty:")) * 1024,
+        )
+    };
+    let args = ["procs", "--pss", "--json", "-p", &pid.to_string()];
+    let (before, doc, after) = {
+        let _g = lock();
+        let before = rollup();
+        let out = run_unlocked(&args);
+        (before, parse_ok(&args, &out), rollup())
+    };
+    let row = process(&doc, pid).expect("the child listed");
+    let (pss, uss) = (u(&row["pss_bytes"]), u(&row["uss_bytes"]));
+    assert!(
+        before.1 <= uss && uss <= after.1,
+        "USS {uss} outside {before:?}..{after:?}"
+    );
+    assert!(uss >= n * pg, "USS {uss} lacks the {n} pages written");
+    assert!(
+        uss <= pss && pss <= after.0,
+        "PSS {pss}, USS {uss}, after {after:?}"
+    );
+}

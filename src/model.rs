@@ -645,6 +645,10 @@ pub struct ScanNotes {
     pub stuck: Vec<StuckProcess>,
     /// The deadline those reads had.
     pub stuck_timeout: std::time::Duration,
+    /// Processes whose mappings were taken from the previous scan's walk, unchanged since: a
+    /// process that scans again and again (the exporter, `top`) walks only those that changed
+    /// (`collect::bpf`).
+    pub mappings_reused: u32,
 }
 
 /// A process whose memory map is locked.

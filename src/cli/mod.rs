@@ -318,6 +318,8 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         smaps: policy.needs_smaps(),
         cgroups: false,
         bpf: true,
+        repeated: false,
+        titles: true,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);
@@ -361,6 +363,8 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         smaps,
         cgroups: true,
         bpf: true,
+        repeated: false,
+        titles: true,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);

@@ -55,6 +55,12 @@ pub struct Options {
     /// that gained privileges at exec must not: its capabilities are the installer's, not the
     /// caller's (the privilege module's `scan` clears it then).
     pub bpf: bool,
+    /// This process scans again and again (the exporter, `top`): the BPF `task` iterator then
+    /// walks only the mappings of processes whose mappings changed since the last scan.
+    pub repeated: bool,
+    /// Read each process's title (`cmdline`). The exporter renders none: skipping them saves
+    /// it a read of every process's memory per scrape.
+    pub titles: bool,
 }
 
 impl Default for Options {
@@ -64,6 +70,8 @@ impl Default for Options {
             smaps: false,
             cgroups: true,
             bpf: true,
+            repeated: false,
+            titles: true,
         }
     }
 }
@@ -124,7 +132,9 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
     let (mut processes, mut raws, comms) = scan_processes(&mut ctx, opts, &meminfo, &mut notes)?;
     let segments = sysv_ns::segments(&ctx, own_segments, &processes, &mut notes);
     let built = objects::build(&ctx, &meminfo, &processes, &raws, segments, &mut notes);
-    titles::read_titles(&ctx, &mut processes, &mut raws);
+    if opts.titles {
+        titles::read_titles(&ctx, &mut processes, &mut raws);
+    }
     drop(raws);
     // Known stuck now, from this scan or, in a long-running exporter, an earlier one.
     notes.stuck = deadline::stuck_now()
@@ -138,6 +148,7 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         })
         .collect();
     notes.stuck_timeout = deadline::timeout();
+    notes.mappings_reused = ctx.kernel.as_ref().map_or(0, |k| k.reused) as u32;
     let cgroups = ctx
         .cgroups
         .read_shmem(processes.iter().filter_map(|p| p.cgroup.as_deref()));
@@ -286,7 +297,7 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
     let (starts, kernel) = std::thread::scope(|s| {
         // The programs load (BTF, verifier) while the directories open. (Opening them on two
         // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
-        let loading = s.spawn(bpf::load);
+        let loading = s.spawn(|| bpf::load(opts.repeated));
         let opened: Vec<(Pid, Option<read::ProcDir>)> = pids
             .into_iter()
             .enumerate()
@@ -298,7 +309,7 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
             })
             .collect();
         let _ = loading.join();
-        let snapshot = s.spawn(move || bpf::snapshot(opened_ns));
+        let snapshot = s.spawn(move || bpf::snapshot(opened_ns, opts.repeated));
         // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
         // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
         // with the reads after the iteration (`bench/cpu.py`, 7 rounds).

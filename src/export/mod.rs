@@ -62,6 +62,7 @@ pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<
     }
     let scanner = Scanner {
         paths: args.paths.clone(),
+        repeated: args.listen.is_some() || args.repeat,
         policy: args.charge,
         opts: MetricsOptions {
             top: args.top,
@@ -87,6 +88,8 @@ pub fn run(args: ExportOptions, out: &mut dyn std::io::Write) -> anyhow::Result<
 
 struct Scanner {
     paths: crate::collect::HostPaths,
+    /// Scans again and again (`--listen`, `--loop`).
+    repeated: bool,
     policy: Policy,
     opts: MetricsOptions,
 }
@@ -101,6 +104,9 @@ impl Scanner {
             smaps: self.policy.needs_smaps(),
             cgroups: true,
             bpf: true,
+            repeated: self.repeated,
+            // The metrics name processes by command and user, never by title.
+            titles: false,
         })?;
         let acc = account::account(&snap, self.policy);
         let scan = ScanInfo {

@@ -57,6 +57,8 @@ pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Resu
         smaps: args.charge.needs_smaps(),
         cgroups: true,
         bpf: true,
+        repeated: false,
+        titles: true,
     })?;
     let acc = account::account(&snap, args.charge);
     let doc = record_doc(

@@ -409,6 +409,12 @@ fn families(acc: &Accounted, opts: &MetricsOptions, scan: &ScanInfo) -> Families
             .one(Value::U(snap.processes.len() as u64)),
         skipped_f,
         Family::new(
+            "shmwho_scan_mappings_reused",
+            None,
+            "Processes whose mappings the scan took unchanged from the previous one, without walking them",
+        )
+        .one(Value::U(snap.notes.mappings_reused.into())),
+        Family::new(
             "shmwho_scan_duration",
             Some(Unit::Seconds),
             "Time the scan behind these figures took",

@@ -58,6 +58,8 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
             cgroups: false,
             // Capabilities gained at exec are not the caller's: no BPF with them.
             bpf: !privilege::elevated(),
+            repeated: false,
+            titles: true,
         })
     })?;
     // The caller's path is looked up with the caller's rights (capabilities are effective only

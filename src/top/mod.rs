@@ -61,6 +61,8 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
             smaps: args.charge.needs_smaps(),
             cgroups: false,
             bpf: true,
+            repeated: true,
+            titles: true,
         },
         args.interval,
     )

@@ -84,6 +84,8 @@ fn a_whole_scan_reads_only_the_host_paths_given() {
         smaps: false,
         cgroups: false,
         bpf: true,
+        repeated: false,
+        titles: true,
     })
     .expect("scan of the fake host");
 
@@ -183,6 +185,8 @@ fn missing_host_files_degrade_without_error() {
         smaps: false,
         cgroups: false,
         bpf: true,
+        repeated: false,
+        titles: true,
     })
     .unwrap();
     assert_eq!(snap.processes[0].user, "0");

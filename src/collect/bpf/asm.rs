@@ -112,6 +112,11 @@ pub fn jset_imm(dst: Reg, imm: i32, off: i16) -> u64 {
     insn(0x45, dst, Reg(0), off, imm)
 }
 
+/// `dst = ` the map of descriptor `fd` (`BPF_PSEUDO_MAP_FD`, two instructions).
+pub fn ld_map_fd(dst: Reg, fd: i32) -> [u64; 2] {
+    [insn(0x18, dst, Reg(1), 0, fd), 0]
+}
+
 /// A call of helper `id`.
 pub fn call(id: i32) -> u64 {
     insn(0x85, Reg(0), Reg(0), 0, id)

@@ -84,7 +84,7 @@ impl Lookup for Cached {
 fn key() -> Option<String> {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let size = std::fs::metadata("/sys/kernel/btf/vmlinux").ok()?.len();
-    Some(format!("shmwho bpf layout 1 {} {size}", boot.trim()))
+    Some(format!("shmwho bpf layout 2 {} {size}", boot.trim()))
 }
 
 /// Root's, and writable by no one else.

@@ -24,12 +24,14 @@ mod files;
 mod sys;
 mod tasks;
 mod vmlinux;
+mod walks;
 
 pub(crate) use files::FdRecord;
 pub(crate) use tasks::{TaskRecord, VmaRecord};
 
 use std::collections::HashMap;
 use std::io::Read as _;
+use walks::Walks;
 
 /// `BPF_FUNC_seq_write`.
 const SEQ_WRITE: i32 = 127;
@@ -63,6 +65,8 @@ pub(crate) struct KernelSnapshot {
     taken_ns: u64,
     /// Nanoseconds per clock tick (`/proc/PID/stat` start times).
     tick_ns: u64,
+    /// Processes whose mappings were not walked again: unchanged since a walk kept.
+    pub reused: usize,
 }
 
 impl KernelSnapshot {
@@ -103,12 +107,19 @@ impl KernelSnapshot {
 struct Programs {
     tasks: Option<rustix::fd::OwnedFd>,
     files: Option<rustix::fd::OwnedFd>,
+    /// For a process that scans again and again, the `task` program's map of the generations
+    /// whose walks [`Walks`] keeps.
+    walks: Option<std::sync::Mutex<Walks>>,
 }
 
-fn loaded() -> Result<&'static Programs, String> {
+/// The programs, loaded by the first call; with `repeated` (by the first call), a `task`
+/// program that skips the walk of a process whose mappings did not change since a walk kept.
+fn loaded(repeated: bool) -> Result<&'static Programs, String> {
     static PROGS: std::sync::OnceLock<Result<Programs, String>> = std::sync::OnceLock::new();
     PROGS
         .get_or_init(|| {
+            let map = repeated.then(generations_map).flatten();
+            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref());
             // This boot's answers from the cache, if both programs load with them.
             if let Some(p) = cache::read().and_then(|c| build(&c).ok()) {
                 if p.files.is_some() && p.tasks.is_some() {
@@ -129,24 +140,43 @@ fn loaded() -> Result<&'static Programs, String> {
         .map_err(Clone::clone)
 }
 
-/// Both programs, laid out by `lookup`'s answers, loaded; an error if neither loads.
-fn build(lookup: &dyn cache::Lookup) -> Result<Programs, String> {
+/// The map of [`tasks::Generation`]s by tgid: a key per process at most (the kernel's
+/// `PID_MAX_LIMIT`), its entries allocated as they are set.
+fn generations_map() -> Option<rustix::fd::OwnedFd> {
+    sys::hash_map("shmwho_gens", 4, 16, 1 << 22).ok()
+}
+
+/// Both programs, laid out by `lookup`'s answers, loaded (the `task` one with the map of
+/// generations `map`, if given and the kernel has them); an error if neither loads.
+fn build(
+    lookup: &dyn cache::Lookup,
+    map: Option<&rustix::fd::OwnedFd>,
+) -> Result<Programs, String> {
     let files = files::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task_file layout".to_string())
         .and_then(|l| {
             sys::load_iter("shmwho_fds", &files::program(&l), l.attach)
                 .map_err(|e| format!("load task_file: {e}"))
         });
+    use rustix::fd::AsRawFd;
+    let mut walks = None;
     let tasks = tasks::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task layout".to_string())
         .and_then(|l| {
-            sys::load_iter("shmwho_tasks", &tasks::program(&l), l.attach)
-                .map_err(|e| format!("load task: {e}"))
+            let map = map.filter(|_| l.has_generations());
+            let prog = tasks::program(&l, map.map(|m| m.as_raw_fd()));
+            let loaded = sys::load_iter("shmwho_tasks", &prog, l.attach)
+                .map_err(|e| format!("load task: {e}"))?;
+            walks = map
+                .and_then(|m| m.try_clone().ok())
+                .map(|map| std::sync::Mutex::new(Walks::new(map)));
+            Ok(loaded)
         });
     if let (Err(a), Err(b)) = (&files, &tasks) {
         return Err(format!("{a}; {b}"));
     }
     Ok(Programs {
+        walks: walks.filter(|_| tasks.is_ok()),
         tasks: tasks.ok(),
         files: files.ok(),
     })
@@ -178,32 +208,44 @@ pub(crate) fn eligible(opts: &super::Options) -> bool {
 }
 
 /// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
-/// `None` when they cannot load.
-pub(crate) fn snapshot(opened_ns: u64) -> Option<KernelSnapshot> {
-    take(opened_ns).ok()
+/// `None` when they cannot load. `repeated`: this process scans again and again (see
+/// [`load`]).
+pub(crate) fn snapshot(opened_ns: u64, repeated: bool) -> Option<KernelSnapshot> {
+    take(opened_ns, repeated).ok()
 }
 
 /// Loads the programs (once per process), so that a scan can do it while it opens process
-/// directories; a failure is for [`snapshot`] to find.
-pub(crate) fn load() {
-    let _ = loaded();
+/// directories; a failure is for [`snapshot`] to find. With `repeated` (a process that scans
+/// again and again: the exporter, `top`), the `task` program skips the walk of every process
+/// whose mappings did not change since the walk kept of it ([`walks`]).
+pub(crate) fn load(repeated: bool) {
+    let _ = loaded(repeated);
 }
 
-fn take(opened_ns: u64) -> Result<KernelSnapshot, String> {
-    let progs = loaded()?;
+fn take(opened_ns: u64, repeated: bool) -> Result<KernelSnapshot, String> {
+    let progs = loaded(repeated)?;
     let taken_ns = boottime_ns();
     // One after the other: on two threads they took longer (at 10,000 processes, 431 ms of
     // wall time per scan against 378 and 402 in two sessions of `bench/cpu.py`).
+    let generations = progs.walks.is_some();
     let tasks = match &progs.tasks {
-        Some(p) => run(p).map(|b| tasks::parse(&b)),
+        Some(p) => run(p).map(|b| tasks::parse(&b, generations)),
         None => Ok(HashMap::new()),
     };
     let fds = match &progs.files {
         Some(p) => run(p).map(|b| files::parse(&b)),
         None => Ok(HashMap::new()),
     };
-    let (tasks, fds) = (tasks?, fds?);
+    let (mut tasks, fds) = (tasks?, fds?);
+    let reused = match &progs.walks {
+        Some(w) => w
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .apply(&mut tasks),
+        None => 0,
+    };
     Ok(KernelSnapshot {
+        reused,
         tasks,
         fds,
         with_fds: progs.files.is_some(),
@@ -240,8 +282,22 @@ pub type ProbedVma = (u64, u64, bool, u64, u64, u64);
 
 /// Runs the iterators for process `tid`, or says why they cannot (for tests).
 pub fn probe(tid: i32) -> Result<Probed, String> {
-    let progs = loaded()?;
-    let s = take(boottime_ns())?;
+    probe_with(tid, false).map(|(p, _)| p)
+}
+
+/// [`probe`] for a process that scans again and again ([`load`]'s `repeated`), with whether
+/// the walk of `tid`'s mappings was skipped (unchanged since the last probe's); an error
+/// where the kernel gives no generations.
+pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
+    if loaded(true)?.walks.is_none() {
+        return Err("the task program keeps no walks here (no mm_lock_seq seqcount?)".into());
+    }
+    probe_with(tid, true)
+}
+
+fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
+    let progs = loaded(repeated)?;
+    let s = take(boottime_ns(), repeated)?;
     if progs.files.is_none() || progs.tasks.is_none() {
         return Err(format!(
             "only one program loads (task_file: {}, task: {})",
@@ -260,7 +316,8 @@ pub fn probe(tid: i32) -> Result<Probed, String> {
         });
         (t.stat.comm, t.stat.start_ticks, t.ipc_ns, t.mnt_ns, vmas)
     });
-    Ok((fds, task))
+    let skipped = s.tasks.get(&tid).is_some_and(|t| t.unchanged);
+    Ok(((fds, task), skipped))
 }
 
 #[cfg(test)]
@@ -272,6 +329,7 @@ mod tests {
             tasks: HashMap::new(),
             fds: files::parse(fds),
             with_fds: true,
+            reused: 0,
             opened_ns: opened,
             taken_ns: taken,
             tick_ns: tick,
@@ -314,6 +372,8 @@ mod tests {
             ipc_ns: None,
             mnt_ns: None,
             vmas: None,
+            generation: None,
+            unchanged: false,
         };
         s.tasks.insert(1, t(999));
         s.tasks.insert(2, t(1000));

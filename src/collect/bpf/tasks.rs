@@ -6,13 +6,15 @@ use super::cache::Lookup;
 use crate::collect::stat::Stat;
 
 /// Bytes of every record. A process's record (kind 1): kind, tid, flags, the outcome of its
-/// mappings' walk (0: all listed; negative: the kernel's error, as `-EBUSY` when its mmap_lock
-/// was taken; 1: a mapping of a backing file, whose maps line names another inode) (u32
-/// each), `start_boottime` (u64), `__state`, `exit_state` (u32), `comm` (16 bytes), the IPC
-/// and mount namespaces' inodes (u32, 0 when the task has none left). Before it, one record
-/// (kind 2) per file mapping on a device of major 0: kind, tid (u32), start, end, vm_flags,
-/// vm_pgoff (u64), the kernel's dev_t, 0 (u32), inode (u64).
-pub(super) const RECORD: usize = 56;
+/// mappings' walk (0: all listed; 2: not walked, unchanged since the walk the map of
+/// [`Generation`]s holds; negative: the kernel's error, as `-EBUSY` when its mmap_lock was
+/// taken; 1: a mapping of a backing file, whose maps line names another inode) (u32 each),
+/// `start_boottime` (u64), `__state`, `exit_state` (u32), `comm` (16 bytes), the IPC and mount
+/// namespaces' inodes (u32, 0 when the task has none left), its mm's `mm_lock_seq` and the low
+/// half of its `self_exec_id` (u32 each, 0 without a map). Before it, one record (kind 2) per
+/// file mapping on a device of major 0: kind, tid (u32), start, end, vm_flags, vm_pgoff (u64),
+/// the kernel's dev_t, 0 (u32), inode (u64), 0 (u64).
+pub(super) const RECORD: usize = 64;
 
 /// One process as the iterator saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +29,35 @@ pub(crate) struct TaskRecord {
     /// Its file mappings on devices of major 0 (the only ones that can be shared memory), when
     /// the walk of its mappings listed them all.
     pub vmas: Option<Vec<VmaRecord>>,
+    /// Its mappings' [`Generation`] when it was read, if the program had a map to compare it
+    /// with; with `unchanged`, the walk was skipped (`vmas` is `None` until the caller fills
+    /// it from what it kept of that generation's walk).
+    pub generation: Option<Generation>,
+    pub unchanged: bool,
+}
+
+/// What tells that a process's mappings did not change between two iterations: the process
+/// (its start, and the low half of its `self_exec_id`, which every exec increments, the only
+/// way a process gets another mm) and its mm's `mm_lock_seq`, a seqcount every write-locked
+/// section of the mm (every mmap, munmap, mprotect, mremap, brk) bumps, odd while one runs
+/// (Linux 6.13 and later; docs/facts.md 31). Laid out as the map's value: start (u64), exec,
+/// seq (u32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Generation {
+    pub start_ns: u64,
+    pub exec: u32,
+    pub seq: u32,
+}
+
+impl Generation {
+    /// The map's value.
+    pub fn value(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&self.start_ns.to_le_bytes());
+        v[8..12].copy_from_slice(&self.exec.to_le_bytes());
+        v[12..].copy_from_slice(&self.seq.to_le_bytes());
+        v
+    }
 }
 
 /// A file mapping on a device of major 0, as its maps line would give it (less the path).
@@ -75,6 +106,15 @@ pub(super) struct Layout {
     i_sb: i16,
     i_ino: i16,
     s_dev: i16,
+    /// Where a process's [`Generation`] is, on kernels that have one.
+    generation: Option<GenerationAt>,
+}
+
+/// Offsets of a [`Generation`]'s parts.
+struct GenerationAt {
+    mm: i16,
+    exec: i16,
+    lock_seq: i16,
 }
 
 /// The structs and functions [`Layout::read`] looks up.
@@ -93,9 +133,15 @@ pub(super) const WANTED: &[&str] = &[
     "file",
     "inode",
     "super_block",
+    "mm_struct",
 ];
 
 impl Layout {
+    /// Whether the program can skip the walk of a process whose [`Generation`] is in a map.
+    pub fn has_generations(&self) -> bool {
+        self.generation.is_some()
+    }
+
     pub fn read(btf: &dyn Lookup) -> Option<Layout> {
         let off = |s: &str, m: &str| i16::try_from(btf.offset(s, m)?).ok();
         Some(Layout {
@@ -129,6 +175,15 @@ impl Layout {
             i_sb: off("inode", "i_sb")?,
             i_ino: off("inode", "i_ino")?,
             s_dev: off("super_block", "s_dev")?,
+            // A seqcount since Linux 6.13; before, a plain counter bumped only as a write-locked
+            // section ends, which cannot tell an idle mm from one in the middle of a change.
+            generation: (|| {
+                Some(GenerationAt {
+                    mm: off("task_struct", "mm")?,
+                    exec: off("task_struct", "self_exec_id")?,
+                    lock_seq: off("mm_struct", "mm_lock_seq.sequence")?,
+                })
+            })(),
         })
     }
 }
@@ -138,6 +193,15 @@ impl Layout {
 /// instead. Bit 25 from Linux 6.6, bit 24 since 6.14, whose bit 25 (`FMODE_NONOTIFY_PERM`)
 /// is set on most files: testing it sent 302 of 371 processes here back to maps.
 fn fmode_backing() -> i32 {
+    if at_least(6, 14) {
+        1 << 24
+    } else {
+        1 << 25
+    }
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn at_least(major: u32, minor: u32) -> bool {
     let release = rustix::system::uname();
     let release = release.release().to_string_lossy();
     let mut parts = release.split(|c: char| !c.is_ascii_digit());
@@ -147,24 +211,31 @@ fn fmode_backing() -> i32 {
             .and_then(|p| p.parse::<u32>().ok())
             .unwrap_or(0)
     };
-    if (next(), next()) >= (6, 14) {
-        1 << 24
-    } else {
-        1 << 25
-    }
+    (next(), next()) >= (major, minor)
 }
+
+/// `BPF_FUNC_map_lookup_elem`.
+const MAP_LOOKUP: i32 = 1;
+
 /// `VM_MAYSHARE`, which maps prints as `s`.
 const VM_MAYSHARE: u64 = 0x80;
 
 /// The program; see [`RECORD`] for what it writes, for thread group leaders only. It walks
 /// each process's mappings with the kernel's open-coded iterator, which only tries the
 /// mmap_lock (`-EBUSY` if held): a stuck process does not stall the iteration.
-pub(super) fn program(l: &Layout) -> Vec<u64> {
+///
+/// With `generations` (the fd of a hash map from tgid to [`Generation`], which its caller
+/// fills with the generations whose walks it keeps), a process whose generation is the one in
+/// the map is not walked: its record says so (outcome 2).
+pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     let mut p = Prog::default();
-    // Stack: the process's record at -56, a mapping's at -112, the mapping iterator at -120.
-    const T: i16 = -56;
-    const V: i16 = -112;
-    const IT: i32 = -120;
+    // Stack: the process's record at -64, a mapping's at -128, the mapping iterator at -136,
+    // the map's key (tgid) at -144 and the process's generation at -160.
+    const T: i16 = -64;
+    const V: i16 = -128;
+    const IT: i32 = -136;
+    const KEY: i16 = -144;
+    const GEN: i16 = -160;
     // The context is the iterator function's arguments, 8 bytes each: meta, task.
     p.push(&[ldx(Size::DW, R6, R1, 0), ldx(Size::DW, R7, R1, 8)]);
     p.jump(jeq_imm(R7, 0, 0), "out"); // no task: the call after the last one
@@ -180,6 +251,43 @@ pub(super) fn program(l: &Layout) -> Vec<u64> {
         stx(Size::W, FP, V, R3),
         mov_imm(R3, 0),
         stx(Size::W, FP, V + 44, R3),
+        stx(Size::DW, FP, V + 56, R3),
+        stx(Size::DW, FP, T + 56, R3),
+    ]);
+    if let (Some(map), Some(g)) = (generations, &l.generation) {
+        p.push(&[
+            stx(Size::W, FP, KEY, R2),
+            mov(R1, R7),
+            mov_imm(R2, l.task_id as i32),
+            call_kfunc(l.rdonly_cast),
+            ldx(Size::DW, R2, R0, l.start),
+            stx(Size::DW, FP, GEN, R2),
+            ldx(Size::DW, R2, R0, g.exec),
+            stx(Size::W, FP, GEN + 8, R2),
+            stx(Size::W, FP, T + 60, R2),
+            mov_imm(R2, 0),
+            stx(Size::W, FP, GEN + 12, R2),
+            ldx(Size::DW, R3, R0, g.mm),
+        ]);
+        p.jump(jeq_imm(R3, 0, 0), "walk"); // no mm: the walk's error says why
+        p.push(&[
+            ldx(Size::W, R2, R3, g.lock_seq),
+            stx(Size::W, FP, GEN + 12, R2),
+            stx(Size::W, FP, T + 56, R2),
+        ]);
+        p.jump(jset_imm(R2, 1, 0), "walk"); // a write-locked section runs
+        p.push(&ld_map_fd(R1, map));
+        p.push(&[mov(R2, FP), add_imm(R2, i32::from(KEY)), call(MAP_LOOKUP)]);
+        p.jump(jeq_imm(R0, 0, 0), "walk");
+        p.push(&[ldx(Size::DW, R1, R0, 0), ldx(Size::DW, R2, FP, GEN)]);
+        p.jump(jne_reg(R1, R2, 0), "walk");
+        p.push(&[ldx(Size::DW, R1, R0, 8), ldx(Size::DW, R2, FP, GEN + 8)]);
+        p.jump(jne_reg(R1, R2, 0), "walk");
+        p.push(&[mov_imm(R8, 2)]);
+        p.jump(ja(0), "info");
+    }
+    p.label("walk");
+    p.push(&[
         mov(R1, FP),
         add_imm(R1, IT),
         mov(R2, R7),
@@ -232,10 +340,9 @@ pub(super) fn program(l: &Layout) -> Vec<u64> {
     p.label("backing");
     p.push(&[mov_imm(R8, 1)]);
     p.label("done");
+    p.push(&[mov(R1, FP), add_imm(R1, IT), call_kfunc(l.vma_destroy)]);
+    p.label("info");
     p.push(&[
-        mov(R1, FP),
-        add_imm(R1, IT),
-        call_kfunc(l.vma_destroy),
         mov(R1, R7),
         mov_imm(R2, l.task_id as i32),
         call_kfunc(l.rdonly_cast),
@@ -297,9 +404,9 @@ fn state_letter(state: u32, exit_state: u32) -> u8 {
     b"RSDTtXZP"[(u32::BITS - report.leading_zeros()) as usize]
 }
 
-/// The records of `bytes` by pid, each process with the mappings listed before it. A cut
-/// last record is ignored.
-pub(super) fn parse(bytes: &[u8]) -> std::collections::HashMap<i32, TaskRecord> {
+/// The records of `bytes` by pid, each process with the mappings listed before it, and its
+/// generation if the program had a map of them (`generations`). A cut last record is ignored.
+pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMap<i32, TaskRecord> {
     let mut out = std::collections::HashMap::new();
     let mut vmas: Vec<VmaRecord> = Vec::new();
     for r in bytes.chunks_exact(RECORD) {
@@ -332,6 +439,14 @@ pub(super) fn parse(bytes: &[u8]) -> std::collections::HashMap<i32, TaskRecord> 
             ipc_ns: ns(48),
             mnt_ns: ns(52),
             vmas: (word(12) == 0).then_some(listed),
+            // An odd sequence: the mappings were changing as they were walked.
+            generation: Some(Generation {
+                start_ns: long(16),
+                exec: word(60),
+                seq: word(56),
+            })
+            .filter(|g| generations && g.seq & 1 == 0),
+            unchanged: word(12) == 2,
         };
         out.insert(word(4) as i32, rec);
     }
@@ -366,17 +481,53 @@ mod tests {
             longs.iter().for_each(|l| r.extend(l.to_le_bytes()));
             r.extend(tail);
         };
-        // A mapping of process 42, then process 42, then a process whose walk was refused.
+        // A mapping of process 42, then process 42, then a process whose walk was refused,
+        // then one whose walk was skipped, then one walked while its mappings changed.
         push(&[2, 42], &[0x1000, 0x3000, 0xfb, 2], &[]);
-        push(&[(1 << 20) | 5, 0], &[99], &[]);
+        push(&[(1 << 20) | 5, 0], &[99, 0], &[]);
         push(&[1, 42, 0x0020_0000, 0], &[1234], &[]);
         push(&[1, 0], &[], b"a b) (deleted)\0\0");
-        push(&[7, 0], &[], &[]);
+        push(&[7, 0, 6, 9], &[], &[]);
         push(&[1, 43, 0, (-16i32) as u32], &[5], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0], &[], &[]);
+        push(&[0, 0, 8, 9], &[], &[]);
+        push(&[1, 44, 0, 2], &[6], &[]);
+        push(&[1, 0], &[], &[0; 16]);
+        push(&[0, 0, 10, 1], &[], &[]);
+        push(&[1, 45, 0, 0], &[7], &[]);
+        push(&[1, 0], &[], &[0; 16]);
+        push(&[0, 0, 11, 1], &[], &[]);
         push(&[], &[], &[9, 9]); // cut
-        let by = parse(&r);
+        let by = parse(&r, true);
+        let gen = |start_ns, exec, seq| {
+            Some(Generation {
+                start_ns,
+                exec,
+                seq,
+            })
+        };
+        assert_eq!(
+            (by[&42].generation, by[&42].unchanged),
+            (gen(1234, 9, 6), false)
+        );
+        assert_eq!(
+            (by[&44].generation, by[&44].unchanged),
+            (gen(6, 1, 10), true)
+        );
+        assert_eq!(
+            by[&44].vmas, None,
+            "not walked: the caller has its mappings"
+        );
+        assert_eq!(
+            by[&45].generation, None,
+            "an odd sequence: changing as it was walked"
+        );
+        assert_eq!(by[&45].vmas.as_deref(), Some(&[][..]));
+        assert_eq!(
+            parse(&r, false)[&42].generation,
+            None,
+            "no map, no generation"
+        );
         let t = &by[&42];
         assert_eq!(t.start_ns, 1234);
         assert_eq!(t.stat.comm, "a b) (deleted)");
@@ -398,6 +549,6 @@ mod tests {
             )
         );
         assert_eq!(by[&43].vmas, None, "walk refused: read maps");
-        assert_eq!(by.len(), 2);
+        assert_eq!(by.len(), 4);
     }
 }

@@ -1,0 +1,193 @@
+//! A process that scans again and again (the exporter, `top`) walks only the mappings that
+//! changed (src/collect/bpf/walks.rs): a process whose mappings did not change is not walked,
+//! and yet listed with exactly its mappings; one that maps or unmaps is walked again. Its own
+//! binary: the programs are loaded once per process, with or without the map this needs.
+
+mod common;
+
+use common::*;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// A child that maps (`m`: one more page of the memfd, at the next offset) or unmaps (`u`: the
+/// last one mapped) when told through a pipe, and answers when done.
+struct Mapper {
+    pid: libc::pid_t,
+    cmd: OwnedFd,
+    ack: OwnedFd,
+}
+
+impl Mapper {
+    fn start(memfd: &Memfd) -> Mapper {
+        let pipe = || {
+            let mut fds = [0; 2];
+            // SAFETY: fds has room for the two descriptors pipe2 returns, which we then own.
+            unsafe {
+                assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0, "pipe2");
+                use std::os::fd::FromRawFd;
+                (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+            }
+        };
+        let (cmd_r, cmd_w) = pipe();
+        let (ack_r, ack_w) = pipe();
+        let pg = page() as usize;
+        let fd = memfd.raw();
+        let (cr, aw) = (cmd_r.as_raw_fd(), ack_w.as_raw_fd());
+        let _g = lock();
+        // SAFETY: the child makes raw syscalls only, then _exits; the parent owns the pid and
+        // reaps it on drop.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: raw syscalls on the child's own fds and mappings.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                let mut maps = [std::ptr::null_mut::<libc::c_void>(); 8];
+                let mut n = 0usize;
+                loop {
+                    let mut c = 0u8;
+                    if libc::read(cr, (&mut c as *mut u8).cast(), 1) != 1 {
+                        libc::_exit(0);
+                    }
+                    match c {
+                        b'm' if n < maps.len() => {
+                            let p = libc::mmap(
+                                std::ptr::null_mut(),
+                                pg,
+                                libc::PROT_READ,
+                                libc::MAP_SHARED,
+                                fd,
+                                (n * pg) as libc::off_t,
+                            );
+                            if p == libc::MAP_FAILED {
+                                libc::_exit(3);
+                            }
+                            maps[n] = p;
+                            n += 1;
+                        }
+                        b'u' if n > 0 => {
+                            n -= 1;
+                            libc::munmap(maps[n], pg);
+                        }
+                        _ => libc::_exit(4),
+                    }
+                    if libc::write(aw, (&c as *const u8).cast(), 1) != 1 {
+                        libc::_exit(5);
+                    }
+                }
+            }
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        Mapper {
+            pid,
+            cmd: cmd_w,
+            ack: ack_r,
+        }
+    }
+
+    fn tell(&self, c: u8) {
+        assert_eq!(
+            rustix::io::write(&self.cmd, &[c]).expect("tell the child"),
+            1
+        );
+        let mut got = [0u8];
+        assert_eq!(
+            rustix::io::read(&self.ack, &mut got).expect("the child answers"),
+            1
+        );
+        assert_eq!(got[0], c);
+    }
+}
+
+impl Drop for Mapper {
+    fn drop(&mut self) {
+        // SAFETY: our own child, killed and reaped once.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+#[test]
+fn unchanged_mappings_are_not_walked_again_and_changes_are_seen() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let m = Memfd::new(&format!("shmwho bpf again {}", unique()), 8 * pg);
+    let (_, ino) = m.identity();
+    let kid = Mapper::start(&m);
+    kid.tell(b'm');
+    // The child's mappings of our memfd (start, offset), and whether its walk was skipped.
+    let probe = || {
+        let ((_, task), skipped) = shmwho::collect::bpf::probe_again(kid.pid)
+            .expect("the task program keeps walks on this kernel");
+        let vmas = task
+            .expect("the child is listed")
+            .4
+            .expect("its walk listed all");
+        let mine: Vec<(u64, u64)> = vmas
+            .iter()
+            .filter(|v| v.5 == ino)
+            .map(|v| (v.0, v.3))
+            .collect();
+        (mine, skipped)
+    };
+
+    let (first, skipped) = probe();
+    assert!(!skipped, "a process never walked is walked");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].1, 0);
+    let (again, skipped) = probe();
+    assert!(skipped, "an idle child is not walked again");
+    assert_eq!(again, first, "and is listed as its last walk found it");
+
+    kid.tell(b'm');
+    let (two, skipped) = probe();
+    assert!(!skipped, "a child that mapped is walked again");
+    assert_eq!(two.len(), 2);
+    assert!(two.contains(&first[0]));
+    assert!(two.iter().any(|&(_, off)| off == pg));
+    let (again, skipped) = probe();
+    assert!(skipped);
+    assert_eq!(again, two);
+
+    kid.tell(b'u');
+    let (one, skipped) = probe();
+    assert!(!skipped, "a child that unmapped is walked again");
+    assert_eq!(one, first);
+
+    // A whole scan of a process that scans again and again lists the child as holder the
+    // same way a fresh walk does, and counts the walks it reused.
+    let opts = shmwho::collect::Options {
+        repeated: true,
+        ..shmwho::collect::Options::default()
+    };
+    let holders = |snap: &shmwho::model::Snapshot| -> Vec<shmwho::model::Holder> {
+        snap.objects
+            .iter()
+            .find(|o| matches!(o.id, shmwho::model::ObjectId::Inode { ino: i, .. } if i == ino))
+            .map(|o| {
+                o.holders
+                    .iter()
+                    .filter(|h| i64::from(h.pid) == i64::from(kid.pid))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let a = shmwho::collect::collect(&opts).expect("scan");
+    let b = shmwho::collect::collect(&opts).expect("scan again");
+    let maps = |h: &[shmwho::model::Holder]| {
+        h.iter()
+            .filter(|h| matches!(h.via, shmwho::model::Via::Map { .. }))
+            .count()
+    };
+    // Its mapping, and the memfd's fd it inherited.
+    assert_eq!(maps(&holders(&a)), 1, "{:?}", holders(&a));
+    assert_eq!(holders(&a), holders(&b));
+    assert!(
+        b.notes.mappings_reused > 0,
+        "the second scan reused walks: {}",
+        b.notes.mappings_reused
+    );
+}

@@ -319,6 +319,8 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         cgroups: false,
         bpf: true,
         repeated: false,
+        // The objects view shows no process's memory counters.
+        counters: false,
         titles: true,
     })?;
     check_pids(&snap, &a.pid)?;
@@ -364,6 +366,7 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         cgroups: true,
         bpf: true,
         repeated: false,
+        counters: true,
         titles: true,
     })?;
     check_pids(&snap, &a.pid)?;

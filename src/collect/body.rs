@@ -254,11 +254,13 @@ pub(crate) fn finish(
     tdir: &ProcDir,
     task: Option<Pid>,
     want_smaps: bool,
+    counters: bool,
     maps: Option<std::io::Result<MapsRead>>,
 ) -> Read<Option<(RawProcess, bool)>> {
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     let mut raw = RawProcess {
         task,
+        counters,
         ..RawProcess::default()
     };
     let mut denied = false;
@@ -309,6 +311,14 @@ pub(crate) fn finish(
         Read::Ok(()) => {}
         Read::Vanished => return Read::Vanished,
         Read::Denied => denied = true,
+    }
+    // Refused processes are listed with their RssShmem.
+    if denied && !raw.counters {
+        let mut reader = super::read::Reader::new();
+        if let Read::Ok(s) = super::process::read_status(&mut reader, tdir) {
+            super::process::set_counters(p, &s);
+            raw.counters = true;
+        }
     }
     Read::Ok(Some((raw, denied)))
 }

@@ -41,6 +41,10 @@ use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, Snapshot};
 use std::collections::HashMap;
 
+/// Processes from which the BPF `task` iterator's walks are shared between two CPUs
+/// ([`bpf::Plan::split`]): below, the second program's load (~0.5 ms) costs more than it saves.
+const SPLIT_FROM: usize = 2048;
+
 /// What to collect.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -58,6 +62,10 @@ pub struct Options {
     /// This process scans again and again (the exporter, `top`): the BPF `task` iterator then
     /// walks only the mappings of processes whose mappings changed since the last scan.
     pub repeated: bool,
+    /// Read each process's memory counters (`status`: RSS, anon, file, shmem, swap). The
+    /// views that show none (objects, the exporter) skip them where the BPF iterator gives the
+    /// uid and parent `status` would (the counters stay 0 then: see `RawProcess::counters`).
+    pub counters: bool,
     /// Read each process's title (`cmdline`). The exporter renders none: skipping them saves
     /// it a read of every process's memory per scrape.
     pub titles: bool,
@@ -71,6 +79,7 @@ impl Default for Options {
             cgroups: true,
             bpf: true,
             repeated: false,
+            counters: true,
             titles: true,
         }
     }
@@ -202,7 +211,7 @@ fn scan_processes(
     let mut reader = Reader::new();
     let ctx_ref = &*ctx;
     let firsts = parallel::parallel_chunks(pids, 64, |reader, pids| {
-        process::scan_all(ctx_ref, reader, pids, opts.cgroups, opts.smaps)
+        process::scan_all(ctx_ref, reader, pids, opts)
     });
     let mounts_known = ctx.mount_points.len();
     let mut comms = HashMap::new();
@@ -211,7 +220,12 @@ fn scan_processes(
     let mut waiting = Vec::new();
     for first in firsts {
         match first {
-            Read::Ok(Some(process::Scanned { mut p, task, body })) => {
+            Read::Ok(Some(process::Scanned {
+                mut p,
+                task,
+                counters,
+                body,
+            })) => {
                 p.user = users.name(p.uid);
                 comms.insert(p.pid, p.comm.clone());
                 let mnt_key = ctx.mnt_key(p.mnt_ns);
@@ -225,7 +239,7 @@ fn scan_processes(
                 match body {
                     Some(body) => slots.push(Some(body.map(|b| b.map(|(raw, d)| (p, raw, d))))),
                     None => {
-                        waiting.push((slots.len(), (p, task)));
+                        waiting.push((slots.len(), (p, task, counters)));
                         slots.push(None);
                     }
                 }
@@ -293,11 +307,16 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
     let budget =
         usize::try_from(body::DIRS_LEFT.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
     let opened_ns = bpf::boottime_ns();
+    let plan = bpf::Plan {
+        repeated: opts.repeated,
+        split: pids.len() >= SPLIT_FROM
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
+    };
     let ctx_ref = &*ctx;
     let (starts, kernel) = std::thread::scope(|s| {
         // The programs load (BTF, verifier) while the directories open. (Opening them on two
         // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
-        let loading = s.spawn(|| bpf::load(opts.repeated));
+        let loading = s.spawn(move || bpf::load(plan));
         let opened: Vec<(Pid, Option<read::ProcDir>)> = pids
             .into_iter()
             .enumerate()
@@ -309,7 +328,7 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
             })
             .collect();
         let _ = loading.join();
-        let snapshot = s.spawn(move || bpf::snapshot(opened_ns, opts.repeated));
+        let snapshot = s.spawn(move || bpf::snapshot(opened_ns, plan));
         // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
         // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
         // with the reads after the iteration (`bench/cpu.py`, 7 rounds).
@@ -317,9 +336,9 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
             items
                 .into_iter()
                 .map(|(pid, dir)| {
-                    let early = dir
-                        .as_ref()
-                        .map(|d| process::read_early(ctx_ref, reader, d, opts.cgroups));
+                    let early = dir.as_ref().map(|d| {
+                        process::read_early(ctx_ref, reader, d, opts.cgroups, opts.counters)
+                    });
                     (pid, dir, early)
                 })
                 .collect()

@@ -42,6 +42,10 @@ pub(crate) struct RawProcess {
     pub unsure_fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
     /// Its directory, kept open to read its title through ([`super::titles`]).
     pub dir: Option<ProcDir>,
+    /// Whether its memory counters (`status`) were read: a scan without
+    /// [`super::Options::counters`] takes its uid and parent from the BPF `task` iterator, and
+    /// leaves the counters at 0 (read later where a figure needs them).
+    pub counters: bool,
 }
 
 /// A mapping's smaps `Pss`, `Rss` and private bytes.
@@ -52,6 +56,8 @@ pub(crate) struct Scanned {
     pub p: Process,
     /// The live thread it is read through when its leader has exited.
     pub task: Option<Pid>,
+    /// Whether its memory counters were read ([`RawProcess::counters`]).
+    pub counters: bool,
     /// Its maps and fds (as [`finish`] returns them), read in the same pass; `None` when
     /// they wait for pass 2 ([`scan_bodies`]).
     pub body: Option<Read<Option<(RawProcess, bool)>>>,
@@ -65,12 +71,14 @@ struct Head {
     tdir: ProcDir,
     /// Its file mappings on major-0 devices as the BPF `task` iterator listed them.
     vmas: Option<Vec<super::bpf::VmaRecord>>,
+    /// Whether its memory counters were read.
+    counters: bool,
 }
 
-/// What was read of a process through its directory while the BPF iterators ran: `status`,
-/// and its memory cgroup if wanted.
+/// What was read of a process through its directory while the BPF iterators ran: `status`
+/// (unless the counters are not wanted), and its memory cgroup if wanted.
 pub(crate) struct Early {
-    status: status::Status,
+    status: Option<status::Status>,
     cgroup: Option<String>,
 }
 
@@ -78,16 +86,17 @@ pub(crate) struct Early {
 /// read through it meanwhile ([`read_early`]).
 pub(crate) type Start = (Pid, Option<ProcDir>, Option<Read<Early>>);
 
-/// `status` (and `cgroup` with `cgroups`) of the process at `dir`.
+/// `status` (with `counters`) and `cgroup` (with `cgroups`) of the process at `dir`.
 pub(crate) fn read_early(
     ctx: &Context,
     reader: &mut Reader,
     dir: &ProcDir,
     cgroups: bool,
+    counters: bool,
 ) -> Read<Early> {
-    let status = tri!(classify(reader.read_small_at(dir.as_fd(), "status")));
-    let Some(status) = status::parse(status) else {
-        return Read::Vanished;
+    let status = match counters {
+        true => Some(tri!(read_status(reader, dir))),
+        false => None,
     };
     let cgroup = cgroups
         .then(|| reader.read_small_at(dir.as_fd(), "cgroup").ok())
@@ -96,18 +105,36 @@ pub(crate) fn read_early(
     Read::Ok(Early { status, cgroup })
 }
 
+/// Sets the memory counters of `p` from its `status`.
+pub(crate) fn set_counters(p: &mut Process, s: &status::Status) {
+    p.rss_bytes = s.vm_rss.unwrap_or(0);
+    p.rss_anon_bytes = s.rss_anon;
+    p.rss_file_bytes = s.rss_file;
+    p.rss_shmem_bytes = s.rss_shmem;
+    p.swap_bytes = s.vm_swap;
+}
+
+/// The `status` of the process at `dir`.
+pub(crate) fn read_status(reader: &mut Reader, dir: &ProcDir) -> Read<status::Status> {
+    let text = tri!(classify(reader.read_small_at(dir.as_fd(), "status")));
+    match status::parse(text) {
+        Some(s) => Read::Ok(s),
+        None => Read::Vanished,
+    }
+}
+
 /// Every process of `pids` ([`scan`] of each): their O(1) files, then the maps of those in our
 /// own mount namespace in one deadline batch, then their fds.
 pub(crate) fn scan_all(
     ctx: &Context,
     reader: &mut Reader,
     pids: Vec<Start>,
-    cgroups: bool,
-    want_smaps: bool,
+    opts: &super::Options,
 ) -> Vec<Read<Option<Scanned>>> {
+    let want_smaps = opts.smaps;
     let heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
-        .map(|(pid, dir, early)| head(ctx, reader, pid, dir, early, cgroups))
+        .map(|(pid, dir, early)| head(ctx, reader, pid, dir, early, opts))
         .collect();
     fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
         match h {
@@ -129,11 +156,13 @@ pub(crate) fn scan_all(
                 h.map(|mut h| {
                     let body = mine.then(|| {
                         let m = maps.next().expect("one read per own process");
-                        finish(ctx, &mut h.p, &h.dir, &h.tdir, h.task, want_smaps, m)
+                        let (dir, tdir, counters) = (&h.dir, &h.tdir, h.counters);
+                        finish(ctx, &mut h.p, dir, tdir, h.task, want_smaps, counters, m)
                     });
                     Scanned {
                         p: h.p,
                         task: h.task,
+                        counters: h.counters,
                         body,
                     }
                 })
@@ -152,15 +181,17 @@ pub(crate) fn scan_all(
 ///
 /// With `opened`, its directory opened before the BPF iterators ran, what they saw of it
 /// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]), and `early`
-/// is what was read through it while they ran.
+/// is what was read through it while they ran. Without [`super::Options::counters`], their
+/// uid and parent replace `status` too.
 fn head(
     ctx: &Context,
     reader: &mut Reader,
     pid: Pid,
     opened: Option<ProcDir>,
     early: Option<Read<Early>>,
-    cgroups: bool,
+    opts: &super::Options,
 ) -> Read<Option<Head>> {
+    let cgroups = opts.cgroups;
     let known = match (&opened, &ctx.kernel) {
         (Some(_), Some(k)) => k.task(pid),
         _ => None,
@@ -169,6 +200,7 @@ fn head(
         Some(dir) => dir,
         None => tri!(classify(open_dir(&ctx.pid_path(pid, "")))),
     };
+    let ids = known.as_ref().map(|t| (t.stat.ppid, t.uid));
     let (stat, namespaces, vmas) = match known {
         Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns)), t.vmas),
         None => {
@@ -208,10 +240,24 @@ fn head(
             (e.status, e.cgroup)
         }
         None => {
-            let Early { status, cgroup } = tri!(read_early(ctx, reader, &tdir, cgroups));
+            let counters = opts.counters;
+            let Early { status, cgroup } = tri!(read_early(ctx, reader, &tdir, cgroups, counters));
             (status, cgroup)
         }
     };
+    // Without the counters, the uid and parent come from the iterator, if it saw the leader.
+    let ids = ids.filter(|_| task.is_none());
+    let status = match (status, ids) {
+        (Some(s), _) => s,
+        (None, Some((ppid, uid))) => status::Status {
+            name: String::new(),
+            ppid,
+            uid,
+            ..status::Status::default()
+        },
+        (None, None) => tri!(read_status(reader, &tdir)),
+    };
+    let counters = opts.counters || ids.is_none();
     let p = Process {
         pid,
         ppid: status.ppid,
@@ -221,17 +267,15 @@ fn head(
         uid: status.uid,
         user: String::new(),
         start_ticks: stat.start_ticks,
-        rss_bytes: status.vm_rss.unwrap_or(0),
-        rss_anon_bytes: status.rss_anon,
-        rss_file_bytes: status.rss_file,
-        rss_shmem_bytes: status.rss_shmem,
-        swap_bytes: status.vm_swap,
         ipc_ns,
         mnt_ns,
         smaps: None,
         // One small file: the memory cgroup, for `procs --by cgroup` and the exporter.
         cgroup,
+        ..Process::default()
     };
+    let mut p = p;
+    set_counters(&mut p, &status);
     // A zombie leader's mappings are its live thread's: read through `tdir`.
     let vmas = vmas.filter(|_| task.is_none());
     Read::Ok(Some(Head {
@@ -240,6 +284,7 @@ fn head(
         dir,
         tdir,
         vmas,
+        counters,
     }))
 }
 
@@ -282,12 +327,12 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
 pub(crate) fn scan_bodies(
     ctx: &Context,
     reader: &mut Reader,
-    heads: Vec<(Process, Option<Pid>)>,
+    heads: Vec<(Process, Option<Pid>, bool)>,
     want_smaps: bool,
 ) -> Vec<Read<Option<(Process, RawProcess, bool)>>> {
     let dirs: Vec<Read<(ProcDir, ProcDir)>> = heads
         .iter()
-        .map(|(p, task)| {
+        .map(|(p, task, _)| {
             let dir = tri!(classify(open_dir(&ctx.pid_path(p.pid, ""))));
             let tdir = tri!(task_dir(&dir, *task));
             Read::Ok((dir, tdir))
@@ -296,7 +341,7 @@ pub(crate) fn scan_bodies(
     let items = heads
         .iter()
         .zip(&dirs)
-        .filter_map(|((p, _), d)| match d {
+        .filter_map(|((p, _, _), d)| match d {
             Read::Ok((_, tdir)) => Some((p.pid, (ProcDir::clone(tdir), None))),
             _ => None,
         })
@@ -305,11 +350,11 @@ pub(crate) fn scan_bodies(
     heads
         .into_iter()
         .zip(dirs)
-        .map(|((mut p, task), d)| {
+        .map(|((mut p, task, counters), d)| {
             let (dir, tdir) = tri!(d);
             let m = maps.next().expect("one read per opened process");
-            let Some((raw, denied)) = tri!(finish(ctx, &mut p, &dir, &tdir, task, want_smaps, m))
-            else {
+            let done = finish(ctx, &mut p, &dir, &tdir, task, want_smaps, counters, m);
+            let Some((raw, denied)) = tri!(done) else {
                 return Read::Ok(None);
             };
             // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it

@@ -105,7 +105,9 @@ impl Scanner {
             cgroups: true,
             bpf: true,
             repeated: self.repeated,
-            // The metrics name processes by command and user, never by title.
+            // The metrics show no process's memory counters and name processes by command
+            // and user, never by title.
+            counters: false,
             titles: false,
         })?;
         let acc = account::account(&snap, self.policy);

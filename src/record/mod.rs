@@ -58,6 +58,7 @@ pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Resu
         cgroups: true,
         bpf: true,
         repeated: false,
+        counters: true,
         titles: true,
     })?;
     let acc = account::account(&snap, args.charge);

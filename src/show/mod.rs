@@ -59,6 +59,7 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
             // Capabilities gained at exec are not the caller's: no BPF with them.
             bpf: !privilege::elevated(),
             repeated: false,
+            counters: true,
             titles: true,
         })
     })?;

@@ -62,6 +62,7 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
             cgroups: false,
             bpf: true,
             repeated: true,
+            counters: true,
             titles: true,
         },
         args.interval,

@@ -85,6 +85,7 @@ fn a_whole_scan_reads_only_the_host_paths_given() {
         cgroups: false,
         bpf: true,
         repeated: false,
+        counters: true,
         titles: true,
     })
     .expect("scan of the fake host");
@@ -186,6 +187,7 @@ fn missing_host_files_degrade_without_error() {
         cgroups: false,
         bpf: true,
         repeated: false,
+        counters: true,
         titles: true,
     })
     .unwrap();

@@ -105,21 +105,23 @@ impl KernelSnapshot {
 
 /// The loaded programs, kept for the life of the process (an exporter scans again and again).
 struct Programs {
+    /// The `task` program; with `odd`, for even tgids only.
     tasks: Option<rustix::fd::OwnedFd>,
+    /// The `task` program for odd tgids, when the walks are shared between two CPUs.
+    odd: Option<rustix::fd::OwnedFd>,
     files: Option<rustix::fd::OwnedFd>,
     /// For a process that scans again and again, the `task` program's map of the generations
     /// whose walks [`Walks`] keeps.
     walks: Option<std::sync::Mutex<Walks>>,
 }
 
-/// The programs, loaded by the first call; with `repeated` (by the first call), a `task`
-/// program that skips the walk of a process whose mappings did not change since a walk kept.
-fn loaded(repeated: bool) -> Result<&'static Programs, String> {
+/// The programs, loaded by the first call, as its [`Plan`] asks.
+fn loaded(plan: Plan) -> Result<&'static Programs, String> {
     static PROGS: std::sync::OnceLock<Result<Programs, String>> = std::sync::OnceLock::new();
     PROGS
         .get_or_init(|| {
-            let map = repeated.then(generations_map).flatten();
-            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref());
+            let map = plan.repeated.then(generations_map).flatten();
+            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref(), plan.split);
             // This boot's answers from the cache, if both programs load with them.
             if let Some(p) = cache::read().and_then(|c| build(&c).ok()) {
                 if p.files.is_some() && p.tasks.is_some() {
@@ -151,6 +153,7 @@ fn generations_map() -> Option<rustix::fd::OwnedFd> {
 fn build(
     lookup: &dyn cache::Lookup,
     map: Option<&rustix::fd::OwnedFd>,
+    split: bool,
 ) -> Result<Programs, String> {
     let files = files::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task_file layout".to_string())
@@ -160,13 +163,23 @@ fn build(
         });
     use rustix::fd::AsRawFd;
     let mut walks = None;
+    let mut odd = None;
     let tasks = tasks::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task layout".to_string())
         .and_then(|l| {
             let map = map.filter(|_| l.has_generations());
-            let prog = tasks::program(&l, map.map(|m| m.as_raw_fd()));
-            let loaded = sys::load_iter("shmwho_tasks", &prog, l.attach)
-                .map_err(|e| format!("load task: {e}"))?;
+            let fd = map.map(|m| m.as_raw_fd());
+            let load = |half| {
+                sys::load_iter("shmwho_tasks", &tasks::program(&l, fd, half), l.attach)
+                    .map_err(|e| format!("load task: {e}"))
+            };
+            let loaded = match split {
+                true => {
+                    odd = Some(load(Some(1))?);
+                    load(Some(0))?
+                }
+                false => load(None)?,
+            };
             walks = map
                 .and_then(|m| m.try_clone().ok())
                 .map(|map| std::sync::Mutex::new(Walks::new(map)));
@@ -177,6 +190,7 @@ fn build(
     }
     Ok(Programs {
         walks: walks.filter(|_| tasks.is_ok()),
+        odd: odd.filter(|_| tasks.is_ok()),
         tasks: tasks.ok(),
         files: files.ok(),
     })
@@ -207,36 +221,58 @@ pub(crate) fn eligible(opts: &super::Options) -> bool {
         && initial_namespaces()
 }
 
+/// How the programs are to be loaded (by the first scan of the process).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Plan {
+    /// This process scans again and again (the exporter, `top`): the `task` program skips
+    /// the walk of every process whose mappings did not change since the walk kept of it
+    /// ([`walks`]).
+    pub repeated: bool,
+    /// Two `task` programs share the walks between two CPUs (even and odd tgids), the
+    /// `task_file` one running beside the first: for hosts with many processes, where the walks
+    /// are the longest part of a scan (at 10,000 processes, ~110 ms on one CPU).
+    pub split: bool,
+}
+
 /// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
-/// `None` when they cannot load. `repeated`: this process scans again and again (see
-/// [`load`]).
-pub(crate) fn snapshot(opened_ns: u64, repeated: bool) -> Option<KernelSnapshot> {
-    take(opened_ns, repeated).ok()
+/// `None` when they cannot load.
+pub(crate) fn snapshot(opened_ns: u64, plan: Plan) -> Option<KernelSnapshot> {
+    take(opened_ns, plan).ok()
 }
 
-/// Loads the programs (once per process), so that a scan can do it while it opens process
-/// directories; a failure is for [`snapshot`] to find. With `repeated` (a process that scans
-/// again and again: the exporter, `top`), the `task` program skips the walk of every process
-/// whose mappings did not change since the walk kept of it ([`walks`]).
-pub(crate) fn load(repeated: bool) {
-    let _ = loaded(repeated);
+/// Loads the programs (once per process) as `plan` asks, so that a scan can do it while it
+/// opens process directories; a failure is for [`snapshot`] to find.
+pub(crate) fn load(plan: Plan) {
+    let _ = loaded(plan);
 }
 
-fn take(opened_ns: u64, repeated: bool) -> Result<KernelSnapshot, String> {
-    let progs = loaded(repeated)?;
+fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
+    let progs = loaded(plan)?;
     let taken_ns = boottime_ns();
-    // One after the other: on two threads they took longer (at 10,000 processes, 431 ms of
-    // wall time per scan against 378 and 402 in two sessions of `bench/cpu.py`).
     let generations = progs.walks.is_some();
-    let tasks = match &progs.tasks {
+    let tasks_of = |prog: &Option<rustix::fd::OwnedFd>| match prog {
         Some(p) => run(p).map(|b| tasks::parse(&b, generations)),
         None => Ok(HashMap::new()),
     };
-    let fds = match &progs.files {
-        Some(p) => run(p).map(|b| files::parse(&b)),
-        None => Ok(HashMap::new()),
-    };
+    // `task_file` beside `task` (for even tgids only when split, then odd ones after it): at
+    // 10,000 processes on 2 CPUs a scan took 341 ms of wall time so against 371 ms with the
+    // two one after the other (`bench/cpu.py`, 9 rounds).
+    let (tasks, fds, odd) = std::thread::scope(|s| {
+        let other = s.spawn(|| {
+            let fds = match &progs.files {
+                Some(p) => run(p).map(|b| files::parse(&b)),
+                None => Ok(HashMap::new()),
+            };
+            (fds, tasks_of(&progs.odd))
+        });
+        let tasks = tasks_of(&progs.tasks);
+        let (fds, odd) = other
+            .join()
+            .unwrap_or_else(|_| (Err("thread".into()), Err("thread".into())));
+        (tasks, fds, odd)
+    });
     let (mut tasks, fds) = (tasks?, fds?);
+    tasks.extend(odd?);
     let reused = match &progs.walks {
         Some(w) => w
             .lock()
@@ -255,11 +291,14 @@ fn take(opened_ns: u64, repeated: bool) -> Result<KernelSnapshot, String> {
     })
 }
 
-/// Whether we are in the initial pid and time namespaces, whose inode numbers the kernel fixes
-/// (`PROC_PID_INIT_INO`, `PROC_TIME_INIT_INO`).
+/// Whether we are in the initial pid, user and time namespaces, whose inode numbers the kernel
+/// fixes (`PROC_PID_INIT_INO`, `PROC_USER_INIT_INO`, `PROC_TIME_INIT_INO`): the iterators report
+/// kernel pids, uids and boot times, which `/proc` shows us unchanged only there.
 fn initial_namespaces() -> bool {
     let ino = |name| super::context::ns_inode_at(rustix::fs::CWD, &format!("/proc/self/ns/{name}"));
-    ino("pid") == Some(0xEFFF_FFFC) && ino("time").is_none_or(|i| i == 0xEFFF_FFFA)
+    ino("pid") == Some(0xEFFF_FFFC)
+        && ino("user") == Some(0xEFFF_FFFD)
+        && ino("time").is_none_or(|i| i == 0xEFFF_FFFA)
 }
 
 /// What [`probe`] tells of one process: its fds on tmpfs or hugetlbfs (fd, device, inode), and
@@ -289,15 +328,23 @@ pub fn probe(tid: i32) -> Result<Probed, String> {
 /// the walk of `tid`'s mappings was skipped (unchanged since the last probe's); an error
 /// where the kernel gives no generations.
 pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
-    if loaded(true)?.walks.is_none() {
+    let plan = Plan {
+        repeated: true,
+        split: false,
+    };
+    if loaded(plan)?.walks.is_none() {
         return Err("the task program keeps no walks here (no mm_lock_seq seqcount?)".into());
     }
     probe_with(tid, true)
 }
 
 fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
-    let progs = loaded(repeated)?;
-    let s = take(boottime_ns(), repeated)?;
+    let plan = Plan {
+        repeated,
+        split: false,
+    };
+    let progs = loaded(plan)?;
+    let s = take(boottime_ns(), plan)?;
     if progs.files.is_none() || progs.tasks.is_none() {
         return Err(format!(
             "only one program loads (task_file: {}, task: {})",
@@ -369,6 +416,7 @@ mod tests {
                 flags: 0,
                 start_ticks: 0,
             },
+            uid: 0,
             ipc_ns: None,
             mnt_ns: None,
             vmas: None,

@@ -11,18 +11,21 @@ use crate::collect::stat::Stat;
 /// taken; 1: a mapping of a backing file, whose maps line names another inode) (u32 each),
 /// `start_boottime` (u64), `__state`, `exit_state` (u32), `comm` (16 bytes), the IPC and mount
 /// namespaces' inodes (u32, 0 when the task has none left), its mm's `mm_lock_seq` and the low
-/// half of its `self_exec_id` (u32 each, 0 without a map). Before it, one record (kind 2) per
-/// file mapping on a device of major 0: kind, tid (u32), start, end, vm_flags, vm_pgoff (u64),
-/// the kernel's dev_t, 0 (u32), inode (u64), 0 (u64).
-pub(super) const RECORD: usize = 64;
+/// half of its `self_exec_id` (u32 each, 0 without a map), its real uid and its parent's tgid
+/// (u32 each: `status`'s first `Uid` and `PPid`). Before it, one record (kind 2) per file
+/// mapping on a device of major 0: kind, tid (u32), start, end, vm_flags, vm_pgoff (u64), the
+/// kernel's dev_t, 0 (u32), inode (u64), 0 (u64, u64).
+pub(super) const RECORD: usize = 72;
 
 /// One process as the iterator saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TaskRecord {
     /// Start, ns after boot.
     pub start_ns: u64,
-    /// What `stat` would give (`ppid` aside: 0, the scan takes it from `status`).
+    /// What `stat` would give.
     pub stat: Stat,
+    /// Its real uid, as `status` gives it.
+    pub uid: u32,
     /// Inodes of its IPC and mount namespaces.
     pub ipc_ns: Option<u64>,
     pub mnt_ns: Option<u64>,
@@ -106,6 +109,9 @@ pub(super) struct Layout {
     i_sb: i16,
     i_ino: i16,
     s_dev: i16,
+    real_parent: i16,
+    cred: i16,
+    cred_uid: i16,
     /// Where a process's [`Generation`] is, on kernels that have one.
     generation: Option<GenerationAt>,
 }
@@ -134,6 +140,7 @@ pub(super) const WANTED: &[&str] = &[
     "inode",
     "super_block",
     "mm_struct",
+    "cred",
 ];
 
 impl Layout {
@@ -175,6 +182,9 @@ impl Layout {
             i_sb: off("inode", "i_sb")?,
             i_ino: off("inode", "i_ino")?,
             s_dev: off("super_block", "s_dev")?,
+            real_parent: off("task_struct", "real_parent")?,
+            cred: off("task_struct", "cred")?,
+            cred_uid: off("cred", "uid.val")?,
             // A seqcount since Linux 6.13; before, a plain counter bumped only as a write-locked
             // section ends, which cannot tell an idle mm from one in the middle of a change.
             generation: (|| {
@@ -226,22 +236,27 @@ const VM_MAYSHARE: u64 = 0x80;
 ///
 /// With `generations` (the fd of a hash map from tgid to [`Generation`], which its caller
 /// fills with the generations whose walks it keeps), a process whose generation is the one in
-/// the map is not walked: its record says so (outcome 2).
-pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
+/// the map is not walked: its record says so (outcome 2). With `half` (0 or 1), only the
+/// processes whose tgid has that parity: two such programs share the walks between two CPUs.
+pub(super) fn program(l: &Layout, generations: Option<i32>, half: Option<i32>) -> Vec<u64> {
     let mut p = Prog::default();
-    // Stack: the process's record at -64, a mapping's at -128, the mapping iterator at -136,
-    // the map's key (tgid) at -144 and the process's generation at -160.
-    const T: i16 = -64;
-    const V: i16 = -128;
-    const IT: i32 = -136;
-    const KEY: i16 = -144;
-    const GEN: i16 = -160;
+    // Stack: the process's record at -72, a mapping's at -144, the mapping iterator at -152,
+    // the map's key (tgid) at -160 and the process's generation at -176.
+    const T: i16 = -72;
+    const V: i16 = -144;
+    const IT: i32 = -152;
+    const KEY: i16 = -160;
+    const GEN: i16 = -176;
     // The context is the iterator function's arguments, 8 bytes each: meta, task.
     p.push(&[ldx(Size::DW, R6, R1, 0), ldx(Size::DW, R7, R1, 8)]);
     p.jump(jeq_imm(R7, 0, 0), "out"); // no task: the call after the last one
     p.push(&[ldx(Size::DW, R6, R6, l.meta_seq)]);
     p.push(&[ldx(Size::W, R2, R7, l.pid), ldx(Size::W, R3, R7, l.tgid)]);
     p.jump(jne_reg(R2, R3, 0), "out");
+    if let Some(half) = half {
+        p.push(&[and_imm(R3, 1)]);
+        p.jump(jne_imm(R3, half, 0), "out");
+    }
     p.push(&[
         stx(Size::W, FP, T + 4, R2),
         stx(Size::W, FP, V + 4, R2),
@@ -252,7 +267,9 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         mov_imm(R3, 0),
         stx(Size::W, FP, V + 44, R3),
         stx(Size::DW, FP, V + 56, R3),
+        stx(Size::DW, FP, V + 64, R3),
         stx(Size::DW, FP, T + 56, R3),
+        stx(Size::DW, FP, T + 64, R3),
     ]);
     if let (Some(map), Some(g)) = (generations, &l.generation) {
         p.push(&[
@@ -363,8 +380,19 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         mov_imm(R2, 0),
         stx(Size::W, FP, T + 48, R2),
         stx(Size::W, FP, T + 52, R2),
-        ldx(Size::DW, R2, R7, l.nsproxy),
+        ldx(Size::DW, R2, R7, l.real_parent),
     ]);
+    p.jump(jeq_imm(R2, 0, 0), "cred");
+    p.push(&[ldx(Size::W, R3, R2, l.tgid), stx(Size::W, FP, T + 68, R3)]);
+    p.label("cred");
+    p.push(&[ldx(Size::DW, R2, R7, l.cred)]);
+    p.jump(jeq_imm(R2, 0, 0), "ns");
+    p.push(&[
+        ldx(Size::W, R3, R2, l.cred_uid),
+        stx(Size::W, FP, T + 64, R3),
+    ]);
+    p.label("ns");
+    p.push(&[ldx(Size::DW, R2, R7, l.nsproxy)]);
     p.jump(jeq_imm(R2, 0, 0), "write"); // exiting: its namespaces are gone
     p.push(&[ldx(Size::DW, R3, R2, l.ipc_ns)]);
     p.jump(jeq_imm(R3, 0, 0), "mnt");
@@ -431,11 +459,12 @@ pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMa
             start_ns: long(16),
             stat: Stat {
                 comm: String::from_utf8_lossy(comm).into_owned(),
-                ppid: 0,
+                ppid: word(68) as i32,
                 state: state_letter(word(24), word(28)),
                 flags: u64::from(word(8)),
                 start_ticks: 0, // set by the caller, who knows the tick
             },
+            uid: word(64),
             ipc_ns: ns(48),
             mnt_ns: ns(52),
             vmas: (word(12) == 0).then_some(listed),
@@ -484,19 +513,19 @@ mod tests {
         // A mapping of process 42, then process 42, then a process whose walk was refused,
         // then one whose walk was skipped, then one walked while its mappings changed.
         push(&[2, 42], &[0x1000, 0x3000, 0xfb, 2], &[]);
-        push(&[(1 << 20) | 5, 0], &[99, 0], &[]);
+        push(&[(1 << 20) | 5, 0], &[99, 0, 0], &[]);
         push(&[1, 42, 0x0020_0000, 0], &[1234], &[]);
         push(&[1, 0], &[], b"a b) (deleted)\0\0");
-        push(&[7, 0, 6, 9], &[], &[]);
+        push(&[7, 0, 6, 9, 33, 1], &[], &[]);
         push(&[1, 43, 0, (-16i32) as u32], &[5], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 8, 9], &[], &[]);
+        push(&[0, 0, 8, 9, 0, 1], &[], &[]);
         push(&[1, 44, 0, 2], &[6], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 10, 1], &[], &[]);
+        push(&[0, 0, 10, 1, 0, 1], &[], &[]);
         push(&[1, 45, 0, 0], &[7], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 11, 1], &[], &[]);
+        push(&[0, 0, 11, 1, 0, 1], &[], &[]);
         push(&[], &[], &[9, 9]); // cut
         let by = parse(&r, true);
         let gen = |start_ns, exec, seq| {
@@ -534,6 +563,7 @@ mod tests {
         assert!(t.stat.is_kernel_thread());
         assert_eq!(t.stat.state, b'S');
         assert_eq!((t.ipc_ns, t.mnt_ns), (Some(7), None));
+        assert_eq!((t.uid, t.stat.ppid), (33, 1));
         let pg = rustix::param::page_size() as u64;
         assert_eq!(
             t.vmas.as_deref(),

@@ -128,6 +128,7 @@ mod tests {
                 flags: 0,
                 start_ticks: 0,
             },
+            uid: 0,
             ipc_ns: None,
             mnt_ns: None,
             vmas,

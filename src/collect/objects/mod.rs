@@ -296,6 +296,24 @@ fn estimate_unmeasured(
 ) {
     let (unmeasured, reasons): (Vec<usize>, Vec<EstimateReason>) =
         unmeasured.iter().copied().unzip();
+    // RssShmem of the processes that map an object to estimate, read now where the scan left
+    // the counters out (`RawProcess::counters`).
+    let mut reader = super::Reader::new();
+    let rss_shmem = |pi: usize| -> u64 {
+        let (p, raw) = (&processes[pi], &raws[pi]);
+        let mapper = unmeasured
+            .iter()
+            .any(|&a| drafts[a].mapped_len.contains_key(&pi));
+        match (&raw.dir, raw.counters || !mapper) {
+            (Some(dir), false) => match super::process::read_status(&mut reader, dir) {
+                super::Read::Ok(s) => s.rss_shmem,
+                _ => 0,
+            },
+            // Without its directory (kept only while descriptors last), 0: still a bound.
+            _ => p.rss_shmem_bytes,
+        }
+    };
+    let rss: Vec<u64> = (0..processes.len()).map(rss_shmem).collect();
     let mapped: Vec<estimate::Mapped> = drafts
         .iter()
         .map(|d| estimate::Mapped {
@@ -304,11 +322,11 @@ fn estimate_unmeasured(
             max_mapping_rss: d.max_mapping_rss,
         })
         .collect();
-    let mappers: Vec<estimate::Mapper> = processes
-        .iter()
+    let mappers: Vec<estimate::Mapper> = rss
+        .into_iter()
         .zip(raws)
-        .map(|(p, raw)| estimate::Mapper {
-            rss_shmem: p.rss_shmem_bytes,
+        .map(|(rss_shmem, raw)| estimate::Mapper {
+            rss_shmem,
             other_anon_dev_mapped: raw.other_anon_dev_mapped,
         })
         .collect();

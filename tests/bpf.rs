@@ -257,3 +257,79 @@ fn pss_without_shared_mappings_comes_from_smaps_rollup() {
         "PSS {pss}, USS {uss}, after {after:?}"
     );
 }
+
+/// A process of another user mapping a memfd (its parent is us): the objects view, which takes
+/// uids and parents from the BPF `task` iterator instead of `status`, lists it with the same
+/// user, owner and figures as the scan that reads `/proc` alone.
+#[test]
+fn another_users_holder_matches_the_proc_walk() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let m = Memfd::new(&format!("shmwho bpf user {}", unique()), 4 * pg);
+    pwrite_pages(m.raw(), 0, 2);
+    let fd = m.raw();
+    let kid = fork_child(&[], &[fd], After::Pause, move || {
+        child::become_user(65534, 3);
+        child::map(fd, (4 * pg) as usize, 4);
+        0
+    });
+    let id = m.identity();
+    let with = json(&["--json"]);
+    let without = {
+        let _g = lock();
+        let out = cmd()
+            .env("SHMWHO_NO_BPF", "1")
+            .arg("--json")
+            .output()
+            .expect("run shmwho");
+        parse_ok(&["--json"], &out)
+    };
+    let a = find_inode(&with, &id).expect("listed with BPF");
+    let b = find_inode(&without, &id).expect("listed by the walk");
+    assert_eq!(a, b, "the two scans differ");
+    // The exporter names each process's user (the objects view shows none).
+    let series = |no_bpf: bool| -> Vec<String> {
+        let _g = lock();
+        let mut c = cmd();
+        if no_bpf {
+            c.env("SHMWHO_NO_BPF", "1");
+        }
+        let out = c
+            .args(["export", "--top", "100000", "--charge", "split"])
+            .output()
+            .expect("run shmwho export");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("pid=\"{}\"", kid.pid())))
+            .map(str::to_string)
+            .collect()
+    };
+    let (with, without) = (series(false), series(true));
+    assert!(!with.is_empty(), "the child has a series");
+    assert_eq!(with, without);
+    let nobody = users_name(65534);
+    assert!(
+        with.iter()
+            .all(|l| l.contains(&format!("user=\"{nobody}\""))),
+        "{with:?}"
+    );
+}
+
+/// The name passwd gives `uid`, or the number.
+fn users_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| uid.to_string())
+}

@@ -470,4 +470,44 @@ mod tests {
         assert_eq!(ipc, ns("/proc/self/ns/ipc"));
         assert_eq!(mnt, ns("/proc/self/ns/mnt"));
     }
+
+    /// The two halves of a split `task` program list each process once, in the half of its
+    /// tgid's parity, as the whole program does, with the uid and parent `status` gives.
+    #[test]
+    fn halves_list_each_process_once_as_the_whole_does() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: loading a BPF iterator needs root (tests/bpf.rs says so)");
+            return;
+        }
+        let blob = vmlinux::Vmlinux::open().expect("BTF");
+        let btf = btf::Btf::parse(blob.bytes(), tasks::WANTED).expect("parsable BTF");
+        let l = tasks::Layout::read(&cache::Recorded::new(&btf)).expect("a task layout");
+        let run_half = |half| {
+            let prog = sys::load_iter("shmwho_tasks", &tasks::program(&l, None, half), l.attach)
+                .expect("loads");
+            tasks::parse(&run(&prog).expect("runs"), false)
+        };
+        let before = run_half(None);
+        let (even, odd) = (run_half(Some(0)), run_half(Some(1)));
+        let after = run_half(None);
+        assert!(even.keys().all(|p| p % 2 == 0) && odd.keys().all(|p| p % 2 == 1));
+        for (pid, t) in &before {
+            // Alive through all four iterations (not a pid reused meanwhile): in its half.
+            if after.get(pid).is_some_and(|a| a.start_ns == t.start_ns) {
+                let half = if pid % 2 == 0 { &even } else { &odd };
+                let h = half.get(pid).unwrap_or_else(|| panic!("{pid} in no half"));
+                assert_eq!(
+                    (h.start_ns, h.uid, h.stat.ppid),
+                    (t.start_ns, t.uid, t.stat.ppid)
+                );
+            }
+        }
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let status = std::fs::read("/proc/self/status").unwrap();
+        let status = crate::collect::status::parse(&status).unwrap();
+        assert_eq!(
+            (before[&me].uid, before[&me].stat.ppid),
+            (status.uid, status.ppid)
+        );
+    }
 }

@@ -331,7 +331,8 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         let snapshot = s.spawn(move || bpf::snapshot(opened_ns, plan));
         // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
         // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
-        // with the reads after the iteration (`bench/cpu.py`, 7 rounds).
+        // with the reads after the iteration (`bench/cpu.py`, 7 rounds). The objects view and
+        // the exporter read nothing here but cgroups (`Options::counters`).
         let starts = parallel::parallel_chunks_leaving(opened, 64, 1, |reader, items| {
             items
                 .into_iter()

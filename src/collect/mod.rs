@@ -41,10 +41,6 @@ use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, Snapshot};
 use std::collections::HashMap;
 
-/// Processes from which the BPF `task` iterator's walks are shared between two CPUs
-/// ([`bpf::Plan::split`]): below, the second program's load (~0.5 ms) costs more than it saves.
-const SPLIT_FROM: usize = 2048;
-
 /// What to collect.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -309,8 +305,6 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
     let opened_ns = bpf::boottime_ns();
     let plan = bpf::Plan {
         repeated: opts.repeated,
-        split: pids.len() >= SPLIT_FROM
-            && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2),
     };
     let ctx_ref = &*ctx;
     let (starts, kernel) = std::thread::scope(|s| {

@@ -105,10 +105,7 @@ impl KernelSnapshot {
 
 /// The loaded programs, kept for the life of the process (an exporter scans again and again).
 struct Programs {
-    /// The `task` program; with `odd`, for even tgids only.
     tasks: Option<rustix::fd::OwnedFd>,
-    /// The `task` program for odd tgids, when the walks are shared between two CPUs.
-    odd: Option<rustix::fd::OwnedFd>,
     files: Option<rustix::fd::OwnedFd>,
     /// For a process that scans again and again, the `task` program's map of the generations
     /// whose walks [`Walks`] keeps.
@@ -121,7 +118,7 @@ fn loaded(plan: Plan) -> Result<&'static Programs, String> {
     PROGS
         .get_or_init(|| {
             let map = plan.repeated.then(generations_map).flatten();
-            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref(), plan.split);
+            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref());
             // This boot's answers from the cache, if both programs load with them.
             if let Some(p) = cache::read().and_then(|c| build(&c).ok()) {
                 if p.files.is_some() && p.tasks.is_some() {
@@ -153,7 +150,6 @@ fn generations_map() -> Option<rustix::fd::OwnedFd> {
 fn build(
     lookup: &dyn cache::Lookup,
     map: Option<&rustix::fd::OwnedFd>,
-    split: bool,
 ) -> Result<Programs, String> {
     let files = files::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task_file layout".to_string())
@@ -163,23 +159,13 @@ fn build(
         });
     use rustix::fd::AsRawFd;
     let mut walks = None;
-    let mut odd = None;
     let tasks = tasks::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task layout".to_string())
         .and_then(|l| {
             let map = map.filter(|_| l.has_generations());
             let fd = map.map(|m| m.as_raw_fd());
-            let load = |half| {
-                sys::load_iter("shmwho_tasks", &tasks::program(&l, fd, half), l.attach)
-                    .map_err(|e| format!("load task: {e}"))
-            };
-            let loaded = match split {
-                true => {
-                    odd = Some(load(Some(1))?);
-                    load(Some(0))?
-                }
-                false => load(None)?,
-            };
+            let loaded = sys::load_iter("shmwho_tasks", &tasks::program(&l, fd), l.attach)
+                .map_err(|e| format!("load task: {e}"))?;
             walks = map
                 .and_then(|m| m.try_clone().ok())
                 .map(|map| std::sync::Mutex::new(Walks::new(map)));
@@ -190,7 +176,6 @@ fn build(
     }
     Ok(Programs {
         walks: walks.filter(|_| tasks.is_ok()),
-        odd: odd.filter(|_| tasks.is_ok()),
         tasks: tasks.ok(),
         files: files.ok(),
     })
@@ -228,10 +213,6 @@ pub(crate) struct Plan {
     /// the walk of every process whose mappings did not change since the walk kept of it
     /// ([`walks`]).
     pub repeated: bool,
-    /// Two `task` programs share the walks between two CPUs (even and odd tgids), the
-    /// `task_file` one running beside the first: for hosts with many processes, where the walks
-    /// are the longest part of a scan (at 10,000 processes, ~110 ms on one CPU).
-    pub split: bool,
 }
 
 /// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
@@ -254,25 +235,19 @@ fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
         Some(p) => run(p).map(|b| tasks::parse(&b, generations)),
         None => Ok(HashMap::new()),
     };
-    // `task_file` beside `task` (for even tgids only when split, then odd ones after it): at
-    // 10,000 processes on 2 CPUs a scan took 341 ms of wall time so against 371 ms with the
-    // two one after the other (`bench/cpu.py`, 9 rounds).
-    let (tasks, fds, odd) = std::thread::scope(|s| {
-        let other = s.spawn(|| {
-            let fds = match &progs.files {
-                Some(p) => run(p).map(|b| files::parse(&b)),
-                None => Ok(HashMap::new()),
-            };
-            (fds, tasks_of(&progs.odd))
+    // `task_file` beside `task`: at 10,000 processes on 2 CPUs the objects view took 341 ms of
+    // wall time so against 371 ms with the two one after the other (`bench/cpu.py`, 9 rounds).
+    // (Two `task` programs, for even and odd tgids, on two CPUs saved nothing more: 329.5
+    // against 325.2 ms in 25 rounds.)
+    let (tasks, fds) = std::thread::scope(|s| {
+        let fds = s.spawn(|| match &progs.files {
+            Some(p) => run(p).map(|b| files::parse(&b)),
+            None => Ok(HashMap::new()),
         });
         let tasks = tasks_of(&progs.tasks);
-        let (fds, odd) = other
-            .join()
-            .unwrap_or_else(|_| (Err("thread".into()), Err("thread".into())));
-        (tasks, fds, odd)
+        (tasks, fds.join().unwrap_or_else(|_| Err("thread".into())))
     });
     let (mut tasks, fds) = (tasks?, fds?);
-    tasks.extend(odd?);
     let reused = match &progs.walks {
         Some(w) => w
             .lock()
@@ -328,10 +303,7 @@ pub fn probe(tid: i32) -> Result<Probed, String> {
 /// the walk of `tid`'s mappings was skipped (unchanged since the last probe's); an error
 /// where the kernel gives no generations.
 pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
-    let plan = Plan {
-        repeated: true,
-        split: false,
-    };
+    let plan = Plan { repeated: true };
     if loaded(plan)?.walks.is_none() {
         return Err("the task program keeps no walks here (no mm_lock_seq seqcount?)".into());
     }
@@ -339,10 +311,7 @@ pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
 }
 
 fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
-    let plan = Plan {
-        repeated,
-        split: false,
-    };
+    let plan = Plan { repeated };
     let progs = loaded(plan)?;
     let s = take(boottime_ns(), plan)?;
     if progs.files.is_none() || progs.tasks.is_none() {
@@ -471,43 +440,18 @@ mod tests {
         assert_eq!(mnt, ns("/proc/self/ns/mnt"));
     }
 
-    /// The two halves of a split `task` program list each process once, in the half of its
-    /// tgid's parity, as the whole program does, with the uid and parent `status` gives.
+    /// The `task` program gives the uid and parent `status` gives.
     #[test]
-    fn halves_list_each_process_once_as_the_whole_does() {
+    fn task_records_give_the_uid_and_parent_status_gives() {
         if !rustix::process::geteuid().is_root() {
             eprintln!("skipped: loading a BPF iterator needs root (tests/bpf.rs says so)");
             return;
         }
-        let blob = vmlinux::Vmlinux::open().expect("BTF");
-        let btf = btf::Btf::parse(blob.bytes(), tasks::WANTED).expect("parsable BTF");
-        let l = tasks::Layout::read(&cache::Recorded::new(&btf)).expect("a task layout");
-        let run_half = |half| {
-            let prog = sys::load_iter("shmwho_tasks", &tasks::program(&l, None, half), l.attach)
-                .expect("loads");
-            tasks::parse(&run(&prog).expect("runs"), false)
-        };
-        let before = run_half(None);
-        let (even, odd) = (run_half(Some(0)), run_half(Some(1)));
-        let after = run_half(None);
-        assert!(even.keys().all(|p| p % 2 == 0) && odd.keys().all(|p| p % 2 == 1));
-        for (pid, t) in &before {
-            // Alive through all four iterations (not a pid reused meanwhile): in its half.
-            if after.get(pid).is_some_and(|a| a.start_ns == t.start_ns) {
-                let half = if pid % 2 == 0 { &even } else { &odd };
-                let h = half.get(pid).unwrap_or_else(|| panic!("{pid} in no half"));
-                assert_eq!(
-                    (h.start_ns, h.uid, h.stat.ppid),
-                    (t.start_ns, t.uid, t.stat.ppid)
-                );
-            }
-        }
+        let s = take(boottime_ns(), Plan::default()).expect("iterators run");
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let status = std::fs::read("/proc/self/status").unwrap();
         let status = crate::collect::status::parse(&status).unwrap();
-        assert_eq!(
-            (before[&me].uid, before[&me].stat.ppid),
-            (status.uid, status.ppid)
-        );
+        let t = &s.tasks[&me];
+        assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
     }
 }

@@ -236,9 +236,8 @@ const VM_MAYSHARE: u64 = 0x80;
 ///
 /// With `generations` (the fd of a hash map from tgid to [`Generation`], which its caller
 /// fills with the generations whose walks it keeps), a process whose generation is the one in
-/// the map is not walked: its record says so (outcome 2). With `half` (0 or 1), only the
-/// processes whose tgid has that parity: two such programs share the walks between two CPUs.
-pub(super) fn program(l: &Layout, generations: Option<i32>, half: Option<i32>) -> Vec<u64> {
+/// the map is not walked: its record says so (outcome 2).
+pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     let mut p = Prog::default();
     // Stack: the process's record at -72, a mapping's at -144, the mapping iterator at -152,
     // the map's key (tgid) at -160 and the process's generation at -176.
@@ -253,10 +252,6 @@ pub(super) fn program(l: &Layout, generations: Option<i32>, half: Option<i32>) -
     p.push(&[ldx(Size::DW, R6, R6, l.meta_seq)]);
     p.push(&[ldx(Size::W, R2, R7, l.pid), ldx(Size::W, R3, R7, l.tgid)]);
     p.jump(jne_reg(R2, R3, 0), "out");
-    if let Some(half) = half {
-        p.push(&[and_imm(R3, 1)]);
-        p.jump(jne_imm(R3, half, 0), "out");
-    }
     p.push(&[
         stx(Size::W, FP, T + 4, R2),
         stx(Size::W, FP, V + 4, R2),

@@ -254,13 +254,13 @@ pub(crate) fn finish(
     tdir: &ProcDir,
     task: Option<Pid>,
     want_smaps: bool,
-    counters: bool,
+    done: super::process::Done,
     maps: Option<std::io::Result<MapsRead>>,
 ) -> Read<Option<(RawProcess, bool)>> {
     let mnt_key = ctx.mnt_key(p.mnt_ns);
     let mut raw = RawProcess {
         task,
-        counters,
+        done,
         ..RawProcess::default()
     };
     let mut denied = false;
@@ -313,11 +313,11 @@ pub(crate) fn finish(
         Read::Denied => denied = true,
     }
     // Refused processes are listed with their RssShmem.
-    if denied && !raw.counters {
+    if denied && !raw.done.counters {
         let mut reader = super::read::Reader::new();
         if let Read::Ok(s) = super::process::read_status(&mut reader, tdir) {
             super::process::set_counters(p, &s);
-            raw.counters = true;
+            raw.done.counters = true;
         }
     }
     Read::Ok(Some((raw, denied)))

@@ -60,7 +60,7 @@ pub struct Options {
     pub repeated: bool,
     /// Read each process's memory counters (`status`: RSS, anon, file, shmem, swap). The
     /// views that show none (objects, the exporter) skip them where the BPF iterator gives the
-    /// uid and parent `status` would (the counters stay 0 then: see `RawProcess::counters`).
+    /// uid and parent `status` would (the counters stay 0 then: see `process::Done`).
     pub counters: bool,
     /// Read each process's title (`cmdline`). The exporter renders none: skipping them saves
     /// it a read of every process's memory per scrape.
@@ -219,7 +219,7 @@ fn scan_processes(
             Read::Ok(Some(process::Scanned {
                 mut p,
                 task,
-                counters,
+                done,
                 body,
             })) => {
                 p.user = users.name(p.uid);
@@ -235,7 +235,7 @@ fn scan_processes(
                 match body {
                     Some(body) => slots.push(Some(body.map(|b| b.map(|(raw, d)| (p, raw, d))))),
                     None => {
-                        waiting.push((slots.len(), (p, task, counters)));
+                        waiting.push((slots.len(), (p, task, done)));
                         slots.push(None);
                     }
                 }
@@ -325,10 +325,12 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         let snapshot = s.spawn(move || bpf::snapshot(opened_ns, plan));
         // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
         // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
-        // with the reads after the iteration (`bench/cpu.py`, 7 rounds). The objects view and
-        // the exporter read nothing here but cgroups (`Options::counters`).
+        // with the reads after the iteration (`bench/cpu.py`, 7 rounds). The views that read
+        // no counters (`Options::counters`: the objects view, the exporter) read the titles
+        // here instead, when they want them ([`titles::read_early`]).
+        let early_titles = opts.titles && !opts.counters;
         let starts = parallel::parallel_chunks_leaving(opened, 64, 1, |reader, items| {
-            items
+            let mut starts: Vec<process::Start> = items
                 .into_iter()
                 .map(|(pid, dir)| {
                     let early = dir.as_ref().map(|d| {
@@ -336,7 +338,11 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
                     });
                     (pid, dir, early)
                 })
-                .collect()
+                .collect();
+            if early_titles {
+                titles::read_early(&mut starts);
+            }
+            starts
         });
         (starts, snapshot.join().ok().flatten())
     });

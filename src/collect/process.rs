@@ -42,10 +42,19 @@ pub(crate) struct RawProcess {
     pub unsure_fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
     /// Its directory, kept open to read its title through ([`super::titles`]).
     pub dir: Option<ProcDir>,
-    /// Whether its memory counters (`status`) were read: a scan without
-    /// [`super::Options::counters`] takes its uid and parent from the BPF `task` iterator, and
-    /// leaves the counters at 0 (read later where a figure needs them).
+    /// What was read of it with its head.
+    pub done: Done,
+}
+
+/// What was read of a process with its head, beyond what every scan reads.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Done {
+    /// Its memory counters (`status`): a scan without [`super::Options::counters`] takes its
+    /// uid and parent from the BPF `task` iterator, and leaves the counters at 0 (read later
+    /// where a figure needs them).
     pub counters: bool,
+    /// Its title, read while the BPF iterators ran ([`super::titles::read_early`]).
+    pub title: bool,
 }
 
 /// A mapping's smaps `Pss`, `Rss` and private bytes.
@@ -56,8 +65,8 @@ pub(crate) struct Scanned {
     pub p: Process,
     /// The live thread it is read through when its leader has exited.
     pub task: Option<Pid>,
-    /// Whether its memory counters were read ([`RawProcess::counters`]).
-    pub counters: bool,
+    /// What was read of it with its head.
+    pub done: Done,
     /// Its maps and fds (as [`finish`] returns them), read in the same pass; `None` when
     /// they wait for pass 2 ([`scan_bodies`]).
     pub body: Option<Read<Option<(RawProcess, bool)>>>,
@@ -71,8 +80,7 @@ struct Head {
     tdir: ProcDir,
     /// Its file mappings on major-0 devices as the BPF `task` iterator listed them.
     vmas: Option<Vec<super::bpf::VmaRecord>>,
-    /// Whether its memory counters were read.
-    counters: bool,
+    done: Done,
 }
 
 /// What was read of a process through its directory while the BPF iterators ran: `status`
@@ -80,6 +88,8 @@ struct Head {
 pub(crate) struct Early {
     status: Option<status::Status>,
     cgroup: Option<String>,
+    /// Its title, when it was read then (`Some(None)`: it has none).
+    pub title: Option<Option<String>>,
 }
 
 /// A pid, with its directory when it was opened before the BPF iterators ran, and what was
@@ -102,7 +112,11 @@ pub(crate) fn read_early(
         .then(|| reader.read_small_at(dir.as_fd(), "cgroup").ok())
         .flatten()
         .and_then(|t| ctx.cgroups.process_cgroup(t));
-    Read::Ok(Early { status, cgroup })
+    Read::Ok(Early {
+        status,
+        cgroup,
+        title: None,
+    })
 }
 
 /// Sets the memory counters of `p` from its `status`.
@@ -156,13 +170,13 @@ pub(crate) fn scan_all(
                 h.map(|mut h| {
                     let body = mine.then(|| {
                         let m = maps.next().expect("one read per own process");
-                        let (dir, tdir, counters) = (&h.dir, &h.tdir, h.counters);
-                        finish(ctx, &mut h.p, dir, tdir, h.task, want_smaps, counters, m)
+                        let (dir, tdir, done) = (&h.dir, &h.tdir, h.done);
+                        finish(ctx, &mut h.p, dir, tdir, h.task, want_smaps, done, m)
                     });
                     Scanned {
                         p: h.p,
                         task: h.task,
-                        counters: h.counters,
+                        done: h.done,
                         body,
                     }
                 })
@@ -234,15 +248,15 @@ fn head(
         ),
     };
     // Read early through the leader's directory, unless the leader is a zombie.
-    let (status, cgroup) = match early.filter(|_| task.is_none()) {
+    let (status, cgroup, title) = match early.filter(|_| task.is_none()) {
         Some(e) => {
             let e = tri!(e);
-            (e.status, e.cgroup)
+            (e.status, e.cgroup, e.title)
         }
         None => {
             let counters = opts.counters;
-            let Early { status, cgroup } = tri!(read_early(ctx, reader, &tdir, cgroups, counters));
-            (status, cgroup)
+            let e = tri!(read_early(ctx, reader, &tdir, cgroups, counters));
+            (e.status, e.cgroup, None)
         }
     };
     // Without the counters, the uid and parent come from the iterator, if it saw the leader.
@@ -276,6 +290,11 @@ fn head(
     };
     let mut p = p;
     set_counters(&mut p, &status);
+    let done = Done {
+        counters,
+        title: title.is_some(),
+    };
+    p.title = title.flatten();
     // A zombie leader's mappings are its live thread's: read through `tdir`.
     let vmas = vmas.filter(|_| task.is_none());
     Read::Ok(Some(Head {
@@ -284,7 +303,7 @@ fn head(
         dir,
         tdir,
         vmas,
-        counters,
+        done,
     }))
 }
 
@@ -327,7 +346,7 @@ fn live_thread(ctx: &Context, reader: &mut Reader, pid: Pid) -> Option<Pid> {
 pub(crate) fn scan_bodies(
     ctx: &Context,
     reader: &mut Reader,
-    heads: Vec<(Process, Option<Pid>, bool)>,
+    heads: Vec<(Process, Option<Pid>, Done)>,
     want_smaps: bool,
 ) -> Vec<Read<Option<(Process, RawProcess, bool)>>> {
     let dirs: Vec<Read<(ProcDir, ProcDir)>> = heads
@@ -350,11 +369,11 @@ pub(crate) fn scan_bodies(
     heads
         .into_iter()
         .zip(dirs)
-        .map(|((mut p, task, counters), d)| {
+        .map(|((mut p, task, done), d)| {
             let (dir, tdir) = tri!(d);
             let m = maps.next().expect("one read per opened process");
-            let done = finish(ctx, &mut p, &dir, &tdir, task, want_smaps, counters, m);
-            let Some((raw, denied)) = tri!(done) else {
+            let body = finish(ctx, &mut p, &dir, &tdir, task, want_smaps, done, m);
+            let Some((raw, denied)) = tri!(body) else {
                 return Read::Ok(None);
             };
             // The pid may have been reused since pass 1 read `stat` (tests/churn.rs makes it

@@ -1,15 +1,18 @@
-//! Process titles (`cmdline`), read after everything else of the scan.
+//! Process titles (`cmdline`), read after everything else of the scan, or (the objects view,
+//! as root with the BPF iterators) beside the iteration, on the CPU it leaves free.
 //!
 //! The kernel reads `cmdline` from the process's memory under its mmap_lock, so a process
 //! stuck as [`super::deadline`] describes does not answer it. Read last, the title of a process
 //! found stuck earlier (in `maps`, `map_files`) is not even tried, and a process stuck here is
-//! named stuck in `cmdline`; read in one [`deadline::call_each`] batch per thread, the titles
+//! named stuck in `cmdline`; read early, a stuck process is named stuck in `cmdline` and its
+//! later reads are skipped. Read in one [`deadline::call_each`] batch per thread, the titles
 //! cost no hand-over per process.
 
 use super::deadline;
 use super::parse::{cmdline, stat};
+use super::process::Start;
 use super::read::{open_dir, open_sub, read_prefix, ProcDir};
-use super::{Context, RawProcess};
+use super::{Context, RawProcess, Read};
 use crate::model::{Pid, Process, TITLE_MAX};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
@@ -22,19 +25,23 @@ type Reach = (Option<ProcDir>, PathBuf, u64);
 /// A process's index and title.
 type Titled = (usize, Option<String>);
 
-/// Sets the title of every process, bounded to [`TITLE_MAX`] bytes, and closes the
-/// directories kept for it.
+/// Sets the title of every process not titled yet ([`read_early`]), bounded to [`TITLE_MAX`]
+/// bytes, and closes the directories kept for it.
 pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process], raws: &mut [RawProcess]) {
+    let left: Vec<usize> = (0..processes.len())
+        .filter(|&i| !raws[i].done.title)
+        .collect();
     // One batch on this thread up to 4096 processes (no thread to start: on the 300-worker
     // pool four threads cost more CPU than the reads), else up to one per CPU.
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(4)
-        .min(processes.len() / 4096 + 1);
+        .min(left.len() / 4096 + 1);
     let mut chunks: Vec<Vec<(Pid, (usize, Reach))>> = (0..threads).map(|_| Vec::new()).collect();
-    for (i, (p, raw)) in processes.iter().zip(raws.iter_mut()).enumerate() {
-        let reach = (raw.dir.take(), ctx.pid_path(p.pid, ""), p.start_ticks);
-        chunks[i % threads].push((p.pid, (i, reach)));
+    for (n, i) in left.into_iter().enumerate() {
+        let p = &processes[i];
+        let reach = (raws[i].dir.take(), ctx.pid_path(p.pid, ""), p.start_ticks);
+        chunks[n % threads].push((p.pid, (i, reach)));
     }
     let batch = |chunk| deadline::call_each(chunk, "cmdline", |(i, reach)| (i, title(reach)));
     let titles: Vec<Vec<Option<Titled>>> = if threads == 1 {
@@ -53,6 +60,27 @@ pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process], raws: &mut [
     };
     for (i, title) in titles.into_iter().flatten().flatten() {
         processes[i].title = title;
+    }
+}
+
+/// The titles of the processes of `starts` whose directory is open and whose early reads
+/// went well, read through that directory in one [`deadline::call_each`] batch, while the BPF
+/// iterators run on another CPU (`super::with_kernel_snapshot`). A process whose memory map is
+/// locked is named stuck in `cmdline` then, and its later reads are skipped.
+pub(crate) fn read_early(starts: &mut [Start]) {
+    let reach: Vec<(Pid, (usize, ProcDir))> = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
+        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(dir.as_ref()?)))))
+        .collect();
+    let read = deadline::call_each(reach, "cmdline", |(i, dir)| {
+        (i, title((Some(dir), PathBuf::new(), 0)))
+    });
+    for (i, t) in read.into_iter().flatten() {
+        if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
+            early.title = Some(t);
+        }
     }
 }
 

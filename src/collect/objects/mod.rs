@@ -297,14 +297,14 @@ fn estimate_unmeasured(
     let (unmeasured, reasons): (Vec<usize>, Vec<EstimateReason>) =
         unmeasured.iter().copied().unzip();
     // RssShmem of the processes that map an object to estimate, read now where the scan left
-    // the counters out (`RawProcess::counters`).
+    // the counters out (`process::Done`).
     let mut reader = super::Reader::new();
     let rss_shmem = |pi: usize| -> u64 {
         let (p, raw) = (&processes[pi], &raws[pi]);
         let mapper = unmeasured
             .iter()
             .any(|&a| drafts[a].mapped_len.contains_key(&pi));
-        match (&raw.dir, raw.counters || !mapper) {
+        match (&raw.dir, raw.done.counters || !mapper) {
             (Some(dir), false) => match super::process::read_status(&mut reader, dir) {
                 super::Read::Ok(s) => s.rss_shmem,
                 _ => 0,

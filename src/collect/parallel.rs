@@ -2,6 +2,14 @@
 
 use super::read::Reader;
 
+/// The CPUs this process may use, asked once: each `available_parallelism` reads the cgroup's
+/// CPU quota through `/proc/self/cgroup` and `mountinfo` (0.65% of `shmwho procs --json`'s CPU
+/// on the 300-worker pool of `bench/ratios.sh`, `perf`).
+pub(crate) fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// Applies `f` to every item on up to 4 threads (one per CPU), keeping the order. Each thread
 /// has its own [`Reader`]. Fewer than `min_items` items stay on the calling thread.
 pub(crate) fn parallel_map<T: Send, R: Send>(
@@ -9,10 +17,7 @@ pub(crate) fn parallel_map<T: Send, R: Send>(
     min_items: usize,
     f: impl Fn(&mut Reader, T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4)
-        .min(items.len());
+    let threads = cpus().min(4).min(items.len());
     if threads <= 1 || items.len() < min_items {
         let mut reader = Reader::new();
         return items.into_iter().map(|t| f(&mut reader, t)).collect();
@@ -63,8 +68,7 @@ pub(crate) fn parallel_chunks_leaving<T: Send, R: Send>(
     busy: usize,
     f: impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+    let threads = cpus()
         .saturating_sub(busy)
         .clamp(1, 4)
         .min(items.len());

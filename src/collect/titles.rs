@@ -33,10 +33,7 @@ pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process], raws: &mut [
         .collect();
     // One batch on this thread up to 4096 processes (no thread to start: on the 300-worker
     // pool four threads cost more CPU than the reads), else up to one per CPU.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4)
-        .min(left.len() / 4096 + 1);
+    let threads = super::parallel::cpus().min(4).min(left.len() / 4096 + 1);
     let mut chunks: Vec<Vec<(Pid, (usize, Reach))>> = (0..threads).map(|_| Vec::new()).collect();
     for (n, i) in left.into_iter().enumerate() {
         let p = &processes[i];

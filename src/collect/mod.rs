@@ -41,6 +41,10 @@ use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, Snapshot};
 use std::collections::HashMap;
 
+/// Processes from which the BPF `task_file` iterator runs beside `task`, on a thread of its own
+/// ([`bpf::Plan::beside`]).
+const BESIDE_FROM: usize = 2048;
+
 /// What to collect.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -305,6 +309,7 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
     let opened_ns = bpf::boottime_ns();
     let plan = bpf::Plan {
         repeated: opts.repeated,
+        beside: pids.len() >= BESIDE_FROM,
     };
     let ctx_ref = &*ctx;
     let (starts, kernel) = std::thread::scope(|s| {

@@ -213,6 +213,9 @@ pub(crate) struct Plan {
     /// the walk of every process whose mappings did not change since the walk kept of it
     /// ([`walks`]).
     pub repeated: bool,
+    /// Run `task_file` on a thread of its own, beside `task`: worth it on hosts with many
+    /// processes only (see [`take`]).
+    pub beside: bool,
 }
 
 /// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
@@ -239,14 +242,20 @@ fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
     // wall time so against 371 ms with the two one after the other (`bench/cpu.py`, 9 rounds).
     // (Two `task` programs, for even and odd tgids, on two CPUs saved nothing more: 329.5
     // against 325.2 ms in 25 rounds.)
-    let (tasks, fds) = std::thread::scope(|s| {
-        let fds = s.spawn(|| match &progs.files {
-            Some(p) => run(p).map(|b| files::parse(&b)),
-            None => Ok(HashMap::new()),
-        });
-        let tasks = tasks_of(&progs.tasks);
-        (tasks, fds.join().unwrap_or_else(|_| Err("thread".into())))
-    });
+    // On the 300-worker pool of `bench/ratios.sh` the thread cost more CPU than it saved wall
+    // time: `procs --json` 36.7 against 33.5 ms of CPU (21 rounds).
+    let files_of = || match &progs.files {
+        Some(p) => run(p).map(|b| files::parse(&b)),
+        None => Ok(HashMap::new()),
+    };
+    let (tasks, fds) = match plan.beside {
+        true => std::thread::scope(|s| {
+            let fds = s.spawn(files_of);
+            let tasks = tasks_of(&progs.tasks);
+            (tasks, fds.join().unwrap_or_else(|_| Err("thread".into())))
+        }),
+        false => (tasks_of(&progs.tasks), files_of()),
+    };
     let (mut tasks, fds) = (tasks?, fds?);
     let reused = match &progs.walks {
         Some(w) => w
@@ -303,7 +312,10 @@ pub fn probe(tid: i32) -> Result<Probed, String> {
 /// the walk of `tid`'s mappings was skipped (unchanged since the last probe's); an error
 /// where the kernel gives no generations.
 pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
-    let plan = Plan { repeated: true };
+    let plan = Plan {
+        repeated: true,
+        beside: false,
+    };
     if loaded(plan)?.walks.is_none() {
         return Err("the task program keeps no walks here (no mm_lock_seq seqcount?)".into());
     }
@@ -311,7 +323,10 @@ pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
 }
 
 fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
-    let plan = Plan { repeated };
+    let plan = Plan {
+        repeated,
+        beside: false,
+    };
     let progs = loaded(plan)?;
     let s = take(boottime_ns(), plan)?;
     if progs.files.is_none() || progs.tasks.is_none() {

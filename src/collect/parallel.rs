@@ -68,10 +68,7 @@ pub(crate) fn parallel_chunks_leaving<T: Send, R: Send>(
     busy: usize,
     f: impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync,
 ) -> Vec<R> {
-    let threads = cpus()
-        .saturating_sub(busy)
-        .clamp(1, 4)
-        .min(items.len());
+    let threads = cpus().saturating_sub(busy).clamp(1, 4).min(items.len());
     if threads <= 1 || items.len() < min_items {
         return f(&mut Reader::new(), items);
     }

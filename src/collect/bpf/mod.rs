@@ -1,18 +1,21 @@
-//! Every process's identity, namespaces and fds on tmpfs and hugetlbfs, in one pass inside the
-//! kernel: two BPF iterators (`task`, `task_file`) replace, per process, the read of
-//! `/proc/PID/stat`, the readlinks of `ns/ipc` and `ns/mnt`, and the walk of `/proc/PID/fd`.
+//! Every process's identity, namespaces, mappings and fds on tmpfs and hugetlbfs, in one pass
+//! inside the kernel: two BPF iterators (`task`, `task_file`) replace, per process, the read of
+//! `/proc/PID/stat`, the readlinks of `ns/ipc` and `ns/mnt`, the walk of its maps and of
+//! `/proc/PID/fd`, and (for the views that show no memory counters) the read of `status`.
 //!
 //! On the 300-worker pool of `bench/ratios.sh`, the fd walk (open, getdents and a readlink per
 //! fd) was a quarter of the CPU of `shmwho --json` (a C loop measured it at 8.0 ms for 2,101
 //! fds, 2.4 ms without the readlinks). The iterator hands back only the few fds on a shared
-//! memory filesystem; the scan reads the links of those alone.
+//! memory filesystem; the scan reads the links of those alone. A process that scans again and
+//! again walks only the mappings that changed since ([`walks`]).
 //!
 //! Used only where it cannot change what the scan sees: as root with no privilege gained at
-//! exec (`Options::bpf`, which the caller clears for such a run), on the host's own `/proc`, in the initial pid and time
-//! namespaces (the iterators report kernel pids and raw boot times), unless `SHMWHO_NO_BPF` is
-//! set. Anything else, or any failure to load, and the scan reads `/proc` as before. Neither
-//! iterator takes a lock a stuck process can hold (they walk tasks and fd tables under RCU),
-//! so they need no deadline.
+//! exec (`Options::bpf`, which the caller clears for such a run), on the host's own `/proc`, in
+//! the initial pid, user and time namespaces (the iterators report kernel pids, uids and raw
+//! boot times), unless `SHMWHO_NO_BPF` is set. Anything else, or any failure to load, and the
+//! scan reads `/proc` as before. Neither iterator takes a lock a stuck process can hold (they
+//! walk tasks and fd tables under RCU, and mappings only after trying their locks), so they
+//! need no deadline.
 //!
 //! The programs are encoded by hand ([`asm`]) with field offsets from the kernel's BTF
 //! ([`btf`]): no C compiler at build time, no loader library, one program for every kernel.

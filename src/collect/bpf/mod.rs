@@ -465,11 +465,21 @@ mod tests {
             eprintln!("skipped: loading a BPF iterator needs root (tests/bpf.rs says so)");
             return;
         }
-        let s = take(boottime_ns(), Plan::default()).expect("iterators run");
         let me = rustix::process::getpid().as_raw_nonzero().get();
         let status = std::fs::read("/proc/self/status").unwrap();
         let status = crate::collect::status::parse(&status).unwrap();
-        let t = &s.tasks[&me];
-        assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
+        let _memfd = rustix::fs::memfd_create("shmwho bpf beside", rustix::fs::MemfdFlags::CLOEXEC)
+            .expect("memfd_create");
+        // In turn and, as on hosts with many processes, `task_file` on a thread beside.
+        for beside in [false, true] {
+            let plan = Plan {
+                beside,
+                ..Plan::default()
+            };
+            let s = take(boottime_ns(), plan).expect("iterators run");
+            let t = &s.tasks[&me];
+            assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
+            assert!(s.with_fds && s.fds.contains_key(&me), "our memfd is listed");
+        }
     }
 }

@@ -510,3 +510,49 @@ fn which(tool: &str) -> Option<PathBuf> {
         .map(|d| PathBuf::from(d).join(tool))
         .find(|p| p.is_file())
 }
+
+/// Processes in two fresh memory cgroups and in ours: as root the scan names each cgroup once,
+/// from the kernfs ids the BPF `task` iterator gives (src/collect/process.rs `cgroup_of`); each
+/// process gets the cgroup the walk of `/proc/PID/cgroup` alone gives it.
+#[test]
+fn cgroups_named_from_the_iterator_match_each_processs_own() {
+    if !require_root("creates memory cgroups") {
+        return;
+    }
+    let (Some((a, a_path)), Some((b, b_path))) = (make_cgroup(), make_cgroup()) else {
+        return;
+    };
+    let join = |dir: &CgroupDir| {
+        let procs = c_path(&dir.path.join("cgroup.procs"));
+        fork_child(&[], &[], After::Pause, move || {
+            // SAFETY: raw syscalls on a NUL-terminated buffer; "0" moves the writing process.
+            unsafe {
+                let f = libc::open(procs.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if f < 0 || libc::write(f, b"0".as_ptr().cast(), 1) != 1 {
+                    libc::_exit(90);
+                }
+                libc::close(f);
+            }
+            0
+        })
+    };
+    let kids = [join(&a), join(&a), join(&b)];
+    let cgroups = |no_bpf: bool| {
+        let _g = lock();
+        let mut c = cmd();
+        if no_bpf {
+            c.env("SHMWHO_NO_BPF", "1");
+        }
+        let args = ["procs", "--json"];
+        let doc = parse_ok(&args, &c.args(args).output().expect("run shmwho"));
+        let mine = [my_pid(), kids[0].pid(), kids[1].pid(), kids[2].pid()];
+        mine.map(|pid| process(&doc, pid).expect("listed")["cgroup"].clone())
+    };
+    let (with, without) = (cgroups(false), cgroups(true));
+    assert_eq!(with, without);
+    assert_eq!(with[1], a_path.as_str());
+    assert_eq!(with[2], a_path.as_str());
+    assert_eq!(with[3], b_path.as_str());
+    drop(kids);
+    drop((a, b));
+}

@@ -47,6 +47,8 @@ pub(crate) struct Context {
     /// What the BPF iterators saw, where they may be used ([`super::bpf`]); `None`: read
     /// each process's `stat`, namespaces and fds from `/proc`.
     pub kernel: Option<super::bpf::KernelSnapshot>,
+    /// Memory cgroups named in this scan, by kernfs id (`process::cgroup_of`).
+    pub cgroup_names: std::sync::Mutex<HashMap<u64, String>>,
 }
 
 impl Context {
@@ -78,6 +80,7 @@ impl Context {
             cgroups: cgroup::parse_mounts(own_mountinfo).reached(paths),
             own_devs: mountinfo::parse(own_mountinfo).map(|m| m.dev).collect(),
             kernel: None,
+            cgroup_names: std::sync::Mutex::new(HashMap::new()),
         };
         ctx.add_mounts(None, None, own_mountinfo);
         Ok(ctx)

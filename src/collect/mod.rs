@@ -334,12 +334,14 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         // no counters (`Options::counters`: the objects view, the exporter) read the titles
         // here instead, when they want them ([`titles::read_early`]).
         let early_titles = opts.titles && !opts.counters;
+        // Cgroups are named after the iteration where it gives their ids (`process::head`).
+        let early_cgroups = opts.cgroups && !bpf::gives_cgroup_ids(plan);
         let starts = parallel::parallel_chunks_leaving(opened, 64, 1, |reader, items| {
             let mut starts: Vec<process::Start> = items
                 .into_iter()
                 .map(|(pid, dir)| {
                     let early = dir.as_ref().map(|d| {
-                        process::read_early(ctx_ref, reader, d, opts.cgroups, opts.counters)
+                        process::read_early(ctx_ref, reader, d, early_cgroups, opts.counters)
                     });
                     (pid, dir, early)
                 })

@@ -87,7 +87,8 @@ struct Head {
 /// (unless the counters are not wanted), and its memory cgroup if wanted.
 pub(crate) struct Early {
     status: Option<status::Status>,
-    cgroup: Option<String>,
+    /// Its memory cgroup, when it was read then.
+    cgroup: Option<Option<String>>,
     /// Its title, when it was read then (`Some(None)`: it has none).
     pub title: Option<Option<String>>,
 }
@@ -108,15 +109,53 @@ pub(crate) fn read_early(
         true => Some(tri!(read_status(reader, dir))),
         false => None,
     };
-    let cgroup = cgroups
-        .then(|| reader.read_small_at(dir.as_fd(), "cgroup").ok())
-        .flatten()
-        .and_then(|t| ctx.cgroups.process_cgroup(t));
+    let cgroup = cgroups.then(|| read_cgroup(ctx, reader, dir));
     Read::Ok(Early {
         status,
         cgroup,
         title: None,
     })
+}
+
+/// The memory cgroup of the process at `dir`, from its `cgroup`.
+fn read_cgroup(ctx: &Context, reader: &mut Reader, dir: &ProcDir) -> Option<String> {
+    let text = reader.read_small_at(dir.as_fd(), "cgroup").ok()?;
+    ctx.cgroups.process_cgroup(text)
+}
+
+/// The memory cgroup of the process at `dir`, which the BPF `task` iterator saw in the
+/// cgroups of kernfs ids `ids`: named once per cgroup and scan, from the `cgroup` of the first
+/// of its processes asked about, when the directory that path names still has that id as its
+/// inode number (so the name is that cgroup's, not the one a process just moved to). On the
+/// 300-worker pool of `bench/ratios.sh`, reading every process's `cgroup` (which formats each
+/// hierarchy under `css_set_lock`) was 12% of the CPU of `shmwho procs --json`.
+fn cgroup_of(
+    ctx: &Context,
+    reader: &mut Reader,
+    dir: &ProcDir,
+    ids: super::bpf::CgroupIds,
+) -> Option<String> {
+    let id = match ctx.cgroups.memory_version()? {
+        crate::model::CgroupVersion::V1 => ids.memory,
+        crate::model::CgroupVersion::V2 => ids.v2,
+    };
+    let Some(id) = id else {
+        return read_cgroup(ctx, reader, dir);
+    };
+    let names = || ctx.cgroup_names.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(path) = names().get(&id) {
+        return Some(path.clone());
+    }
+    let path = read_cgroup(ctx, reader, dir)?;
+    let named = ctx
+        .cgroups
+        .stat_path(&path)
+        .and_then(|stat| rustix::fs::stat(stat.parent()?).ok())
+        .is_some_and(|st| st.st_ino == id);
+    if named {
+        names().insert(id, path.clone());
+    }
+    Some(path)
 }
 
 /// Sets the memory counters of `p` from its `status`.
@@ -215,6 +254,7 @@ fn head(
         None => tri!(classify(open_dir(&ctx.pid_path(pid, "")))),
     };
     let ids = known.as_ref().map(|t| (t.stat.ppid, t.uid));
+    let cgroup_ids = known.as_ref().map(|t| t.cgroup_ids);
     let (stat, namespaces, vmas) = match known {
         Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns)), t.vmas),
         None => {
@@ -258,6 +298,13 @@ fn head(
             let e = tri!(read_early(ctx, reader, &tdir, cgroups, counters));
             (e.status, e.cgroup, None)
         }
+    };
+    // Not read early where the iterator gives the cgroups' ids.
+    let cgroup = match (cgroup, cgroup_ids.filter(|_| task.is_none())) {
+        (Some(c), _) => c,
+        (None, Some(ids)) if cgroups => cgroup_of(ctx, reader, &tdir, ids),
+        (None, _) if cgroups => read_cgroup(ctx, reader, &tdir),
+        (None, _) => None,
     };
     // Without the counters, the uid and parent come from the iterator, if it saw the leader.
     let ids = ids.filter(|_| task.is_none());

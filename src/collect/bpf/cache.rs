@@ -44,10 +44,10 @@ impl<'a, 'b> Recorded<'a, 'b> {
         }
     }
 
+    /// Notes an answer, a missing one too (as [`ABSENT`]): a cache that lacks a question was
+    /// written for programs that asked less, and is not used ([`Cached::missed`]).
     fn note(&self, key: String, v: Option<u32>) -> Option<u32> {
-        if let Some(v) = v {
-            self.answers.borrow_mut().push((key, v));
-        }
+        self.answers.borrow_mut().push((key, v.unwrap_or(ABSENT)));
         v
     }
 }
@@ -65,18 +65,39 @@ impl Lookup for Recorded<'_, '_> {
     }
 }
 
-/// Answers read back from the cache.
-pub(super) struct Cached(HashMap<String, u32>);
+/// The answer noted for a question the BTF has no answer to.
+const ABSENT: u32 = u32::MAX;
+
+/// Answers read back from the cache, and whether a question found none.
+pub(super) struct Cached(HashMap<String, u32>, std::cell::Cell<bool>);
+
+impl Cached {
+    fn get(&self, key: String) -> Option<u32> {
+        match self.0.get(&key) {
+            Some(&v) => (v != ABSENT).then_some(v),
+            None => {
+                self.1.set(true);
+                None
+            }
+        }
+    }
+
+    /// Whether a question was not in the cache: it was written for programs that asked less
+    /// (an older shmwho), so its layouts may lack what this one can use.
+    pub fn missed(&self) -> bool {
+        self.1.get()
+    }
+}
 
 impl Lookup for Cached {
     fn func(&self, name: &str) -> Option<u32> {
-        self.0.get(&format!("f:{name}")).copied()
+        self.get(format!("f:{name}"))
     }
     fn struct_id(&self, name: &str) -> Option<u32> {
-        self.0.get(&format!("s:{name}")).copied()
+        self.get(format!("s:{name}"))
     }
     fn offset(&self, name: &str, member: &str) -> Option<u32> {
-        self.0.get(&format!("m:{name}.{member}")).copied()
+        self.get(format!("m:{name}.{member}"))
     }
 }
 
@@ -125,7 +146,7 @@ fn parse(text: &str, key: &str) -> Option<Cached> {
             Some((k.to_string(), v.parse().ok()?))
         })
         .collect::<Option<HashMap<_, _>>>()?;
-    Some(Cached(answers))
+    Some(Cached(answers, std::cell::Cell::new(false)))
 }
 
 /// Keeps `recorded`'s answers for this boot; failures are ignored (the cache only saves time).
@@ -150,11 +171,14 @@ mod tests {
 
     #[test]
     fn answers_read_back_only_under_their_key() {
-        let text = "K 1\nf:bpf_iter_task 7\nm:task_struct.pid 1234\n";
+        let text = "K 1\nf:bpf_iter_task 7\nm:task_struct.pid 1234\nm:mm_struct.x 4294967295\n";
         let c = parse(text, "K 1").unwrap();
         assert_eq!(c.func("bpf_iter_task"), Some(7));
         assert_eq!(c.offset("task_struct", "pid"), Some(1234));
+        assert_eq!(c.offset("mm_struct", "x"), None, "absent from the BTF");
+        assert!(!c.missed());
         assert_eq!(c.struct_id("file"), None);
+        assert!(c.missed(), "a question the cache was not written for");
         assert!(parse(text, "K 2").is_none(), "another boot or kernel");
         assert!(parse("K 1\nf:x seven\n", "K 1").is_none());
         assert!(parse("", "K 1").is_none());

@@ -30,7 +30,7 @@ mod vmlinux;
 mod walks;
 
 pub(crate) use files::FdRecord;
-pub(crate) use tasks::{TaskRecord, VmaRecord};
+pub(crate) use tasks::{CgroupIds, TaskRecord, VmaRecord};
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -113,6 +113,8 @@ struct Programs {
     /// For a process that scans again and again, the `task` program's map of the generations
     /// whose walks [`Walks`] keeps.
     walks: Option<std::sync::Mutex<Walks>>,
+    /// Whether the `task` program gives each process's cgroups' kernfs ids.
+    cgroup_ids: bool,
 }
 
 /// The programs, loaded by the first call, as its [`Plan`] asks.
@@ -123,7 +125,7 @@ fn loaded(plan: Plan) -> Result<&'static Programs, String> {
             let map = plan.repeated.then(generations_map).flatten();
             let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref());
             // This boot's answers from the cache, if both programs load with them.
-            if let Some(p) = cache::read().and_then(|c| build(&c).ok()) {
+            if let Some(p) = cache::read().and_then(|c| build(&c).ok().filter(|_| !c.missed())) {
                 if p.files.is_some() && p.tasks.is_some() {
                     return Ok(p);
                 }
@@ -162,6 +164,7 @@ fn build(
         });
     use rustix::fd::AsRawFd;
     let mut walks = None;
+    let mut cgroup_ids = false;
     let tasks = tasks::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task layout".to_string())
         .and_then(|l| {
@@ -169,6 +172,7 @@ fn build(
             let fd = map.map(|m| m.as_raw_fd());
             let loaded = sys::load_iter("shmwho_tasks", &tasks::program(&l, fd), l.attach)
                 .map_err(|e| format!("load task: {e}"))?;
+            cgroup_ids = l.has_cgroup_ids();
             walks = map
                 .and_then(|m| m.try_clone().ok())
                 .map(|map| std::sync::Mutex::new(Walks::new(map)));
@@ -179,6 +183,7 @@ fn build(
     }
     Ok(Programs {
         walks: walks.filter(|_| tasks.is_ok()),
+        cgroup_ids: cgroup_ids && tasks.is_ok(),
         tasks: tasks.ok(),
         files: files.ok(),
     })
@@ -219,6 +224,12 @@ pub(crate) struct Plan {
     /// Run `task_file` on a thread of its own, beside `task`: worth it on hosts with many
     /// processes only (see [`take`]).
     pub beside: bool,
+}
+
+/// Whether the loaded `task` program gives each process's cgroups' kernfs ids
+/// ([`TaskRecord::cgroup_ids`]).
+pub(crate) fn gives_cgroup_ids(plan: Plan) -> bool {
+    loaded(plan).is_ok_and(|p| p.cgroup_ids)
 }
 
 /// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
@@ -404,6 +415,7 @@ mod tests {
                 start_ticks: 0,
             },
             uid: 0,
+            cgroup_ids: Default::default(),
             ipc_ns: None,
             mnt_ns: None,
             vmas: None,

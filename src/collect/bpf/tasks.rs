@@ -12,10 +12,11 @@ use crate::collect::stat::Stat;
 /// `start_boottime` (u64), `__state`, `exit_state` (u32), `comm` (16 bytes), the IPC and mount
 /// namespaces' inodes (u32, 0 when the task has none left), its mm's `mm_lock_seq` and the low
 /// half of its `self_exec_id` (u32 each, 0 without a map), its real uid and its parent's tgid
-/// (u32 each: `status`'s first `Uid` and `PPid`). Before it, one record (kind 2) per file
-/// mapping on a device of major 0: kind, tid (u32), start, end, vm_flags, vm_pgoff (u64), the
-/// kernel's dev_t, 0 (u32), inode (u64), 0 (u64, u64).
-pub(super) const RECORD: usize = 72;
+/// (u32 each: `status`'s first `Uid` and `PPid`), the kernfs ids of its v2 cgroup and of its
+/// cgroup in the memory controller's hierarchy (u64 each, 0 when unknown). Before it, one
+/// record (kind 2) per file mapping on a device of major 0: kind, tid (u32), start, end,
+/// vm_flags, vm_pgoff (u64), the kernel's dev_t, 0 (u32), inode (u64), 0 (u64 × 4).
+pub(super) const RECORD: usize = 88;
 
 /// One process as the iterator saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +27,9 @@ pub(crate) struct TaskRecord {
     pub stat: Stat,
     /// Its real uid, as `status` gives it.
     pub uid: u32,
+    /// The kernfs ids (the directories' inode numbers) of its cgroup in the v2 hierarchy and in
+    /// the memory controller's, when known: the scan names each cgroup once (`collect::cgroup`).
+    pub cgroup_ids: CgroupIds,
     /// Inodes of its IPC and mount namespaces.
     pub ipc_ns: Option<u64>,
     pub mnt_ns: Option<u64>,
@@ -37,6 +41,15 @@ pub(crate) struct TaskRecord {
     /// it from what it kept of that generation's walk).
     pub generation: Option<Generation>,
     pub unchanged: bool,
+}
+
+/// The kernfs ids of a process's cgroups (see [`TaskRecord::cgroup_ids`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CgroupIds {
+    /// In the v2 (unified) hierarchy.
+    pub v2: Option<u64>,
+    /// In the hierarchy of the memory controller (v1's, or v2's nearest cgroup with it).
+    pub memory: Option<u64>,
 }
 
 /// What tells that a process's mappings did not change between two iterations: the process
@@ -114,6 +127,31 @@ pub(super) struct Layout {
     cred_uid: i16,
     /// Where a process's [`Generation`] is, on kernels that have one.
     generation: Option<GenerationAt>,
+    /// Where its cgroups' ids are, with the memory controller's index in `css_set.subsys`.
+    cgroups: Option<CgroupsAt>,
+}
+
+/// Offsets of the way from a task to its cgroups' kernfs ids.
+struct CgroupsAt {
+    cgroups: i16,
+    dfl_cgrp: i16,
+    subsys: i16,
+    css_cgroup: i16,
+    kn: i16,
+    kn_id: i16,
+    /// `memory_cgrp_id`: the row of `memory` in `/proc/cgroups`, which lists the controllers
+    /// in the order of their ids (`css_set.subsys` has one slot per row).
+    memory: Option<i16>,
+}
+
+/// The index of the memory controller among the kernel's cgroup controllers.
+fn memory_controller() -> Option<i16> {
+    let text = std::fs::read_to_string("/proc/cgroups").ok()?;
+    let row = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .position(|l| l.split_whitespace().next() == Some("memory"))?;
+    i16::try_from(row).ok()
 }
 
 /// Offsets of a [`Generation`]'s parts.
@@ -141,12 +179,21 @@ pub(super) const WANTED: &[&str] = &[
     "super_block",
     "mm_struct",
     "cred",
+    "css_set",
+    "cgroup_subsys_state",
+    "cgroup",
+    "kernfs_node",
 ];
 
 impl Layout {
     /// Whether the program can skip the walk of a process whose [`Generation`] is in a map.
     pub fn has_generations(&self) -> bool {
         self.generation.is_some()
+    }
+
+    /// Whether the program gives each process's cgroups' kernfs ids.
+    pub fn has_cgroup_ids(&self) -> bool {
+        self.cgroups.is_some()
     }
 
     pub fn read(btf: &dyn Lookup) -> Option<Layout> {
@@ -185,6 +232,17 @@ impl Layout {
             real_parent: off("task_struct", "real_parent")?,
             cred: off("task_struct", "cred")?,
             cred_uid: off("cred", "uid.val")?,
+            cgroups: (|| {
+                Some(CgroupsAt {
+                    cgroups: off("task_struct", "cgroups")?,
+                    dfl_cgrp: off("css_set", "dfl_cgrp")?,
+                    subsys: off("css_set", "subsys")?,
+                    css_cgroup: off("cgroup_subsys_state", "cgroup")?,
+                    kn: off("cgroup", "kn")?,
+                    kn_id: off("kernfs_node", "id")?,
+                    memory: memory_controller(),
+                })
+            })(),
             // A seqcount since Linux 6.13; before, a plain counter bumped only as a write-locked
             // section ends, which cannot tell an idle mm from one in the middle of a change.
             generation: (|| {
@@ -239,13 +297,13 @@ const VM_MAYSHARE: u64 = 0x80;
 /// the map is not walked: its record says so (outcome 2).
 pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     let mut p = Prog::default();
-    // Stack: the process's record at -72, a mapping's at -144, the mapping iterator at -152,
-    // the map's key (tgid) at -160 and the process's generation at -176.
-    const T: i16 = -72;
-    const V: i16 = -144;
-    const IT: i32 = -152;
-    const KEY: i16 = -160;
-    const GEN: i16 = -176;
+    // Stack: the process's record at -88, a mapping's at -176, the mapping iterator at -184,
+    // the map's key (tgid) at -192 and the process's generation at -208.
+    const T: i16 = -(RECORD as i16);
+    const V: i16 = 2 * T;
+    const IT: i32 = 2 * T as i32 - 8;
+    const KEY: i16 = 2 * T - 16;
+    const GEN: i16 = 2 * T - 32;
     // The context is the iterator function's arguments, 8 bytes each: meta, task.
     p.push(&[ldx(Size::DW, R6, R1, 0), ldx(Size::DW, R7, R1, 8)]);
     p.jump(jeq_imm(R7, 0, 0), "out"); // no task: the call after the last one
@@ -263,8 +321,12 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         stx(Size::W, FP, V + 44, R3),
         stx(Size::DW, FP, V + 56, R3),
         stx(Size::DW, FP, V + 64, R3),
+        stx(Size::DW, FP, V + 72, R3),
+        stx(Size::DW, FP, V + 80, R3),
         stx(Size::DW, FP, T + 56, R3),
         stx(Size::DW, FP, T + 64, R3),
+        stx(Size::DW, FP, T + 72, R3),
+        stx(Size::DW, FP, T + 80, R3),
     ]);
     if let (Some(map), Some(g)) = (generations, &l.generation) {
         p.push(&[
@@ -381,11 +443,38 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     p.push(&[ldx(Size::W, R3, R2, l.tgid), stx(Size::W, FP, T + 68, R3)]);
     p.label("cred");
     p.push(&[ldx(Size::DW, R2, R7, l.cred)]);
-    p.jump(jeq_imm(R2, 0, 0), "ns");
+    p.jump(jeq_imm(R2, 0, 0), "cgroups");
     p.push(&[
         ldx(Size::W, R3, R2, l.cred_uid),
         stx(Size::W, FP, T + 64, R3),
     ]);
+    p.label("cgroups");
+    if let Some(c) = &l.cgroups {
+        // task->cgroups->dfl_cgrp->kn->id, and ->subsys[memory]->cgroup->kn->id.
+        p.push(&[ldx(Size::DW, R2, R7, c.cgroups)]);
+        p.jump(jeq_imm(R2, 0, 0), "ns");
+        p.push(&[ldx(Size::DW, R3, R2, c.dfl_cgrp)]);
+        p.jump(jeq_imm(R3, 0, 0), "memory");
+        p.push(&[ldx(Size::DW, R3, R3, c.kn)]);
+        p.jump(jeq_imm(R3, 0, 0), "memory");
+        p.push(&[
+            ldx(Size::DW, R3, R3, c.kn_id),
+            stx(Size::DW, FP, T + 72, R3),
+        ]);
+        p.label("memory");
+        if let Some(m) = c.memory {
+            p.push(&[ldx(Size::DW, R3, R2, c.subsys + 8 * m)]);
+            p.jump(jeq_imm(R3, 0, 0), "ns");
+            p.push(&[ldx(Size::DW, R3, R3, c.css_cgroup)]);
+            p.jump(jeq_imm(R3, 0, 0), "ns");
+            p.push(&[ldx(Size::DW, R3, R3, c.kn)]);
+            p.jump(jeq_imm(R3, 0, 0), "ns");
+            p.push(&[
+                ldx(Size::DW, R3, R3, c.kn_id),
+                stx(Size::DW, FP, T + 80, R3),
+            ]);
+        }
+    }
     p.label("ns");
     p.push(&[ldx(Size::DW, R2, R7, l.nsproxy)]);
     p.jump(jeq_imm(R2, 0, 0), "write"); // exiting: its namespaces are gone
@@ -460,6 +549,10 @@ pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMa
                 start_ticks: 0, // set by the caller, who knows the tick
             },
             uid: word(64),
+            cgroup_ids: CgroupIds {
+                v2: Some(long(72)).filter(|&i| i != 0),
+                memory: Some(long(80)).filter(|&i| i != 0),
+            },
             ipc_ns: ns(48),
             mnt_ns: ns(52),
             vmas: (word(12) == 0).then_some(listed),
@@ -508,19 +601,19 @@ mod tests {
         // A mapping of process 42, then process 42, then a process whose walk was refused,
         // then one whose walk was skipped, then one walked while its mappings changed.
         push(&[2, 42], &[0x1000, 0x3000, 0xfb, 2], &[]);
-        push(&[(1 << 20) | 5, 0], &[99, 0, 0], &[]);
+        push(&[(1 << 20) | 5, 0], &[99, 0, 0, 0, 0], &[]);
         push(&[1, 42, 0x0020_0000, 0], &[1234], &[]);
         push(&[1, 0], &[], b"a b) (deleted)\0\0");
-        push(&[7, 0, 6, 9, 33, 1], &[], &[]);
+        push(&[7, 0, 6, 9, 33, 1], &[0x2a, 0x2b], &[]);
         push(&[1, 43, 0, (-16i32) as u32], &[5], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 8, 9, 0, 1], &[], &[]);
+        push(&[0, 0, 8, 9, 0, 1], &[0, 0], &[]);
         push(&[1, 44, 0, 2], &[6], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 10, 1, 0, 1], &[], &[]);
+        push(&[0, 0, 10, 1, 0, 1], &[0, 0], &[]);
         push(&[1, 45, 0, 0], &[7], &[]);
         push(&[1, 0], &[], &[0; 16]);
-        push(&[0, 0, 11, 1, 0, 1], &[], &[]);
+        push(&[0, 0, 11, 1, 0, 1], &[0, 0], &[]);
         push(&[], &[], &[9, 9]); // cut
         let by = parse(&r, true);
         let gen = |start_ns, exec, seq| {
@@ -559,6 +652,14 @@ mod tests {
         assert_eq!(t.stat.state, b'S');
         assert_eq!((t.ipc_ns, t.mnt_ns), (Some(7), None));
         assert_eq!((t.uid, t.stat.ppid), (33, 1));
+        assert_eq!(
+            t.cgroup_ids,
+            CgroupIds {
+                v2: Some(0x2a),
+                memory: Some(0x2b)
+            }
+        );
+        assert_eq!(by[&43].cgroup_ids, CgroupIds::default(), "0: unknown");
         let pg = rustix::param::page_size() as u64;
         assert_eq!(
             t.vmas.as_deref(),

@@ -129,6 +129,7 @@ mod tests {
                 start_ticks: 0,
             },
             uid: 0,
+            cgroup_ids: Default::default(),
             ipc_ns: None,
             mnt_ns: None,
             vmas,

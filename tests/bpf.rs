@@ -64,15 +64,7 @@ fn fds_through_the_iterator_match_the_proc_walk() {
     let _file = std::fs::File::open("/proc/self/exe").expect("a regular file");
 
     let with = json(&["--json"]);
-    let without = {
-        let _g = lock();
-        let out = cmd()
-            .env("SHMWHO_NO_BPF", "1")
-            .arg("--json")
-            .output()
-            .expect("run shmwho");
-        parse_ok(&["--json"], &out)
-    };
+    let without = without_bpf(&["--json"]);
     for (id, resident) in [(m.identity(), 2 * pg), (fd_identity(shm.raw()), 3 * pg)] {
         let a = find_inode(&with, &id).unwrap_or_else(|| panic!("{id:?} not listed with BPF"));
         let b =
@@ -277,15 +269,7 @@ fn another_users_holder_matches_the_proc_walk() {
     });
     let id = m.identity();
     let with = json(&["--json"]);
-    let without = {
-        let _g = lock();
-        let out = cmd()
-            .env("SHMWHO_NO_BPF", "1")
-            .arg("--json")
-            .output()
-            .expect("run shmwho");
-        parse_ok(&["--json"], &out)
-    };
+    let without = without_bpf(&["--json"]);
     let a = find_inode(&with, &id).expect("listed with BPF");
     let b = find_inode(&without, &id).expect("listed by the walk");
     assert_eq!(a, b, "the two scans differ");
@@ -320,6 +304,17 @@ fn another_users_holder_matches_the_proc_walk() {
             .all(|l| l.contains(&format!("user=\"{nobody}\""))),
         "{with:?}"
     );
+}
+
+/// The JSON document of `shmwho ARGS` run with `SHMWHO_NO_BPF` (the `/proc` walk).
+fn without_bpf(args: &[&str]) -> serde_json::Value {
+    let _g = lock();
+    let out = cmd()
+        .env("SHMWHO_NO_BPF", "1")
+        .args(args)
+        .output()
+        .expect("run shmwho");
+    parse_ok(args, &out)
 }
 
 /// The name passwd gives `uid`, or the number.

@@ -405,23 +405,7 @@ mod tests {
     #[test]
     fn a_task_counts_only_if_it_started_before_the_directories_were_opened() {
         let mut s = snap(&[], 10, 1000, 2000);
-        let t = |start_ns| TaskRecord {
-            start_ns,
-            stat: crate::collect::stat::Stat {
-                comm: "x".into(),
-                ppid: 0,
-                state: b'S',
-                flags: 0,
-                start_ticks: 0,
-            },
-            uid: 0,
-            cgroup_ids: Default::default(),
-            ipc_ns: None,
-            mnt_ns: None,
-            vmas: None,
-            generation: None,
-            unchanged: false,
-        };
+        let t = TaskRecord::started;
         s.tasks.insert(1, t(999));
         s.tasks.insert(2, t(1000));
         assert_eq!(s.task(1).unwrap().stat.start_ticks, 99);

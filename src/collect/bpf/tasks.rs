@@ -65,6 +65,30 @@ pub(crate) struct Generation {
     pub seq: u32,
 }
 
+impl TaskRecord {
+    /// A process started at `start_ns`, with nothing else known (for tests).
+    #[cfg(test)]
+    pub fn started(start_ns: u64) -> TaskRecord {
+        TaskRecord {
+            start_ns,
+            stat: Stat {
+                comm: "t".into(),
+                ppid: 0,
+                state: b'S',
+                flags: 0,
+                start_ticks: 0,
+            },
+            uid: 0,
+            cgroup_ids: CgroupIds::default(),
+            ipc_ns: None,
+            mnt_ns: None,
+            vmas: None,
+            generation: None,
+            unchanged: false,
+        }
+    }
+}
+
 impl Generation {
     /// The map's value.
     pub fn value(&self) -> [u8; 16] {
@@ -437,60 +461,30 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         mov_imm(R2, 0),
         stx(Size::W, FP, T + 48, R2),
         stx(Size::W, FP, T + 52, R2),
-        ldx(Size::DW, R2, R7, l.real_parent),
     ]);
-    p.jump(jeq_imm(R2, 0, 0), "cred");
-    p.push(&[ldx(Size::W, R3, R2, l.tgid), stx(Size::W, FP, T + 68, R3)]);
+    let w = Size::W;
+    chase(&mut p, R7, &[l.real_parent], (w, l.tgid), T + 68, "cred");
     p.label("cred");
-    p.push(&[ldx(Size::DW, R2, R7, l.cred)]);
-    p.jump(jeq_imm(R2, 0, 0), "cgroups");
-    p.push(&[
-        ldx(Size::W, R3, R2, l.cred_uid),
-        stx(Size::W, FP, T + 64, R3),
-    ]);
+    chase(&mut p, R7, &[l.cred], (w, l.cred_uid), T + 64, "cgroups");
     p.label("cgroups");
     if let Some(c) = &l.cgroups {
         // task->cgroups->dfl_cgrp->kn->id, and ->subsys[memory]->cgroup->kn->id.
         p.push(&[ldx(Size::DW, R2, R7, c.cgroups)]);
         p.jump(jeq_imm(R2, 0, 0), "ns");
-        p.push(&[ldx(Size::DW, R3, R2, c.dfl_cgrp)]);
-        p.jump(jeq_imm(R3, 0, 0), "memory");
-        p.push(&[ldx(Size::DW, R3, R3, c.kn)]);
-        p.jump(jeq_imm(R3, 0, 0), "memory");
-        p.push(&[
-            ldx(Size::DW, R3, R3, c.kn_id),
-            stx(Size::DW, FP, T + 72, R3),
-        ]);
+        let id = (Size::DW, c.kn_id);
+        chase(&mut p, R2, &[c.dfl_cgrp, c.kn], id, T + 72, "memory");
         p.label("memory");
         if let Some(m) = c.memory {
-            p.push(&[ldx(Size::DW, R3, R2, c.subsys + 8 * m)]);
-            p.jump(jeq_imm(R3, 0, 0), "ns");
-            p.push(&[ldx(Size::DW, R3, R3, c.css_cgroup)]);
-            p.jump(jeq_imm(R3, 0, 0), "ns");
-            p.push(&[ldx(Size::DW, R3, R3, c.kn)]);
-            p.jump(jeq_imm(R3, 0, 0), "ns");
-            p.push(&[
-                ldx(Size::DW, R3, R3, c.kn_id),
-                stx(Size::DW, FP, T + 80, R3),
-            ]);
+            let hops = [c.subsys + 8 * m, c.css_cgroup, c.kn];
+            chase(&mut p, R2, &hops, id, T + 80, "ns");
         }
     }
     p.label("ns");
     p.push(&[ldx(Size::DW, R2, R7, l.nsproxy)]);
     p.jump(jeq_imm(R2, 0, 0), "write"); // exiting: its namespaces are gone
-    p.push(&[ldx(Size::DW, R3, R2, l.ipc_ns)]);
-    p.jump(jeq_imm(R3, 0, 0), "mnt");
-    p.push(&[
-        ldx(Size::W, R4, R3, l.ipc_inum),
-        stx(Size::W, FP, T + 48, R4),
-    ]);
+    chase(&mut p, R2, &[l.ipc_ns], (w, l.ipc_inum), T + 48, "mnt");
     p.label("mnt");
-    p.push(&[ldx(Size::DW, R3, R2, l.mnt_ns)]);
-    p.jump(jeq_imm(R3, 0, 0), "write");
-    p.push(&[
-        ldx(Size::W, R4, R3, l.mnt_inum),
-        stx(Size::W, FP, T + 52, R4),
-    ]);
+    chase(&mut p, R2, &[l.mnt_ns], (w, l.mnt_inum), T + 52, "write");
     p.label("write");
     p.push(&[
         mov(R1, R6),
@@ -502,6 +496,19 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     p.label("out");
     p.push(&[mov_imm(R0, 0), exit()]);
     p.finish()
+}
+
+/// Follows the pointers at offsets `hops` from `from`, then stores the value (of size and
+/// offset `last`) of the last one at `slot` of the stack; to `miss` at a null pointer. Uses
+/// `r3`.
+fn chase(p: &mut Prog, from: Reg, hops: &[i16], last: (Size, i16), slot: i16, miss: &'static str) {
+    let mut from = from;
+    for &hop in hops {
+        p.push(&[ldx(Size::DW, R3, from, hop)]);
+        p.jump(jeq_imm(R3, 0, 0), miss);
+        from = R3;
+    }
+    p.push(&[ldx(last.0, R3, R3, last.1), stx(last.0, FP, slot, R3)]);
 }
 
 /// The state letter `stat` prints for a task's `__state` and `exit_state`: the highest

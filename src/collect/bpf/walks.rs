@@ -93,7 +93,6 @@ fn settle(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::stat::Stat;
 
     fn gen(seq: u32) -> Generation {
         Generation {
@@ -120,21 +119,10 @@ mod tests {
         vmas: Option<Vec<VmaRecord>>,
     ) -> TaskRecord {
         TaskRecord {
-            start_ns: 100,
-            stat: Stat {
-                comm: "t".into(),
-                ppid: 0,
-                state: b'S',
-                flags: 0,
-                start_ticks: 0,
-            },
-            uid: 0,
-            cgroup_ids: Default::default(),
-            ipc_ns: None,
-            mnt_ns: None,
             vmas,
             generation,
             unchanged,
+            ..TaskRecord::started(100)
         }
     }
 

@@ -328,3 +328,68 @@ fn users_name(uid: u32) -> String {
         })
         .unwrap_or_else(|| uid.to_string())
 }
+
+/// A root without CAP_SYS_PTRACE may open another user's maps (and so read its mappings), but
+/// not read its `ns` links: the scan through the BPF iterators makes the access check the walk
+/// of maps makes (an open of maps), so it reads the same processes, lists the same objects and
+/// calls the same processes unreadable.
+#[test]
+fn root_without_ptrace_reads_what_the_proc_walk_reads() {
+    if !require_root("drops CAP_SYS_PTRACE from a root shmwho with setpriv") {
+        return;
+    }
+    let pg = page();
+    let region = SharedRegion::new(8);
+    let addr = region.addr();
+    let kid = fork_child(&[&region], &[], After::Pause, move || {
+        child::become_user(65534, 3);
+        child::touch(addr, 0, 5, pg);
+        0
+    });
+    // One that maps no shared memory: its access check is the only read of it.
+    let idle = fork_child(&[], &[], After::Pause, || {
+        child::become_user(65534, 3);
+        0
+    });
+    let scan = |no_bpf: bool| -> serde_json::Value {
+        let _g = lock();
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--bounding-set",
+            "-sys_ptrace",
+            "--inh-caps",
+            "-sys_ptrace",
+            bin(),
+            "--json",
+        ]);
+        if no_bpf {
+            c.env("SHMWHO_NO_BPF", "1");
+        }
+        match c.output() {
+            Ok(out) => parse_ok(&["--json"], &out),
+            Err(e) if std::env::var("CI").as_deref() == Ok("true") => panic!("setpriv: {e}"),
+            Err(e) => {
+                skip(&format!("setpriv: {e}"));
+                serde_json::Value::Null
+            }
+        }
+    };
+    let (with, without) = (scan(false), scan(true));
+    if with.is_null() {
+        return;
+    }
+    let id = region.identity();
+    for doc in [&with, &without] {
+        let refused = doc["unreadable"].as_array().unwrap();
+        for pid in [kid.pid(), idle.pid()] {
+            assert!(
+                !refused.iter().any(|p| p["pid"] == pid),
+                "the maps of {pid} are readable: {refused:?}"
+            );
+        }
+    }
+    let a = find_inode(&with, &id).expect("listed with BPF");
+    assert_eq!(Some(a), find_inode(&without, &id), "the two scans differ");
+    assert!(holders(a).contains(&map(kid.pid())), "{a}");
+    assert_eq!(u(&a["resident_bytes"]), 5 * pg);
+}

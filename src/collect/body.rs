@@ -76,12 +76,12 @@ pub(crate) fn read_maps(
 /// or from `names` when another process's mapping of the same file of an internal mount was
 /// named already. Not by its `map_files` link: reading that takes the mmap_lock a stuck process
 /// holds, where the query takes the mapping's own lock (tests/stuck.rs). The kernel's access
-/// check is made all the same (an open of maps, or a readlink of `ns/ipc`, which checks the
-/// same ptrace read access), so a process refused to us stays refused. `Ok(None)` when a
-/// mapping changed since the iteration, or a query cannot name it: read maps then.
+/// check is made all the same (maps is opened), so a process refused to us stays refused.
+/// `Ok(None)` when a mapping changed since the iteration, or a query cannot name it: read maps
+/// then.
 ///
-/// On the 300-worker pool of `bench/ratios.sh` this is one readlink per worker instead of the
-/// ~21 queries of a walk of all its file mappings ([`procmap::walk`]).
+/// On the 300-worker pool of `bench/ratios.sh` this is one open of maps per worker instead of
+/// the ~21 queries of a walk of all its file mappings ([`procmap::walk`]).
 fn from_listed(
     dir: BorrowedFd<'_>,
     listed: &[VmaRecord],
@@ -139,14 +139,9 @@ fn from_listed(
         }
     }
     if maps.is_none() {
-        // The access check an open of maps makes (ptrace read access), without the open.
-        match rustix::fs::readlinkat(dir, "ns/ipc", Vec::new()) {
-            Ok(_) => {}
-            Err(e @ (rustix::io::Errno::ACCESS | rustix::io::Errno::PERM)) => {
-                return Err(e.into());
-            }
-            Err(_) => return Ok(None), // exiting: let the maps read tell
-        }
+        // The access check of the walk of maps is the open of maps. (A readlink of `ns/ipc` is
+        // cheaper but stricter: refused to a root without CAP_SYS_PTRACE where maps is not.)
+        open_sub(dir, "maps", OFlags::RDONLY)?;
     }
     Ok(Some(MapsRead {
         entries,

@@ -330,9 +330,9 @@ fn users_name(uid: u32) -> String {
 }
 
 /// A root without CAP_SYS_PTRACE may open another user's maps (and so read its mappings), but
-/// not read its `ns` links: the scan through the BPF iterators makes the access check the walk
-/// of maps makes (an open of maps), so it reads the same processes, lists the same objects and
-/// calls the same processes unreadable.
+/// not read its `ns` or fd links: the scan through the BPF iterators makes the access check the
+/// walk of maps makes (an open of maps), so it reads the same processes and lists the same
+/// objects; it calls unreadable only a process holding an fd on tmpfs it cannot name.
 #[test]
 fn root_without_ptrace_reads_what_the_proc_walk_reads() {
     if !require_root("drops CAP_SYS_PTRACE from a root shmwho with setpriv") {
@@ -348,6 +348,16 @@ fn root_without_ptrace_reads_what_the_proc_walk_reads() {
     });
     // One that maps no shared memory: its access check is the only read of it.
     let idle = fork_child(&[], &[], After::Pause, || {
+        child::become_user(65534, 3);
+        0
+    });
+    // One that holds a memfd as an fd: its maps open, its fd links do not. The iterator knows
+    // it holds an fd on tmpfs that cannot be named, and calls it unreadable; the walk of
+    // `/proc/PID/fd` cannot tell such an fd from any other it may not read, and passes over
+    // them all (else every process would be unreadable here, root's own shells too).
+    let m = Memfd::new(&format!("shmwho bpf ptrace {}", unique()), 2 * pg);
+    let fd = m.raw();
+    let holder = fork_child(&[], &[fd], After::Pause, || {
         child::become_user(65534, 3);
         0
     });
@@ -388,6 +398,12 @@ fn root_without_ptrace_reads_what_the_proc_walk_reads() {
             );
         }
     }
+    let refused = with["unreadable"].as_array().unwrap();
+    assert!(
+        refused.iter().any(|p| p["pid"] == holder.pid()),
+        "the fd links of {} are not readable: {refused:?}",
+        holder.pid()
+    );
     let a = find_inode(&with, &id).expect("listed with BPF");
     assert_eq!(Some(a), find_inode(&without, &id), "the two scans differ");
     assert!(holders(a).contains(&map(kid.pid())), "{a}");

@@ -319,12 +319,16 @@ fn head(
         (None, None) => tri!(read_status(reader, &tdir)),
     };
     let counters = opts.counters || ids.is_none();
-    let p = Process {
+    let done = Done {
+        counters,
+        title: title.is_some(),
+    };
+    let mut p = Process {
         pid,
         ppid: status.ppid,
         comm: stat.comm,
-        // Read last, under the deadline: see `super::titles`.
-        title: None,
+        // Read under the deadline, beside the iteration or last: see `super::titles`.
+        title: title.flatten(),
         uid: status.uid,
         user: String::new(),
         start_ticks: stat.start_ticks,
@@ -335,13 +339,7 @@ fn head(
         cgroup,
         ..Process::default()
     };
-    let mut p = p;
     set_counters(&mut p, &status);
-    let done = Done {
-        counters,
-        title: title.is_some(),
-    };
-    p.title = title.flatten();
     // A zombie leader's mappings are its live thread's: read through `tdir`.
     let vmas = vmas.filter(|_| task.is_none());
     Read::Ok(Some(Head {

@@ -71,9 +71,7 @@ pub(crate) fn read_early(starts: &mut [Start]) {
         .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
         .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(dir.as_ref()?)))))
         .collect();
-    let read = deadline::call_each(reach, "cmdline", |(i, dir)| {
-        (i, title((Some(dir), PathBuf::new(), 0)))
-    });
+    let read = deadline::call_each(reach, "cmdline", |(i, dir)| (i, title_at(&dir)));
     for (i, t) in read.into_iter().flatten() {
         if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
             early.title = Some(t);
@@ -83,20 +81,25 @@ pub(crate) fn read_early(starts: &mut [Start]) {
 
 /// One process's title.
 fn title((dir, path, start_ticks): Reach) -> Option<String> {
-    let (dir, check) = match dir {
-        Some(dir) => (dir, false),
-        None => (open_dir(&path).ok()?, true),
+    let dir = match dir {
+        Some(dir) => return title_at(&dir),
+        None => open_dir(&path).ok()?,
     };
+    let title = title_at(&dir);
+    // Reached by path: the pid may be another process's now.
+    let f = open_sub(dir.as_fd(), "stat", OFlags::RDONLY).ok()?;
+    let mut st = Vec::new();
+    let m = read_prefix(&mut st, std::fs::File::from(f), 4096).ok()?;
+    if stat::parse(&st[..m]).is_none_or(|s| s.start_ticks != start_ticks) {
+        return None;
+    }
+    title
+}
+
+/// The title of the process at `dir`.
+fn title_at(dir: &ProcDir) -> Option<String> {
     let mut buf = Vec::new();
     let f = open_sub(dir.as_fd(), "cmdline", OFlags::RDONLY).ok()?;
     let n = read_prefix(&mut buf, std::fs::File::from(f), TITLE_MAX).ok()?;
-    if check {
-        let f = open_sub(dir.as_fd(), "stat", OFlags::RDONLY).ok()?;
-        let mut st = Vec::new();
-        let m = read_prefix(&mut st, std::fs::File::from(f), 4096).ok()?;
-        if stat::parse(&st[..m]).is_none_or(|s| s.start_ticks != start_ticks) {
-            return None;
-        }
-    }
     cmdline::title(&buf[..n])
 }

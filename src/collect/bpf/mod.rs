@@ -253,11 +253,10 @@ fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
         None => Ok(HashMap::new()),
     };
     // `task_file` beside `task`: at 10,000 processes on 2 CPUs the objects view took 341 ms of
-    // wall time so against 371 ms with the two one after the other (`bench/cpu.py`, 9 rounds).
-    // (Two `task` programs, for even and odd tgids, on two CPUs saved nothing more: 329.5
-    // against 325.2 ms in 25 rounds.)
-    // On the 300-worker pool of `bench/ratios.sh` the thread cost more CPU than it saved wall
-    // time: `procs --json` 36.7 against 33.5 ms of CPU (21 rounds).
+    // wall time so against 371 ms with the two one after the other (`bench/cpu.py`, 9 rounds);
+    // on the 300-worker pool of `bench/ratios.sh` the thread cost more CPU than it saved
+    // (`procs --json` 36.7 against 33.5 ms, 21 rounds). Two `task` programs, for even and odd
+    // tgids, on two CPUs saved nothing more (329.5 against 325.2 ms in 25 rounds).
     let files_of = || match &progs.files {
         Some(p) => run(p).map(|b| files::parse(&b)),
         None => Ok(HashMap::new()),

@@ -18,6 +18,12 @@ struct Mapper {
 
 impl Mapper {
     fn start(memfd: &Memfd) -> Mapper {
+        Mapper::start_after(memfd, None)
+    }
+
+    /// [`Mapper::start`], the kernel told first that the last pid it handed out was `last`
+    /// (root only), so that the child takes the pid after it if that is free.
+    fn start_after(memfd: &Memfd, last: Option<libc::pid_t>) -> Mapper {
         let pipe = || {
             let mut fds = [0; 2];
             // SAFETY: fds has room for the two descriptors pipe2 returns, which we then own.
@@ -33,6 +39,10 @@ impl Mapper {
         let fd = memfd.raw();
         let (cr, aw) = (cmd_r.as_raw_fd(), ack_w.as_raw_fd());
         let _g = lock();
+        if let Some(last) = last {
+            std::fs::write("/proc/sys/kernel/ns_last_pid", last.to_string())
+                .expect("write ns_last_pid");
+        }
         // SAFETY: the child makes raw syscalls only, then _exits; the parent owns the pid and
         // reaps it on drop.
         let pid = unsafe { libc::fork() };
@@ -107,11 +117,16 @@ impl Drop for Mapper {
     }
 }
 
+/// One test at a time: both keep state across scans in this process (the walks kept, the
+/// directories kept), which another test's scans in between would change.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn unchanged_mappings_are_not_walked_again_and_changes_are_seen() {
     if !require_root("loading a BPF iterator needs root") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let pg = page();
     let m = Memfd::new(&format!("shmwho bpf again {}", unique()), 8 * pg);
     let (_, ino) = m.identity();
@@ -175,8 +190,14 @@ fn unchanged_mappings_are_not_walked_again_and_changes_are_seen() {
             })
             .unwrap_or_default()
     };
-    let a = shmwho::collect::collect(&opts).expect("scan");
-    let b = shmwho::collect::collect(&opts).expect("scan again");
+    // Scans one at a time: each may keep as many directories open as the descriptor limit
+    // allows half of.
+    let scan = || {
+        let _g = lock();
+        shmwho::collect::collect(&opts)
+    };
+    let a = scan().expect("scan");
+    let b = scan().expect("scan again");
     let maps = |h: &[shmwho::model::Holder]| {
         h.iter()
             .filter(|h| matches!(h.via, shmwho::model::Via::Map { .. }))
@@ -190,4 +211,71 @@ fn unchanged_mappings_are_not_walked_again_and_changes_are_seen() {
         "the second scan reused walks: {}",
         b.notes.mappings_reused
     );
+}
+
+#[test]
+fn a_pid_taken_by_another_process_between_scans_is_read_as_that_process() {
+    if !require_root("loading a BPF iterator and setting ns_last_pid need root") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let pg = page();
+    let tag = unique();
+    let gone = Memfd::new(&format!("shmwho kept gone {tag}"), pg);
+    let new = Memfd::new(&format!("shmwho kept new {tag}"), pg);
+    let (_, gone_ino) = gone.identity();
+    let (_, new_ino) = new.identity();
+    // A process that scans again and again keeps the directories of the processes it read
+    // (src/collect/mod.rs `keep_dirs`); one of them reaches a process that exits before the
+    // next scan, its pid then taken by another.
+    let opts = shmwho::collect::Options {
+        repeated: true,
+        ..shmwho::collect::Options::default()
+    };
+    let mapped_by = |snap: &shmwho::model::Snapshot, ino: u64, pid: libc::pid_t| -> usize {
+        snap.objects
+            .iter()
+            .filter(|o| matches!(o.id, shmwho::model::ObjectId::Inode { ino: i, .. } if i == ino))
+            .flat_map(|o| o.holders.iter())
+            .filter(|h| i64::from(h.pid) == i64::from(pid))
+            .filter(|h| matches!(h.via, shmwho::model::Via::Map { .. }))
+            .count()
+    };
+    let scan = || {
+        let _g = lock();
+        shmwho::collect::collect(&opts)
+    };
+    let first = Mapper::start(&gone);
+    first.tell(b'm');
+    let pid = first.pid;
+    let a = scan().expect("scan");
+    assert_eq!(
+        mapped_by(&a, gone_ino, pid),
+        1,
+        "the first child maps its memfd"
+    );
+    drop(first);
+    // The next fork takes the pid after the last one handed out (ns_last_pid); another
+    // process of the host may take it first: try again.
+    let mut second = None;
+    for _ in 0..50 {
+        let kid = Mapper::start_after(&new, Some(pid - 1));
+        if kid.pid == pid {
+            second = Some(kid);
+            break;
+        }
+    }
+    let Some(second) = second else {
+        panic!("pid {pid} was not taken again in 50 forks");
+    };
+    second.tell(b'm');
+    let b = scan().expect("scan again");
+    assert_eq!(
+        mapped_by(&b, new_ino, pid),
+        1,
+        "the process that took pid {pid} is read, with its mapping"
+    );
+    assert_eq!(mapped_by(&b, gone_ino, pid), 0, "nothing of the one gone");
+    let comm = |s: &shmwho::model::Snapshot| s.process(pid).map(|p| p.start_ticks);
+    assert_ne!(comm(&a), comm(&b), "two processes, two start times");
 }

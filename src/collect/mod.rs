@@ -314,22 +314,30 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         beside: pids.len() >= BESIDE_FROM,
     };
     let ctx_ref = &*ctx;
+    // Taken: another scan at once (tests) opens its own.
+    let mut kept = match opts.repeated {
+        true => kept_dirs().take().unwrap_or_default(),
+        false => HashMap::new(),
+    };
     let (starts, kernel) = std::thread::scope(|s| {
         // The programs load (BTF, verifier) while the directories open. (Opening them on two
         // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
         let loading = s.spawn(move || bpf::load(plan));
-        let opened: Vec<(Pid, Option<read::ProcDir>)> = pids
+        let opened: Vec<(Pid, Option<process::Opened>, bool)> = pids
             .into_iter()
             .enumerate()
-            .map(|(i, pid)| {
-                let dir = (i < budget)
-                    .then(|| read::open_dir(&ctx_ref.pid_path(pid, "")).ok())
-                    .flatten();
-                (pid, dir)
+            .map(|(i, pid)| match kept.remove(&pid) {
+                _ if i >= budget => (pid, None, false),
+                Some(dir) => (pid, Some(dir), true),
+                None => {
+                    let dir = read::open_dir(&ctx_ref.pid_path(pid, "")).ok();
+                    (pid, dir.map(|d| (d, opened_ns)), false)
+                }
             })
             .collect();
+        drop(kept); // the directories of processes gone
         let _ = loading.join();
-        let snapshot = s.spawn(move || bpf::snapshot(opened_ns, plan));
+        let snapshot = s.spawn(move || bpf::snapshot(plan));
         // One CPU is the iteration's, the longer of the two: at 10,000 processes on 2 CPUs a
         // scan took 336 ms of wall time so, 380 ms with 2 reading threads beside it, and 445 ms
         // with the reads after the iteration (`bench/cpu.py`, 7 rounds). The views that read
@@ -339,23 +347,81 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         // Cgroups are named after the iteration where it gives their ids (`process::head`).
         let early_cgroups = opts.cgroups && !bpf::gives_cgroup_ids(plan);
         let starts = parallel::parallel_chunks_leaving(opened, 64, 1, |reader, items| {
-            let mut starts: Vec<process::Start> = items
+            let (mut starts, kept): (Vec<process::Start>, Vec<bool>) = items
                 .into_iter()
-                .map(|(pid, dir)| {
-                    let early = dir.as_ref().map(|d| {
+                .map(|(pid, dir, kept)| {
+                    let early = dir.as_ref().map(|(d, _)| {
                         process::read_early(ctx_ref, reader, d, early_cgroups, opts.counters)
                     });
-                    (pid, dir, early)
+                    ((pid, dir, early), kept)
                 })
-                .collect();
+                .unzip();
             if early_titles {
                 titles::read_early(&mut starts);
             }
-            starts
+            starts.into_iter().zip(kept).collect::<Vec<_>>()
         });
         (starts, snapshot.join().ok().flatten())
     });
+    let starts = keep_dirs(ctx_ref, opts, starts, kernel.as_ref());
     ctx.kernel = kernel;
+    starts
+}
+
+/// Process directories that a process that scans again and again (`Options::repeated`) keeps
+/// from one scan to the next, by pid, with when each was opened: a scan opens only the
+/// directories of processes new to it. At 10,000 processes, opening them took 40-60 ms of
+/// each scan.
+static KEPT: std::sync::Mutex<Option<HashMap<Pid, process::Opened>>> = std::sync::Mutex::new(None);
+
+fn kept_dirs() -> std::sync::MutexGuard<'static, Option<HashMap<Pid, process::Opened>>> {
+    KEPT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The starts of a scan, each with whether its directory was kept from an earlier scan, as
+/// the scan reads them: a kept directory whose process the iteration did not see as started
+/// before that directory was opened may reach a process gone, its pid now another's, so it is
+/// opened again, after the iteration (nothing the iteration saw is then taken for it, and
+/// what was read through the old one is read again). With `Options::repeated`, the
+/// directories are kept for the next scan.
+fn keep_dirs(
+    ctx: &Context,
+    opts: &Options,
+    starts: Vec<(process::Start, bool)>,
+    kernel: Option<&bpf::KernelSnapshot>,
+) -> Vec<process::Start> {
+    let mut keep = opts.repeated.then(HashMap::new);
+    let mut kept_for_next = |pid, dir: &read::ProcDir, at| {
+        if let Some(keep) = &mut keep {
+            keep.insert(pid, (read::ProcDir::clone(dir), at));
+        }
+    };
+    let starts = starts
+        .into_iter()
+        .map(|((pid, dir, early), kept)| {
+            let sure = |at| kernel.is_some_and(|k| k.task(pid, at).is_some());
+            let (dir, early) = match dir {
+                Some((_, at)) if kept && !sure(at) => {
+                    let at = bpf::boottime_ns();
+                    let dir = read::open_dir(&ctx.pid_path(pid, "")).ok();
+                    if let Some(d) = &dir {
+                        kept_for_next(pid, d, at);
+                    }
+                    // Opened after the iteration: nothing it saw is sure to be this process.
+                    (dir.map(|d| (d, 0)), None)
+                }
+                Some((d, at)) => {
+                    kept_for_next(pid, &d, at);
+                    (Some((d, at)), early)
+                }
+                None => (None, early),
+            };
+            (pid, dir, early)
+        })
+        .collect();
+    if keep.is_some() {
+        *kept_dirs() = keep;
+    }
     starts
 }
 

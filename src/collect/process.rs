@@ -95,7 +95,11 @@ pub(crate) struct Early {
 
 /// A pid, with its directory when it was opened before the BPF iterators ran, and what was
 /// read through it meanwhile ([`read_early`]).
-pub(crate) type Start = (Pid, Option<ProcDir>, Option<Read<Early>>);
+pub(crate) type Start = (Pid, Option<Opened>, Option<Read<Early>>);
+
+/// A process directory, and `CLOCK_BOOTTIME` (ns) before it was opened: by this scan, or by an
+/// earlier one of a process that scans again and again (`super::with_kernel_snapshot`).
+pub(crate) type Opened = (ProcDir, u64);
 
 /// `status` (with `counters`) and `cgroup` (with `cgroups`) of the process at `dir`.
 pub(crate) fn read_early(
@@ -232,7 +236,7 @@ pub(crate) fn scan_all(
 /// relative to their directory and the deadline batch, `shmwho --json` on the 300-worker pool
 /// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
 ///
-/// With `opened`, its directory opened before the BPF iterators ran, what they saw of it
+/// With `opened`, its directory opened before the BPF iterators ran (and when), what they saw of it
 /// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]), and `early`
 /// is what was read through it while they ran. Without [`super::Options::counters`], their
 /// uid and parent replace `status` too.
@@ -240,17 +244,17 @@ fn head(
     ctx: &Context,
     reader: &mut Reader,
     pid: Pid,
-    opened: Option<ProcDir>,
+    opened: Option<Opened>,
     early: Option<Read<Early>>,
     opts: &super::Options,
 ) -> Read<Option<Head>> {
     let cgroups = opts.cgroups;
     let known = match (&opened, &ctx.kernel) {
-        (Some(_), Some(k)) => k.task(pid),
+        (Some((_, at)), Some(k)) => k.task(pid, *at),
         _ => None,
     };
     let dir = match opened {
-        Some(dir) => dir,
+        Some((dir, _)) => dir,
         None => tri!(classify(open_dir(&ctx.pid_path(pid, "")))),
     };
     let ids = known.as_ref().map(|t| (t.stat.ppid, t.uid));

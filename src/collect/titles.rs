@@ -69,7 +69,7 @@ pub(crate) fn read_early(starts: &mut [Start]) {
         .iter()
         .enumerate()
         .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
-        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(dir.as_ref()?)))))
+        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(&dir.as_ref()?.0)))))
         .collect();
     let read = deadline::call_each(reach, "cmdline", |(i, dir)| (i, title_at(&dir)));
     for (i, t) in read.into_iter().flatten() {

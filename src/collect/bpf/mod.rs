@@ -62,8 +62,6 @@ pub(crate) struct KernelSnapshot {
     fds: HashMap<i32, (u64, Vec<FdRecord>)>,
     /// Whether `fds` is there (the `task_file` program loaded).
     with_fds: bool,
-    /// `CLOCK_BOOTTIME` (ns) before the scan opened the process directories.
-    opened_ns: u64,
     /// `CLOCK_BOOTTIME` (ns) when the iterations began.
     taken_ns: u64,
     /// Nanoseconds per clock tick (`/proc/PID/stat` start times).
@@ -74,14 +72,12 @@ pub(crate) struct KernelSnapshot {
 
 impl KernelSnapshot {
     /// Process `pid` as the `task` iterator saw it, when that is surely the process whose
-    /// directory the scan opened (after `opened_ns`): it started before then and still ran
-    /// when the iteration came, so it is the one that had the pid when the directory was
-    /// opened. `None`: read its `stat` and namespaces from `/proc`.
-    pub fn task(&self, pid: i32) -> Option<TaskRecord> {
-        let t = self
-            .tasks
-            .get(&pid)
-            .filter(|t| t.start_ns < self.opened_ns)?;
+    /// directory the scan holds, opened after `opened_ns` (`CLOCK_BOOTTIME`), by this scan or an
+    /// earlier one, and before the iteration: it started before then and still ran when the iteration came, so it is the
+    /// one that had the pid when the directory was opened. `None`: read its `stat` and
+    /// namespaces from `/proc`.
+    pub fn task(&self, pid: i32, opened_ns: u64) -> Option<TaskRecord> {
+        let t = self.tasks.get(&pid).filter(|t| t.start_ns < opened_ns)?;
         let mut t = t.clone();
         t.stat.start_ticks = t.start_ns / self.tick_ns;
         Some(t)
@@ -232,10 +228,10 @@ pub(crate) fn gives_cgroup_ids(plan: Plan) -> bool {
     loaded(plan).is_ok_and(|p| p.cgroup_ids)
 }
 
-/// Runs the iterators, for a scan that opened its process directories after `opened_ns`;
-/// `None` when they cannot load.
-pub(crate) fn snapshot(opened_ns: u64, plan: Plan) -> Option<KernelSnapshot> {
-    take(opened_ns, plan).ok()
+/// Runs the iterators, for a scan that opened its process directories before; `None` when
+/// they cannot load.
+pub(crate) fn snapshot(plan: Plan) -> Option<KernelSnapshot> {
+    take(plan).ok()
 }
 
 /// Loads the programs (once per process) as `plan` asks, so that a scan can do it while it
@@ -244,7 +240,7 @@ pub(crate) fn load(plan: Plan) {
     let _ = loaded(plan);
 }
 
-fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
+fn take(plan: Plan) -> Result<KernelSnapshot, String> {
     let progs = loaded(plan)?;
     let taken_ns = boottime_ns();
     let generations = progs.walks.is_some();
@@ -282,7 +278,6 @@ fn take(opened_ns: u64, plan: Plan) -> Result<KernelSnapshot, String> {
         tasks,
         fds,
         with_fds: progs.files.is_some(),
-        opened_ns,
         taken_ns,
         tick_ns: 1_000_000_000 / rustix::param::clock_ticks_per_second().max(1),
     })
@@ -341,7 +336,7 @@ fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
         beside: false,
     };
     let progs = loaded(plan)?;
-    let s = take(boottime_ns(), plan)?;
+    let s = take(plan)?;
     if progs.files.is_none() || progs.tasks.is_none() {
         return Err(format!(
             "only one program loads (task_file: {}, task: {})",
@@ -352,7 +347,7 @@ fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
     let fds = s.fds.get(&tid).map_or_else(Vec::new, |(_, f)| {
         f.iter().map(|f| (f.fd, f.dev, f.ino)).collect()
     });
-    let task = s.task(tid).map(|t| {
+    let task = s.task(tid, s.taken_ns).map(|t| {
         let vmas = t.vmas.map(|v| {
             v.iter()
                 .map(|m| (m.start, m.end, m.shared, m.offset, m.dev, m.inode))
@@ -368,13 +363,12 @@ fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
 mod tests {
     use super::*;
 
-    fn snap(fds: &[u8], tick: u64, opened: u64, taken: u64) -> KernelSnapshot {
+    fn snap(fds: &[u8], tick: u64, taken: u64) -> KernelSnapshot {
         KernelSnapshot {
             tasks: HashMap::new(),
             fds: files::parse(fds),
             with_fds: true,
             reused: 0,
-            opened_ns: opened,
             taken_ns: taken,
             tick_ns: tick,
         }
@@ -389,7 +383,7 @@ mod tests {
         }
         r.extend(99u64.to_le_bytes());
         r.extend((5 * tick + 3).to_le_bytes());
-        let s = snap(&r, tick, 90 * tick, 100 * tick);
+        let s = snap(&r, tick, 100 * tick);
         assert_eq!(s.fds_of(10, 5).unwrap()[0].fd, 7);
         assert_eq!(s.fds_of(10, 6), None, "pid reused: another start time");
         assert_eq!(s.fds_of(11, 50), Some(&[][..]), "seen, no such fds");
@@ -403,17 +397,23 @@ mod tests {
 
     #[test]
     fn a_task_counts_only_if_it_started_before_the_directories_were_opened() {
-        let mut s = snap(&[], 10, 1000, 2000);
+        let mut s = snap(&[], 10, 2000);
         let t = TaskRecord::started;
         s.tasks.insert(1, t(999));
         s.tasks.insert(2, t(1000));
-        assert_eq!(s.task(1).unwrap().stat.start_ticks, 99);
+        assert_eq!(s.task(1, 1000).unwrap().stat.start_ticks, 99);
         assert_eq!(
-            s.task(2),
+            s.task(2, 1000),
             None,
             "may have taken the pid after the directory was opened"
         );
-        assert_eq!(s.task(3), None);
+        assert_eq!(s.task(3, 1000), None);
+        // A directory kept from an earlier scan, opened at 500, reaches another process.
+        assert_eq!(
+            s.task(1, 500),
+            None,
+            "started after that directory was opened"
+        );
     }
 
     #[test]
@@ -471,7 +471,7 @@ mod tests {
                 beside,
                 ..Plan::default()
             };
-            let s = take(boottime_ns(), plan).expect("iterators run");
+            let s = take(plan).expect("iterators run");
             let t = &s.tasks[&me];
             assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
             assert!(s.with_fds && s.fds.contains_key(&me), "our memfd is listed");

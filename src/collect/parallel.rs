@@ -94,3 +94,72 @@ pub(crate) fn parallel_chunks_leaving<T: Send, R: Send>(
         .map(|i| iters[i % threads].next().expect("one result per item"))
         .collect()
 }
+
+/// Items in chunks that threads take one at a time ([`Queue::help`]), so that a thread busy
+/// elsewhere at first (the BPF iteration) helps with what is left when it is free; the
+/// results keep the items' order ([`Queue::results`]).
+pub(crate) struct Queue<T, R> {
+    chunks: std::sync::Mutex<std::iter::Enumerate<std::vec::IntoIter<Vec<T>>>>,
+    done: std::sync::Mutex<Vec<(usize, Vec<R>)>>,
+    count: usize,
+}
+
+impl<T: Send, R: Send> Queue<T, R> {
+    pub(crate) fn new(items: Vec<T>, chunk: usize) -> Self {
+        let mut chunks = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            chunks.push(items.by_ref().take(chunk.max(1)).collect::<Vec<T>>());
+        }
+        Queue {
+            count: chunks.len(),
+            chunks: std::sync::Mutex::new(chunks.into_iter().enumerate()),
+            done: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Applies `f` to chunks until none is left, with a [`Reader`] of this thread's.
+    pub(crate) fn help(&self, f: &(impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync)) {
+        let mut reader = Reader::new();
+        loop {
+            let next = self.chunks.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let Some((i, chunk)) = next else { return };
+            let out = f(&mut reader, chunk);
+            self.done
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((i, out));
+        }
+    }
+
+    /// Every chunk's results, in the items' order, once every [`Queue::help`] returned.
+    pub(crate) fn results(self) -> Vec<R> {
+        let mut done = self.done.into_inner().unwrap_or_else(|e| e.into_inner());
+        assert_eq!(done.len(), self.count, "a scan thread panicked");
+        done.sort_unstable_by_key(|(i, _)| *i);
+        done.into_iter().flat_map(|(_, r)| r).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_keeps_the_order_whoever_helps() {
+        let q = Queue::new((0..1000).collect::<Vec<u32>>(), 7);
+        let f = |_: &mut Reader, c: Vec<u32>| c.into_iter().map(|x| x * 2).collect::<Vec<_>>();
+        std::thread::scope(|s| {
+            let late = s.spawn(|| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                q.help(&f)
+            });
+            q.help(&f);
+            late.join().unwrap();
+        });
+        assert_eq!(q.results(), (0..1000).map(|x| x * 2).collect::<Vec<_>>());
+        let empty: Queue<u32, u32> = Queue::new(Vec::new(), 64);
+        empty.help(&|_, c| c);
+        assert!(empty.results().is_empty());
+    }
+}

@@ -25,8 +25,9 @@ pub(crate) struct MapsRead {
     private: u64,
 }
 
-/// A process's directory, with its mappings as the BPF `task` iterator listed them, if it did.
-pub(crate) type MapsSource = (ProcDir, Option<Vec<VmaRecord>>);
+/// A process's directory, with its mappings as the BPF `task` iterator listed them, if it did,
+/// and the access check of its maps if it was made beside the iteration ([`check_early`]).
+pub(crate) type MapsSource = (ProcDir, Option<Vec<VmaRecord>>, Option<std::io::Result<()>>);
 
 /// The maps (or smaps, with `want_smaps`) of each process (its pid and the directory to read
 /// through), each under the stuck deadline, all in one [`deadline::call_each`] batch: a
@@ -46,12 +47,13 @@ pub(crate) fn read_maps(
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let file = if want_smaps { "smaps" } else { "maps" };
     let names = std::sync::Mutex::new(Names::new());
-    deadline::call_each(items, file, move |(dir, listed)| {
+    deadline::call_each(items, file, move |(dir, listed, access)| {
         BUF.with_borrow_mut(|buf| {
             match (&listed, want_smaps) {
                 (Some(listed), false) => {
                     let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
-                    let read = from_listed(dir.as_fd(), listed, &segment_devs, buf, &mut names)?;
+                    let read =
+                        from_listed(dir.as_fd(), listed, access, &segment_devs, buf, &mut names)?;
                     if let Some(read) = read {
                         return Ok(read);
                     }
@@ -85,6 +87,7 @@ pub(crate) fn read_maps(
 fn from_listed(
     dir: BorrowedFd<'_>,
     listed: &[VmaRecord],
+    access: Option<std::io::Result<()>>,
     segment_devs: &[u64],
     buf: &mut Vec<u8>,
     names: &mut Names,
@@ -139,15 +142,41 @@ fn from_listed(
         }
     }
     if maps.is_none() {
-        // The access check of the walk of maps is the open of maps. (A readlink of `ns/ipc` is
-        // cheaper but stricter: refused to a root without CAP_SYS_PTRACE where maps is not.)
-        open_sub(dir, "maps", OFlags::RDONLY)?;
+        // The access check of the walk of maps is the open of maps, made beside the iteration
+        // where it could be ([`check_early`]). (A readlink of `ns/ipc` is cheaper but stricter:
+        // refused to a root without CAP_SYS_PTRACE where maps is not.)
+        match access {
+            Some(made) => made?,
+            None => drop(open_sub(dir, "maps", OFlags::RDONLY)?),
+        }
     }
     Ok(Some(MapsRead {
         entries,
         pss: 0,
         private: 0,
     }))
+}
+
+/// The access check of [`from_listed`] (the open of maps) of the processes of `starts` whose
+/// directory is open and whose early reads went well, made in one [`deadline::call_each`]
+/// batch beside the BPF iteration (`super::with_kernel_snapshot`), where a CPU is free while
+/// it ends. (A process of another mount namespace, read in pass 2 through [`read_one`], is
+/// checked again there.)
+pub(crate) fn check_early(starts: &mut [super::process::Start]) {
+    let reach: Vec<(Pid, (usize, ProcDir))> = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
+        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(&dir.as_ref()?.0)))))
+        .collect();
+    let checked = deadline::call_each(reach, "maps", |(i, dir)| {
+        (i, open_sub(dir.as_fd(), "maps", OFlags::RDONLY).map(drop))
+    });
+    for (i, access) in checked.into_iter().flatten() {
+        if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
+            early.access = Some(access);
+        }
+    }
 }
 
 /// Names of files of the internal mounts, by device and inode ([`from_listed`]).

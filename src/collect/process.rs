@@ -80,6 +80,8 @@ struct Head {
     tdir: ProcDir,
     /// Its file mappings on major-0 devices as the BPF `task` iterator listed them.
     vmas: Option<Vec<super::bpf::VmaRecord>>,
+    /// The access check of its maps, when it was made beside the iteration.
+    access: Option<std::io::Result<()>>,
     done: Done,
 }
 
@@ -91,6 +93,8 @@ pub(crate) struct Early {
     cgroup: Option<Option<String>>,
     /// Its title, when it was read then (`Some(None)`: it has none).
     pub title: Option<Option<String>>,
+    /// The access check of its maps, when it was made then ([`super::body::check_early`]).
+    pub access: Option<std::io::Result<()>>,
 }
 
 /// A pid, with its directory when it was opened before the BPF iterators ran, and what was
@@ -118,6 +122,7 @@ pub(crate) fn read_early(
         status,
         cgroup,
         title: None,
+        access: None,
     })
 }
 
@@ -199,10 +204,17 @@ pub(crate) fn scan_all(
             _ => None,
         }
     }
+    let mut heads = heads;
     let items = heads
-        .iter()
-        .filter_map(|h| own(ctx, h))
-        .map(|h| (h.p.pid, (ProcDir::clone(&h.tdir), h.vmas.clone())))
+        .iter_mut()
+        .filter_map(|h| match h {
+            Read::Ok(Some(h)) if ctx.mnt_key(h.p.mnt_ns).is_none() => Some(h),
+            _ => None,
+        })
+        .map(|h| {
+            let source = (ProcDir::clone(&h.tdir), h.vmas.take(), h.access.take());
+            (h.p.pid, source)
+        })
         .collect();
     let mut maps = read_maps(ctx, items, want_smaps).into_iter();
     heads
@@ -292,15 +304,15 @@ fn head(
         ),
     };
     // Read early through the leader's directory, unless the leader is a zombie.
-    let (status, cgroup, title) = match early.filter(|_| task.is_none()) {
+    let (status, cgroup, title, access) = match early.filter(|_| task.is_none()) {
         Some(e) => {
             let e = tri!(e);
-            (e.status, e.cgroup, e.title)
+            (e.status, e.cgroup, e.title, e.access)
         }
         None => {
             let counters = opts.counters;
             let e = tri!(read_early(ctx, reader, &tdir, cgroups, counters));
-            (e.status, e.cgroup, None)
+            (e.status, e.cgroup, None, None)
         }
     };
     // Not read early where the iterator gives the cgroups' ids.
@@ -352,6 +364,7 @@ fn head(
         dir,
         tdir,
         vmas,
+        access,
         done,
     }))
 }
@@ -410,7 +423,7 @@ pub(crate) fn scan_bodies(
         .iter()
         .zip(&dirs)
         .filter_map(|((p, _, _), d)| match d {
-            Read::Ok((_, tdir)) => Some((p.pid, (ProcDir::clone(tdir), None))),
+            Read::Ok((_, tdir)) => Some((p.pid, (ProcDir::clone(tdir), None, None))),
             _ => None,
         })
         .collect();

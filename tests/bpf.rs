@@ -384,6 +384,9 @@ fn root_without_ptrace_reads_what_the_proc_walk_reads() {
             }
         }
     };
+    // The iteration's fds are taken only for a process that started a clock tick (10 ms)
+    // before it at least (`KernelSnapshot::fds_of`); a younger one has its fds walked.
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let (with, without) = (scan(false), scan(true));
     if with.is_null() {
         return;

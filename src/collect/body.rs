@@ -163,20 +163,12 @@ fn from_listed(
 /// it ends. (A process of another mount namespace, read in pass 2 through [`read_one`], is
 /// checked again there.)
 pub(crate) fn check_early(starts: &mut [super::process::Start]) {
-    let reach: Vec<(Pid, (usize, ProcDir))> = starts
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
-        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(&dir.as_ref()?.0)))))
-        .collect();
-    let checked = deadline::call_each(reach, "maps", |(i, dir)| {
-        (i, open_sub(dir.as_fd(), "maps", OFlags::RDONLY).map(drop))
-    });
-    for (i, access) in checked.into_iter().flatten() {
-        if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
-            early.access = Some(access);
-        }
-    }
+    super::process::read_beside(
+        starts,
+        "maps",
+        |dir| open_sub(dir.as_fd(), "maps", OFlags::RDONLY).map(drop),
+        |early, access| early.access = Some(access),
+    );
 }
 
 /// Names of files of the internal mounts, by device and inode ([`from_listed`]).

@@ -375,7 +375,9 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
             queue.help(&early);
             k
         });
-        let helpers: Vec<_> = (2..parallel::cpus().min(4))
+        // Up to 4 reading threads, this one included, on the CPUs the iteration leaves.
+        let readers = parallel::cpus().saturating_sub(1).clamp(1, 4);
+        let helpers: Vec<_> = (1..readers)
             .map(|_| s.spawn(|| queue.help(&early)))
             .collect();
         queue.help(&early);

@@ -105,6 +105,29 @@ pub(crate) type Start = (Pid, Option<Opened>, Option<Read<Early>>);
 /// earlier one of a process that scans again and again (`super::with_kernel_snapshot`).
 pub(crate) type Opened = (ProcDir, u64);
 
+/// `f` of the directory of each process of `starts` whose directory is open and whose early
+/// reads went well, in one [`super::deadline::call_each`] batch naming `file`, each result
+/// given to `set` with what was read of that process.
+pub(crate) fn read_beside<R: Send + 'static>(
+    starts: &mut [Start],
+    file: &'static str,
+    f: impl Fn(&ProcDir) -> R + Send + Sync + 'static,
+    set: impl Fn(&mut Early, R),
+) {
+    let reach: Vec<(Pid, (usize, ProcDir))> = starts
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
+        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(&dir.as_ref()?.0)))))
+        .collect();
+    let read = super::deadline::call_each(reach, file, move |(i, dir)| (i, f(&dir)));
+    for (i, r) in read.into_iter().flatten() {
+        if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
+            set(early, r);
+        }
+    }
+}
+
 /// `status` (with `counters`) and `cgroup` (with `cgroups`) of the process at `dir`.
 pub(crate) fn read_early(
     ctx: &Context,

@@ -12,7 +12,7 @@ use super::deadline;
 use super::parse::{cmdline, stat};
 use super::process::Start;
 use super::read::{open_dir, open_sub, read_prefix, ProcDir};
-use super::{Context, RawProcess, Read};
+use super::{Context, RawProcess};
 use crate::model::{Pid, Process, TITLE_MAX};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
@@ -65,18 +65,9 @@ pub(crate) fn read_titles(ctx: &Context, processes: &mut [Process], raws: &mut [
 /// iterators run on another CPU (`super::with_kernel_snapshot`). A process whose memory map is
 /// locked is named stuck in `cmdline` then, and its later reads are skipped.
 pub(crate) fn read_early(starts: &mut [Start]) {
-    let reach: Vec<(Pid, (usize, ProcDir))> = starts
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, _, early))| matches!(early, Some(Read::Ok(_))))
-        .filter_map(|(i, (pid, dir, _))| Some((*pid, (i, ProcDir::clone(&dir.as_ref()?.0)))))
-        .collect();
-    let read = deadline::call_each(reach, "cmdline", |(i, dir)| (i, title_at(&dir)));
-    for (i, t) in read.into_iter().flatten() {
-        if let (_, _, Some(Read::Ok(early))) = &mut starts[i] {
-            early.title = Some(t);
-        }
-    }
+    super::process::read_beside(starts, "cmdline", title_at, |early, t| {
+        early.title = Some(t)
+    });
 }
 
 /// One process's title.

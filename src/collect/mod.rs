@@ -319,6 +319,9 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         true => kept_dirs().take().unwrap_or_default(),
         false => HashMap::new(),
     };
+    // The directories of processes gone are closed before any is opened: kept and new ones
+    // together stay within the budget. (`pids` is sorted.)
+    kept.retain(|pid, _| pids.binary_search(pid).is_ok());
     // The programs load (BTF, verifier) while the directories open. (Opening them on two
     // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
     let opened: Vec<(Pid, Option<process::Opened>, bool)> = std::thread::scope(|s| {
@@ -338,8 +341,6 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         let _ = loading.join();
         opened
     });
-    // The directories of processes gone.
-    drop(kept);
     // One CPU is the iteration's; the others read through the opened directories what the
     // view wants and the iterators do not give, and so does the iteration's thread once it is
     // done: at 10,000 processes reading `status` took longer than the iteration, and

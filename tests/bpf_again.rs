@@ -275,7 +275,43 @@ fn a_pid_taken_by_another_process_between_scans_is_read_as_that_process() {
         1,
         "the process that took pid {pid} is read, with its mapping"
     );
+    // (The two may have started in the same clock tick: the rule compares nanoseconds.)
     assert_eq!(mapped_by(&b, gone_ino, pid), 0, "nothing of the one gone");
-    let comm = |s: &shmwho::model::Snapshot| s.process(pid).map(|p| p.start_ticks);
-    assert_ne!(comm(&a), comm(&b), "two processes, two start times");
+}
+
+#[test]
+fn the_directory_of_a_process_gone_is_closed_by_the_next_scan() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let m = Memfd::new(&format!("shmwho kept closed {}", unique()), page());
+    let opts = shmwho::collect::Options {
+        repeated: true,
+        ..shmwho::collect::Options::default()
+    };
+    let scan = || {
+        let _g = lock();
+        shmwho::collect::collect(&opts).expect("scan")
+    };
+    // Whether one of our descriptors is the directory of `pid`.
+    let held = |pid: libc::pid_t| -> bool {
+        let want = std::path::PathBuf::from(format!("/proc/{pid}"));
+        std::fs::read_dir("/proc/self/fd")
+            .expect("our fds")
+            .flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == want))
+    };
+    let kid = Mapper::start(&m);
+    kid.tell(b'm');
+    let pid = kid.pid;
+    scan();
+    assert!(held(pid), "a scan keeps the child's directory for the next");
+    drop(kid);
+    scan();
+    if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        skip(&format!("pid {pid} was taken again before the scan"));
+        return;
+    }
+    assert!(!held(pid), "the directory of the child gone is closed");
 }

@@ -23,8 +23,14 @@ fn read_nr() -> Option<u64> {
 /// `n` more 2 MiB huge pages in the pool while it lives.
 struct Reserved(u64);
 
+/// The read and write of `nr_hugepages` one test at a time: two tests of this binary that read
+/// the same count would each write it plus their own, and share one reservation (a test then
+/// failed its mmap with ENOMEM).
+static POOL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Reserved {
     fn add(n: u64) -> Option<Reserved> {
+        let _one = POOL.lock().unwrap_or_else(|e| e.into_inner());
         let have = read_nr()?;
         std::fs::write(NR, (have + n).to_string()).ok()?;
         let g = Reserved(n);
@@ -34,6 +40,7 @@ impl Reserved {
 
 impl Drop for Reserved {
     fn drop(&mut self) {
+        let _one = POOL.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(now) = read_nr() {
             let _ = std::fs::write(NR, now.saturating_sub(self.0).to_string());
         }

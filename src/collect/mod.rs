@@ -424,7 +424,7 @@ fn keep_dirs(
     let starts = starts
         .into_iter()
         .map(|((pid, dir, early), kept)| {
-            let sure = |at| kernel.is_some_and(|k| k.task(pid, at).is_some());
+            let sure = |at| kernel.is_some_and(|k| k.saw(pid, at));
             let (dir, early) = match dir {
                 Some((_, at)) if kept && !sure(at) => {
                     let at = bpf::boottime_ns();

@@ -57,18 +57,7 @@ pub(crate) fn parallel_chunks<T: Send, R: Send>(
     min_items: usize,
     f: impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync,
 ) -> Vec<R> {
-    parallel_chunks_leaving(items, min_items, 0, f)
-}
-
-/// [`parallel_chunks`] on `busy` fewer threads than CPUs (at least one): the caller keeps
-/// `busy` CPUs for work of its own.
-pub(crate) fn parallel_chunks_leaving<T: Send, R: Send>(
-    items: Vec<T>,
-    min_items: usize,
-    busy: usize,
-    f: impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync,
-) -> Vec<R> {
-    let threads = cpus().saturating_sub(busy).clamp(1, 4).min(items.len());
+    let threads = cpus().min(4).min(items.len());
     if threads <= 1 || items.len() < min_items {
         return f(&mut Reader::new(), items);
     }

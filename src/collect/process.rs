@@ -217,21 +217,16 @@ pub(crate) fn scan_all(
     opts: &super::Options,
 ) -> Vec<Read<Option<Scanned>>> {
     let want_smaps = opts.smaps;
-    let heads: Vec<Read<Option<Head>>> = pids
+    let mut heads: Vec<Read<Option<Head>>> = pids
         .into_iter()
         .map(|(pid, dir, early)| head(ctx, reader, pid, dir, early, opts))
         .collect();
-    fn own<'a>(ctx: &Context, h: &'a Read<Option<Head>>) -> Option<&'a Head> {
-        match h {
-            Read::Ok(Some(h)) => ctx.mnt_key(h.p.mnt_ns).is_none().then_some(h),
-            _ => None,
-        }
-    }
-    let mut heads = heads;
+    // In our own mount namespace: its maps and fds are read in this pass.
+    let own = |h: &Head| ctx.mnt_key(h.p.mnt_ns).is_none();
     let items = heads
         .iter_mut()
         .filter_map(|h| match h {
-            Read::Ok(Some(h)) if ctx.mnt_key(h.p.mnt_ns).is_none() => Some(h),
+            Read::Ok(Some(h)) if own(h) => Some(h),
             _ => None,
         })
         .map(|h| {
@@ -243,7 +238,7 @@ pub(crate) fn scan_all(
     heads
         .into_iter()
         .map(|h| {
-            let mine = own(ctx, &h).is_some();
+            let mine = matches!(&h, Read::Ok(Some(h)) if own(h));
             h.map(|h| {
                 h.map(|mut h| {
                     let body = mine.then(|| {

@@ -77,10 +77,20 @@ impl KernelSnapshot {
     /// one that had the pid when the directory was opened. `None`: read its `stat` and
     /// namespaces from `/proc`.
     pub fn task(&self, pid: i32, opened_ns: u64) -> Option<TaskRecord> {
-        let t = self.tasks.get(&pid).filter(|t| t.start_ns < opened_ns)?;
+        let t = self.seen(pid, opened_ns)?;
         let mut t = t.clone();
         t.stat.start_ticks = t.start_ns / self.tick_ns;
         Some(t)
+    }
+
+    /// Whether [`KernelSnapshot::task`] has process `pid` for a directory opened after
+    /// `opened_ns`, without a copy of what the iteration saw of it.
+    pub fn saw(&self, pid: i32, opened_ns: u64) -> bool {
+        self.seen(pid, opened_ns).is_some()
+    }
+
+    fn seen(&self, pid: i32, opened_ns: u64) -> Option<&TaskRecord> {
+        self.tasks.get(&pid).filter(|t| t.start_ns < opened_ns)
     }
 
     /// The fds on tmpfs or hugetlbfs of thread `tid`, which started at `start_ticks` (clock
@@ -414,6 +424,7 @@ mod tests {
             None,
             "started after that directory was opened"
         );
+        assert!(s.saw(1, 1000) && !s.saw(1, 500) && !s.saw(3, 1000));
     }
 
     #[test]

@@ -289,6 +289,7 @@ fn head(
     };
     let ids = known.as_ref().map(|t| (t.stat.ppid, t.uid));
     let cgroup_ids = known.as_ref().map(|t| t.cgroup_ids);
+    let counted = known.as_ref().and_then(|t| t.counters);
     let (stat, namespaces, vmas) = match known {
         Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns)), t.vmas),
         None => {
@@ -340,19 +341,22 @@ fn head(
         (None, _) if cgroups => read_cgroup(ctx, reader, &tdir),
         (None, _) => None,
     };
-    // Without the counters, the uid and parent come from the iterator, if it saw the leader.
+    // The uid and parent come from the iterator, if it saw the leader, and so do the counters
+    // where it summed them (`status` is read where they are wanted and it did not).
     let ids = ids.filter(|_| task.is_none());
-    let status = match (status, ids) {
-        (Some(s), _) => s,
-        (None, Some((ppid, uid))) => status::Status {
+    let counted = counted.filter(|_| task.is_none());
+    let status = match (status, ids, counted) {
+        (Some(s), _, _) => s,
+        (None, Some((ppid, uid)), Some(c)) => c.status(ppid, uid),
+        (None, Some((ppid, uid)), None) if !opts.counters => status::Status {
             name: String::new(),
             ppid,
             uid,
             ..status::Status::default()
         },
-        (None, None) => tri!(read_status(reader, &tdir)),
+        (None, _, _) => tri!(read_status(reader, &tdir)),
     };
-    let counters = opts.counters || ids.is_none();
+    let counters = opts.counters || ids.is_none() || counted.is_some();
     let done = Done {
         counters,
         title: title.is_some(),

@@ -72,6 +72,26 @@ pub fn add_imm(dst: Reg, imm: i32) -> u64 {
     insn(0x07, dst, Reg(0), 0, imm)
 }
 
+/// `dst += src` (64 bits).
+pub fn add_reg(dst: Reg, src: Reg) -> u64 {
+    insn(0x0f, dst, src, 0, 0)
+}
+
+/// `dst -= src` (64 bits).
+pub fn sub_reg(dst: Reg, src: Reg) -> u64 {
+    insn(0x1f, dst, src, 0, 0)
+}
+
+/// `dst <<= imm` (64 bits).
+pub fn lsh_imm(dst: Reg, imm: i32) -> u64 {
+    insn(0x67, dst, Reg(0), 0, imm)
+}
+
+/// `dst >>= imm` (64 bits, arithmetic: the sign bit is copied in).
+pub fn arsh_imm(dst: Reg, imm: i32) -> u64 {
+    insn(0xc7, dst, Reg(0), 0, imm)
+}
+
 /// `dst &= imm` (64 bits).
 pub fn and_imm(dst: Reg, imm: i32) -> u64 {
     insn(0x57, dst, Reg(0), 0, imm)
@@ -195,6 +215,16 @@ mod tests {
             [0x15, 0x07, 3, 0, 0, 0, 0, 0]
         );
         assert_eq!(call(127).to_le_bytes(), [0x85, 0, 0, 0, 127, 0, 0, 0]);
+        assert_eq!(
+            add_reg(R3, R2).to_le_bytes(),
+            [0x0f, 0x23, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            sub_reg(R3, R2).to_le_bytes(),
+            [0x1f, 0x23, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(lsh_imm(R2, 32).to_le_bytes(), [0x67, 2, 0, 0, 32, 0, 0, 0]);
+        assert_eq!(arsh_imm(R2, 32).to_le_bytes(), [0xc7, 2, 0, 0, 32, 0, 0, 0]);
         assert_eq!(exit().to_le_bytes(), [0x95, 0, 0, 0, 0, 0, 0, 0]);
     }
 

@@ -135,6 +135,12 @@ impl<'a> Btf<'a> {
         self.lookup(name, false)
     }
 
+    /// The size in bytes of struct (or union) `name`.
+    pub fn size(&self, name: &str) -> Option<u32> {
+        let (_, _, pos) = self.record(self.struct_id(name)?)?;
+        u32_at(self.types, pos + 8)
+    }
+
     fn lookup(&self, name: &str, func: bool) -> Option<u32> {
         let key = (name.as_bytes(), func);
         self.named
@@ -262,6 +268,7 @@ mod tests {
         let btf = Btf::parse(&b, &["f", "outer", "nope"]).unwrap();
         assert_eq!(btf.func("f"), Some(5));
         assert_eq!(btf.func("outer"), None);
+        assert_eq!((btf.size("outer"), btf.size("f")), (Some(16), None));
         assert_eq!(btf.member("outer", "x").unwrap().offset, 0);
         assert_eq!(btf.member("outer", "in.b").unwrap().offset, 8);
         assert_eq!(btf.member("outer", "u").unwrap().offset, 12);

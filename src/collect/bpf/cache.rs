@@ -28,6 +28,8 @@ pub(super) trait Lookup {
     fn struct_id(&self, name: &str) -> Option<u32>;
     /// The byte offset of member `member` (a dotted path) of struct `name`.
     fn offset(&self, name: &str, member: &str) -> Option<u32>;
+    /// The size of struct `name`.
+    fn size(&self, name: &str) -> Option<u32>;
 }
 
 /// The BTF itself, with every answer noted for the cache.
@@ -62,6 +64,9 @@ impl Lookup for Recorded<'_, '_> {
     fn offset(&self, name: &str, member: &str) -> Option<u32> {
         let v = self.btf.member(name, member).map(|m| m.offset);
         self.note(format!("m:{name}.{member}"), v)
+    }
+    fn size(&self, name: &str) -> Option<u32> {
+        self.note(format!("z:{name}"), self.btf.size(name))
     }
 }
 
@@ -98,6 +103,9 @@ impl Lookup for Cached {
     }
     fn offset(&self, name: &str, member: &str) -> Option<u32> {
         self.get(format!("m:{name}.{member}"))
+    }
+    fn size(&self, name: &str) -> Option<u32> {
+        self.get(format!("z:{name}"))
     }
 }
 

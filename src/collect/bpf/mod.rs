@@ -121,6 +121,8 @@ struct Programs {
     walks: Option<std::sync::Mutex<Walks>>,
     /// Whether the `task` program gives each process's cgroups' kernfs ids.
     cgroup_ids: bool,
+    /// Whether the `task` program gives each process's memory counters.
+    counters: bool,
 }
 
 /// The programs, loaded by the first call, as its [`Plan`] asks.
@@ -129,7 +131,7 @@ fn loaded(plan: Plan) -> Result<&'static Programs, String> {
     PROGS
         .get_or_init(|| {
             let map = plan.repeated.then(generations_map).flatten();
-            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref());
+            let build = |lookup: &dyn cache::Lookup| build(lookup, map.as_ref(), plan.counters);
             // This boot's answers from the cache, if both programs load with them.
             if let Some(p) = cache::read().and_then(|c| build(&c).ok().filter(|_| !c.missed())) {
                 if p.files.is_some() && p.tasks.is_some() {
@@ -161,6 +163,7 @@ fn generations_map() -> Option<rustix::fd::OwnedFd> {
 fn build(
     lookup: &dyn cache::Lookup,
     map: Option<&rustix::fd::OwnedFd>,
+    want_counters: bool,
 ) -> Result<Programs, String> {
     let files = files::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task_file layout".to_string())
@@ -171,14 +174,39 @@ fn build(
     use rustix::fd::AsRawFd;
     let mut walks = None;
     let mut cgroup_ids = false;
+    let mut counters = false;
     let tasks = tasks::Layout::read(lookup)
         .ok_or_else(|| "BTF: no task layout".to_string())
         .and_then(|l| {
             let map = map.filter(|_| l.has_generations());
             let fd = map.map(|m| m.as_raw_fd());
-            let loaded = sys::load_iter("shmwho_tasks", &tasks::program(&l, fd), l.attach)
-                .map_err(|e| format!("load task: {e}"))?;
+            // Its only use is to tell the program each CPU's per-CPU offset.
+            let cpus = (want_counters && l.has_counters())
+                .then(|| sys::percpu_array("shmwho_cpus", 8).ok())
+                .flatten();
+            let l = match &cpus {
+                Some(_) => l,
+                None => l.without_counters(),
+            };
+            let cpus = cpus.as_ref().map(|m| m.as_raw_fd());
+            let load = |l: &tasks::Layout| {
+                sys::load_iter("shmwho_tasks", &tasks::program(l, fd, cpus), l.attach)
+                    .map_err(|e| format!("load task: {e}"))
+            };
+            // A kernel that refuses the sum of the counters (a lockdown that denies
+            // `bpf_probe_read_kernel`, a kernel before 5.19 without
+            // `bpf_map_lookup_percpu_elem`) gets the program without it: `status` is read then.
+            let (l, loaded) = match load(&l) {
+                Err(_) if l.has_counters() => {
+                    let l = l.without_counters();
+                    let loaded = load(&l);
+                    (l, loaded)
+                }
+                loaded => (l, loaded),
+            };
+            let loaded = loaded?;
             cgroup_ids = l.has_cgroup_ids();
+            counters = l.has_counters();
             walks = map
                 .and_then(|m| m.try_clone().ok())
                 .map(|map| std::sync::Mutex::new(Walks::new(map)));
@@ -190,6 +218,7 @@ fn build(
     Ok(Programs {
         walks: walks.filter(|_| tasks.is_ok()),
         cgroup_ids: cgroup_ids && tasks.is_ok(),
+        counters: counters && tasks.is_ok(),
         tasks: tasks.ok(),
         files: files.ok(),
     })
@@ -230,12 +259,22 @@ pub(crate) struct Plan {
     /// Run `task_file` on a thread of its own, beside `task`: worth it on hosts with many
     /// processes only (see [`take`]).
     pub beside: bool,
+    /// The scan wants the memory counters: the `task` program sums them where it can
+    /// (`tasks::sum_counters`), so that `status` is not read. (The views that show no counters
+    /// load it without: on the 300-worker pool the sum is ~1 ms of ~24 ms of CPU.)
+    pub counters: bool,
 }
 
 /// Whether the loaded `task` program gives each process's cgroups' kernfs ids
 /// ([`TaskRecord::cgroup_ids`]).
 pub(crate) fn gives_cgroup_ids(plan: Plan) -> bool {
     loaded(plan).is_ok_and(|p| p.cgroup_ids)
+}
+
+/// Whether the loaded `task` program gives each process's memory counters
+/// ([`TaskRecord::counters`]), so that a scan need not read `status` for them.
+pub(crate) fn gives_counters(plan: Plan) -> bool {
+    loaded(plan).is_ok_and(|p| p.counters)
 }
 
 /// Runs the iterators, for a scan that opened its process directories before; `None` when
@@ -333,6 +372,7 @@ pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
     let plan = Plan {
         repeated: true,
         beside: false,
+        counters: true,
     };
     if loaded(plan)?.walks.is_none() {
         return Err("the task program keeps no walks here (no mm_lock_seq seqcount?)".into());
@@ -340,10 +380,32 @@ pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
     probe_with(tid, true)
 }
 
+/// What the `task` program summed of the memory counters of each of `pids`, as `status` would
+/// print them (`None` where it summed none), or why it cannot sum them (for tests).
+pub fn probe_counters(pids: &[i32]) -> Result<Vec<Option<super::status::Status>>, String> {
+    let plan = Plan {
+        repeated: false,
+        beside: false,
+        counters: true,
+    };
+    if !loaded(plan)?.counters {
+        return Err("the task program sums no counters here".into());
+    }
+    let s = take(plan)?;
+    Ok(pids
+        .iter()
+        .map(|pid| {
+            let t = s.tasks.get(pid)?;
+            Some(t.counters?.status(t.stat.ppid, t.uid))
+        })
+        .collect())
+}
+
 fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
     let plan = Plan {
         repeated,
         beside: false,
+        counters: true,
     };
     let progs = loaded(plan)?;
     let s = take(plan)?;

@@ -10,6 +10,8 @@ const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// `BPF_MAP_TYPE_HASH`.
 const MAP_TYPE_HASH: u32 = 1;
+/// `BPF_MAP_TYPE_PERCPU_ARRAY`.
+const MAP_TYPE_PERCPU_ARRAY: u32 = 6;
 /// `BPF_F_NO_PREALLOC`: entries are allocated as they are added.
 const F_NO_PREALLOC: u32 = 1;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -130,7 +132,7 @@ pub fn hash_map(
     value_size: u32,
     max_entries: u32,
 ) -> io::Result<OwnedFd> {
-    let mut attr = MapCreate {
+    let attr = MapCreate {
         map_type: MAP_TYPE_HASH,
         key_size,
         value_size,
@@ -138,6 +140,22 @@ pub fn hash_map(
         map_flags: F_NO_PREALLOC,
         ..MapCreate::default()
     };
+    create_map(name, attr)
+}
+
+/// A per-CPU array map named `name` of one value of `value_size` bytes (each CPU's copy).
+pub fn percpu_array(name: &str, value_size: u32) -> io::Result<OwnedFd> {
+    let attr = MapCreate {
+        map_type: MAP_TYPE_PERCPU_ARRAY,
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+        ..MapCreate::default()
+    };
+    create_map(name, attr)
+}
+
+fn create_map(name: &str, mut attr: MapCreate) -> io::Result<OwnedFd> {
     for (d, s) in attr.map_name.iter_mut().zip(name.bytes().take(15)) {
         *d = s;
     }

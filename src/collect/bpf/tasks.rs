@@ -13,10 +13,12 @@ use crate::collect::stat::Stat;
 /// namespaces' inodes (u32, 0 when the task has none left), its mm's `mm_lock_seq` and the low
 /// half of its `self_exec_id` (u32 each, 0 without a map), its real uid and its parent's tgid
 /// (u32 each: `status`'s first `Uid` and `PPid`), the kernfs ids of its v2 cgroup and of its
-/// cgroup in the memory controller's hierarchy (u64 each, 0 when unknown). Before it, one
+/// cgroup in the memory controller's hierarchy (u64 each, 0 when unknown), 1 when its memory
+/// counters follow (u32), 0 (u32), and its memory counters in pages (i64 each, in the order
+/// of `mm_struct.rss_stat`: file, anon, swap entries, shmem; see [`Counters`]). Before it, one
 /// record (kind 2) per file mapping on a device of major 0: kind, tid (u32), start, end,
-/// vm_flags, vm_pgoff (u64), the kernel's dev_t, 0 (u32), inode (u64), 0 (u64 × 4).
-pub(super) const RECORD: usize = 88;
+/// vm_flags, vm_pgoff (u64), the kernel's dev_t, 0 (u32), inode (u64), 0 (u64 × 9).
+pub(super) const RECORD: usize = 128;
 
 /// One process as the iterator saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +43,40 @@ pub(crate) struct TaskRecord {
     /// it from what it kept of that generation's walk).
     pub generation: Option<Generation>,
     pub unchanged: bool,
+    /// Its memory counters, where the program read them (see [`Counters`]).
+    pub counters: Option<Counters>,
+}
+
+/// A process's memory counters as `/proc/PID/status` prints them (`RssFile`, `RssAnon`,
+/// `VmSwap`, `RssShmem`; `VmRSS` is the sum of the three resident ones): in pages, each the
+/// sum of its `percpu_counter` (the shared count plus every CPU's part, as `status` sums them
+/// with `get_mm_counter_sum`), not yet clamped at 0 as `status` clamps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub file: i64,
+    pub anon: i64,
+    pub swap: i64,
+    pub shmem: i64,
+}
+
+impl Counters {
+    /// What `status` prints of them, with `ppid` and `uid` (its name left empty): each
+    /// counter at least 0 (`get_mm_counter_sum`), in bytes.
+    pub fn status(&self, ppid: i32, uid: u32) -> crate::collect::status::Status {
+        let page = rustix::param::page_size() as u64;
+        let bytes = |pages: i64| u64::try_from(pages).unwrap_or(0).saturating_mul(page);
+        let (anon, file, shmem) = (bytes(self.anon), bytes(self.file), bytes(self.shmem));
+        crate::collect::status::Status {
+            name: String::new(),
+            ppid,
+            uid,
+            vm_rss: Some(anon.saturating_add(file).saturating_add(shmem)),
+            rss_anon: anon,
+            rss_file: file,
+            rss_shmem: shmem,
+            vm_swap: bytes(self.swap),
+        }
+    }
 }
 
 /// The kernfs ids of a process's cgroups (see [`TaskRecord::cgroup_ids`]).
@@ -85,6 +121,7 @@ impl TaskRecord {
             vmas: None,
             generation: None,
             unchanged: false,
+            counters: None,
         }
     }
 }
@@ -153,6 +190,61 @@ pub(super) struct Layout {
     generation: Option<GenerationAt>,
     /// Where its cgroups' ids are, with the memory controller's index in `css_set.subsys`.
     cgroups: Option<CgroupsAt>,
+    /// Where its memory counters are, where the program can sum them.
+    counters: Option<CountersAt>,
+}
+
+/// What the program needs to sum a process's memory counters ([`Counters`]).
+struct CountersAt {
+    mm: i16,
+    /// `mm_struct.rss_stat`: an array of `struct percpu_counter`, `size` bytes each.
+    rss_stat: i16,
+    size: i16,
+    /// In `struct percpu_counter`: its spinlock, its shared count, its per-CPU parts.
+    lock: i16,
+    count: i16,
+    parts: i16,
+    /// `bpf_array.pptrs`: where a per-CPU array map keeps the per-CPU address of its value.
+    pptrs: i16,
+    /// CPUs to sum over: every possible one (a CPU taken offline has its parts folded into
+    /// the shared count and zeroed by the kernel, so the sum is the same as over the online
+    /// ones `status` adds).
+    cpus: u32,
+}
+
+/// The most CPUs whose counters the program sums: it reads each CPU's parts with three helper
+/// calls per process, where `status` adds them in the kernel at the cost of formatting ~55
+/// lines (~7 us per process here, against ~100 ns per CPU for the three calls); beyond this many,
+/// `status` is read.
+const MAX_SUMMED_CPUS: u32 = 64;
+
+/// Where the counters are and how the program sums them, where it can: on x86-64 (its
+/// ordering of loads is what the program's consistency check relies on), from Linux 6.2
+/// (counters as `percpu_counter`s), with at most [`MAX_SUMMED_CPUS`].
+fn counters_at(btf: &dyn Lookup) -> Option<CountersAt> {
+    if !cfg!(target_arch = "x86_64") || !at_least(6, 2) {
+        return None;
+    }
+    let cpus = possible_cpus().filter(|&n| n <= MAX_SUMMED_CPUS)?;
+    let off = |s: &str, m: &str| i16::try_from(btf.offset(s, m)?).ok();
+    Some(CountersAt {
+        mm: off("task_struct", "mm")?,
+        rss_stat: off("mm_struct", "rss_stat")?,
+        size: i16::try_from(btf.size("percpu_counter")?).ok()?,
+        lock: off("percpu_counter", "lock")?,
+        count: off("percpu_counter", "count")?,
+        parts: off("percpu_counter", "counters")?,
+        pptrs: off("bpf_array", "pptrs")?,
+        cpus,
+    })
+}
+
+/// The number of possible CPUs (the highest index of `/sys/devices/system/cpu/possible`, plus
+/// one: the kernel's `nr_cpu_ids`).
+fn possible_cpus() -> Option<u32> {
+    let text = std::fs::read_to_string("/sys/devices/system/cpu/possible").ok()?;
+    let last = text.trim().rsplit([',', '-']).next()?;
+    last.parse::<u32>().ok()?.checked_add(1)
 }
 
 /// Offsets of the way from a task to its cgroups' kernfs ids.
@@ -207,6 +299,8 @@ pub(super) const WANTED: &[&str] = &[
     "cgroup_subsys_state",
     "cgroup",
     "kernfs_node",
+    "percpu_counter",
+    "bpf_array",
 ];
 
 impl Layout {
@@ -218,6 +312,18 @@ impl Layout {
     /// Whether the program gives each process's cgroups' kernfs ids.
     pub fn has_cgroup_ids(&self) -> bool {
         self.cgroups.is_some()
+    }
+
+    /// Whether the program sums each process's memory counters.
+    pub fn has_counters(&self) -> bool {
+        self.counters.is_some()
+    }
+
+    /// This layout with no memory counters: the program without them (for a kernel that
+    /// refuses the program with them).
+    pub fn without_counters(mut self) -> Layout {
+        self.counters = None;
+        self
     }
 
     pub fn read(btf: &dyn Lookup) -> Option<Layout> {
@@ -267,6 +373,7 @@ impl Layout {
                     memory: memory_controller(),
                 })
             })(),
+            counters: counters_at(btf),
             // A seqcount since Linux 6.13; before, a plain counter bumped only as a write-locked
             // section ends, which cannot tell an idle mm from one in the middle of a change.
             generation: (|| {
@@ -319,10 +426,11 @@ const VM_MAYSHARE: u64 = 0x80;
 /// With `generations` (the fd of a hash map from tgid to [`Generation`], which its caller
 /// fills with the generations whose walks it keeps), a process whose generation is the one in
 /// the map is not walked: its record says so (outcome 2).
-pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
+pub(super) fn program(l: &Layout, generations: Option<i32>, cpus: Option<i32>) -> Vec<u64> {
     let mut p = Prog::default();
-    // Stack: the process's record at -88, a mapping's at -176, the mapping iterator at -184,
-    // the map's key (tgid) at -192 and the process's generation at -208.
+    // Stack: the process's record at -128, a mapping's at -256, the mapping iterator at -264,
+    // the map's key (tgid) at -272, the process's generation at -288, and the scratch of the
+    // sum of its counters below ([`sum_counters`]).
     const T: i16 = -(RECORD as i16);
     const V: i16 = 2 * T;
     const IT: i32 = 2 * T as i32 - 8;
@@ -347,11 +455,14 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         stx(Size::DW, FP, V + 64, R3),
         stx(Size::DW, FP, V + 72, R3),
         stx(Size::DW, FP, V + 80, R3),
-        stx(Size::DW, FP, T + 56, R3),
-        stx(Size::DW, FP, T + 64, R3),
-        stx(Size::DW, FP, T + 72, R3),
-        stx(Size::DW, FP, T + 80, R3),
     ]);
+    // The rest of both records is zero until set (the kernel reads all of them).
+    for at in (56..RECORD as i16).step_by(8) {
+        p.push(&[stx(Size::DW, FP, T + at, R3)]);
+        if at >= 88 {
+            p.push(&[stx(Size::DW, FP, V + at, R3)]);
+        }
+    }
     if let (Some(map), Some(g)) = (generations, &l.generation) {
         p.push(&[
             stx(Size::W, FP, KEY, R2),
@@ -462,6 +573,9 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
         stx(Size::W, FP, T + 48, R2),
         stx(Size::W, FP, T + 52, R2),
     ]);
+    if let (Some(c), Some(map)) = (&l.counters, cpus) {
+        sum_counters(&mut p, c, map, T, GEN);
+    }
     let w = Size::W;
     chase(&mut p, R7, &[l.real_parent], (w, l.tgid), T + 68, "cred");
     p.label("cred");
@@ -496,6 +610,136 @@ pub(super) fn program(l: &Layout, generations: Option<i32>) -> Vec<u64> {
     p.label("out");
     p.push(&[mov_imm(R0, 0), exit()]);
     p.finish()
+}
+
+/// `BPF_FUNC_probe_read_kernel` and `BPF_FUNC_map_lookup_percpu_elem`.
+const PROBE_READ_KERNEL: i32 = 113;
+const LOOKUP_PERCPU: i32 = 195;
+
+/// The counters of `mm_struct.rss_stat` (4 of them: `NR_MM_COUNTERS`).
+const COUNTERS: i16 = 4;
+
+/// Sums the memory counters of the task in `r7` (a `task_struct` copy) into the record at
+/// `t` of the stack, and sets its flag (at `t + 88`) when it did; leaves the flag 0 when the
+/// task has no mm, when a counter's per-CPU parts are not laid out as one block (as
+/// `percpu_counter_init_many` lays them out), or when a counter's parts may have been folded
+/// into its count while they were read. Uses `r8` and 88 bytes of the stack below `below`.
+///
+/// A CPU's part of a counter is at the counter's per-CPU address plus that CPU's offset, which
+/// the program learns from `cpus`, the descriptor of a per-CPU array map ([`super::sys::
+/// percpu_array`]): the address of the map's value on that CPU less its per-CPU address. (The
+/// kernel's BTF here has neither the `__percpu` tags `bpf_per_cpu_ptr` needs on a counter's
+/// parts nor, without `CONFIG_KALLSYMS_ALL`, the address of a per-CPU variable.)
+///
+/// `status` sums each counter under its spinlock, which keeps out the fold of a CPU's part
+/// into the shared count (`percpu_counter_add_batch`: count += part, then part -= part, under
+/// the lock). The program cannot take it; it reads, per counter, the count, the lock (free),
+/// every CPU's part, the lock again (free) and the count again (unchanged). A fold before the
+/// first read of the lock either finished before the count was read or changed it before the
+/// second read; one that overlaps either read of the lock is seen there; one between them
+/// changes the count. On x86 loads are not reordered with other loads, so the program sees a
+/// sum `status` could have printed at that moment, or none.
+fn sum_counters(p: &mut Prog, c: &CountersAt, cpus: i32, t: i16, below: i16) {
+    let before = below - 8 * COUNTERS; // the counts first read (i64 x 4)
+    let block = before - 8; // the address of the per-CPU parts of the first counter
+    let part = block - 16; // one CPU's parts (i32 x 4)
+    let key = part - 8; // the map's key, 0
+    let pointer = key - 8; // a pointer, stored to be read back as a number
+    let number = pointer - 8; // that number
+    let base = number - 8; // the per-CPU address of the map's value
+    let flag = t + 88;
+    let sums = t + 96;
+    let at = |k: i16, field: i16| c.rss_stat + k * c.size + field;
+    // The number a pointer of the stack at `pointer` holds, to `number`, or to "counted".
+    let as_number = |p: &mut Prog| {
+        p.push(&[
+            mov(R1, FP),
+            add_imm(R1, i32::from(number)),
+            mov_imm(R2, 8),
+            mov(R3, FP),
+            add_imm(R3, i32::from(pointer)),
+            call(PROBE_READ_KERNEL),
+        ]);
+        p.jump(jne_imm(R0, 0, 0), "counted");
+    };
+    p.push(&[ldx(Size::DW, R8, R7, c.mm)]);
+    p.jump(jeq_imm(R8, 0, 0), "counted"); // a kernel thread, or an exiting process
+    for k in 0..COUNTERS {
+        p.push(&[
+            ldx(Size::DW, R2, R8, at(k, c.count)),
+            stx(Size::DW, FP, before + 8 * k, R2),
+            stx(Size::DW, FP, sums + 8 * k, R2),
+            ldx(Size::W, R2, R8, at(k, c.lock)),
+        ]);
+        p.jump(jne_imm(R2, 0, 0), "counted");
+        p.push(&[ldx(Size::DW, R2, R8, at(k, c.parts))]);
+        if k == 0 {
+            p.push(&[stx(Size::DW, FP, block, R2)]);
+        } else {
+            p.push(&[ldx(Size::DW, R3, FP, block), add_imm(R3, 4 * i32::from(k))]);
+            p.jump(jne_reg(R2, R3, 0), "counted");
+        }
+    }
+    // The map's `pptrs[0]`, through the map's address.
+    p.push(&ld_map_fd(R1, cpus));
+    p.push(&[stx(Size::DW, FP, pointer, R1)]);
+    as_number(p);
+    p.push(&[
+        mov(R1, FP),
+        add_imm(R1, i32::from(base)),
+        mov_imm(R2, 8),
+        ldx(Size::DW, R3, FP, number),
+        add_imm(R3, i32::from(c.pptrs)),
+        call(PROBE_READ_KERNEL),
+    ]);
+    p.jump(jne_imm(R0, 0, 0), "counted");
+    p.push(&[mov_imm(R2, 0), stx(Size::DW, FP, key, R2)]);
+    for cpu in 0..c.cpus {
+        p.push(&ld_map_fd(R1, cpus));
+        p.push(&[
+            mov(R2, FP),
+            add_imm(R2, i32::from(key)),
+            mov_imm(R3, cpu as i32),
+            call(LOOKUP_PERCPU),
+        ]);
+        p.jump(jeq_imm(R0, 0, 0), "counted");
+        p.push(&[stx(Size::DW, FP, pointer, R0)]);
+        as_number(p);
+        p.push(&[
+            // This CPU's offset, then the address of its parts.
+            ldx(Size::DW, R3, FP, number),
+            ldx(Size::DW, R2, FP, base),
+            sub_reg(R3, R2),
+            ldx(Size::DW, R2, FP, block),
+            add_reg(R3, R2),
+            mov(R1, FP),
+            add_imm(R1, i32::from(part)),
+            mov_imm(R2, 4 * i32::from(COUNTERS)),
+            call(PROBE_READ_KERNEL),
+        ]);
+        p.jump(jne_imm(R0, 0, 0), "counted");
+        for k in 0..COUNTERS {
+            p.push(&[
+                ldx(Size::W, R2, FP, part + 4 * k),
+                lsh_imm(R2, 32),
+                arsh_imm(R2, 32), // the part is an s32
+                ldx(Size::DW, R3, FP, sums + 8 * k),
+                add_reg(R3, R2),
+                stx(Size::DW, FP, sums + 8 * k, R3),
+            ]);
+        }
+    }
+    for k in 0..COUNTERS {
+        p.push(&[ldx(Size::W, R2, R8, at(k, c.lock))]);
+        p.jump(jne_imm(R2, 0, 0), "counted");
+        p.push(&[
+            ldx(Size::DW, R2, R8, at(k, c.count)),
+            ldx(Size::DW, R3, FP, before + 8 * k),
+        ]);
+        p.jump(jne_reg(R2, R3, 0), "counted");
+    }
+    p.push(&[mov_imm(R2, 1), stx(Size::W, FP, flag, R2)]);
+    p.label("counted");
 }
 
 /// Follows the pointers at offsets `hops` from `from`, then stores the value (of size and
@@ -571,6 +815,12 @@ pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMa
             })
             .filter(|g| generations && g.seq & 1 == 0),
             unchanged: word(12) == 2,
+            counters: (word(88) == 1).then(|| Counters {
+                file: long(96) as i64,
+                anon: long(104) as i64,
+                swap: long(112) as i64,
+                shmem: long(120) as i64,
+            }),
         };
         out.insert(word(4) as i32, rec);
     }
@@ -607,20 +857,27 @@ mod tests {
         };
         // A mapping of process 42, then process 42, then a process whose walk was refused,
         // then one whose walk was skipped, then one walked while its mappings changed.
+        // The counters of process 42 (file, anon, swap, shmem), and none given.
+        let counted = [1, 0, 5, 0, 7, 0, (-2i32) as u32, u32::MAX, 11, 0];
+        let none = [0; 10];
         push(&[2, 42], &[0x1000, 0x3000, 0xfb, 2], &[]);
-        push(&[(1 << 20) | 5, 0], &[99, 0, 0, 0, 0], &[]);
+        push(&[(1 << 20) | 5, 0], &[99, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]);
         push(&[1, 42, 0x0020_0000, 0], &[1234], &[]);
         push(&[1, 0], &[], b"a b) (deleted)\0\0");
         push(&[7, 0, 6, 9, 33, 1], &[0x2a, 0x2b], &[]);
+        push(&counted, &[], &[]);
         push(&[1, 43, 0, (-16i32) as u32], &[5], &[]);
         push(&[1, 0], &[], &[0; 16]);
         push(&[0, 0, 8, 9, 0, 1], &[0, 0], &[]);
+        push(&none, &[], &[]);
         push(&[1, 44, 0, 2], &[6], &[]);
         push(&[1, 0], &[], &[0; 16]);
         push(&[0, 0, 10, 1, 0, 1], &[0, 0], &[]);
+        push(&none, &[], &[]);
         push(&[1, 45, 0, 0], &[7], &[]);
         push(&[1, 0], &[], &[0; 16]);
         push(&[0, 0, 11, 1, 0, 1], &[0, 0], &[]);
+        push(&none, &[], &[]);
         push(&[], &[], &[9, 9]); // cut
         let by = parse(&r, true);
         let gen = |start_ns, exec, seq| {
@@ -667,6 +924,16 @@ mod tests {
             }
         );
         assert_eq!(by[&43].cgroup_ids, CgroupIds::default(), "0: unknown");
+        assert_eq!(
+            t.counters,
+            Some(Counters {
+                file: 5,
+                anon: 7,
+                swap: -2,
+                shmem: 11
+            })
+        );
+        assert_eq!(by[&43].counters, None, "not read");
         let pg = rustix::param::page_size() as u64;
         assert_eq!(
             t.vmas.as_deref(),

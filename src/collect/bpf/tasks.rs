@@ -621,9 +621,10 @@ const COUNTERS: i16 = 4;
 
 /// Sums the memory counters of the task in `r7` (a `task_struct` copy) into the record at
 /// `t` of the stack, and sets its flag (at `t + 88`) when it did; leaves the flag 0 when the
-/// task has no mm, when a counter's per-CPU parts are not laid out as one block (as
-/// `percpu_counter_init_many` lays them out), or when a counter's parts may have been folded
-/// into its count while they were read. Uses `r8` and 88 bytes of the stack below `below`.
+/// task has no mm or another one once they are read (it exited or ran exec meanwhile), when
+/// a counter's per-CPU parts are not laid out as one block (as `percpu_counter_init_many` lays
+/// them out), or when a counter's parts may have been folded into its count while they were
+/// read. Uses `r8` and 88 bytes of the stack below `below`.
 ///
 /// A CPU's part of a counter is at the counter's per-CPU address plus that CPU's offset, which
 /// the program learns from `cpus`, the descriptor of a per-CPU array map ([`super::sys::
@@ -738,6 +739,10 @@ fn sum_counters(p: &mut Prog, c: &CountersAt, cpus: i32, t: i16, below: i16) {
         ]);
         p.jump(jne_reg(R2, R3, 0), "counted");
     }
+    // Still its mm: exit and exec take a task's mm away before they let it go, so the mm and
+    // its counters were not freed while they were read.
+    p.push(&[ldx(Size::DW, R2, R7, c.mm)]);
+    p.jump(jne_reg(R2, R8, 0), "counted");
     p.push(&[mov_imm(R2, 1), stx(Size::W, FP, flag, R2)]);
     p.label("counted");
 }

@@ -189,21 +189,8 @@ fn pss_without_shared_mappings_comes_from_smaps_rollup() {
     let pg = page();
     let n = 300u64;
     let kid = fork_child(&[], &[], After::Pause, move || {
-        // SAFETY: a fresh private anonymous mapping of the child's own.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                (n * pg) as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            child::fail(3);
-        }
-        child::touch(p as usize, 0, n, pg);
+        let p = child::private((n * pg) as usize, 3);
+        child::touch(p, 0, n, pg);
         0
     });
     let pid = kid.pid();
@@ -429,21 +416,8 @@ fn memory_counters_from_the_iterator_are_what_status_prints() {
     let addr = region.addr();
     let (private, shared) = (40u64, 11u64);
     let kid = fork_child(&[&region], &[], After::Pause, move || {
-        // SAFETY: a fresh private anonymous mapping of the child's own.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                (private * pg) as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            child::fail(3);
-        }
-        child::touch(p as usize, 0, private, pg);
+        let p = child::private((private * pg) as usize, 3);
+        child::touch(p, 0, private, pg);
         child::touch(addr, 0, shared, pg);
         0
     });

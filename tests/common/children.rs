@@ -198,7 +198,7 @@ pub mod child {
     /// Writes one non-zero byte at the start of pages `first..first+n` of the memory at `addr`.
     pub fn touch(addr: usize, first: u64, n: u64, page: u64) {
         for i in first..first + n {
-            // SAFETY: callers pass a writable shared mapping that covers these pages.
+            // SAFETY: callers pass a writable mapping that covers these pages.
             unsafe { core::ptr::write_volatile((addr + (i * page) as usize) as *mut u8, 0xa5) };
         }
     }
@@ -226,6 +226,26 @@ pub mod child {
             unsafe { libc::_exit(code) };
         }
         super::super::no_huge_pages(p as usize, len);
+        p as usize
+    }
+
+    /// A private anonymous mapping of `len` bytes (the child's own memory), or `_exit(code)`.
+    pub fn private(len: usize, code: i32) -> usize {
+        // SAFETY: a fresh mapping.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            // SAFETY: exiting the child.
+            unsafe { libc::_exit(code) };
+        }
         p as usize
     }
 

@@ -462,3 +462,80 @@ fn memory_counters_from_the_iterator_are_what_status_prints() {
         ]
     );
 }
+
+/// The sums stay right while a counter's per-CPU parts are folded into its count as they are
+/// read: a process that writes 40 private pages and drops them again one by one, over and over
+/// (each pass crosses the counter's batch of 32 both ways, so its parts go negative and are
+/// folded every pass). Its
+/// `RssAnon` stays between a base and the base plus those 40 pages, so every sum must lie
+/// within what `status` shows of it, give or take a few pages of the process's own moves
+/// between the reads of two CPUs' parts; a part counted twice, or not at all, is 32 pages or
+/// more off. Most sums must come through (a sum that saw a fold is dropped, and `status` read).
+#[test]
+fn counters_summed_while_parts_are_folded_stay_within_what_status_shows() {
+    if !require_root("loading a BPF iterator needs root") {
+        return;
+    }
+    let pg = page();
+    let n = 40u64;
+    let len = (n * pg) as usize;
+    let kid = fork_child(&[], &[], After::Pause, move || {
+        // SAFETY: plain syscalls; this child has one thread, and the grandchild runs only raw
+        // syscalls until it is killed with this child (its parent-death signal).
+        unsafe {
+            let me = libc::getpid();
+            let g = libc::fork();
+            if g == 0 {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                if libc::getppid() != me {
+                    child::fail(4);
+                }
+                let p = child::private(len, 3);
+                loop {
+                    child::touch(p, 0, n, pg);
+                    // Page by page: each drop of a page is an update of its own, so that a
+                    // CPU's part goes below 0 (one call for all 40 would fold at once).
+                    for i in 0..n as usize {
+                        let page = (p + i * pg as usize) as *mut libc::c_void;
+                        libc::madvise(page, pg as usize, libc::MADV_DONTNEED);
+                    }
+                }
+            }
+            i64::from(g)
+        }
+    });
+    let pid = i32::try_from(kid.value).expect("a pid");
+    assert!(pid > 0, "fork of the churning grandchild");
+    let anon = || {
+        let text = std::fs::read(format!("/proc/{pid}/status")).unwrap();
+        shmwho::collect::status::parse(&text).unwrap().rss_anon
+    };
+    let mut shown: Vec<u64> = Vec::new();
+    let mut summed: Vec<u64> = Vec::new();
+    let mut none = 0;
+    for _ in 0..100 {
+        shown.push(anon());
+        match shmwho::collect::bpf::probe_counters(&[pid]).expect("the program sums")[0] {
+            Some(ref s) => summed.push(s.rss_anon),
+            None => none += 1,
+        }
+    }
+    shown.push(anon());
+    let (lo, hi) = (*shown.iter().min().unwrap(), *shown.iter().max().unwrap());
+    assert!(hi > lo, "the grandchild churns: {shown:?}");
+    let slack = 4 * pg;
+    let (floor, ceiling) = (
+        (hi + slack).saturating_sub(n * pg + 2 * slack),
+        lo + n * pg + slack,
+    );
+    assert!(
+        summed.len() >= 50,
+        "{none} of 100 iterations summed nothing"
+    );
+    for s in &summed {
+        assert!(
+            (floor..=ceiling).contains(s),
+            "sum {s} outside {floor}..={ceiling} (status showed {lo}..={hi})"
+        );
+    }
+}

@@ -425,11 +425,11 @@ pub fn check(r: &mut Running) -> Result<usize, String> {
                 .collect()
         };
         let first = split(&objects);
-        if swap_in_use()
+        let moving = swap_in_use()
             || first
                 .iter()
-                .any(|&(res, swap)| swap > 0 || (res > 0 && res % (2 << 20) == 0))
-        {
+                .any(|&(res, swap)| swap > 0 || (res > 0 && res % (2 << 20) == 0));
+        if moving {
             let again = shmwho(&["--json", "--charge", "split"])?;
             if split(&again) != first {
                 last = "resident/swap split moved between the scans".into();
@@ -443,7 +443,18 @@ pub fn check(r: &mut Running) -> Result<usize, String> {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         }
-        return compare(r, &before, &objects, &owner_doc, &split_doc);
+        match compare(r, &before, &objects, &owner_doc, &split_doc) {
+            // Pages can also move during the procs runs and back before the second objects
+            // scan (seeds 1796074320006 and 1796105919009 of the swap mix: procs charged 2 MiB
+            // where the objects view, before and after, had 188 and 192 KiB resident; both
+            // passed when run again): with swap or huge pages in play, a mismatch is scanned
+            // again, and fails only if it stays.
+            Err(e) if moving => {
+                last = e;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            done => return done,
+        }
     }
     Err(format!("the truth kept moving during the scans: {last}"))
 }

@@ -117,6 +117,13 @@ impl Drop for Mapper {
     }
 }
 
+/// A scan of this process, one at a time: each may keep as many directories open as half the
+/// descriptor limit allows.
+fn scan(opts: &shmwho::collect::Options) -> shmwho::model::Snapshot {
+    let _g = lock();
+    shmwho::collect::collect(opts).expect("scan")
+}
+
 /// One test at a time: both keep state across scans in this process (the walks kept, the
 /// directories kept), which another test's scans in between would change.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -190,14 +197,8 @@ fn unchanged_mappings_are_not_walked_again_and_changes_are_seen() {
             })
             .unwrap_or_default()
     };
-    // Scans one at a time: each may keep as many directories open as the descriptor limit
-    // allows half of.
-    let scan = || {
-        let _g = lock();
-        shmwho::collect::collect(&opts)
-    };
-    let a = scan().expect("scan");
-    let b = scan().expect("scan again");
+    let a = scan(&opts);
+    let b = scan(&opts);
     let maps = |h: &[shmwho::model::Holder]| {
         h.iter()
             .filter(|h| matches!(h.via, shmwho::model::Via::Map { .. }))
@@ -241,14 +242,10 @@ fn a_pid_taken_by_another_process_between_scans_is_read_as_that_process() {
             .filter(|h| matches!(h.via, shmwho::model::Via::Map { .. }))
             .count()
     };
-    let scan = || {
-        let _g = lock();
-        shmwho::collect::collect(&opts)
-    };
     let first = Mapper::start(&gone);
     first.tell(b'm');
     let pid = first.pid;
-    let a = scan().expect("scan");
+    let a = scan(&opts);
     assert_eq!(
         mapped_by(&a, gone_ino, pid),
         1,
@@ -269,7 +266,7 @@ fn a_pid_taken_by_another_process_between_scans_is_read_as_that_process() {
         panic!("pid {pid} was not taken again in 50 forks");
     };
     second.tell(b'm');
-    let b = scan().expect("scan again");
+    let b = scan(&opts);
     assert_eq!(
         mapped_by(&b, new_ino, pid),
         1,
@@ -290,10 +287,6 @@ fn the_directory_of_a_process_gone_is_closed_by_the_next_scan() {
         repeated: true,
         ..shmwho::collect::Options::default()
     };
-    let scan = || {
-        let _g = lock();
-        shmwho::collect::collect(&opts).expect("scan")
-    };
     // Whether one of our descriptors is the directory of `pid`.
     let held = |pid: libc::pid_t| -> bool {
         let want = std::path::PathBuf::from(format!("/proc/{pid}"));
@@ -305,10 +298,10 @@ fn the_directory_of_a_process_gone_is_closed_by_the_next_scan() {
     let kid = Mapper::start(&m);
     kid.tell(b'm');
     let pid = kid.pid;
-    scan();
+    scan(&opts);
     assert!(held(pid), "a scan keeps the child's directory for the next");
     drop(kid);
-    scan();
+    scan(&opts);
     if std::path::Path::new(&format!("/proc/{pid}")).exists() {
         skip(&format!("pid {pid} was taken again before the scan"));
         return;

@@ -72,10 +72,10 @@ pub(crate) struct KernelSnapshot {
 
 impl KernelSnapshot {
     /// Process `pid` as the `task` iterator saw it, when that is surely the process whose
-    /// directory the scan holds, opened after `opened_ns` (`CLOCK_BOOTTIME`), by this scan or an
-    /// earlier one, and before the iteration: it started before then and still ran when the iteration came, so it is the
-    /// one that had the pid when the directory was opened. `None`: read its `stat` and
-    /// namespaces from `/proc`.
+    /// directory the scan holds, opened after `opened_ns` (`CLOCK_BOOTTIME`), by this scan or
+    /// an earlier one, and before the iteration: it started before then and still ran when the
+    /// iteration came, so it is the one that had the pid when the directory was opened.
+    /// `None`: read its `stat` and namespaces from `/proc`.
     pub fn task(&self, pid: i32, opened_ns: u64) -> Option<TaskRecord> {
         let t = self.seen(pid, opened_ns)?;
         let mut t = t.clone();
@@ -184,9 +184,10 @@ fn build(
             let cpus = (want_counters && l.has_counters())
                 .then(|| sys::percpu_array("shmwho_cpus", 8).ok())
                 .flatten();
-            let l = match &cpus {
-                Some(_) => l,
-                None => l.without_counters(),
+            let l = if cpus.is_some() {
+                l
+            } else {
+                l.without_counters()
             };
             let cpus = cpus.as_ref().map(|m| m.as_raw_fd());
             let load = |l: &tasks::Layout| {

@@ -41,10 +41,6 @@ use crate::error::Error;
 use crate::model::{self, Pid, Process, ScanNotes, Snapshot};
 use std::collections::HashMap;
 
-/// Processes from which the BPF `task_file` iterator runs beside `task`, on a thread of its own
-/// ([`bpf::Plan::beside`]).
-const BESIDE_FROM: usize = 2048;
-
 /// What to collect.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -205,8 +201,7 @@ fn scan_processes(
     meminfo: &model::Meminfo,
     notes: &mut ScanNotes,
 ) -> Result<(Vec<Process>, Vec<RawProcess>, HashMap<Pid, String>), Error> {
-    let pids = process::list_pids(&opts.paths.proc_root)?;
-    let pids = with_kernel_snapshot(ctx, opts, pids);
+    let pids = with_kernel_snapshot(ctx, opts)?;
     let mut users = users::Users::load(&opts.paths.passwd);
     let mut reader = Reader::new();
     let ctx_ref = &*ctx;
@@ -293,55 +288,37 @@ fn scan_processes(
     Ok((processes, raws, comms))
 }
 
-/// Each pid, with its directory opened when the BPF iterators may be used
-/// ([`bpf::eligible`]): the directories are opened first, then the iterators run (into
-/// `ctx.kernel`), so a process the iterators saw that had started before the directories were
-/// opened is surely the one its directory reaches ([`bpf::KernelSnapshot::task`]). While the
-/// iterators run, the other CPUs read through the opened directories what the view wants and
-/// the iterators do not give: `status` (with `Options::counters`), `cgroup` (when the
-/// iterator gives no cgroup ids), or else the titles, and the access checks of the maps
-/// walks. At 10,000 processes the iteration alone takes ~115 ms here.
-fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Vec<process::Start> {
+/// Each pid of `/proc`, with its directory opened when the BPF iterators may be used
+/// ([`bpf::eligible`]). The iterators run (into `ctx.kernel`) while `/proc` is listed and the
+/// directories opened, in pid order, as the iteration walks the processes: a process it
+/// found after its directory was opened ([`bpf::Placed`]) and that had started before the
+/// directories were opened is surely the one its directory reaches
+/// ([`bpf::KernelSnapshot::task`]); the others are read from `/proc`. Listing and opening
+/// 10,000 took 40-60 ms before the iteration could start, when the rule was that all were
+/// opened first. As they open, the other CPUs read through the opened directories what the
+/// view wants and the iterators do not give: `status` (with `Options::counters`), `cgroup`
+/// (when the iterator gives no cgroup ids), or else the titles, and the access checks of the
+/// maps walks. At 10,000 processes the iteration alone takes ~115 ms here.
+fn with_kernel_snapshot(ctx: &mut Context, opts: &Options) -> Result<Vec<process::Start>, Error> {
     if !bpf::eligible(opts) {
-        return pids.into_iter().map(|pid| (pid, None, None)).collect();
+        let pids = process::list_pids(&opts.paths.proc_root)?;
+        return Ok(pids.into_iter().map(|pid| (pid, None, None)).collect());
     }
     // As many as `titles` may keep open; the rest open their own directory and read `stat`.
     let budget =
         usize::try_from(body::DIRS_LEFT.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
-    let opened_ns = bpf::boottime_ns();
+    let ctx_ref = &*ctx;
+    let threads = threads(&opts.paths.proc_root);
+    // The directories opened, and the reads beside them.
+    read::reserve_fds(threads.min(budget).saturating_add(256));
     let plan = bpf::Plan {
         repeated: opts.repeated,
-        beside: pids.len() >= BESIDE_FROM,
         counters: opts.counters,
     };
-    let ctx_ref = &*ctx;
-    // Taken: another scan at once (tests) opens its own.
-    let mut kept = match opts.repeated {
-        true => kept_dirs().take().unwrap_or_default(),
-        false => HashMap::new(),
-    };
-    // The directories of processes gone are closed before any is opened: kept and new ones
-    // together stay within the budget. (`pids` is sorted.)
-    kept.retain(|pid, _| pids.binary_search(pid).is_ok());
-    // The programs load (BTF, verifier) while the directories open. (Opening them on two
-    // threads was slower: at 10,000 processes, 476 ms of wall time per scan against 417.)
-    let opened: Vec<(Pid, Option<process::Opened>, bool)> = std::thread::scope(|s| {
-        let loading = s.spawn(move || bpf::load(plan));
-        let opened = pids
-            .into_iter()
-            .enumerate()
-            .map(|(i, pid)| match kept.remove(&pid) {
-                _ if i >= budget => (pid, None, false),
-                Some(dir) => (pid, Some(dir), true),
-                None => {
-                    let dir = read::open_dir(&ctx_ref.pid_path(pid, "")).ok();
-                    (pid, dir.map(|d| (d, opened_ns)), false)
-                }
-            })
-            .collect();
-        let _ = loading.join();
-        opened
-    });
+    let placed = bpf::Placed::none();
+    // What the views read beside the iteration depends on what the programs give: asked by
+    // the first chunk read (the programs load meanwhile, on the iteration's thread).
+    let wants = std::sync::OnceLock::new();
     // One CPU is the iteration's; the others read through the opened directories what the
     // view wants and the iterators do not give, and so does the iteration's thread once it is
     // done: at 10,000 processes reading `status` took longer than the iteration, and
@@ -355,11 +332,16 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
     // that show the counters read titles last all the same: a process found stuck in `cmdline`
     // beside the iteration is left out of the view (`titles::read_early`), where `procs` and
     // `show` list a stuck process with its counters.
-    let early_status = opts.counters && !bpf::gives_counters(plan);
-    let early_titles = opts.titles && !opts.counters;
-    // Cgroups are named after the iteration where it gives their ids (`process::head`).
-    let early_cgroups = opts.cgroups && !bpf::gives_cgroup_ids(plan);
     let early = |reader: &mut Reader, items: Vec<(Pid, Option<process::Opened>, bool)>| {
+        let &(early_status, early_titles, early_cgroups) = wants.get_or_init(|| {
+            (
+                opts.counters && !bpf::gives_counters(plan),
+                opts.titles && !opts.counters,
+                // Cgroups are named after the iteration where it gives their ids
+                // (`process::head`).
+                opts.cgroups && !bpf::gives_cgroup_ids(plan),
+            )
+        });
         let (mut starts, kept): (Vec<process::Start>, Vec<bool>) = items
             .into_iter()
             .map(|(pid, dir, kept)| {
@@ -375,28 +357,99 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options, pids: Vec<Pid>) -> Ve
         body::check_early(&mut starts);
         starts.into_iter().zip(kept).collect::<Vec<_>>()
     };
-    let queue = parallel::Queue::new(opened, 64);
-    let kernel = std::thread::scope(|s| {
+    let queue = parallel::Queue::new(64);
+    let (listed, kernel) = std::thread::scope(|s| {
+        // The programs load (BTF, verifier) while `/proc` is listed.
         let snapshot = s.spawn(|| {
-            let k = bpf::snapshot(plan);
+            let k = bpf::snapshot(plan, &placed);
             queue.help(&early);
             k
         });
-        // Up to 4 reading threads, this one included, on the CPUs the iteration leaves.
+        // Up to 4 reading threads, this one included once the directories are open, on the
+        // CPUs the iteration leaves.
         let readers = parallel::cpus().saturating_sub(1).clamp(1, 4);
         let helpers: Vec<_> = (1..readers)
             .map(|_| s.spawn(|| queue.help(&early)))
             .collect();
+        let listed = open_dirs(ctx_ref, opts, budget, &queue, &placed);
         queue.help(&early);
         for h in helpers {
             h.join().expect("scan thread panicked");
         }
-        snapshot.join().ok().flatten()
+        (listed, snapshot.join().ok().flatten())
     });
+    listed?;
     let starts = queue.results();
     let starts = keep_dirs(ctx_ref, opts, starts, kernel.as_ref());
     ctx.kernel = kernel;
-    starts
+    Ok(starts)
+}
+
+/// Lists `/proc` and feeds `queue` each pid, in order, with its directory: kept from an
+/// earlier scan, or opened now (within `budget` directories), saying to `placed` as each is
+/// in place. (Opening them on two threads was slower: at 10,000 processes, 476 ms of wall
+/// time per scan against 417.)
+fn open_dirs(
+    ctx: &Context,
+    opts: &Options,
+    budget: usize,
+    queue: &parallel::Queue<(Pid, Option<process::Opened>, bool), (process::Start, bool)>,
+    placed: &bpf::Placed,
+) -> Result<(), Error> {
+    let _closing = queue.closing();
+    let _placed = Finally(|| {
+        placed.up_to(i32::MAX);
+        placed.start();
+    });
+    let pids = process::list_pids(&opts.paths.proc_root)?;
+    // Taken: another scan at once (tests) opens its own.
+    let mut kept = match opts.repeated {
+        true => kept_dirs().take().unwrap_or_default(),
+        false => HashMap::new(),
+    };
+    // The directories of processes gone are closed before any is opened: kept and new ones
+    // together stay within the budget. (`pids` is sorted.)
+    kept.retain(|pid, _| pids.binary_search(pid).is_ok());
+    let opened_ns = bpf::boottime_ns();
+    for (i, pid) in pids.into_iter().enumerate() {
+        queue.feed(match kept.remove(&pid) {
+            _ if i >= budget => (pid, None, false),
+            Some(dir) => (pid, Some(dir), true),
+            None => {
+                let dir = read::open_dir(&ctx.pid_path(pid, "")).ok();
+                (pid, dir.map(|d| (d, opened_ns)), false)
+            }
+        });
+        placed.up_to(pid);
+        if i + 1 == START_AFTER {
+            placed.start();
+        }
+    }
+    Ok(())
+}
+
+/// Directories opened before the `task` iteration starts ([`bpf::Placed::start`]), so that it
+/// trails their opening: two `read`s of it (256 records of 128 bytes each) at least.
+const START_AFTER: usize = 512;
+
+/// Runs a closure when dropped, even by a panic.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Threads on the host (`/proc/loadavg`), known before `/proc` is listed; 0 if unreadable.
+fn threads(proc_root: &std::path::Path) -> usize {
+    std::fs::read_to_string(proc_root.join("loadavg"))
+        .ok()
+        .and_then(|t| {
+            let field = t.split_whitespace().nth(3)?;
+            field.split_once('/')?.1.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Process directories that a process that scans again and again (`Options::repeated`) keeps

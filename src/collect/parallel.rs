@@ -86,32 +86,104 @@ pub(crate) fn parallel_chunks<T: Send, R: Send>(
 
 /// Items in chunks that threads take one at a time ([`Queue::help`]), so that a thread busy
 /// elsewhere at first (the BPF iteration) helps with what is left when it is free; the
-/// results keep the items' order ([`Queue::results`]).
+/// results keep the items' order ([`Queue::results`]). Items may be fed while threads help
+/// ([`Queue::feed`]): a helper that finds no chunk waits for the next one, or for the end
+/// ([`Queue::close`]).
 pub(crate) struct Queue<T, R> {
-    chunks: std::sync::Mutex<std::iter::Enumerate<std::vec::IntoIter<Vec<T>>>>,
+    pending: std::sync::Mutex<Pending<T>>,
+    ready: std::sync::Condvar,
     done: std::sync::Mutex<Vec<(usize, Vec<R>)>>,
-    count: usize,
+    chunk: usize,
+}
+
+/// What a [`Queue`] has been fed and no helper took yet.
+struct Pending<T> {
+    /// Full chunks, with their index, oldest first.
+    chunks: std::collections::VecDeque<(usize, Vec<T>)>,
+    /// Items of the chunk being filled.
+    filling: Vec<T>,
+    /// Chunks made so far.
+    made: usize,
+    closed: bool,
 }
 
 impl<T: Send, R: Send> Queue<T, R> {
-    pub(crate) fn new(items: Vec<T>, chunk: usize) -> Self {
-        let mut chunks = Vec::new();
-        let mut items = items.into_iter().peekable();
-        while items.peek().is_some() {
-            chunks.push(items.by_ref().take(chunk.max(1)).collect::<Vec<T>>());
-        }
+    /// An empty queue, cut into chunks of `chunk` items.
+    pub(crate) fn new(chunk: usize) -> Self {
         Queue {
-            count: chunks.len(),
-            chunks: std::sync::Mutex::new(chunks.into_iter().enumerate()),
+            pending: std::sync::Mutex::new(Pending {
+                chunks: std::collections::VecDeque::new(),
+                filling: Vec::new(),
+                made: 0,
+                closed: false,
+            }),
+            ready: std::sync::Condvar::new(),
             done: std::sync::Mutex::new(Vec::new()),
+            chunk: chunk.max(1),
         }
     }
 
-    /// Applies `f` to chunks until none is left, with a [`Reader`] of this thread's.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending<T>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds an item; a chunk is handed to the helpers when it is full.
+    pub(crate) fn feed(&self, item: T) {
+        let mut p = self.pending();
+        p.filling.push(item);
+        if p.filling.len() >= self.chunk {
+            let chunk = std::mem::take(&mut p.filling);
+            let i = p.made;
+            p.made += 1;
+            p.chunks.push_back((i, chunk));
+            drop(p);
+            self.ready.notify_one();
+        }
+    }
+
+    /// No more items: the last chunk is handed over, and helpers return once none is left.
+    pub(crate) fn close(&self) {
+        let mut p = self.pending();
+        if !p.filling.is_empty() {
+            let chunk = std::mem::take(&mut p.filling);
+            let i = p.made;
+            p.made += 1;
+            p.chunks.push_back((i, chunk));
+        }
+        p.closed = true;
+        drop(p);
+        self.ready.notify_all();
+    }
+
+    /// A guard that [`Queue::close`]s the queue when dropped, even by a panic of its feeder
+    /// (the helpers would wait for ever).
+    pub(crate) fn closing(&self) -> impl Drop + '_ {
+        struct Closing<'q, T: Send, R: Send>(&'q Queue<T, R>);
+        impl<T: Send, R: Send> Drop for Closing<'_, T, R> {
+            fn drop(&mut self) {
+                self.0.close();
+            }
+        }
+        Closing(self)
+    }
+
+    /// Applies `f` to chunks, with a [`Reader`] of this thread's, until the queue is closed
+    /// and none is left.
     pub(crate) fn help(&self, f: &(impl Fn(&mut Reader, Vec<T>) -> Vec<R> + Sync)) {
         let mut reader = Reader::new();
         loop {
-            let next = self.chunks.lock().unwrap_or_else(|e| e.into_inner()).next();
+            let next = {
+                let mut p = self.pending();
+                loop {
+                    if let Some(next) = p.chunks.pop_front() {
+                        break Some(next);
+                    }
+                    if p.closed {
+                        break None;
+                    }
+                    p = self.ready.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            };
             let Some((i, chunk)) = next else { return };
             let out = f(&mut reader, chunk);
             self.done
@@ -121,10 +193,12 @@ impl<T: Send, R: Send> Queue<T, R> {
         }
     }
 
-    /// Every chunk's results, in the items' order, once every [`Queue::help`] returned.
+    /// Every chunk's results, in the items' order, once the queue is closed and every
+    /// [`Queue::help`] returned.
     pub(crate) fn results(self) -> Vec<R> {
+        let made = self.pending().made;
         let mut done = self.done.into_inner().unwrap_or_else(|e| e.into_inner());
-        assert_eq!(done.len(), self.count, "a scan thread panicked");
+        assert_eq!(done.len(), made, "a scan thread panicked");
         done.sort_unstable_by_key(|(i, _)| *i);
         done.into_iter().flat_map(|(_, r)| r).collect()
     }
@@ -136,19 +210,45 @@ mod tests {
 
     #[test]
     fn a_queue_keeps_the_order_whoever_helps() {
-        let q = Queue::new((0..1000).collect::<Vec<u32>>(), 7);
+        let q = Queue::new(7);
         let f = |_: &mut Reader, c: Vec<u32>| c.into_iter().map(|x| x * 2).collect::<Vec<_>>();
         std::thread::scope(|s| {
+            // Two helpers wait for chunks while the items are fed, one joins late.
+            let early = s.spawn(|| q.help(&f));
             let late = s.spawn(|| {
                 std::thread::sleep(std::time::Duration::from_millis(1));
                 q.help(&f)
             });
+            {
+                let _closing = q.closing();
+                for x in 0..1000 {
+                    q.feed(x);
+                }
+            }
             q.help(&f);
+            early.join().unwrap();
             late.join().unwrap();
         });
         assert_eq!(q.results(), (0..1000).map(|x| x * 2).collect::<Vec<_>>());
-        let empty: Queue<u32, u32> = Queue::new(Vec::new(), 64);
+        let empty: Queue<u32, u32> = Queue::new(64);
+        empty.close();
         empty.help(&|_, c| c);
         assert!(empty.results().is_empty());
+    }
+
+    #[test]
+    fn a_feeder_that_panics_still_closes_the_queue() {
+        let q: Queue<u32, u32> = Queue::new(4);
+        std::thread::scope(|s| {
+            let helper = s.spawn(|| q.help(&|_, c| c));
+            let feeder = s.spawn(|| {
+                let _closing = q.closing();
+                q.feed(1);
+                panic!("feeder gone");
+            });
+            assert!(feeder.join().is_err());
+            helper.join().unwrap();
+        });
+        assert_eq!(q.results(), vec![1]);
     }
 }

@@ -58,6 +58,9 @@ fn user_dev(kdev: u32) -> u64 {
 pub(crate) struct KernelSnapshot {
     /// Thread group leaders by pid; empty when the `task` program could not load.
     tasks: HashMap<i32, TaskRecord>,
+    /// Those of `tasks` the iteration found before their directories were surely in place
+    /// ([`Placed`]).
+    early: std::collections::HashSet<i32>,
     /// Fds on tmpfs or hugetlbfs by thread id, with the thread's start (ns after boot).
     fds: HashMap<i32, (u64, Vec<FdRecord>)>,
     /// Whether `fds` is there (the `task_file` program loaded).
@@ -73,9 +76,9 @@ pub(crate) struct KernelSnapshot {
 impl KernelSnapshot {
     /// Process `pid` as the `task` iterator saw it, when that is surely the process whose
     /// directory the scan holds, opened after `opened_ns` (`CLOCK_BOOTTIME`), by this scan or
-    /// an earlier one, and before the iteration: it started before then and still ran when the
-    /// iteration came, so it is the one that had the pid when the directory was opened.
-    /// `None`: read its `stat` and namespaces from `/proc`.
+    /// an earlier one, and before the iteration found it ([`Placed`]): it started before then
+    /// and still had the pid when the iteration came, so it is the one that had the pid when
+    /// the directory was opened. `None`: read its `stat` and namespaces from `/proc`.
     pub fn task(&self, pid: i32, opened_ns: u64) -> Option<TaskRecord> {
         let t = self.seen(pid, opened_ns)?;
         let mut t = t.clone();
@@ -90,7 +93,9 @@ impl KernelSnapshot {
     }
 
     fn seen(&self, pid: i32, opened_ns: u64) -> Option<&TaskRecord> {
-        self.tasks.get(&pid).filter(|t| t.start_ns < opened_ns)
+        self.tasks
+            .get(&pid)
+            .filter(|t| t.start_ns < opened_ns && !self.early.contains(&pid))
     }
 
     /// The fds on tmpfs or hugetlbfs of thread `tid`, which started at `start_ticks` (clock
@@ -225,14 +230,92 @@ fn build(
     })
 }
 
-/// Everything program `prog` writes in one iteration.
-fn run(prog: &rustix::fd::OwnedFd) -> Result<Vec<u8>, String> {
+/// For each `read` of an iteration, where its bytes begin and what [`Placed`] held just before
+/// the read before it.
+type Marks = Vec<(usize, i32)>;
+
+/// Everything program `prog` writes in one iteration, with its [`Marks`] from `dirs`.
+fn run(prog: &rustix::fd::OwnedFd, dirs: &Placed) -> Result<(Vec<u8>, Marks), String> {
     let iter = sys::open_iter(prog).map_err(|e| format!("iterator: {e}"))?;
-    let mut bytes = Vec::with_capacity(64 * 1024);
-    std::fs::File::from(iter)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("read: {e}"))?;
-    Ok(bytes)
+    // At least the kernel's buffer of an iteration (`bpf_seq_read`: 8 pages): a read then
+    // takes all it made, so nothing made in one read is left for the next.
+    let size = (64 * 1024).max(8 * rustix::param::page_size());
+    let mut iter = std::fs::File::from(iter);
+    let mut chunk = vec![0u8; size];
+    let mut bytes = Vec::with_capacity(size);
+    let mut marks = Vec::new();
+    // What `dirs` held before the read before this one.
+    let mut last = dirs.now();
+    loop {
+        let now = dirs.now();
+        let at = bytes.len();
+        let n = match iter.read(&mut chunk) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                last = now;
+                continue;
+            }
+            other => other.map_err(|e| format!("read: {e}"))?,
+        };
+        if n == 0 {
+            return Ok((bytes, marks));
+        }
+        marks.push((at, last));
+        bytes.extend_from_slice(&chunk[..n]);
+        last = now;
+    }
+}
+
+/// How far a scan has put its process directories in place while the `task` iteration runs
+/// (`collect::with_kernel_snapshot` opens them beside it): every pid up to the value has its
+/// directory opened (or given up on). The iteration finds each process in some `read` of it;
+/// if that pid's directory was in place before the read began, the process the iteration
+/// found had that pid then, after the directory was opened ([`KernelSnapshot::task`]). The
+/// iteration starts once the scan says so ([`Placed::start`]), a little ahead of it.
+pub(crate) struct Placed {
+    up_to: std::sync::atomic::AtomicI32,
+    started: std::sync::Mutex<bool>,
+    start: std::sync::Condvar,
+}
+
+impl Placed {
+    /// None yet.
+    pub fn none() -> Placed {
+        Placed {
+            up_to: std::sync::atomic::AtomicI32::new(0),
+            started: std::sync::Mutex::new(false),
+            start: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Every one (the directories are not used), the iteration free to start.
+    pub fn all() -> Placed {
+        let p = Placed::none();
+        p.up_to(i32::MAX);
+        p.start();
+        p
+    }
+
+    /// The directory of `pid`, and of every lower pid, is in place.
+    pub fn up_to(&self, pid: i32) {
+        self.up_to.store(pid, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The iteration may start.
+    pub fn start(&self) {
+        *self.started.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.start.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        while !*started {
+            started = self.start.wait(started).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn now(&self) -> i32 {
+        self.up_to.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// `CLOCK_BOOTTIME` in ns, the clock of `start_boottime`.
@@ -257,9 +340,6 @@ pub(crate) struct Plan {
     /// the walk of every process whose mappings did not change since the walk kept of it
     /// ([`walks`]).
     pub repeated: bool,
-    /// Run `task_file` on a thread of its own, beside `task`: worth it on hosts with many
-    /// processes only (see [`take`]).
-    pub beside: bool,
     /// The scan wants the memory counters: the `task` program sums them where it can
     /// (`tasks::sum_counters`), so that `status` is not read. (The views that show no counters
     /// load it without: three helper calls per CPU and process they would have no use for.)
@@ -278,44 +358,38 @@ pub(crate) fn gives_counters(plan: Plan) -> bool {
     loaded(plan).is_ok_and(|p| p.counters)
 }
 
-/// Runs the iterators, for a scan that opened its process directories before; `None` when
-/// they cannot load.
-pub(crate) fn snapshot(plan: Plan) -> Option<KernelSnapshot> {
-    take(plan).ok()
+/// Runs the iterators, for a scan that puts its process directories in place as `dirs` says;
+/// `None` when they cannot load.
+pub(crate) fn snapshot(plan: Plan, dirs: &Placed) -> Option<KernelSnapshot> {
+    take(plan, dirs).ok()
 }
 
-/// Loads the programs (once per process) as `plan` asks, so that a scan can do it while it
-/// opens process directories; a failure is for [`snapshot`] to find.
-pub(crate) fn load(plan: Plan) {
-    let _ = loaded(plan);
-}
-
-fn take(plan: Plan) -> Result<KernelSnapshot, String> {
+fn take(plan: Plan, dirs: &Placed) -> Result<KernelSnapshot, String> {
     let progs = loaded(plan)?;
     let taken_ns = boottime_ns();
     let generations = progs.walks.is_some();
     let tasks_of = |prog: &Option<rustix::fd::OwnedFd>| match prog {
-        Some(p) => run(p).map(|b| tasks::parse(&b, generations)),
-        None => Ok(HashMap::new()),
-    };
-    // `task_file` beside `task`: at 10,000 processes on 2 CPUs the objects view took 341 ms of
-    // wall time so against 371 ms with the two one after the other (`bench/cpu.py`, 9 rounds);
-    // on the 300-worker pool of `bench/ratios.sh` the thread cost more CPU than it saved
-    // (`procs --json` 36.7 against 33.5 ms, 21 rounds). Two `task` programs, for even and odd
-    // tgids, on two CPUs saved nothing more (329.5 against 325.2 ms in 25 rounds).
-    let files_of = || match &progs.files {
-        Some(p) => run(p).map(|b| files::parse(&b)),
-        None => Ok(HashMap::new()),
-    };
-    let (tasks, fds) = match plan.beside {
-        true => std::thread::scope(|s| {
-            let fds = s.spawn(files_of);
-            let tasks = tasks_of(&progs.tasks);
-            (tasks, fds.join().unwrap_or_else(|_| Err("thread".into())))
+        Some(p) => run(p, dirs).map(|(b, marks)| {
+            let early = tasks::found_early(&b, &marks);
+            (tasks::parse(&b, generations), early)
         }),
-        false => (tasks_of(&progs.tasks), files_of()),
+        None => Ok(Default::default()),
     };
-    let (mut tasks, fds) = (tasks?, fds?);
+    let files_of = || match &progs.files {
+        Some(p) => run(p, &Placed::all()).map(|(b, _)| files::parse(&b)),
+        None => Ok(HashMap::new()),
+    };
+    // `task_file` first: it needs no process directory in place, so it runs while the scan
+    // lists `/proc` and opens the first of them: at 10,000 processes the objects view took
+    // 235.4 and 261.0 ms of wall time so against 256.0 and 295.4 with `task` first (two
+    // batches of 30 runs, ABBA order, one quiet and one loaded), `procs --json` 322.8 against
+    // 345.5. (It ran beside `task`, on a thread of its own, on hosts of 2,048 processes or
+    // more, when all the directories were opened before the iterations: 341 against 371 ms.
+    // With the iteration running while they open, that thread saved nothing: 234.7 against
+    // 228.8 ms, 30 runs.)
+    let fds = files_of()?;
+    dirs.wait();
+    let (mut tasks, early) = tasks_of(&progs.tasks)?;
     let reused = match &progs.walks {
         Some(w) => w
             .lock()
@@ -326,6 +400,7 @@ fn take(plan: Plan) -> Result<KernelSnapshot, String> {
     Ok(KernelSnapshot {
         reused,
         tasks,
+        early,
         fds,
         with_fds: progs.files.is_some(),
         taken_ns,
@@ -372,7 +447,6 @@ pub fn probe(tid: i32) -> Result<Probed, String> {
 pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
     let plan = Plan {
         repeated: true,
-        beside: false,
         counters: true,
     };
     if loaded(plan)?.walks.is_none() {
@@ -386,13 +460,12 @@ pub fn probe_again(tid: i32) -> Result<(Probed, bool), String> {
 pub fn probe_counters(pids: &[i32]) -> Result<Vec<Option<super::status::Status>>, String> {
     let plan = Plan {
         repeated: false,
-        beside: false,
         counters: true,
     };
     if !loaded(plan)?.counters {
         return Err("the task program sums no counters here".into());
     }
-    let s = take(plan)?;
+    let s = take(plan, &Placed::all())?;
     Ok(pids
         .iter()
         .map(|pid| {
@@ -405,11 +478,10 @@ pub fn probe_counters(pids: &[i32]) -> Result<Vec<Option<super::status::Status>>
 fn probe_with(tid: i32, repeated: bool) -> Result<(Probed, bool), String> {
     let plan = Plan {
         repeated,
-        beside: false,
         counters: true,
     };
     let progs = loaded(plan)?;
-    let s = take(plan)?;
+    let s = take(plan, &Placed::all())?;
     if progs.files.is_none() || progs.tasks.is_none() {
         return Err(format!(
             "only one program loads (task_file: {}, task: {})",
@@ -439,6 +511,7 @@ mod tests {
     fn snap(fds: &[u8], tick: u64, taken: u64) -> KernelSnapshot {
         KernelSnapshot {
             tasks: HashMap::new(),
+            early: Default::default(),
             fds: files::parse(fds),
             with_fds: true,
             reused: 0,
@@ -488,6 +561,32 @@ mod tests {
             "started after that directory was opened"
         );
         assert!(s.saw(1, 1000) && !s.saw(1, 500) && !s.saw(3, 1000));
+        // Found before its directory was in place: that directory may reach another process.
+        s.early.insert(1);
+        assert_eq!(s.task(1, 1000), None);
+        assert!(!s.saw(1, 1000));
+    }
+
+    /// A process the iteration finds before the scan says its directory is in place is not
+    /// taken for that directory's.
+    #[test]
+    fn processes_found_ahead_of_their_directories_are_not_taken() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: loading a BPF iterator needs root (tests/bpf.rs says so)");
+            return;
+        }
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let s = take(Plan::default(), &Placed::all()).expect("iterators run");
+        let low = *s.tasks.keys().min().expect("processes");
+        assert!(low < me && s.task(low, s.taken_ns).is_some() && s.task(me, s.taken_ns).is_some());
+        // Only the lowest pid's directory in place while the iteration runs.
+        let placed = Placed::none();
+        placed.up_to(low);
+        placed.start();
+        let s = take(Plan::default(), &placed).expect("iterators run");
+        assert!(s.task(low, s.taken_ns).is_some(), "pid {low} was in place");
+        assert!(s.task(me, s.taken_ns).is_none(), "we were found ahead");
+        assert!(s.tasks.contains_key(&me), "but found all the same");
     }
 
     #[test]
@@ -539,16 +638,9 @@ mod tests {
         let status = crate::collect::status::parse(&status).unwrap();
         let _memfd = rustix::fs::memfd_create("shmwho bpf beside", rustix::fs::MemfdFlags::CLOEXEC)
             .expect("memfd_create");
-        // In turn and, as on hosts with many processes, `task_file` on a thread beside.
-        for beside in [false, true] {
-            let plan = Plan {
-                beside,
-                ..Plan::default()
-            };
-            let s = take(plan).expect("iterators run");
-            let t = &s.tasks[&me];
-            assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
-            assert!(s.with_fds && s.fds.contains_key(&me), "our memfd is listed");
-        }
+        let s = take(Plan::default(), &Placed::all()).expect("iterators run");
+        let t = &s.tasks[&me];
+        assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
+        assert!(s.with_fds && s.fds.contains_key(&me), "our memfd is listed");
     }
 }

@@ -774,6 +774,27 @@ fn state_letter(state: u32, exit_state: u32) -> u8 {
     b"RSDTtXZP"[(u32::BITS - report.leading_zeros()) as usize]
 }
 
+/// The processes whose records in `bytes` (one iteration's) the iteration found before
+/// their directories were surely in place: those of pids above what `marks` (for each
+/// `read`, where its bytes begin and how far the directories were in place before the read
+/// before it, as `super::run` gives them) says for the read that delivered them.
+pub(super) fn found_early(bytes: &[u8], marks: &[(usize, i32)]) -> std::collections::HashSet<i32> {
+    let mut early = std::collections::HashSet::new();
+    for (i, r) in bytes.chunks_exact(RECORD).enumerate() {
+        if super::le32(r, 0) != 1 {
+            continue;
+        }
+        let at = i * RECORD;
+        let read = marks.partition_point(|&(from, _)| from <= at);
+        let placed = read.checked_sub(1).map_or(0, |m| marks[m].1);
+        let pid = super::le32(r, 4) as i32;
+        if pid > placed {
+            early.insert(pid);
+        }
+    }
+    early
+}
+
 /// The records of `bytes` by pid, each process with the mappings listed before it, and its
 /// generation if the program had a map of them (`generations`). A cut last record is ignored.
 pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMap<i32, TaskRecord> {
@@ -852,6 +873,27 @@ mod tests {
         assert_eq!(state_letter(0x402, 0), b'I');
         assert_eq!(state_letter(0x80, 0x20), b'Z'); // TASK_DEAD, EXIT_ZOMBIE
         assert_eq!(state_letter(0x80, 0x10), b'X');
+    }
+
+    #[test]
+    fn processes_found_before_their_directories_are_early() {
+        // Records (kind, tid): a mapping and process 5, process 7, then in a second read,
+        // whose read before began with the directories up to pid 8 in place, 8 and 9.
+        let record = |kind: u32, tid: u32| {
+            let mut r = vec![0u8; RECORD];
+            r[..4].copy_from_slice(&kind.to_le_bytes());
+            r[4..8].copy_from_slice(&tid.to_le_bytes());
+            r
+        };
+        let bytes: Vec<u8> = [(2, 5), (1, 5), (1, 7), (2, 8), (1, 8), (1, 9)]
+            .iter()
+            .flat_map(|&(k, t)| record(k, t))
+            .collect();
+        let marks = [(0, 6), (3 * RECORD, 8)];
+        let early = found_early(&bytes, &marks);
+        assert_eq!(early, [7, 9].into_iter().collect());
+        assert_eq!(found_early(&bytes, &[(0, i32::MAX)]).len(), 0);
+        assert_eq!(found_early(&bytes, &[]).len(), 4, "no read: none in place");
     }
 
     #[test]

@@ -97,8 +97,9 @@ pub(crate) struct Early {
     pub access: Option<std::io::Result<()>>,
 }
 
-/// A pid, with its directory when it was opened before the BPF iterators ran, and what was
-/// read through it meanwhile ([`read_early`]).
+/// A pid, with its directory when it was opened for the BPF iterators (before them, or while
+/// they ran: see `super::with_kernel_snapshot`), and what was read through it meanwhile
+/// ([`read_early`]).
 pub(crate) type Start = (Pid, Option<Opened>, Option<Read<Early>>);
 
 /// A process directory, and `CLOCK_BOOTTIME` (ns) before it was opened: by this scan, or by an
@@ -266,8 +267,9 @@ pub(crate) fn scan_all(
 /// relative to their directory and the deadline batch, `shmwho --json` on the 300-worker pool
 /// of `bench/ratios.sh` went from 34.2 to 26.7 syscalls per process (`strace -c -f`).
 ///
-/// With `opened`, its directory opened before the BPF iterators ran (and when), what they saw of it
-/// replaces `stat` and the namespace links ([`super::bpf::KernelSnapshot::task`]), and `early`
+/// With `opened`, its directory opened for the BPF iterators (and when), what they saw of it
+/// replaces `stat` and the namespace links where that is surely the process the directory
+/// reaches ([`super::bpf::KernelSnapshot::task`]), and `early`
 /// is what was read through it while they ran. Without [`super::Options::counters`], their
 /// uid and parent replace `status` too.
 fn head(

@@ -269,8 +269,10 @@ fn run(prog: &rustix::fd::OwnedFd, dirs: &Placed) -> Result<(Vec<u8>, Marks), St
 /// (`collect::with_kernel_snapshot` opens them beside it): every pid up to the value has its
 /// directory opened (or given up on). The iteration finds each process in some `read` of it;
 /// if that pid's directory was in place before the read began, the process the iteration
-/// found had that pid then, after the directory was opened ([`KernelSnapshot::task`]). The
-/// iteration starts once the scan says so ([`Placed::start`]), a little ahead of it.
+/// found had that pid then, after the directory was opened ([`KernelSnapshot::task`]). As a
+/// margin, a record counts as found in the read before the one that handed it over ([`run`]
+/// reads at least what one read makes, so none is left over for the next). The iteration
+/// starts once the scan says so ([`Placed::start`]), a little behind the opening.
 pub(crate) struct Placed {
     up_to: std::sync::atomic::AtomicI32,
     started: std::sync::Mutex<bool>,

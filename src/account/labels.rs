@@ -222,17 +222,27 @@ pub fn active() -> &'static Rules {
     ACTIVE.get_or_init(Rules::builtin)
 }
 
-/// `*` (any run) and `?` (one character) glob, on whole strings.
+/// `*` (any run) and `?` (one character) glob, on whole strings. On bytes where both are
+/// ASCII: the exporter matches every rule against every holder's command on each scrape, and
+/// collecting both into `Vec<char>` was ~4% of a scrape's CPU at 10,000 holders (`perf`).
 pub fn glob(pattern: &str, text: &str) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_in(pattern.as_bytes(), text.as_bytes(), b'?', b'*');
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_in(&p, &t, '?', '*')
+}
+
+/// [`glob`] over characters of any kind, `one` and `run` being its wildcards.
+fn glob_in<C: Copy + PartialEq>(p: &[C], t: &[C], one: C, run: C) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi] == one || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi] == run {
             star = Some((pi, ti));
             pi += 1;
         } else if let Some((sp, st)) = star {
@@ -243,7 +253,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == run)
 }
 
 /// The text `name` patterns match: memfd name, path, or SysV key.
@@ -372,6 +382,8 @@ mod tests {
         assert!(glob("a*b*c", "aXXbYYc"));
         assert!(!glob("a*b*c", "aXXbYY"));
         assert!(glob("?", "é"));
+        assert!(!glob("?", "ab") && glob("a?c", "abc") && glob("*", ""));
+        assert!(glob("é*", "été") && !glob("e*", "été"));
     }
 
     #[test]

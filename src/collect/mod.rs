@@ -100,6 +100,9 @@ fn collect_inner(opts: &Options) -> Result<Snapshot, Error> {
         isize::try_from(nofile / 2).unwrap_or(isize::MAX),
         std::sync::atomic::Ordering::Relaxed,
     );
+    // The directories kept open, and the reads beside them.
+    let threads = threads(&opts.paths.proc_root);
+    read::reserve_fds(threads.min(usize::try_from(nofile / 2).unwrap_or(usize::MAX)) + 256);
     let root = &opts.paths.proc_root;
     let meminfo_text = read::read_required(&root.join("meminfo"))?;
     let meminfo = meminfo::parse(&meminfo_text).ok_or_else(|| Error::Parse {
@@ -308,9 +311,6 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options) -> Result<Vec<process
     let budget =
         usize::try_from(body::DIRS_LEFT.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0);
     let ctx_ref = &*ctx;
-    let threads = threads(&opts.paths.proc_root);
-    // The directories opened, and the reads beside them.
-    read::reserve_fds(threads.min(budget).saturating_add(256));
     let plan = bpf::Plan {
         repeated: opts.repeated,
         counters: opts.counters,

@@ -359,7 +359,8 @@ fn with_kernel_snapshot(ctx: &mut Context, opts: &Options) -> Result<Vec<process
     };
     let queue = parallel::Queue::new(64);
     let (listed, kernel) = std::thread::scope(|s| {
-        // The programs load (BTF, verifier) while `/proc` is listed.
+        // The programs load (BTF, verifier) and `task_file` runs while `/proc` is listed;
+        // `task` starts once the first directories are open (`START_AFTER`).
         let snapshot = s.spawn(|| {
             let k = bpf::snapshot(plan, &placed);
             queue.help(&early);

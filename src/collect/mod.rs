@@ -446,10 +446,8 @@ impl<F: FnMut()> Drop for Finally<F> {
 fn threads(proc_root: &std::path::Path) -> usize {
     std::fs::read_to_string(proc_root.join("loadavg"))
         .ok()
-        .and_then(|t| {
-            let field = t.split_whitespace().nth(3)?;
-            field.split_once('/')?.1.parse().ok()
-        })
+        .and_then(|t| parse::loadavg::tasks(&t))
+        .and_then(|n| usize::try_from(n).ok())
         .unwrap_or(0)
 }
 

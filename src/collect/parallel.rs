@@ -107,6 +107,15 @@ struct Pending<T> {
     closed: bool,
 }
 
+impl<T> Pending<T> {
+    /// Hands the chunk being filled over to the helpers.
+    fn seal(&mut self) {
+        let chunk = std::mem::take(&mut self.filling);
+        self.chunks.push_back((self.made, chunk));
+        self.made += 1;
+    }
+}
+
 impl<T: Send, R: Send> Queue<T, R> {
     /// An empty queue, cut into chunks of `chunk` items.
     pub(crate) fn new(chunk: usize) -> Self {
@@ -132,10 +141,7 @@ impl<T: Send, R: Send> Queue<T, R> {
         let mut p = self.pending();
         p.filling.push(item);
         if p.filling.len() >= self.chunk {
-            let chunk = std::mem::take(&mut p.filling);
-            let i = p.made;
-            p.made += 1;
-            p.chunks.push_back((i, chunk));
+            p.seal();
             drop(p);
             self.ready.notify_one();
         }
@@ -145,10 +151,7 @@ impl<T: Send, R: Send> Queue<T, R> {
     pub(crate) fn close(&self) {
         let mut p = self.pending();
         if !p.filling.is_empty() {
-            let chunk = std::mem::take(&mut p.filling);
-            let i = p.made;
-            p.made += 1;
-            p.chunks.push_back((i, chunk));
+            p.seal();
         }
         p.closed = true;
         drop(p);

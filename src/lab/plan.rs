@@ -330,17 +330,6 @@ pub(super) fn mem_available(meminfo: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// Tasks on the host from /proc/loadavg text (`0.00 0.01 0.05 1/345 6789`).
-pub(super) fn loadavg_tasks(loadavg: &str) -> Option<u64> {
-    loadavg
-        .split_whitespace()
-        .nth(3)?
-        .split_once('/')?
-        .1
-        .parse()
-        .ok()
-}
-
 /// Refuses `bytes` of shared memory beyond MemAvailable: the host would swap or call the OOM
 /// killer, and the lab's truth would no longer be what is resident.
 pub(super) fn check_memory(what: &str, bytes: u64, limits: &HostLimits) -> Result<(), String> {

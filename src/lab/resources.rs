@@ -521,7 +521,7 @@ pub(super) fn host_limits() -> HostLimits {
         mem_available: read("/proc/meminfo").and_then(|t| mem_available(&t)),
         pid_max: number("/proc/sys/kernel/pid_max"),
         threads_max: number("/proc/sys/kernel/threads-max"),
-        tasks: read("/proc/loadavg").and_then(|t| loadavg_tasks(&t)),
+        tasks: read("/proc/loadavg").and_then(|t| crate::collect::parse::loadavg::tasks(&t)),
         nproc,
     }
 }

@@ -4,6 +4,7 @@
 pub mod cgroup;
 pub mod cmdline;
 pub mod hugepages;
+pub mod loadavg;
 pub mod maps;
 pub mod meminfo;
 pub mod mountinfo;

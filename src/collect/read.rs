@@ -33,23 +33,16 @@ pub(crate) fn open_dir(path: &Path) -> io::Result<ProcDir> {
 /// against ~35 ms. The `/proc` walk (no BPF, or not root) keeps directories open from its
 /// reading threads: on the 300-worker pool of `bench/ratios.sh`, `shmwho --json` as `nobody`
 /// took 30.9 ms of wall time before the table was grown first, 19.6 ms after (21 runs, ABBA
-/// order). Within the `RLIMIT_NOFILE` limit only; nothing if it fails.
+/// order). Nothing if it fails (`F_DUPFD` refuses beyond `RLIMIT_NOFILE`).
 pub(crate) fn reserve_fds(n: usize) {
-    let Some(min) = n.checked_sub(1) else { return };
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    let min = min.min(
-        usize::try_from(limit)
-            .unwrap_or(usize::MAX)
-            .saturating_sub(1),
-    );
-    let Ok(min) = i32::try_from(min) else { return };
+    let Some(Ok(at)) = n.checked_sub(1).map(i32::try_from) else {
+        return;
+    };
     let Ok(any) = rustix::fs::open("/dev/null", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
     else {
         return;
     };
-    drop(rustix::io::fcntl_dupfd_cloexec(&any, min));
+    drop(rustix::io::fcntl_dupfd_cloexec(&any, at));
 }
 
 /// Opens `name` under `dir` (a subdirectory with `O_PATH`, for [`open_dir`]'s use).
@@ -284,4 +277,31 @@ pub(crate) fn read_required(path: &Path) -> Result<Vec<u8>, Error> {
             cause: source,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This process's fd table size (`FDSize` in `status`).
+    fn fd_size() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("FDSize:")).unwrap();
+        line["FDSize:".len()..].trim().parse().unwrap()
+    }
+
+    #[test]
+    fn reserving_grows_the_fd_table_and_keeps_no_descriptor() {
+        let want = fd_size() * 4;
+        let before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        reserve_fds(want);
+        assert!(fd_size() >= want, "FDSize {} < {want}", fd_size());
+        // Other tests of this binary open files meanwhile; the reserved one is high above them.
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0);
+        assert!(highest < want - 1, "fd {highest} left open (had {before})");
+    }
 }

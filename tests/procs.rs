@@ -229,6 +229,13 @@ fn pss_and_uss() {
         "USS {} counts shared-memory pages mapped once",
         u(&r2["uss_bytes"])
     );
+    // `touched` needs each mapping's PSS and reads smaps; `owner` needs only the totals, which
+    // a process with many mappings and few shmem pages gives through smaps_rollup and pagemap
+    // (`collect::body::by_rollup`): the same USS either way.
+    let touched = procs("touched", &s, &["--pss"]);
+    for p in [p1, p2] {
+        assert_eq!(row(&doc, p)["uss_bytes"], row(&touched, p)["uss_bytes"]);
+    }
     // Without --pss the fields are absent.
     let plain = procs("owner", &s, &[]);
     assert_eq!(plain["pss"], false);

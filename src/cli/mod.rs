@@ -322,6 +322,7 @@ fn objects(a: ObjectsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         // The objects view shows no process's memory counters.
         counters: false,
         titles: true,
+        pss_totals_only: false,
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);
@@ -368,6 +369,8 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         repeated: false,
         counters: true,
         titles: true,
+        // PSS and USS per process; the `touched` policy charges by each mapping's PSS.
+        pss_totals_only: !policy.needs_smaps(),
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);

@@ -26,8 +26,48 @@ pub(crate) struct MapsRead {
 }
 
 /// A process's directory, with its mappings as the BPF `task` iterator listed them, if it did,
-/// and the access check of its maps if it was made beside the iteration ([`check_early`]).
-pub(crate) type MapsSource = (ProcDir, Option<Vec<VmaRecord>>, Option<std::io::Result<()>>);
+/// the access check of its maps if it was made beside the iteration ([`check_early`]), and
+/// what [`by_rollup`] weighs, if known.
+pub(crate) struct MapsSource {
+    pub dir: ProcDir,
+    pub listed: Option<Vec<VmaRecord>>,
+    pub access: Option<std::io::Result<()>>,
+    pub hint: Option<PssHint>,
+}
+
+impl MapsSource {
+    /// A directory and nothing known of it.
+    pub fn dir(dir: ProcDir) -> MapsSource {
+        MapsSource {
+            dir,
+            listed: None,
+            access: None,
+            hint: None,
+        }
+    }
+}
+
+/// What the choice between smaps and [`by_rollup`] weighs for one process: how many mappings
+/// it has (each one a record smaps formats) and how many shmem bytes it maps (each page one
+/// that pagemap looks at).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PssHint {
+    pub mappings: u32,
+    pub shmem_bytes: u64,
+}
+
+impl PssHint {
+    /// Whether [`by_rollup`] should cost less than smaps for mappings `listed`. Measured with
+    /// `bench/fpm.sh` and `bench/ratios.sh` (docs/bench.md, "smaps_rollup and pagemap"):
+    /// smaps formats ~4 µs of text per mapping beyond the walk smaps_rollup also makes;
+    /// pagemap costs ~30 ns per present page and ~1 ns per absent one.
+    pub fn rollup_cheaper(&self, listed: &[VmaRecord], page: u64) -> bool {
+        let pages: u64 = listed.iter().map(|v| (v.end - v.start) / page).sum();
+        let present = self.shmem_bytes / page;
+        let pagemap_ns = present.saturating_mul(30).saturating_add(pages);
+        pagemap_ns < u64::from(self.mappings) * 4000
+    }
+}
 
 /// The maps (or smaps, with `want_smaps`) of each process (its pid and the directory to read
 /// through), each under the stuck deadline, all in one [`deadline::call_each`] batch: a
@@ -35,11 +75,14 @@ pub(crate) type MapsSource = (ProcDir, Option<Vec<VmaRecord>>, Option<std::io::R
 /// pool of `bench/ratios.sh`, `perf stat` counted ~800 context switches per `shmwho --json`
 /// before, ~55 after; `strace -c`, 1,337 futex calls before, 33 after).
 /// `None` for a process that is stuck. A process given with its mappings listed by the BPF
-/// `task` iterator ([`super::bpf`]) has only their paths read ([`from_listed`]).
+/// `task` iterator ([`super::bpf`]) has only their paths read ([`from_listed`]). With
+/// `totals_only` (no mapping needs a PSS of its own: only the process's PSS and USS are
+/// wanted), a process where it costs less is read through [`by_rollup`] instead of smaps.
 pub(crate) fn read_maps(
     ctx: &Context,
     items: Vec<(Pid, MapsSource)>,
     want_smaps: bool,
+    totals_only: bool,
 ) -> Vec<Option<std::io::Result<MapsRead>>> {
     // Devices SysV segments live on: shmem, and the internal hugetlbfs mounts (SHM_HUGETLB).
     let mut segment_devs: Vec<u64> = ctx.hugetlb_internal.keys().copied().collect();
@@ -47,7 +90,20 @@ pub(crate) fn read_maps(
     // smaps repeats every maps line, so with smaps wanted, maps is not read at all.
     let file = if want_smaps { "smaps" } else { "maps" };
     let names = std::sync::Mutex::new(Names::new());
-    deadline::call_each(items, file, move |(dir, listed, access)| {
+    let page = rustix::param::page_size() as u64;
+    // Mappings whose pages smaps_rollup counts in `Pss_Shmem` and pagemap can tell apart:
+    // shmem and tmpfs, not hugetlbfs (whose pages the rollup counts apart).
+    let shmem_devs: Vec<u64> = std::iter::once(ctx.shmem_dev)
+        .chain(ctx.tmpfs.keys().copied())
+        .filter(|&d| ctx.huge_page_size(d).is_none())
+        .collect();
+    deadline::call_each(items, file, move |src| {
+        let MapsSource {
+            dir,
+            listed,
+            access,
+            hint,
+        } = src;
         BUF.with_borrow_mut(|buf| {
             match (&listed, want_smaps) {
                 (Some(listed), false) => {
@@ -66,11 +122,77 @@ pub(crate) fn read_maps(
                     let n = read_file(buf, dir.as_fd(), "smaps_rollup", usize::MAX)?;
                     return Ok(parse_maps(&buf[..n], true, &segment_devs));
                 }
+                (Some(listed), true)
+                    if totals_only
+                        && listed
+                            .iter()
+                            .all(|v| v.shared && shmem_devs.contains(&v.dev))
+                        && hint.is_some_and(|h| h.rollup_cheaper(listed, page)) =>
+                {
+                    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+                    let read =
+                        from_listed(dir.as_fd(), listed, access, &segment_devs, buf, &mut names)?;
+                    drop(names);
+                    if let Some(read) = read {
+                        if let Some(read) = by_rollup(dir.as_fd(), read, buf, page)? {
+                            return Ok(read);
+                        }
+                    }
+                }
                 _ => {}
             }
             read_one(dir.as_fd(), want_smaps, &segment_devs, buf)
         })
     })
+}
+
+/// A process's PSS and USS without smaps' text: its totals from `smaps_rollup`, and each of
+/// its mappings' resident and private bytes from pagemap (present pages, and present pages
+/// mapped only once: bit 56, which the kernel sets by the same mapcount test by which smaps
+/// counts a page as private). `read` holds its mappings of shared memory objects as
+/// [`from_listed`] named them; the caller has checked they are all shared mappings of shmem
+/// or tmpfs files and the process has no other file mapping on a device of major 0, so
+/// `Pss_Shmem` is theirs alone: a mapping gets it as its PSS when it is the only one with pages
+/// present, else none (smaps alone could split it). `Ok(None)` where the rollup shows
+/// shmem mapped by PMD (pagemap marks all 512 pages by the first one's mapcount, where smaps
+/// tests each): read smaps then.
+///
+/// On 300 PHP-FPM workers (`bench/fpm.sh`: ~155 mappings each, two objects, ~3 MiB of them
+/// resident) `procs --pss` took 128.3 ms of CPU against 269.6 ms with smaps (`cat
+/// smaps_rollup` of all: 85.3 ms).
+fn by_rollup(
+    dir: BorrowedFd<'_>,
+    mut read: MapsRead,
+    buf: &mut Vec<u8>,
+    page: u64,
+) -> std::io::Result<Option<MapsRead>> {
+    let n = read_file(buf, dir, "smaps_rollup", usize::MAX)?;
+    let Some(rollup) = smaps::parse(&buf[..n]).into_iter().next() else {
+        return Ok(None);
+    };
+    if rollup.shmem_pmd_mapped != 0 {
+        return Ok(None);
+    }
+    let pagemap = open_sub(dir, "pagemap", OFlags::RDONLY)?;
+    let mut with_pages = 0;
+    let mut figures = Vec::with_capacity(read.entries.len());
+    for (e, _) in &read.entries {
+        let (present, only) =
+            super::pagemap::count_range(pagemap.as_fd(), e.start, e.end, page, buf)?;
+        with_pages += usize::from(present > 0);
+        figures.push((present * page, only * page));
+    }
+    for ((_, f), (rss, private)) in read.entries.iter_mut().zip(figures) {
+        let pss = if rss == 0 {
+            Some(0)
+        } else {
+            (with_pages == 1).then_some(rollup.pss_shmem)
+        };
+        *f = Some((pss, rss, private));
+    }
+    read.pss = rollup.pss;
+    read.private = rollup.private;
+    Ok(Some(read))
 }
 
 /// The mappings the BPF `task` iterator listed for the process at `dir` ([`super::bpf`]),
@@ -242,7 +364,7 @@ fn parse_maps(text: &[u8], want_smaps: bool, segment_devs: &[u64]) -> MapsRead {
             out.private = out.private.saturating_add(vma.private);
             if wanted(&vma.entry) {
                 out.entries
-                    .push((vma.entry, Some((vma.pss, vma.rss, vma.private))));
+                    .push((vma.entry, Some((Some(vma.pss), vma.rss, vma.private))));
             }
         }
     } else {
@@ -487,6 +609,114 @@ pub(crate) fn reclassify(ctx: &Context, p: &mut Process, raw: &mut RawProcess) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`by_rollup`] against smaps for one mapping: a child maps 64 pages of an anonymous
+    /// shared region and writes pages 4..24, of which this process wrote 4..8 as well: 20
+    /// pages resident in the child, 16 of them its alone, PSS 16 pages and 4 halves. (Pages of
+    /// shared mappings are not copied at fork, so no other mapping of the child has any.)
+    #[test]
+    fn rollup_and_pagemap_give_what_smaps_gives() {
+        struct Region(usize, usize);
+        impl Drop for Region {
+            fn drop(&mut self) {
+                // SAFETY: the mapping made below, not used after this.
+                unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+            }
+        }
+        struct Reaped(libc::pid_t);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                // SAFETY: our own child, killed and reaped once.
+                unsafe {
+                    libc::kill(self.0, libc::SIGKILL);
+                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
+                }
+            }
+        }
+        let pg = rustix::param::page_size();
+        let len = 64 * pg;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS;
+        // SAFETY: a new mapping, unmapped by `Region`.
+        let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, prot, flags, -1, 0) };
+        assert_ne!(addr, libc::MAP_FAILED);
+        let region = Region(addr as usize, len);
+        let base = region.0;
+        let write = |range: std::ops::Range<usize>| {
+            for i in range {
+                // SAFETY: page i < 64 of the mapping above.
+                unsafe { std::ptr::write_volatile((base + i * pg) as *mut u8, 1) };
+            }
+        };
+        write(4..8);
+        let (rx, tx) = std::io::pipe().unwrap();
+        // SAFETY: the child writes to the region, to the pipe and pauses (async-signal-safe
+        // only) and never returns.
+        let pid = match unsafe { libc::fork() } {
+            0 => {
+                write(4..24);
+                // SAFETY: raw syscalls in the child.
+                unsafe {
+                    libc::write(rustix::fd::AsRawFd::as_raw_fd(&tx), b"x".as_ptr().cast(), 1);
+                    loop {
+                        libc::pause();
+                    }
+                }
+            }
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            pid => pid,
+        };
+        let _child = Reaped(pid);
+        drop(tx);
+        assert_eq!(std::io::Read::read(&mut &rx, &mut [0u8; 1]).unwrap(), 1);
+        let proc_dir = format!("/proc/{pid}");
+        let dir = super::super::read::open_dir(std::path::Path::new(&proc_dir)).unwrap();
+        let maps = std::fs::read(format!("{proc_dir}/maps")).unwrap();
+        let entry = maps::parse(&maps).find(|e| e.start == base as u64).unwrap();
+        let read = MapsRead {
+            entries: vec![(entry, None)],
+            pss: 0,
+            private: 0,
+        };
+        let mut buf = Vec::new();
+        let got = by_rollup(dir.as_fd(), read, &mut buf, pg as u64)
+            .unwrap()
+            .expect("no shmem mapped by PMD");
+        let smaps = std::fs::read(format!("{proc_dir}/smaps")).unwrap();
+        let vma = smaps::parse(&smaps)
+            .into_iter()
+            .find(|v| v.entry.start == base as u64)
+            .unwrap();
+        let pg = pg as u64;
+        let want = (Some(16 * pg + 4 * pg / 2), 20 * pg, 16 * pg);
+        assert_eq!(got.entries[0].1, Some(want));
+        assert_eq!(Some((Some(vma.pss), vma.rss, vma.private)), Some(want));
+        drop(region);
+    }
+
+    #[test]
+    fn the_rollup_is_chosen_where_smaps_text_would_cost_more() {
+        let vma = |pages: u64| VmaRecord {
+            start: 0,
+            end: pages * 4096,
+            shared: true,
+            offset: 0,
+            dev: 1,
+            inode: 7,
+        };
+        // 300 PHP-FPM workers: ~155 mappings, 64 MiB of opcache, ~3 MiB of it resident.
+        let fpm = PssHint {
+            mappings: 155,
+            shmem_bytes: 3 << 20,
+        };
+        assert!(fpm.rollup_cheaper(&[vma(16384), vma(86)], 4096));
+        // The lab pool of bench/ratios.sh: 36 mappings, all 64 MiB resident.
+        let lab = PssHint {
+            mappings: 36,
+            shmem_bytes: 64 << 20,
+        };
+        assert!(!lab.rollup_cheaper(&[vma(16384)], 4096));
+    }
 
     /// A mapping of a file whose path is longer than `PATH_MAX` (the kernel's name buffer for
     /// `PROCMAP_QUERY`): the walk gives way to the text, which names it in full.

@@ -65,6 +65,10 @@ pub struct Options {
     /// Read each process's title (`cmdline`). The exporter renders none: skipping them saves
     /// it a read of every process's memory per scrape.
     pub titles: bool,
+    /// With `smaps`: only each process's PSS and USS are wanted, no mapping's own PSS (which
+    /// the `touched` policy and the objects' holders need), so a process may be read through
+    /// smaps_rollup and pagemap where that costs less than smaps' text (`body::by_rollup`).
+    pub pss_totals_only: bool,
 }
 
 impl Default for Options {
@@ -77,6 +81,7 @@ impl Default for Options {
             repeated: false,
             counters: true,
             titles: true,
+            pss_totals_only: false,
         }
     }
 }

@@ -23,11 +23,47 @@ pub const PM_PRESENT: u64 = 1 << 63;
 pub const PM_SWAP: u64 = 1 << 62;
 /// Page is a file page or shared anonymous (shmem) page (bit 61).
 pub const PM_FILE: u64 = 1 << 61;
+/// Page is mapped only once (bit 56), by the same test by which smaps counts it private.
+pub const PM_MMAP_EXCLUSIVE: u64 = 1 << 56;
 /// Bits 0-54: the page frame number (0 without CAP_SYS_ADMIN).
 pub const PM_PFN_MASK: u64 = (1 << 55) - 1;
 
 /// Bytes read from pagemap per pread: 131072 entries, 512 MiB of address space.
 const CHUNK_BYTES: usize = 1 << 20;
+
+/// Present pages of `start..end` in the process whose pagemap is `fd`, and how many of them
+/// it alone maps ([`PM_MMAP_EXCLUSIVE`]), the entries read 64 KiB at a time into `buf`.
+pub(crate) fn count_range(
+    fd: rustix::fd::BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    page: u64,
+    buf: &mut Vec<u8>,
+) -> io::Result<(u64, u64)> {
+    const CHUNK: usize = 64 * 1024;
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
+    let (mut at, last) = (start / page * 8, end.div_ceil(page) * 8);
+    let (mut present, mut only) = (0, 0);
+    while at < last {
+        let want = usize::try_from(last - at).unwrap_or(CHUNK).min(CHUNK);
+        let n = rustix::io::pread(fd, &mut buf[..want], at)?;
+        let n = n - n % 8;
+        if n == 0 {
+            break; // the end of the address space
+        }
+        for e in buf[..n].chunks_exact(8) {
+            let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
+            if v & PM_PRESENT != 0 {
+                present += 1;
+                only += u64::from(v & PM_MMAP_EXCLUSIVE != 0);
+            }
+        }
+        at += n as u64;
+    }
+    Ok((present, only))
+}
 
 /// A set of pages as sorted, disjoint, non-adjacent runs `(first_page, page_count)`. Serialises
 /// as `[[first_page, page_count], ...]`.

@@ -1,7 +1,7 @@
 //! One process: its O(1) files, and its maps or smaps and fds in the same pass when its mount
 //! namespace is ours (else in pass 2, once its namespace's mount table is read).
 
-use super::body::{finish, read_maps};
+use super::body::{finish, read_maps, MapsSource, PssHint};
 use super::context::{ns_inode_at, Context};
 use super::measure;
 use super::parse::{maps, stat, status};
@@ -32,7 +32,7 @@ pub(crate) struct RawProcess {
     /// unprivileged lower bounds stay below the truth.
     pub other_anon_dev_mapped: u64,
     pub fds: Vec<(i32, Vec<u8>, measure::InodeStat)>,
-    pub smaps_by_start: HashMap<u64, (u64, u64)>,
+    pub smaps_by_start: HashMap<u64, (Option<u64>, u64)>,
     /// A live thread to read the process through when its leader has exited.
     pub task: Option<Pid>,
     /// Mappings on a device that may turn out to be another namespace's tmpfs, with their
@@ -57,8 +57,9 @@ pub(crate) struct Done {
     pub title: bool,
 }
 
-/// A mapping's smaps `Pss`, `Rss` and private bytes.
-pub(crate) type SmapsFigures = (u64, u64, u64);
+/// A mapping's smaps `Pss` (none where only its process's total is known: see
+/// `super::body::by_rollup`), `Rss` and private bytes.
+pub(crate) type SmapsFigures = (Option<u64>, u64, u64);
 
 /// One process as [`scan`] read it.
 pub(crate) struct Scanned {
@@ -80,6 +81,8 @@ struct Head {
     tdir: ProcDir,
     /// Its file mappings on major-0 devices as the BPF `task` iterator listed them.
     vmas: Option<Vec<super::bpf::VmaRecord>>,
+    /// How many mappings the iterator's walk visited (0 when it did not walk them).
+    mappings: u32,
     /// The access check of its maps, when it was made beside the iteration.
     access: Option<std::io::Result<()>>,
     done: Done,
@@ -231,11 +234,20 @@ pub(crate) fn scan_all(
             _ => None,
         })
         .map(|h| {
-            let source = (ProcDir::clone(&h.tdir), h.vmas.take(), h.access.take());
+            let hint = PssHint {
+                mappings: h.mappings,
+                shmem_bytes: h.p.rss_shmem_bytes,
+            };
+            let source = MapsSource {
+                dir: ProcDir::clone(&h.tdir),
+                listed: h.vmas.take(),
+                access: h.access.take(),
+                hint: Some(hint).filter(|_| h.done.counters),
+            };
             (h.p.pid, source)
         })
         .collect();
-    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    let mut maps = read_maps(ctx, items, want_smaps, opts.pss_totals_only).into_iter();
     heads
         .into_iter()
         .map(|h| {
@@ -292,6 +304,7 @@ fn head(
     let ids = known.as_ref().map(|t| (t.stat.ppid, t.uid));
     let cgroup_ids = known.as_ref().map(|t| t.cgroup_ids);
     let counted = known.as_ref().and_then(|t| t.counters);
+    let mappings = known.as_ref().map_or(0, |t| t.mappings);
     let (stat, namespaces, vmas) = match known {
         Some(t) => (t.stat, Some((t.ipc_ns, t.mnt_ns)), t.vmas),
         None => {
@@ -388,6 +401,7 @@ fn head(
         dir,
         tdir,
         vmas,
+        mappings,
         access,
         done,
     }))
@@ -447,11 +461,11 @@ pub(crate) fn scan_bodies(
         .iter()
         .zip(&dirs)
         .filter_map(|((p, _, _), d)| match d {
-            Read::Ok((_, tdir)) => Some((p.pid, (ProcDir::clone(tdir), None, None))),
+            Read::Ok((_, tdir)) => Some((p.pid, MapsSource::dir(ProcDir::clone(tdir)))),
             _ => None,
         })
         .collect();
-    let mut maps = read_maps(ctx, items, want_smaps).into_iter();
+    let mut maps = read_maps(ctx, items, want_smaps, false).into_iter();
     heads
         .into_iter()
         .zip(dirs)

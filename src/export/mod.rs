@@ -109,6 +109,7 @@ impl Scanner {
             // and user, never by title.
             counters: false,
             titles: false,
+            pss_totals_only: false,
         })?;
         let acc = account::account(&snap, self.policy);
         let scan = ScanInfo {

@@ -60,6 +60,7 @@ pub fn record(args: RecordOptions, out: &mut dyn std::io::Write) -> anyhow::Resu
         repeated: false,
         counters: true,
         titles: true,
+        pss_totals_only: false,
     })?;
     let acc = account::account(&snap, args.charge);
     let doc = record_doc(

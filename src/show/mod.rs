@@ -61,6 +61,7 @@ pub fn run(args: ShowOptions, out: &mut dyn std::io::Write) -> anyhow::Result<()
             repeated: false,
             counters: true,
             titles: true,
+            pss_totals_only: false,
         })
     })?;
     // The caller's path is looked up with the caller's rights (capabilities are effective only

@@ -64,6 +64,7 @@ pub fn run(args: TopOptions, _out: &mut dyn std::io::Write) -> anyhow::Result<()
             repeated: true,
             counters: true,
             titles: true,
+            pss_totals_only: false,
         },
         args.interval,
     )

@@ -87,6 +87,7 @@ fn a_whole_scan_reads_only_the_host_paths_given() {
         repeated: false,
         counters: true,
         titles: true,
+        pss_totals_only: false,
     })
     .expect("scan of the fake host");
 
@@ -189,6 +190,7 @@ fn missing_host_files_degrade_without_error() {
         repeated: false,
         counters: true,
         titles: true,
+        pss_totals_only: false,
     })
     .unwrap();
     assert_eq!(snap.processes[0].user, "0");

@@ -283,7 +283,7 @@ proptest! {
             sys_root: dir.path().join("sys"),
         };
         for smaps in [false, true] {
-            let opts = shmwho::collect::Options { paths: paths.clone(), smaps, cgroups: true, bpf: true, repeated: false, counters: true, titles: true };
+            let opts = shmwho::collect::Options { paths: paths.clone(), smaps, cgroups: true, bpf: true, repeated: false, counters: true, titles: true, pss_totals_only: false };
             if let Ok(snap) = shmwho::collect::collect(&opts) {
                 for policy in shmwho::account::Policy::ALL {
                     shmwho::account::account(&snap, policy);

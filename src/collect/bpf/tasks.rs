@@ -14,7 +14,7 @@ use crate::collect::stat::Stat;
 /// half of its `self_exec_id` (u32 each, 0 without a map), its real uid and its parent's tgid
 /// (u32 each: `status`'s first `Uid` and `PPid`), the kernfs ids of its v2 cgroup and of its
 /// cgroup in the memory controller's hierarchy (u64 each, 0 when unknown), 1 when its memory
-/// counters follow (u32), 0 (u32), and its memory counters in pages (i64 each, in the order
+/// counters follow (u32), how many mappings its walk visited (u32), and its memory counters in pages (i64 each, in the order
 /// of `mm_struct.rss_stat`: file, anon, swap entries, shmem; see [`Counters`]). Before it, one
 /// record (kind 2) per file mapping on a device of major 0: kind, tid (u32), start, end,
 /// vm_flags, vm_pgoff (u64), the kernel's dev_t, 0 (u32), inode (u64), 0 (u64 × 9).
@@ -45,6 +45,9 @@ pub(crate) struct TaskRecord {
     pub unchanged: bool,
     /// Its memory counters, where the program read them (see [`Counters`]).
     pub counters: Option<Counters>,
+    /// How many mappings the walk visited (all of them when it listed them all; 0 when it was
+    /// skipped): what reading its smaps would format (`super::super::body`).
+    pub mappings: u32,
 }
 
 /// A process's memory counters as `/proc/PID/status` prints them (`RssFile`, `RssAnon`,
@@ -122,6 +125,7 @@ impl TaskRecord {
             generation: None,
             unchanged: false,
             counters: None,
+            mappings: 0,
         }
     }
 }
@@ -509,6 +513,11 @@ pub(super) fn program(l: &Layout, generations: Option<i32>, cpus: Option<i32>) -
     p.label("next");
     p.push(&[mov(R1, FP), add_imm(R1, IT), call_kfunc(l.vma_next)]);
     p.jump(jeq_imm(R0, 0, 0), "done");
+    p.push(&[
+        ldx(Size::W, R1, FP, T + 92),
+        add_imm(R1, 1),
+        stx(Size::W, FP, T + 92, R1),
+    ]);
     // Pointers are walked from untrusted copies (of the mapping here, of the task below): the
     // verifier then spares each pointer load its linear searches of the kernel's BTF
     // (`btf_find_by_name_kind`, 20% of the whole scan's CPU before). `bpf_rdonly_cast` costs
@@ -849,6 +858,7 @@ pub(super) fn parse(bytes: &[u8], generations: bool) -> std::collections::HashMa
                 swap: long(112) as i64,
                 shmem: long(120) as i64,
             }),
+            mappings: word(92),
         };
         out.insert(word(4) as i32, rec);
     }

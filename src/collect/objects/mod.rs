@@ -121,7 +121,7 @@ fn gather_holders(ctx: &Context, processes: &[Process], raws: &[RawProcess], dra
                     end: e.end,
                     offset: e.offset,
                     shared: e.shared,
-                    pss_bytes: smaps.map(|s| s.0),
+                    pss_bytes: smaps.and_then(|s| s.0),
                     rss_bytes: smaps.map(|s| s.1),
                 },
             });

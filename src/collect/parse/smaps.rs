@@ -16,6 +16,10 @@ pub struct SmapsVma {
     pub private: u64,
     /// `Swap`, in bytes.
     pub swap: u64,
+    /// `Pss_Shmem` (smaps_rollup; smaps since Linux 6.11 too), in bytes.
+    pub pss_shmem: u64,
+    /// `ShmemPmdMapped`, in bytes.
+    pub shmem_pmd_mapped: u64,
 }
 
 /// Parses smaps text into mappings. A truncated final mapping keeps the fields it got.
@@ -36,6 +40,8 @@ pub fn parse(text: &[u8]) -> Vec<SmapsVma> {
                     vma.private = vma.private.saturating_add(bytes().unwrap_or(0))
                 }
                 b"Swap" => vma.swap = bytes().unwrap_or(0),
+                b"Pss_Shmem" => vma.pss_shmem = bytes().unwrap_or(0),
+                b"ShmemPmdMapped" => vma.shmem_pmd_mapped = bytes().unwrap_or(0),
                 _ => {}
             }
         } else if let Some(entry) = parse_line(line) {
@@ -45,6 +51,8 @@ pub fn parse(text: &[u8]) -> Vec<SmapsVma> {
                 pss: 0,
                 private: 0,
                 swap: 0,
+                pss_shmem: 0,
+                shmem_pmd_mapped: 0,
             });
         }
     }
@@ -75,6 +83,17 @@ mod tests {
         );
         // Same mappings as maps (python's own mmaps only: the fixture was captured in one go).
         assert!(vmas.len() + 2 >= maps.len());
+    }
+
+    #[test]
+    fn rollup_gives_its_shmem_figures() {
+        let text = b"00400000-7ffc8d7e5000 ---p 00000000 00:00 0                          [rollup]\nRss:               19280 kB\nPss:                9240 kB\nPss_Shmem:          1674 kB\nPrivate_Clean:      7056 kB\nPrivate_Dirty:      1924 kB\nShmemPmdMapped:     2048 kB\n";
+        let v = parse(text);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].pss, 9240 * 1024);
+        assert_eq!(v[0].pss_shmem, 1674 * 1024);
+        assert_eq!(v[0].private, (7056 + 1924) * 1024);
+        assert_eq!(v[0].shmem_pmd_mapped, 2048 * 1024);
     }
 
     #[test]

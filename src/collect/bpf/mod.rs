@@ -645,4 +645,42 @@ mod tests {
         assert_eq!((t.uid, t.stat.ppid), (status.uid, status.ppid));
         assert!(s.with_fds && s.fds.contains_key(&me), "our memfd is listed");
     }
+
+    /// The `task` program counts every mapping maps lists, but the gate page (`[vsyscall]`),
+    /// which is not one of the process's own (`body::PssHint` weighs smaps' text by it).
+    #[test]
+    fn task_records_count_the_mappings_maps_lists() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: loading a BPF iterator needs root (tests/bpf.rs says so)");
+            return;
+        }
+        struct Killed(std::process::Child);
+        impl Drop for Killed {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = Killed(
+            std::process::Command::new("sleep")
+                .arg("600")
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id() as i32;
+        // Asleep: exec and the dynamic loader are done, its mappings stay as they are.
+        let asleep = || {
+            let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+            crate::collect::stat::parse(&stat).is_some_and(|s| s.state == b'S')
+        };
+        let t0 = std::time::Instant::now();
+        while !asleep() {
+            assert!(t0.elapsed().as_secs() < 10, "sleep did not fall asleep");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+        let own = maps.lines().filter(|l| !l.ends_with("[vsyscall]")).count();
+        let s = take(Plan::default(), &Placed::all()).expect("iterators run");
+        assert_eq!(s.tasks[&pid].mappings as usize, own, "{maps}");
+    }
 }

@@ -270,3 +270,88 @@ fn split_counts_each_process_once() {
         assert!(bytes.abs_diff(k * pg / 2) <= 1, "{ch:?}");
     }
 }
+
+/// The `kB` figures of `/proc/PID/smaps_rollup` named `keys`, summed.
+fn rollup_kb(pid: i64, keys: &[&str]) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .filter(|l| keys.contains(&l.split(':').next().unwrap_or_default()))
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Workers that map all of their pool's region (as PHP-FPM's workers map their opcache) get
+/// their PSS and USS counted from pagemap and kpagecount (`collect::pss`), not from a walk of
+/// their page tables: the figures smaps_rollup gives, to the kB. (smaps' figures, summed over
+/// ~36 mappings each rounded down to the kB, mostly fall short of it.) The pool runs from a
+/// copy of the binary: otherwise the scanning shmwho maps the pages of the workers' binary too,
+/// adding itself to their mapcounts while it reads them, where smaps_rollup read from here
+/// afterwards does not.
+#[test]
+fn pss_of_pool_workers_is_the_rollups() {
+    if !require_root("PSS is counted from page frame numbers") {
+        return;
+    }
+    struct Copy(std::path::PathBuf);
+    impl Drop for Copy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let copy = Copy(std::env::temp_dir().join(format!("shmwho-pss-pool-{}", unique())));
+    std::fs::copy(bin(), &copy.0).expect("copy the binary");
+    let lab = Spawned::start_from(
+        &copy.0,
+        &[
+            "lab",
+            "pool",
+            "--workers",
+            "3",
+            "--shared",
+            "32M",
+            "--json",
+            "--for",
+            "120",
+        ],
+    );
+    let workers: Vec<i64> = lab.json()["worker_pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    let list = workers
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut last = String::new();
+    // A worker may still fault a page after the pool printed: retry until they agree.
+    for _ in 0..5 {
+        let doc = json(&["procs", "--pss", "--json", "--pid", &list]);
+        let got: Vec<(u64, u64)> = workers
+            .iter()
+            .map(|&w| {
+                let r = row(&doc, w);
+                (u(&r["pss_bytes"]) / 1024, u(&r["uss_bytes"]) / 1024)
+            })
+            .collect();
+        let want: Vec<(u64, u64)> = workers
+            .iter()
+            .map(|&w| {
+                (
+                    rollup_kb(w, &["Pss"]),
+                    rollup_kb(w, &["Private_Clean", "Private_Dirty"]),
+                )
+            })
+            .collect();
+        if got == want {
+            // Each worker's share of the region: 32 MiB over the master and 3 workers.
+            assert!(got.iter().all(|&(pss, _)| pss >= (32 << 10) / 4), "{got:?}");
+            return;
+        }
+        last = format!("(pss kB, uss kB): shmwho {got:?}, smaps_rollup {want:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("{last}");
+}

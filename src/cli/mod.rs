@@ -369,8 +369,9 @@ fn procs(mut a: ProcsArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         repeated: false,
         counters: true,
         titles: true,
-        // PSS and USS per process; the `touched` policy charges by each mapping's PSS.
-        pss_totals_only: !policy.needs_smaps(),
+        // PSS and USS per process; the `touched` policy charges by each mapping's PSS, and
+        // so does the TOUCHED column of `--by cgroup`.
+        pss_totals_only: !policy.needs_smaps() && !matches!(a.by, Some(GroupByArg::Cgroup)),
     })?;
     check_pids(&snap, &a.pid)?;
     let acc = account::account(&snap, policy);

@@ -8,6 +8,7 @@ use super::parse::{maps, smaps};
 use super::process::under;
 use super::process::SmapsFigures;
 use super::procmap::{self, Walked};
+use super::pss;
 use super::read::{classify, fill_file, open_sub, read_file, ProcDir, Read, SMAPS_CHUNK};
 use super::{Context, RawProcess};
 use crate::model::{Pid, Process, SmapsTotals};
@@ -53,7 +54,10 @@ impl MapsSource {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PssHint {
     pub mappings: u32,
+    /// `RssShmem`, exact (the `task` program's sum).
     pub shmem_bytes: u64,
+    /// `RssAnon` + `RssFile`.
+    pub other_bytes: u64,
 }
 
 impl PssHint {
@@ -69,6 +73,19 @@ impl PssHint {
         let present = self.shmem_bytes / page;
         let pagemap_ns = present.saturating_mul(30).saturating_add(pages);
         pagemap_ns < u64::from(self.mappings) * 4000
+    }
+
+    /// Whether [`pss::Counter::count`] should cost less than smaps_rollup's walk: it looks
+    /// once at each mapping (a query) and at each page that is not an object's (pagemap, then
+    /// a mapcount, mostly one already read), where the walk looks at every page. Measured
+    /// with `bench/ratios.sh` and `bench/fpm.sh` (docs/bench.md, "PSS counted from pagemap and
+    /// kpagecount"): ~FIXME.
+    pub fn counting_cheaper(&self, page: u64) -> bool {
+        let (shmem, other) = (self.shmem_bytes / page, self.other_bytes / page);
+        let counting_ns = u64::from(self.mappings)
+            .saturating_mul(500)
+            .saturating_add(other.saturating_mul(60));
+        counting_ns < shmem.saturating_add(other).saturating_mul(35)
     }
 }
 
@@ -100,6 +117,9 @@ pub(crate) fn read_maps(
         .chain(ctx.tmpfs.keys().copied())
         .filter(|&d| ctx.huge_page_size(d).is_none())
         .collect();
+    let counter = (want_smaps && totals_only)
+        .then(|| pss::Counter::new(&ctx.paths.proc_root))
+        .flatten();
     deadline::call_each(items, file, move |src| {
         let MapsSource {
             dir,
@@ -129,16 +149,29 @@ pub(crate) fn read_maps(
                     if totals_only
                         && listed
                             .iter()
-                            .all(|v| v.shared && shmem_devs.contains(&v.dev))
-                        && hint.is_some_and(|h| h.rollup_cheaper(listed, page)) =>
+                            .all(|v| v.shared && shmem_devs.contains(&v.dev)) =>
                 {
+                    let Some(hint) = hint else {
+                        return read_one(dir.as_fd(), want_smaps, &segment_devs, buf);
+                    };
+                    let counting = counter.as_ref().filter(|_| hint.counting_cheaper(page));
+                    if counting.is_none() && !hint.rollup_cheaper(listed, page) {
+                        return read_one(dir.as_fd(), want_smaps, &segment_devs, buf);
+                    }
                     let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
                     let read =
                         from_listed(dir.as_fd(), listed, access, &segment_devs, buf, &mut names)?;
                     drop(names);
-                    if let Some(read) = read {
-                        if let Some(read) = by_rollup(dir.as_fd(), read, buf, page)? {
-                            return Ok(read);
+                    if let Some(mut read) = read {
+                        if let Some(counter) = counting {
+                            if by_counting(counter, dir.as_fd(), &mut read, hint, buf, page)? {
+                                return Ok(read);
+                            }
+                        }
+                        if hint.rollup_cheaper(listed, page) {
+                            if let Some(read) = by_rollup(dir.as_fd(), read, buf, page)? {
+                                return Ok(read);
+                            }
                         }
                     }
                 }
@@ -196,6 +229,33 @@ fn by_rollup(
     read.pss = rollup.pss;
     read.private = rollup.private;
     Ok(Some(read))
+}
+
+/// A process's PSS and USS counted from pagemap and kpagecount ([`pss::Counter::count`]) into
+/// `read` (its mappings of shared memory objects as [`from_listed`] named them; the caller
+/// has checked they are all shared mappings of shmem or tmpfs files and the process has no
+/// other file mapping on a device of major 0). `Ok(false)` where that cannot be done.
+///
+/// On the 300-worker pool of `bench/ratios.sh` (each worker maps all of a 64 MiB region)
+/// `procs --pss` took FIXME.
+fn by_counting(
+    counter: &pss::Counter,
+    dir: BorrowedFd<'_>,
+    read: &mut MapsRead,
+    hint: PssHint,
+    buf: &mut Vec<u8>,
+    page: u64,
+) -> std::io::Result<bool> {
+    let objects: Vec<&maps::MapsEntry> = read.entries.iter().map(|(e, _)| e).collect();
+    let Some(figures) = counter.count(dir, &objects, hint.shmem_bytes, page, buf)? else {
+        return Ok(false);
+    };
+    for ((_, f), (pss, rss, private)) in read.entries.iter_mut().zip(figures.mappings) {
+        *f = Some((Some(pss), rss, private));
+    }
+    read.pss = figures.pss;
+    read.private = figures.private;
+    Ok(true)
 }
 
 /// The mappings the BPF `task` iterator listed for the process at `dir` ([`super::bpf`]),
@@ -711,12 +771,14 @@ mod tests {
         let fpm = PssHint {
             mappings: 155,
             shmem_bytes: 3 << 20,
+            other_bytes: 12 << 20,
         };
         assert!(fpm.rollup_cheaper(&[vma(16384), vma(86)], 4096));
         // The lab pool of bench/ratios.sh: 36 mappings, all 64 MiB resident.
         let lab = PssHint {
             mappings: 36,
             shmem_bytes: 64 << 20,
+            other_bytes: 1500 << 10,
         };
         assert!(!lab.rollup_cheaper(&[vma(16384)], 4096));
     }

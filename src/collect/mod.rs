@@ -21,6 +21,7 @@ pub mod parse;
 pub mod paths;
 mod process;
 mod procmap;
+mod pss;
 mod read;
 pub mod residency;
 mod sysv_ns;

@@ -40,12 +40,29 @@ pub(crate) fn count_range(
     page: u64,
     buf: &mut Vec<u8>,
 ) -> io::Result<(u64, u64)> {
+    let (mut present, mut only) = (0, 0);
+    each_present(fd, start, end, page, buf, |v| {
+        present += 1;
+        only += u64::from(v & PM_MMAP_EXCLUSIVE != 0);
+    })?;
+    Ok((present, only))
+}
+
+/// Calls `f` with the pagemap entry of every present page of `start..end` in the process whose
+/// pagemap is `fd`, the entries read 64 KiB at a time into `buf`.
+pub(crate) fn each_present(
+    fd: rustix::fd::BorrowedFd<'_>,
+    start: u64,
+    end: u64,
+    page: u64,
+    buf: &mut Vec<u8>,
+    mut f: impl FnMut(u64),
+) -> io::Result<()> {
     const CHUNK: usize = 64 * 1024;
     if buf.len() < CHUNK {
         buf.resize(CHUNK, 0);
     }
     let (mut at, last) = (start / page * 8, end.div_ceil(page) * 8);
-    let (mut present, mut only) = (0, 0);
     while at < last {
         let want = usize::try_from(last - at).unwrap_or(CHUNK).min(CHUNK);
         let n = rustix::io::pread(fd, &mut buf[..want], at)?;
@@ -56,13 +73,12 @@ pub(crate) fn count_range(
         for e in buf[..n].chunks_exact(8) {
             let v = u64::from_le_bytes(e.try_into().expect("8 bytes"));
             if v & PM_PRESENT != 0 {
-                present += 1;
-                only += u64::from(v & PM_MMAP_EXCLUSIVE != 0);
+                f(v);
             }
         }
         at += n as u64;
     }
-    Ok((present, only))
+    Ok(())
 }
 
 /// A set of pages as sorted, disjoint, non-adjacent runs `(first_page, page_count)`. Serialises

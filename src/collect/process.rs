@@ -237,6 +237,7 @@ pub(crate) fn scan_all(
             let hint = PssHint {
                 mappings: h.mappings,
                 shmem_bytes: h.p.rss_shmem_bytes,
+                other_bytes: h.p.rss_anon_bytes.saturating_add(h.p.rss_file_bytes),
             };
             let source = MapsSource {
                 dir: ProcDir::clone(&h.tdir),

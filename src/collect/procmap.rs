@@ -208,6 +208,58 @@ pub(crate) fn walk(
     Ok(Walked::Entries(out))
 }
 
+/// One mapping as [`spans`] gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub start: u64,
+    pub end: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+}
+
+/// Every mapping of `maps` (an open `/proc/PID/maps`), anonymous ones too, in address order:
+/// one query each, without names. `Ok(None)` where the queries cannot say (no
+/// `PROCMAP_QUERY`, a refused query, the process gone meanwhile).
+pub(crate) fn spans(maps: BorrowedFd<'_>) -> std::io::Result<Option<Vec<Span>>> {
+    let mut out = Vec::new();
+    let mut addr = 0u64;
+    loop {
+        let mut q = ProcmapQuery {
+            size: std::mem::size_of::<ProcmapQuery>() as u64,
+            query_flags: QUERY_COVERING_OR_NEXT_VMA,
+            query_addr: addr,
+            ..ProcmapQuery::default()
+        };
+        match query(maps, &mut q) {
+            Ok(()) => {}
+            // ENOENT: no mapping at or after `addr`.
+            Err(Errno::NOENT) => break,
+            Err(
+                Errno::SRCH
+                | Errno::NOTTY
+                | Errno::INVAL
+                | Errno::OPNOTSUPP
+                | Errno::PERM
+                | Errno::ACCESS,
+            ) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        if q.vma_end <= addr {
+            break; // no progress: never seen, but a loop here would never end
+        }
+        out.push(Span {
+            start: q.vma_start,
+            end: q.vma_end,
+            dev_major: q.dev_major,
+            dev_minor: q.dev_minor,
+            inode: q.inode,
+        });
+        addr = q.vma_end;
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,17 +75,18 @@ impl PssHint {
         pagemap_ns < u64::from(self.mappings) * 4000
     }
 
-    /// Whether [`pss::Counter::count`] should cost less than smaps_rollup's walk: it looks
-    /// once at each mapping (a query) and at each page that is not an object's (pagemap, then
-    /// a mapcount, mostly one already read), where the walk looks at every page. Measured
-    /// with `bench/ratios.sh` and `bench/fpm.sh` (docs/bench.md, "PSS counted from pagemap and
-    /// kpagecount"): ~FIXME.
+    /// Whether [`pss::Counter::count`] should cost less than smaps_rollup's walk, which looks
+    /// at every page (~40 ns each on the 300-worker pool of `bench/ratios.sh`: 0.74 ms per
+    /// worker of 16,700 pages). Counting looks at each mapping (a query; ~1 µs each with the
+    /// pagemap read around it) and at each page that is not an object's (its pagemap entry,
+    /// those of the absent pages around it, and a mapcount, mostly one read already: ~100 ns
+    /// per resident page), each object's pages once per scan.
     pub fn counting_cheaper(&self, page: u64) -> bool {
         let (shmem, other) = (self.shmem_bytes / page, self.other_bytes / page);
         let counting_ns = u64::from(self.mappings)
-            .saturating_mul(500)
-            .saturating_add(other.saturating_mul(60));
-        counting_ns < shmem.saturating_add(other).saturating_mul(35)
+            .saturating_mul(1000)
+            .saturating_add(other.saturating_mul(100));
+        counting_ns < shmem.saturating_add(other).saturating_mul(40)
     }
 }
 
@@ -758,7 +759,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rollup_is_chosen_where_smaps_text_would_cost_more() {
+    fn the_cheapest_way_is_chosen() {
         let vma = |pages: u64| VmaRecord {
             start: 0,
             end: pages * 4096,
@@ -781,6 +782,14 @@ mod tests {
             other_bytes: 1500 << 10,
         };
         assert!(!lab.rollup_cheaper(&[vma(16384)], 4096));
+        // Counting beats both where the objects' pages are most of a process's, not elsewhere.
+        assert!(lab.counting_cheaper(4096));
+        assert!(!fpm.counting_cheaper(4096));
+        let no_objects = PssHint {
+            shmem_bytes: 0,
+            ..lab
+        };
+        assert!(!no_objects.counting_cheaper(4096));
     }
 
     /// A mapping of a file whose path is longer than `PATH_MAX` (the kernel's name buffer for

@@ -12,7 +12,7 @@ rounds=${2:-9}
 requests=${3:-600}
 [ "$(id -u)" = 0 ] || { echo "bench/fpm.sh: run as root" >&2; exit 1; }
 fpm=/usr/sbin/php-fpm8.2
-opcache=$(ls /usr/lib/php/*/opcache.so 2>/dev/null | head -1)
+opcache=$(ls /usr/lib/php/*/opcache.so 2>/dev/null | head -1 || true)
 [ -x "$fpm" ] && [ -n "$opcache" ] && command -v cgi-fcgi >/dev/null ||
   { echo "bench/fpm.sh: needs php8.2-fpm, php8.2-opcache and libfcgi-bin" >&2; exit 1; }
 

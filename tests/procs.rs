@@ -262,7 +262,11 @@ fn split_counts_each_process_once() {
     let doc = json(&["--json", "--charge", "split"]);
     let o = find_inode(&doc, &m.identity()).expect("listed");
     assert_eq!(u(&o["resident_bytes"]), k * pg);
-    assert_eq!(holders(o), vec![fd_holder(me), map(c.pid()), map(c.pid())]);
+    // Sorted: after the pid numbers wrap around, the child's may be the lower.
+    assert_eq!(
+        holders(o),
+        sorted(vec![fd_holder(me), map(c.pid()), map(c.pid())])
+    );
     let ch = charges(o);
     assert_eq!(ch.len(), 2, "{ch:?}");
     for (pid, bytes) in &ch {
@@ -283,10 +287,12 @@ fn rollup_kb(pid: i64, keys: &[&str]) -> u64 {
 /// Workers that map all of their pool's region (as PHP-FPM's workers map their opcache) get
 /// their PSS and USS counted from pagemap and kpagecount (`collect::pss`), not from a walk of
 /// their page tables: the figures smaps_rollup gives, to the kB. (smaps' figures, summed over
-/// ~36 mappings each rounded down to the kB, mostly fall short of it.) The pool runs from a
-/// copy of the binary: otherwise the scanning shmwho maps the pages of the workers' binary too,
-/// adding itself to their mapcounts while it reads them, where smaps_rollup read from here
-/// afterwards does not.
+/// ~36 mappings each rounded down to the kB, mostly fall short of it; that the counting is
+/// chosen for such a worker, and its figures to the byte, are checked in `collect::pss` and
+/// `collect::body`.) The pool runs from a copy of the binary: otherwise the scanning shmwho
+/// maps the pages of the workers' binary too, adding itself to their mapcounts while it reads
+/// them, where smaps_rollup read from here afterwards does not. Their libc is mapped by every
+/// process starting or ending meanwhile (shmwho too), so their PSS may differ by a kB.
 #[test]
 fn pss_of_pool_workers_is_the_rollups() {
     if !require_root("PSS is counted from page frame numbers") {
@@ -345,7 +351,11 @@ fn pss_of_pool_workers_is_the_rollups() {
                 )
             })
             .collect();
-        if got == want {
+        let near = got
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.1 == w.1 && g.0.abs_diff(w.0) <= 1);
+        if near {
             // Each worker's share of the region: 32 MiB over the master and 3 workers.
             assert!(got.iter().all(|&(pss, _)| pss >= (32 << 10) / 4), "{got:?}");
             return;

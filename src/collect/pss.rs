@@ -42,6 +42,9 @@ const PSS_SHIFT: u32 = 12;
 /// 19,996 preads).
 const BRIDGE: u64 = 8;
 
+/// An object's pages are read from pagemap this many at a time (64 KiB of entries).
+const OBJECT_CHUNK: u64 = 8192;
+
 /// A process's figures, as smaps would sum them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Figures {
@@ -234,7 +237,9 @@ impl Counter {
     /// The PSS (in 1/4096 bytes) of all the pages of the object mapped at `e`, whose `stat`
     /// is `st`, and how many are mapped once: counted through this process's `pagemap` the
     /// first time (it maps every page), from the scan's table after. `None` where the pages
-    /// present are not all it has (it changed since its `stat`).
+    /// present are not all it has (it changed since its `stat`). Read [`OBJECT_CHUNK`] pages
+    /// at a time, their mapcounts not kept: an object of many GiB costs no more memory than a
+    /// small one.
     fn object(
         &self,
         pagemap: BorrowedFd<'_>,
@@ -249,34 +254,44 @@ impl Counter {
         }
         let end = e
             .start
-            .saturating_add(st.size.div_ceil(page).saturating_mul(page));
-        let mut pfns = Vec::with_capacity(usize::try_from(st.allocated / page).unwrap_or(0));
-        each_present(pagemap, e.start, end.min(e.end), page, buf, |v| {
-            pfns.push(v & PM_PFN_MASK)
-        })?;
-        if (pfns.len() as u64).saturating_mul(page) != st.allocated || pfns.contains(&0) {
-            return Ok(None);
-        }
+            .saturating_add(st.size.div_ceil(page).saturating_mul(page))
+            .min(e.end);
         let whole = page << PSS_SHIFT;
-        let (mut pss, mut once) = (0u64, 0u64);
-        let mut counts = Vec::new();
-        self.mapcounts(&pfns, &mut counts)?;
-        for &n in &counts {
-            match n {
-                0 => return Ok(None), // unmapped since: this process no longer maps it
+        let (mut pss, mut once, mut present) = (0u64, 0u64, 0u64);
+        let (mut pfns, mut entries) = (Vec::new(), Vec::new());
+        let mut at = e.start;
+        while at < end {
+            let to = at.saturating_add(OBJECT_CHUNK * page).min(end);
+            pfns.clear();
+            each_present(pagemap, at, to, page, buf, |v| pfns.push(v & PM_PFN_MASK))?;
+            present += pfns.len() as u64;
+            pfns.sort_unstable();
+            if pfns.first() == Some(&0) {
+                return Ok(None); // frame numbers hidden after all
+            }
+            let mut unmapped = false;
+            self.read_counts(&pfns, &mut entries, |_, n| match n {
+                0 => unmapped = true, // unmapped since: this process no longer maps it
                 1 => {
                     once += 1;
                     pss = pss.saturating_add(whole);
                 }
                 n => pss = pss.saturating_add(whole / n),
+            })?;
+            if unmapped {
+                return Ok(None);
             }
+            at = to;
+        }
+        if present.saturating_mul(page) != st.allocated {
+            return Ok(None);
         }
         self.objects().insert(id, Object::Counted(st, pss, once));
         Ok(Some((st, pss, once)))
     }
 
     /// The mapcount of each of `pfns`, in that order, into `out`: from the scan's table, and
-    /// those not in it yet read from kpagecount, in runs of nearby frames.
+    /// those not in it yet read from kpagecount and kept there.
     fn mapcounts(&self, pfns: &[u64], out: &mut Vec<u64>) -> std::io::Result<()> {
         let mut counts = self.mapcounts.lock().unwrap_or_else(|e| e.into_inner());
         out.clear();
@@ -294,28 +309,41 @@ impl Counter {
             return Ok(());
         }
         missing.sort_unstable();
-        let mut entries = Vec::new();
+        let sorted: Vec<u64> = missing.iter().map(|m| m.0).collect();
+        self.read_counts(&sorted, &mut Vec::new(), |k, n| {
+            let (pfn, at) = missing[k];
+            counts.insert(pfn, n);
+            out[at] = n;
+        })
+    }
+
+    /// Reads the mapcount of each of `sorted` (page frame numbers, ascending) from kpagecount,
+    /// in runs of nearby frames read into `entries`, calling `f` with its index and count.
+    fn read_counts(
+        &self,
+        sorted: &[u64],
+        entries: &mut Vec<u8>,
+        mut f: impl FnMut(usize, u64),
+    ) -> std::io::Result<()> {
         let mut i = 0;
-        while i < missing.len() {
-            let first = missing[i].0;
+        while i < sorted.len() {
+            let first = sorted[i];
             let mut j = i + 1;
-            while j < missing.len() && missing[j].0 - missing[j - 1].0 <= BRIDGE {
+            while j < sorted.len() && sorted[j] - sorted[j - 1] <= BRIDGE {
                 j += 1;
             }
-            let last = missing[j - 1].0;
-            let n = usize::try_from(last - first + 1).unwrap_or(usize::MAX);
+            let n = usize::try_from(sorted[j - 1] - first + 1).unwrap_or(usize::MAX);
             entries.clear();
             entries.resize(n * 8, 0u8);
-            let got = rustix::io::pread(&self.kpagecount, &mut entries, first * 8)?;
-            for &(pfn, at) in &missing[i..j] {
+            let got = rustix::io::pread(&self.kpagecount, &mut entries[..], first * 8)?;
+            for (k, &pfn) in sorted.iter().enumerate().take(j).skip(i) {
                 let e = usize::try_from(pfn - first).unwrap_or(usize::MAX) * 8;
                 // Beyond what was read (past the last frame): not RAM, mapped by no one.
                 let count = entries
                     .get(e..e + 8)
                     .filter(|_| e + 8 <= got)
                     .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-                counts.insert(pfn, count);
-                out[at] = count;
+                f(k, count);
             }
             i = j;
         }

@@ -15,15 +15,17 @@ impl Spawned {
     /// Starts `shmwho args` and waits for its first stdout line (the lab's ground truth, the
     /// exporter's address). Panics with its stderr if it exits first.
     pub fn start(args: &[&str]) -> Spawned {
-        Spawned::start_from(std::path::Path::new(bin()), args)
+        Spawned::start_from(std::path::Path::new(bin()), &[], args)
     }
 
-    /// [`Spawned::start`] of the binary at `path` (a copy of shmwho).
-    pub fn start_from(path: &std::path::Path, args: &[&str]) -> Spawned {
+    /// [`Spawned::start`] of the binary at `path` (a copy of shmwho), with `env` added to
+    /// its environment.
+    pub fn start_from(path: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> Spawned {
         use std::io::BufRead as _;
         let mut child = {
             let _g = lock();
             std::process::Command::new(path)
+                .envs(env.iter().copied())
                 .args(args)
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::piped())

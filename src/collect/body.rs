@@ -681,23 +681,8 @@ mod tests {
     /// shared mappings are not copied at fork, so no other mapping of the child has any.)
     #[test]
     fn rollup_and_pagemap_give_what_smaps_gives() {
-        struct Region(usize, usize);
-        impl Drop for Region {
-            fn drop(&mut self) {
-                // SAFETY: the mapping made below, not used after this.
-                unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
-            }
-        }
-        struct Reaped(libc::pid_t);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                // SAFETY: our own child, killed and reaped once.
-                unsafe {
-                    libc::kill(self.0, libc::SIGKILL);
-                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
-                }
-            }
-        }
+        let _mappings = super::super::guards::hold_mappings();
+        use super::super::guards::{fork_paused, Region};
         let pg = rustix::param::page_size();
         let len = 64 * pg;
         let prot = libc::PROT_READ | libc::PROT_WRITE;
@@ -714,26 +699,8 @@ mod tests {
             }
         };
         write(4..8);
-        let (rx, tx) = std::io::pipe().unwrap();
-        // SAFETY: the child writes to the region, to the pipe and pauses (async-signal-safe
-        // only) and never returns.
-        let pid = match unsafe { libc::fork() } {
-            0 => {
-                write(4..24);
-                // SAFETY: raw syscalls in the child.
-                unsafe {
-                    libc::write(rustix::fd::AsRawFd::as_raw_fd(&tx), b"x".as_ptr().cast(), 1);
-                    loop {
-                        libc::pause();
-                    }
-                }
-            }
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            pid => pid,
-        };
-        let _child = Reaped(pid);
-        drop(tx);
-        assert_eq!(std::io::Read::read(&mut &rx, &mut [0u8; 1]).unwrap(), 1);
+        let child = fork_paused(|| write(4..24));
+        let pid = child.0;
         let proc_dir = format!("/proc/{pid}");
         let dir = super::super::read::open_dir(std::path::Path::new(&proc_dir)).unwrap();
         let maps = std::fs::read(format!("{proc_dir}/maps")).unwrap();

@@ -11,6 +11,8 @@ pub mod container;
 mod context;
 pub mod deadline;
 pub mod drill;
+#[cfg(test)]
+mod guards;
 mod hugetlb;
 pub mod measure;
 mod namespaces;

@@ -380,6 +380,7 @@ mod tests {
 
     #[test]
     fn walk_gives_what_the_text_gives() {
+        let _mappings = super::super::guards::hold_mappings();
         use rustix::fd::AsFd;
         use rustix::mm::MapFlags;
         let memfd = rustix::fs::memfd_create(

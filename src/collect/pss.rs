@@ -410,23 +410,8 @@ mod tests {
     /// the kB.
     #[test]
     fn counted_figures_are_smaps_rollups() {
-        struct Region(usize, usize);
-        impl Drop for Region {
-            fn drop(&mut self) {
-                // SAFETY: a mapping made below, not used after this.
-                unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
-            }
-        }
-        struct Reaped(libc::pid_t);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                // SAFETY: our own child, killed and reaped once.
-                unsafe {
-                    libc::kill(self.0, libc::SIGKILL);
-                    libc::waitpid(self.0, std::ptr::null_mut(), 0);
-                }
-            }
-        }
+        let _mappings = super::super::guards::hold_mappings();
+        use super::super::guards::{fork_paused, Region};
         if Counter::new(std::path::Path::new("/proc")).is_none() {
             eprintln!("skipped: page frame numbers and kpagecount need CAP_SYS_ADMIN (root)");
             return;
@@ -451,28 +436,12 @@ mod tests {
         let own = map(5, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
         write(&shared, 0..48);
         write(&cow, 0..16);
-        let (rx, tx) = std::io::pipe().unwrap();
-        // SAFETY: the child touches its memory, writes to the pipe and pauses
-        // (async-signal-safe only) and never returns.
-        let pid = match unsafe { libc::fork() } {
-            0 => {
-                write(&shared, 0..48);
-                write(&cow, 0..8);
-                write(&own, 0..5);
-                // SAFETY: raw syscalls in the child.
-                unsafe {
-                    libc::write(rustix::fd::AsRawFd::as_raw_fd(&tx), b"x".as_ptr().cast(), 1);
-                    loop {
-                        libc::pause();
-                    }
-                }
-            }
-            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
-            pid => pid,
-        };
-        let _child = Reaped(pid);
-        drop(tx);
-        assert_eq!(std::io::Read::read(&mut &rx, &mut [0u8; 1]).unwrap(), 1);
+        let child = fork_paused(|| {
+            write(&shared, 0..48);
+            write(&cow, 0..8);
+            write(&own, 0..5);
+        });
+        let pid = child.0;
         let proc_dir = format!("/proc/{pid}");
         let dir = super::super::read::open_dir(std::path::Path::new(&proc_dir)).unwrap();
         let maps = std::fs::read(format!("{proc_dir}/maps")).unwrap();

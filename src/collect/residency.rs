@@ -423,6 +423,7 @@ mod tests {
 
     #[test]
     fn mincore_and_extents_agree_without_swap() {
+        let _mappings = super::super::guards::hold_mappings();
         let page = rustix::param::page_size() as u64;
         let fd = memfd(64, page);
         for p in [0, 1, 2, 10, 40, 63] {
@@ -440,6 +441,7 @@ mod tests {
 
     #[test]
     fn fallocated_pages_are_resident_but_not_data() {
+        let _mappings = super::super::guards::hold_mappings();
         let page = rustix::param::page_size() as u64;
         // fallocate takes a 2 MiB page while shmem THP is `always` (another run on the host
         // may set it for a moment), and no mapping can ask otherwise: retry until base pages.
@@ -504,6 +506,7 @@ mod tests {
 
     #[test]
     fn object_residency_checks_identity() {
+        let _mappings = super::super::guards::hold_mappings();
         let page = rustix::param::page_size() as u64;
         let fd = memfd(8, page);
         write_page(&fd, 3, page);
